@@ -1,0 +1,19 @@
+"""The Functions entry point: one FunctionApp, one Blueprint per area.
+
+The host indexes functions by importing this module, so it must stay cheap: no I/O, no model,
+no mem0 import. Everything heavy is built on first use (shared/runtime.py).
+"""
+
+import azure.functions as func
+
+from functions.chat import bp as chat_bp
+from functions.docs import bp as docs_bp
+from functions.memory import bp as memory_bp
+from functions.system import bp as system_bp
+from shared.logging_setup import configure_logging
+
+configure_logging()
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+for blueprint in (chat_bp, memory_bp, system_bp, docs_bp):
+    app.register_functions(blueprint)

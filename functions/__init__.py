@@ -1,0 +1,1 @@
+"""The HTTP face of the service: one Blueprint per area, one function per endpoint."""

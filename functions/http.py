@@ -1,0 +1,195 @@
+"""What every HTTP function shares: request id, body parsing and validation, the envelope, error
+mapping, metrics and logging. A function body only parses its inputs and calls one service method.
+
+`endpoint(...)` also records the request/response models on the function, which is where
+`/openapi.json` reads them from (see shared/openapi.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ServiceError,
+    ValidationFailed,
+    error_body,
+    internal_error_body,
+    new_request_id,
+    request_id_var,
+    utc_now_iso,
+)
+from shared.metrics import metrics
+
+logger = logging.getLogger("memory_layer.http")
+
+M = TypeVar("M", bound=BaseModel)
+
+# Default ceiling before settings are loaded; the configured one applies once they are.
+_DEFAULT_MAX_BODY = 1_048_576
+
+
+@dataclass
+class EndpointSpec:
+    """What the OpenAPI document says about one function."""
+
+    summary: str
+    tag: str
+    request_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+    enveloped: bool = True
+    success_message: str = ""
+    query_params: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    content_type: str = "application/json"
+
+
+Handler = Callable[[func.HttpRequest], Any]
+
+
+class Reply:
+    """A handler's result: the data and, for enveloped endpoints, the message."""
+
+    def __init__(self, data: Any, message: str | None = None, status: int = 200) -> None:
+        self.data = data
+        self.message = message
+        self.status = status
+
+
+def endpoint(spec: EndpointSpec) -> Callable[[Handler], Callable[[func.HttpRequest], func.HttpResponse]]:
+    def decorate(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
+        def run(req: func.HttpRequest) -> func.HttpResponse:
+            request_id = new_request_id(req.headers.get("x-request-id"))
+            token = request_id_var.set(request_id)
+            started = time.perf_counter()
+            metrics.begin()
+            status = 500
+            try:
+                response = _invoke(handler, spec, req, request_id)
+                status = response.status_code
+                return response
+            finally:
+                elapsed = time.perf_counter() - started
+                metrics.end(handler.__name__, status, elapsed)
+                logger.info(
+                    "%s %s -> %d in %.1f ms", req.method, _path(req.url), status, elapsed * 1000,
+                    extra={"function": handler.__name__, "status": status},
+                )
+                request_id_var.reset(token)
+
+        # Not functools.wraps: the worker binds by this wrapper's own signature, which must stay
+        # `(req: HttpRequest) -> HttpResponse` whatever the handler returns.
+        run.__name__ = run.__qualname__ = handler.__name__
+        run.__doc__ = handler.__doc__
+        run.__module__ = handler.__module__
+        run.endpoint_spec = spec  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def _invoke(handler: Handler, spec: EndpointSpec, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
+    try:
+        result = handler(req)
+    except ServiceError as error:
+        if error.status >= 500:
+            logger.warning("%s: %s", error.code, error.message)
+        return json_response(error_body(error, request_id), error.status, request_id, error.headers)
+    except Exception:
+        logger.exception("unhandled error")
+        return json_response(internal_error_body(request_id), 500, request_id)
+    if isinstance(result, func.HttpResponse):
+        result.headers["x-request-id"] = request_id
+        return result
+    reply = result if isinstance(result, Reply) else Reply(result)
+    data = _dump(reply.data)
+    if spec.enveloped:
+        body = {
+            "success": True,
+            "message": reply.message or spec.success_message,
+            "data": data,
+            "timestamp": utc_now_iso(),
+            "request_id": request_id,
+        }
+    else:
+        body = data
+    return json_response(body, reply.status, request_id)
+
+
+def _dump(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    return data
+
+
+def _path(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"
+
+
+def json_response(
+    body: Any, status: int = 200, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    all_headers = dict(headers or {})
+    if request_id:
+        all_headers["x-request-id"] = request_id
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False, default=str),
+        status_code=status,
+        headers=all_headers,
+        mimetype="application/json",
+        charset="utf-8",
+    )
+
+
+def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+    """The JSON body validated against `model`: 413 when too large, 400 when not JSON, 422 when invalid."""
+    raw = req.get_body() or b""
+    if len(raw) > _max_body_bytes():
+        raise PayloadTooLarge(f"request body is larger than {_max_body_bytes()} bytes")
+    if not raw.strip():
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequest(f"request body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed("request body must be a JSON object", details=[{"loc": [], "msg": "expected object"}])
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise ValidationFailed("request body failed validation", details=validation_details(error)) from None
+
+
+def validate(model: type[M], values: dict[str, Any]) -> M:
+    """Path and query parameters validated like a body."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise ValidationFailed("request parameters failed validation", details=validation_details(error)) from None
+
+
+def validation_details(error: ValidationError) -> list[dict[str, Any]]:
+    details = []
+    for item in error.errors(include_url=False, include_input=False):
+        details.append({"loc": [str(part) for part in item["loc"]], "msg": item["msg"], "type": item["type"]})
+    return details
+
+
+def _max_body_bytes() -> int:
+    try:
+        from shared.settings import get_settings
+
+        return get_settings().max_body_bytes
+    except Exception:  # a settings error is reported by the service call itself
+        return _DEFAULT_MAX_BODY

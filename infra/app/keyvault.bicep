@@ -1,0 +1,105 @@
+// Key Vault for the few secrets that have no Entra ID alternative: the Neo4j password, the Qdrant
+// API key, the Chroma token, and (written by apim-api.bicep) the function key API Management sends.
+// Access is Azure RBAC only; soft delete and purge protection keep a deleted secret recoverable.
+
+@description('Azure region of the vault.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Name of the vault (3-24 characters, globally unique).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Log Analytics workspace that receives the vault audit log.')
+param logAnalyticsId string
+
+@secure()
+@description('Neo4j password; stored as the secret neo4j-password when not empty.')
+param neo4jPassword string = ''
+
+@secure()
+@description('Qdrant API key; stored as the secret qdrant-api-key when not empty.')
+param qdrantApiKey string = ''
+
+@secure()
+@description('Chroma bearer token; stored as the secret chroma-auth-token when not empty.')
+param chromaAuthToken string = ''
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: tenant().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    // Purge protection cannot be turned off again: a deleted vault name stays reserved for 90 days.
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      // Flex Consumption (no VNet) resolves Key Vault references over the public endpoint and
+      // API Management (v2/Consumption tiers, no VNet) reads the function key the same way.
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+// Secrets carry no expiry date: the Neo4j/Qdrant/Chroma credentials are rotated by their provider,
+// and an expired secret would silently break the Key Vault reference of the app setting.
+resource neo4jPasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(neo4jPassword)) {
+  parent: vault
+  name: 'neo4j-password'
+  properties: {
+    value: neo4jPassword
+    contentType: 'text/plain'
+  }
+}
+
+resource qdrantApiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(qdrantApiKey)) {
+  parent: vault
+  name: 'qdrant-api-key'
+  properties: {
+    value: qdrantApiKey
+    contentType: 'text/plain'
+  }
+}
+
+resource chromaAuthTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(chromaAuthToken)) {
+  parent: vault
+  name: 'chroma-auth-token'
+  properties: {
+    value: chromaAuthToken
+    contentType: 'text/plain'
+  }
+}
+
+resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsId
+    logs: [
+      {
+        categoryGroup: 'audit'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = vault.name
+output id string = vault.id
+output uri string = vault.properties.vaultUri
+// Versionless secret URIs: the app picks up a new secret version without a redeployment.
+output neo4jPasswordSecretUri string = empty(neo4jPassword) ? '' : neo4jPasswordSecret.properties.secretUri
+output qdrantApiKeySecretUri string = empty(qdrantApiKey) ? '' : qdrantApiKeySecret.properties.secretUri
+output chromaAuthTokenSecretUri string = empty(chromaAuthToken) ? '' : chromaAuthTokenSecret.properties.secretUri

@@ -1,0 +1,98 @@
+// The Function App's storage account: host storage (AzureWebJobsStorage), the deployment package
+// container of Flex Consumption, and the tables of chat sessions and memory history.
+// Shared keys are disabled, so every client, the host included, authenticates with Entra ID.
+
+@description('Azure region of the storage account.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Name of the storage account (3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Replication of the account. Zone-redundant by default: the tables hold user data.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param skuName string = 'Standard_ZRS'
+
+@description('Blob container that holds the Flex Consumption deployment package.')
+param deploymentContainerName string
+
+@description('Table of chat session turns (SESSIONS_TABLE).')
+param sessionsTableName string
+
+@description('Table of per-memory change history (HISTORY_TABLE).')
+param historyTableName string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    // Keyless: account keys and SAS signed with them are rejected.
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      // Flex Consumption without VNet integration reaches storage over the public endpoint, so the
+      // firewall cannot deny by default; Entra ID auth (no shared key) is the control here.
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+
+  resource blobServices 'blobServices' = {
+    name: 'default'
+    properties: {
+      deleteRetentionPolicy: {
+        enabled: true
+        days: 7
+      }
+      containerDeleteRetentionPolicy: {
+        enabled: true
+        days: 7
+      }
+    }
+
+    resource deploymentContainer 'containers' = {
+      name: deploymentContainerName
+      properties: {
+        publicAccess: 'None'
+      }
+    }
+  }
+
+  resource tableServices 'tableServices' = {
+    name: 'default'
+
+    resource sessionsTable 'tables' = {
+      name: sessionsTableName
+    }
+
+    resource historyTable 'tables' = {
+      name: historyTableName
+    }
+  }
+}
+
+output name string = storage.name
+output id string = storage.id
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output tableEndpoint string = storage.properties.primaryEndpoints.table

@@ -1,0 +1,143 @@
+"""The one error module: domain exceptions, their HTTP status, and the JSON envelope.
+
+Everything a client can cause maps to a 4xx with a stable `error.code`; a backend outage maps to
+503 with `Retry-After`. Anything else is a bug: it is logged with its traceback and answered with a
+generic 500 that carries only the request id.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def new_request_id(incoming: str | None = None) -> str:
+    """Reuse a caller's (or APIM's) request id when it is sane, else make one."""
+    if incoming and 8 <= len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
+        return incoming
+    return uuid.uuid4().hex
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ServiceError(Exception):
+    """Base of every error the API reports on purpose."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    status = 400
+    code = "bad_request"
+
+
+class ValidationFailed(ServiceError):
+    status = 422
+    code = "validation_error"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Throttled(ServiceError):
+    status = 429
+    code = "throttled"
+
+
+class BackendUnavailable(ServiceError):
+    """A dependency (vector store, graph, LLM, storage) cannot serve the request right now."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, backend: str, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message, details=[{"backend": backend}], headers={"Retry-After": str(retry_after)})
+        self.backend = backend
+
+
+class LlmNotConfigured(ServiceError):
+    """Chat needs an LLM and none is configured: a deployment fact, not an outage."""
+
+    status = 503
+    code = "llm_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Chat needs a language model and none is configured. Set LLM_PROVIDER=azure_openai with "
+            "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT (AZURE_OPENAI_API_KEY, or Entra ID when unset), "
+            "or LLM_PROVIDER=openai with OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL. "
+            "The memory API works without one.",
+            details=[{"settings": ["LLM_PROVIDER", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT", "OPENAI_BASE_URL"]}],
+            headers={"Retry-After": "3600"},
+        )
+
+
+class ConfigurationProblem(ServiceError):
+    """The service is misconfigured (wrong model path, dimension mismatch...): 503 until fixed."""
+
+    status = 503
+    code = "misconfigured"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "60"})
+
+
+def error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
+    """The API's error envelope."""
+    return {
+        "success": False,
+        "message": error.message,
+        "error": {"code": error.code, "details": error.details},
+        "request_id": request_id,
+        "timestamp": utc_now_iso(),
+    }
+
+
+def internal_error_body(request_id: str) -> dict[str, Any]:
+    return {
+        "success": False,
+        "message": "Internal error. Quote the request id when reporting it.",
+        "error": {"code": "internal_error", "details": []},
+        "request_id": request_id,
+        "timestamp": utc_now_iso(),
+    }
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Stamps every log record with the request id of the call that produced it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True

@@ -1,0 +1,88 @@
+"""Cheap per-dependency checks for `/health`. They never build the model or the mem0 instance:
+health must answer fast on a cold worker and must not be the request that loads everything."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from shared.runtime import peek_memory_service
+from shared.settings import Settings
+
+_TIMEOUT = 2.0
+
+
+def _timed(check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        result: dict[str, Any] = check()
+    except Exception as error:
+        result = {"status": "down", "error": f"{type(error).__name__}: {error}"[:300]}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.get(url, timeout=_TIMEOUT, headers=headers)
+    return {"status": "ok" if response.status_code < 500 else "down", "http_status": response.status_code}
+
+
+def check_vector_store(settings: Settings) -> dict[str, Any]:
+    service = peek_memory_service()
+    if settings.vector_store == "chroma":
+        scheme = "https" if settings.chroma_ssl else "http"
+        headers = {"Authorization": f"Bearer {settings.chroma_auth_token}"} if settings.chroma_auth_token else None
+        return {"kind": "chroma", **_http_ok(f"{scheme}://{settings.chroma_host}:{settings.chroma_port}/api/v2/heartbeat",
+                                             headers)}
+    if settings.qdrant_url:
+        headers = {"api-key": settings.qdrant_api_key} if settings.qdrant_api_key else None
+        return {"kind": "qdrant", **_http_ok(settings.qdrant_url.rstrip("/") + "/readyz", headers)}
+    if service is not None:
+        service.memory.vector_store.client.get_collections()
+        return {"kind": "qdrant_embedded", "status": "ok"}
+    path = settings.resolved_qdrant_path
+    parent = path if path.exists() else path.parent
+    writable = parent.exists() and os.access(parent, os.W_OK) or not parent.exists()
+    return {"kind": "qdrant_embedded", "status": "ok" if writable else "down", "loaded": False}
+
+
+def check_embedder(settings: Settings) -> dict[str, Any]:
+    if settings.embedding_provider != "local":
+        return {"kind": settings.embedding_provider, "status": "configured"}
+    path = settings.local_embedding_model_path
+    service = peek_memory_service()
+    loaded = bool(service is not None and getattr(service.embedder, "_model", None) is not None)
+    if path is not None and not (path / "model.onnx").is_file():
+        return {"kind": "local", "status": "down", "error": f"no model.onnx in {path}"}
+    return {"kind": "local", "status": "ok", "model": settings.local_embedding_model, "loaded": loaded}
+
+
+def check_llm(settings: Settings) -> dict[str, Any]:
+    if not settings.llm_configured:
+        return {"kind": "none", "status": "not_configured"}
+    return {"kind": settings.llm_provider, "status": "configured"}
+
+
+def check_state_store(settings: Settings) -> dict[str, Any]:
+    if settings.resolved_state_store == "local":
+        return {"kind": "local", "status": "ok"}
+    return {"kind": "azure_table", "status": "configured"}
+
+
+def check_graph(settings: Settings) -> dict[str, Any]:
+    if settings.graph_store == "none":
+        return {"kind": "none", "status": "not_configured"}
+    return {"kind": "neo4j", "status": "configured"}
+
+
+def run_checks(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "vector_store": _timed(lambda: check_vector_store(settings)),
+        "embedder": _timed(lambda: check_embedder(settings)),
+        "llm": _timed(lambda: check_llm(settings)),
+        "state_store": _timed(lambda: check_state_store(settings)),
+        "graph": _timed(lambda: check_graph(settings)),
+    }

@@ -1,0 +1,39 @@
+"""Logging for the service: every record carries the request id; Application Insights export is
+switched on only when a connection string is configured (the exporter raises without one)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from shared.errors import RequestIdLogFilter
+
+_configured = False
+
+
+def configure_logging() -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    service_logger = logging.getLogger("memory_layer")
+    for name in ("memory_layer", "shared", "functions"):
+        logging.getLogger(name).setLevel(level)
+    request_filter = RequestIdLogFilter()
+    root = logging.getLogger()
+    if not any(isinstance(f, RequestIdLogFilter) for f in root.filters):
+        root.addFilter(request_filter)
+    for handler in root.handlers:
+        handler.addFilter(request_filter)
+    service_logger.addFilter(request_filter)
+    if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        try:
+            from azure.monitor.opentelemetry import configure_azure_monitor
+        except ImportError:
+            service_logger.warning("APPLICATIONINSIGHTS_CONNECTION_STRING is set but azure-monitor-opentelemetry "
+                                   "is not installed; telemetry export is off")
+            return
+        configure_azure_monitor(logger_name="memory_layer")
+    # mem0 and qdrant are chatty about optional features we deliberately do without.
+    logging.getLogger("mem0").setLevel(logging.ERROR)

@@ -1,0 +1,327 @@
+"""The memory service: every memory operation of the API, scoped to one user.
+
+mem0 does the storage work. This layer adds what mem0 leaves to its caller: by-id calls are
+checked against the owner before anything is read back or changed, batch adds embed once and
+write once, counts and stats are exact, and store outages surface as `BackendUnavailable`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.embeddings import Embedder
+from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
+from shared.models import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Payload keys mem0 owns; user metadata can never overwrite them (see shared/models.py).
+CORE_PAYLOAD_KEYS = frozenset(
+    {
+        "data",
+        "hash",
+        "created_at",
+        "updated_at",
+        "id",
+        "text_lemmatized",
+        "attributed_to",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "actor_id",
+        "role",
+        "expiration_date",
+        "score",
+        "memory",
+        "metadata",
+    }
+)
+
+# Modules whose exceptions mean "the store could not answer", as opposed to a bug of ours.
+_STORE_ERROR_MODULES = ("qdrant_client", "chromadb", "httpx", "httpcore", "urllib3", "requests", "grpc", "portalocker")
+_SCAN_PAGE = 1000
+
+
+def _is_store_outage(error: BaseException) -> bool:
+    if isinstance(error, ServiceError):
+        return False
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    return any(type(e).__module__.startswith(_STORE_ERROR_MODULES) for e in _exception_chain(error))
+
+
+def _exception_chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+@contextmanager
+def vector_store_calls() -> Iterator[None]:
+    """Turns a vector store outage into a 503 instead of a 500."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except Exception as error:
+        if _is_store_outage(error):
+            logger.warning("vector store unavailable: %s: %s", type(error).__name__, error)
+            raise BackendUnavailable("vector_store", "the vector store is unavailable; retry later") from error
+        raise
+
+
+def is_valid_memory_id(memory_id: str) -> bool:
+    try:
+        uuid.UUID(memory_id)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def record_from_item(item: dict[str, Any]) -> MemoryRecord:
+    """A mem0 result item (get/get_all/search) as the API's memory object."""
+    metadata = {k: v for k, v in (item.get("metadata") or {}).items() if k not in CORE_PAYLOAD_KEYS}
+    return MemoryRecord(
+        id=str(item["id"]),
+        memory=item.get("memory") or "",
+        user_id=item.get("user_id") or "",
+        metadata=metadata,
+        created_at=item.get("created_at"),
+        updated_at=item.get("updated_at"),
+        score=item.get("score"),
+    )
+
+
+def record_from_payload(memory_id: str, payload: dict[str, Any], score: float | None = None) -> MemoryRecord:
+    return MemoryRecord(
+        id=memory_id,
+        memory=payload.get("data") or "",
+        user_id=payload.get("user_id") or "",
+        metadata={k: v for k, v in payload.items() if k not in CORE_PAYLOAD_KEYS},
+        created_at=payload.get("created_at"),
+        updated_at=payload.get("updated_at"),
+        score=score,
+    )
+
+
+def _rows(listed: Any) -> list[Any]:
+    """mem0's adapters return list() results flat, nested once, or as (points, next_offset)."""
+    if isinstance(listed, tuple | list) and listed and isinstance(listed[0], list | tuple):
+        return list(listed[0])
+    return list(listed or [])
+
+
+class MemoryService:
+    """Memory operations for the API. Every method takes the acting user and never crosses users."""
+
+    def __init__(self, memory: Any, embedder: Embedder, settings: Settings, searcher: Any = None) -> None:
+        self.memory = memory
+        self.embedder = embedder
+        self.settings = settings
+        self.searcher = searcher
+
+    # --- writes ------------------------------------------------------------------------------
+    def add_memory(self, user_id: str, content: str, metadata: dict[str, Any] | None = None) -> MemoryRecord:
+        """Store `content` as given (no LLM rewrite) through mem0's own add path."""
+        with vector_store_calls():
+            result = self.memory.add(content, user_id=user_id, metadata=dict(metadata or {}), infer=False)
+        added = result["results"][0]
+        now = utc_now()
+        return MemoryRecord(
+            id=str(added["id"]), memory=content, user_id=user_id, metadata=dict(metadata or {}), created_at=now,
+            updated_at=now,
+        )
+
+    def add_memories(self, user_id: str, items: Sequence[MemoryInput]) -> list[str]:
+        """One embedding call for the batch, one vector store write, one history write.
+
+        If the history write fails the inserted vectors are removed again, so a failed batch
+        leaves nothing behind.
+        """
+        from mem0.utils.lemmatization import lemmatize_for_bm25
+
+        texts = [item.content for item in items]
+        vectors = self.embedder.embed_batch(texts, "add")
+        now = utc_now()
+        ids = [str(uuid.uuid4()) for _ in items]
+        payloads = []
+        for item in items:
+            payload: dict[str, Any] = dict(item.metadata or {})
+            payload.update(
+                {
+                    "user_id": user_id,
+                    "role": "user",
+                    "data": item.content,
+                    "hash": hashlib.md5(item.content.encode()).hexdigest(),
+                    "created_at": now,
+                    "updated_at": now,
+                    "text_lemmatized": lemmatize_for_bm25(item.content),
+                }
+            )
+            payloads.append(payload)
+        history = [
+            {"memory_id": mid, "old_memory": None, "new_memory": text, "event": "ADD", "created_at": now,
+             "updated_at": now, "role": "user"}
+            for mid, text in zip(ids, texts, strict=True)
+        ]
+        with vector_store_calls():
+            self.memory.vector_store.insert(vectors=vectors, ids=ids, payloads=payloads)
+        try:
+            self.memory.db.batch_add_history(history)
+        except Exception:
+            logger.exception("history write failed; removing the %d memories just inserted", len(ids))
+            self._remove_quietly(ids)
+            raise
+        if self.searcher is not None:
+            self.searcher.invalidate(user_id)
+        return ids
+
+    def _remove_quietly(self, ids: Sequence[str]) -> None:
+        for memory_id in ids:
+            try:
+                self.memory.vector_store.delete(vector_id=memory_id)
+            except Exception:
+                logger.exception("could not remove memory %s while undoing a failed batch", memory_id)
+
+    def update_memory(
+        self, memory_id: str, content: str, metadata: dict[str, Any] | None, user_id: str | None = None
+    ) -> MemoryRecord:
+        """Replace the text (re-embedded) and merge `metadata` into the memory's metadata."""
+        owner = self._owned(memory_id, user_id)
+        with vector_store_calls():
+            self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
+        if self.searcher is not None:
+            self.searcher.invalidate(owner.user_id)
+        return self.get_memory(memory_id, user_id)
+
+    def delete_memory(self, memory_id: str, user_id: str | None = None) -> str:
+        owner = self._owned(memory_id, user_id)
+        with vector_store_calls():
+            self.memory.delete(memory_id)
+        if self.searcher is not None:
+            self.searcher.invalidate(owner.user_id)
+        return memory_id
+
+    def delete_user_memories(self, user_id: str) -> int:
+        """Delete every memory of `user_id`; returns how many were deleted."""
+        deleted = 0
+        with vector_store_calls():
+            while True:
+                batch = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=_SCAN_PAGE))
+                if not batch:
+                    break
+                for row in batch:
+                    if (row.payload or {}).get("user_id") != user_id:
+                        continue  # never trust a store filter alone with another user's data
+                    self.memory.delete(str(row.id))
+                    deleted += 1
+                if len(batch) < _SCAN_PAGE:
+                    break
+        if self.searcher is not None:
+            self.searcher.invalidate(user_id)
+        return deleted
+
+    # --- reads -------------------------------------------------------------------------------
+    def get_memory(self, memory_id: str, user_id: str | None = None) -> MemoryRecord:
+        return self._owned(memory_id, user_id)
+
+    def _owned(self, memory_id: str, user_id: str | None) -> MemoryRecord:
+        """The memory, if it exists and (when `user_id` is given) belongs to that user."""
+        if not is_valid_memory_id(memory_id):
+            raise NotFound(f"memory {memory_id!r} not found")
+        with vector_store_calls():
+            point = self.memory.vector_store.get(vector_id=memory_id)
+        if point is None or not (point.payload or {}).get("data"):
+            raise NotFound(f"memory {memory_id!r} not found")
+        record = record_from_payload(str(point.id), point.payload)
+        if user_id is not None and record.user_id != user_id:
+            raise Forbidden(f"memory {memory_id!r} belongs to another user")
+        return record
+
+    def list_memories(self, user_id: str) -> list[MemoryRecord]:
+        """All of the user's memories, newest first (at most MAX_LIST_RESULTS)."""
+        records = [
+            record_from_payload(str(row.id), row.payload)
+            for row in self._scan_user(user_id, self.settings.max_list_results)
+        ]
+        records.sort(key=lambda r: r.created_at or "", reverse=True)
+        return records
+
+    def search_memories(
+        self, user_id: str, query: str, limit: int, filters: SearchFilters | None = None,
+        threshold: float | None = None,
+    ) -> list[MemoryRecord]:
+        """The user's memories most relevant to `query`, best first."""
+        store_filters = {"user_id": user_id}
+        if filters is not None:
+            store_filters.update(filters.to_store_filters())
+        if self.searcher is not None:
+            with vector_store_calls():
+                return self.searcher.search(user_id, query, limit, filters, threshold)
+        with vector_store_calls():
+            found = self.memory.search(query, top_k=limit, filters=store_filters, threshold=threshold or 0.0)
+        records = [record_from_item(item) for item in found["results"]]
+        return [r for r in records if r.user_id == user_id]
+
+    def stats(self, user_id: str) -> MemoryStats:
+        """Counts by creation day (UTC) and by `metadata.category` ("other" when absent)."""
+        by_day: Counter[str] = Counter()
+        by_category: Counter[str] = Counter()
+        total = 0
+        for row in self._scan_user(user_id, None):
+            payload = row.payload or {}
+            total += 1
+            created = str(payload.get("created_at") or "")
+            by_day[_utc_day(created)] += 1
+            category = payload.get("category")
+            by_category[str(category) if category not in (None, "") else "other"] += 1
+        return MemoryStats(
+            user_id=user_id,
+            total_memories=total,
+            date_distribution=dict(sorted(by_day.items())),
+            category_distribution=dict(by_category.most_common()),
+        )
+
+    def history(self, memory_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
+        self._owned(memory_id, user_id)
+        rows: list[dict[str, Any]] = self.memory.db.get_history(memory_id)
+        return rows
+
+    def _scan_user(self, user_id: str, cap: int | None) -> list[Any]:
+        """Every stored point of `user_id` (payloads only), up to `cap`."""
+        limit = cap if cap is not None else 1_000_000
+        with vector_store_calls():
+            rows = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=limit))
+        return [row for row in rows if (row.payload or {}).get("user_id") == user_id]
+
+    def forget_cached(self, user_id: str) -> None:
+        """Tell the searcher (if any) that the user's memories changed behind its back."""
+        if self.searcher is not None:
+            self.searcher.invalidate(user_id)
+
+
+def _utc_day(timestamp: str) -> str:
+    if not timestamp:
+        return "unknown"
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp[:10]
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d")

@@ -1,0 +1,277 @@
+"""The API contract as pydantic models: requests are validated against these, responses built from
+them, and `/openapi.json` is generated from them, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+# Limits that are part of the contract (documented in the OpenAPI document).
+MAX_USER_ID = 128
+MAX_CONTENT = 8_000
+MAX_QUERY = 2_000
+MAX_METADATA_KEYS = 32
+MAX_METADATA_KEY = 64
+MAX_METADATA_STRING = 2_000
+MAX_SEARCH_LIMIT = 100
+
+# mem0 keeps metadata beside its own fields in the stored payload; these names are its own.
+RESERVED_METADATA_KEYS = frozenset(
+    {
+        "data", "hash", "created_at", "updated_at", "id", "text_lemmatized", "attributed_to", "user_id",
+        "agent_id", "run_id", "actor_id", "role", "expiration_date", "score", "memory", "metadata",
+    }
+)
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _check_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+UserId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USER_ID),
+    AfterValidator(_no_control_chars),
+    Field(description="The user whose memories are addressed; every operation is scoped to it.", examples=["alice"]),
+]
+Content = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_CONTENT),
+    AfterValidator(_check_text),
+]
+Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY), AfterValidator(_check_text)]
+MemoryId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_STRING)] | bool | int | float
+
+
+def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys")
+    for key in value:
+        if not key or len(key) > MAX_METADATA_KEY or not key.isprintable():
+            raise ValueError(f"metadata key {key[:80]!r} must be 1-{MAX_METADATA_KEY} printable characters")
+        if key in RESERVED_METADATA_KEYS:
+            raise ValueError(f"metadata key {key!r} is reserved")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, MetadataValue] | None,
+    AfterValidator(_check_metadata),
+    Field(
+        description="Flat key/value metadata (strings, numbers, booleans). `category` feeds the stats.",
+        examples=[{"category": "preferences", "topic": "programming", "confidence": 0.9}],
+    ),
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=100_000)
+
+
+# --- requests -------------------------------------------------------------------------------
+class ChatMessageRequest(StrictModel):
+    user_id: UserId
+    message: Content
+    session_id: Annotated[
+        str | None, StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+        AfterValidator(lambda v: _no_control_chars(v) if v is not None else v),
+    ] = Field(None, description="Conversation to continue; a new one is created when absent.")
+    metadata: dict[str, Any] | None = Field(None, description="Free-form metadata about the message.")
+
+
+class ChatSearchRequest(StrictModel):
+    user_id: UserId
+    query: Query
+    limit: int = Field(5, ge=1, le=MAX_SEARCH_LIMIT)
+
+
+class SearchFilters(StrictModel):
+    """Narrows a search; all conditions must hold."""
+
+    metadata: dict[str, MetadataValue] | None = Field(None, description="Exact matches on metadata keys.")
+    categories: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        None, max_length=50, description="Memories whose `metadata.category` is one of these."
+    )
+    created_after: datetime | None = Field(None, description="Only memories created at or after this instant.")
+    created_before: datetime | None = Field(None, description="Only memories created before this instant.")
+
+    def to_store_filters(self) -> dict[str, Any]:
+        store: dict[str, Any] = {}
+        for key, value in (self.metadata or {}).items():
+            store[key] = value
+        if self.categories:
+            store["category"] = {"in": list(self.categories)}
+        return store
+
+
+class MemorySearchRequest(StrictModel):
+    user_id: UserId
+    query: Query
+    limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    filters: SearchFilters | None = None
+
+    def model_post_init(self, _: Any) -> None:
+        if self.filters and self.filters.metadata:
+            _check_metadata(dict(self.filters.metadata))
+
+
+class MemoryInput(StrictModel):
+    content: Content
+    metadata: Metadata = None
+
+
+class MemoryAddRequest(StrictModel):
+    user_id: UserId
+    content: Content
+    metadata: Metadata = None
+
+
+class MemoryBatchAddRequest(StrictModel):
+    user_id: UserId
+    memories: list[MemoryInput] = Field(..., min_length=1)
+
+
+class MemoryUpdateRequest(StrictModel):
+    memory_id: MemoryId
+    content: Content
+    metadata: Metadata = None
+    user_id: UserId | None = Field(None, description="When given, the memory must belong to this user (else 403).")
+
+
+# --- responses ------------------------------------------------------------------------------
+class MemoryRecord(BaseModel):
+    id: str
+    memory: str = Field(description="The memory text.")
+    user_id: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+    updated_at: str | None = None
+    score: float | None = Field(None, description="Relevance, on search results only.")
+
+
+class MemoryList(BaseModel):
+    results: list[MemoryRecord]
+    total: int
+
+
+class MemoryResults(BaseModel):
+    results: list[MemoryRecord]
+    relations: list[dict[str, Any]] | None = Field(None, description="Graph relations (when graph memory is on).")
+
+
+class AddedMemory(BaseModel):
+    memory_id: str
+    user_id: str
+    content: str
+
+
+class BatchAdded(BaseModel):
+    memory_ids: list[str]
+    count: int
+
+
+class UpdatedMemory(BaseModel):
+    memory_id: str
+    content: str
+
+
+class DeletedMemory(BaseModel):
+    memory_id: str
+
+
+class DeletedCount(BaseModel):
+    deleted: int
+
+
+class MemoryStats(BaseModel):
+    user_id: str
+    total_memories: int
+    date_distribution: dict[str, int]
+    category_distribution: dict[str, int]
+
+
+class HistoryEntry(BaseModel):
+    id: str | None = None
+    memory_id: str
+    old_memory: str | None = None
+    new_memory: str | None = None
+    event: str
+    created_at: str | None = None
+    updated_at: str | None = None
+    is_deleted: bool = False
+
+
+class MemoryHistory(BaseModel):
+    memory_id: str
+    history: list[HistoryEntry]
+
+
+class ChatMessageResponse(BaseModel):
+    response: str
+    user_id: str
+    session_id: str
+    memories_used: list[str]
+    timestamp: str
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="`healthy`, or `degraded` when a configured dependency does not answer.")
+    timestamp: float
+    version: str
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class MetricsResponse(BaseModel):
+    active_connections: int
+    total_requests: int
+    timestamp: float
+    total_errors: int = 0
+    uptime_seconds: float = 0.0
+    functions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ServiceInfo(BaseModel):
+    name: str
+    version: str
+    description: str
+    docs: str
+    openapi: str
+    health: str
+
+
+DataT = TypeVar("DataT")
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    success: bool = True
+    message: str
+    data: DataT
+    timestamp: str
+    request_id: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(examples=["validation_error"])
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ErrorEnvelope(BaseModel):
+    success: bool = False
+    message: str
+    error: ErrorInfo
+    request_id: str
+    timestamp: str

@@ -1,0 +1,95 @@
+"""The worker's long-lived objects, built lazily on first use and then reused by every invocation.
+
+`import function_app` must do no I/O (the host indexes functions by importing it), so nothing here
+runs at import. A failed build is not cached: the next request tries again, which is how a worker
+recovers when a backend that was down at start comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.chat_agent import ChatAgent
+    from shared.memory_service import MemoryService
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_memory_service: MemoryService | None = None
+_chat_agent: ChatAgent | None = None
+
+
+def get_memory_service() -> MemoryService:
+    """The worker's memory service (mem0, vector store, embedder, history)."""
+    global _memory_service
+    if _memory_service is None:
+        with _lock:
+            if _memory_service is None:
+                _memory_service = _build_memory_service(get_settings())
+    return _memory_service
+
+
+def _build_memory_service(settings: Settings) -> MemoryService:
+    from shared.backends import build_embedder, build_memory, prepare_mem0_environment
+
+    prepare_mem0_environment(settings)
+    from shared.history import build_history_store
+    from shared.llm import build_chat_model
+    from shared.memory_service import MemoryService, vector_store_calls
+
+    embedder = build_embedder(settings)
+    history = build_history_store(settings)
+    with vector_store_calls():
+        memory = build_memory(settings, embedder, build_chat_model(settings), history)
+    logger.info(
+        "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
+        settings.vector_store, settings.embedding_provider, settings.llm_provider, settings.resolved_state_store,
+    )
+    return MemoryService(memory, embedder, settings)
+
+
+def get_chat_agent() -> ChatAgent:
+    """The worker's chat agent; it shares the memory service."""
+    global _chat_agent
+    if _chat_agent is None:
+        if not get_settings().llm_configured:
+            from shared.errors import LlmNotConfigured
+
+            raise LlmNotConfigured()  # said before anything heavy is built
+        service = get_memory_service()
+        with _lock:
+            if _chat_agent is None:
+                from shared.chat_agent import build_chat_agent
+
+                _chat_agent = build_chat_agent(get_settings(), service)
+    return _chat_agent
+
+
+def peek_memory_service() -> MemoryService | None:
+    """The memory service if this worker already built it (health checks must not build it)."""
+    return _memory_service
+
+
+def reset() -> None:
+    """Forget every built object and the settings (tests, and a config reload)."""
+    global _memory_service, _chat_agent
+    with _lock:
+        for obj in (_chat_agent, _memory_service):
+            close = getattr(obj, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # closing is best effort: the objects are dropped anyway
+                    logger.debug("error while closing %r", obj, exc_info=True)
+        _memory_service = None
+        _chat_agent = None
+        get_settings.cache_clear()
+
+
+def describe() -> dict[str, Any]:
+    return {"memory_service_built": _memory_service is not None, "chat_agent_built": _chat_agent is not None}

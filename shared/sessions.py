@@ -1,0 +1,76 @@
+"""Chat session turns, kept where every worker can read them.
+
+`LocalSessionStore` (zero-setup default) keeps one JSON file per session under DATA_DIR: fine for
+one process on one machine. `TableSessionStore` (shared/table_state.py) is the multi-worker store.
+Sessions are keyed by user *and* session id, so one user can never read another's session, even
+with a guessed session id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class Turn:
+    user_message: str
+    assistant_message: str
+    timestamp: str
+    memories_used: list[str]
+
+
+class SessionStore(Protocol):
+    def recent_turns(self, user_id: str, session_id: str, limit: int) -> list[Turn]: ...
+
+    def append_turn(self, user_id: str, session_id: str, turn: Turn) -> None: ...
+
+    def delete_user(self, user_id: str) -> int: ...
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class LocalSessionStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def _path(self, user_id: str, session_id: str) -> Path:
+        return self.root / _digest(user_id) / f"{_digest(session_id)}.json"
+
+    def recent_turns(self, user_id: str, session_id: str, limit: int) -> list[Turn]:
+        path = self._path(user_id, session_id)
+        with self._lock:
+            if not path.exists():
+                return []
+            data = json.loads(path.read_text(encoding="utf-8"))
+        turns = [Turn(**item) for item in data.get("turns", [])]
+        return turns[-limit:] if limit else []
+
+    def append_turn(self, user_id: str, session_id: str, turn: Turn) -> None:
+        path = self._path(user_id, session_id)
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"turns": []}
+            data["turns"].append(asdict(turn))
+            # Write-then-rename: a crash leaves the old file or the new one, never half of one.
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def delete_user(self, user_id: str) -> int:
+        folder = self.root / _digest(user_id)
+        count = 0
+        with self._lock:
+            if folder.exists():
+                for file in folder.glob("*.json"):
+                    file.unlink()
+                    count += 1
+        return count

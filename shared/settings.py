@@ -1,0 +1,202 @@
+"""Every setting the service reads, in one typed object.
+
+Values come from the environment (Functions app settings, `local.settings.json` under Core Tools,
+or the shell). The defaults are the zero-setup configuration: embedded Qdrant under `.data/`,
+local ONNX embeddings, no LLM, sessions and history in local files.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+VectorStoreName = Literal["qdrant", "chroma"]
+EmbeddingProviderName = Literal["local", "azure_openai", "openai"]
+LlmProviderName = Literal["none", "azure_openai", "openai"]
+StateStoreName = Literal["local", "azure_table"]
+GraphStoreName = Literal["none", "neo4j"]
+
+_PLACEHOLDERS = {"your_azure_api_key", "your_neo4j_password", "changeme", "changethis"}
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing or inconsistent; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """The service configuration. Field names are the environment variable names (case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    # --- service ---------------------------------------------------------------------------
+    log_level: str = Field("INFO", description="Python log level of the service's loggers.")
+    data_dir: Path = Field(
+        REPO_ROOT / ".data",
+        description="Folder for the zero-setup stores (embedded Qdrant, local sessions and history).",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body; larger is 413.")
+    max_batch_size: int = Field(500, ge=1, description="Most memories accepted by one batch-add call.")
+    max_content_chars: int = Field(8_000, ge=1, description="Longest memory content or chat message accepted.")
+    max_list_results: int = Field(10_000, ge=1, description="Most memories returned by one list call.")
+
+    # --- vector store ----------------------------------------------------------------------
+    vector_store: VectorStoreName = Field(
+        "qdrant", description="`qdrant` (embedded when QDRANT_URL is unset, else a server) or `chroma` (a server)."
+    )
+    collection_name: str = Field("memories", description="Vector collection holding the memories.")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset means embedded Qdrant.")
+    qdrant_api_key: str | None = Field(None, description="Qdrant API key (Qdrant Cloud), if the server needs one.")
+    qdrant_path: Path | None = Field(None, description="Folder of the embedded Qdrant; default DATA_DIR/qdrant.")
+    chroma_host: str | None = Field(None, description="Chroma server host (VECTOR_STORE=chroma).")
+    chroma_port: int = Field(8000, description="Chroma server port.")
+    chroma_ssl: bool = Field(False, description="Use HTTPS to reach the Chroma server.")
+    chroma_auth_token: str | None = Field(None, description="Bearer token for a Chroma server with token auth.")
+    vector_store_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one vector store call.")
+
+    # --- embeddings ------------------------------------------------------------------------
+    embedding_provider: EmbeddingProviderName = Field(
+        "local", description="`local` (fastembed ONNX), `azure_openai` or `openai` (any compatible endpoint)."
+    )
+    local_embedding_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2", description="fastembed model name of the local embedder."
+    )
+    local_embedding_model_path: Path | None = Field(
+        None, description="Folder holding the local ONNX model; unset lets fastembed download the model."
+    )
+    local_embedding_threads: int | None = Field(None, ge=1, description="ONNX Runtime threads for local embedding.")
+    embedding_dims: int | None = Field(
+        None, ge=1, description="Embedding size; default 384 (local) or 1536 (OpenAI/Azure text-embedding-3-small)."
+    )
+
+    # --- LLM and remote embeddings ---------------------------------------------------------
+    llm_provider: LlmProviderName = Field("none", description="`none`, `azure_openai` or `openai`.")
+    azure_openai_endpoint: str | None = Field(None, description="Azure OpenAI endpoint, https://NAME.openai.azure.com.")
+    azure_openai_api_key: str | None = Field(None, description="Azure OpenAI key; unset means Entra ID (keyless).")
+    azure_openai_deployment: str | None = Field(None, description="Azure OpenAI chat deployment name.")
+    azure_openai_api_version: str = Field("2024-10-21", description="Azure OpenAI REST API version.")
+    azure_embedding_deployment: str | None = Field(None, description="Azure OpenAI embedding deployment name.")
+    azure_embedding_model: str = Field("text-embedding-3-small", description="Model behind the embedding deployment.")
+    azure_client_id: str | None = Field(None, description="Client id of a user-assigned managed identity.")
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible base URL (Ollama, vLLM, OpenAI).")
+    openai_api_key: str | None = Field(None, description="API key of the OpenAI-compatible endpoint.")
+    openai_model: str = Field("gpt-4o-mini", description="Chat model of the OpenAI-compatible endpoint.")
+    openai_embedding_model: str = Field("text-embedding-3-small", description="Embedding model of that endpoint.")
+    llm_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one LLM or remote embedding call.")
+    llm_max_retries: int = Field(3, ge=0, le=10, description="Retries of a throttled/failed LLM or embedding call.")
+    llm_temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of chat answers.")
+
+    # --- chat agent ------------------------------------------------------------------------
+    chat_history_turns: int = Field(10, ge=0, le=100, description="Earlier turns of the session put in the prompt.")
+    chat_memory_limit: int = Field(5, ge=0, le=50, description="Memories retrieved into the chat prompt.")
+
+    # --- durable state (sessions, memory history) ------------------------------------------
+    state_store: StateStoreName | None = Field(
+        None,
+        description="`local` (files under DATA_DIR) or `azure_table`; default azure_table when a table "
+        "connection is configured, else local.",
+    )
+    azure_tables_connection_string: str | None = Field(None, description="Table Storage connection string.")
+    azure_tables_endpoint: str | None = Field(
+        None, description="Table Storage endpoint, https://ACCOUNT.table.core.windows.net (managed identity)."
+    )
+    azurewebjobsstorage: str | None = Field(
+        None, alias="AzureWebJobsStorage", description="The Functions host storage; used for tables when nothing else is set."
+    )
+    sessions_table: str = Field("chatsessions", description="Table of chat session turns.")
+    history_table: str = Field("memoryhistory", description="Table of per-memory change history.")
+
+    # --- graph memory ----------------------------------------------------------------------
+    graph_store: GraphStoreName = Field("none", description="`none` or `neo4j`.")
+    neo4j_uri: str | None = Field(None, description="Neo4j URI, e.g. bolt://localhost:7687 or neo4j+s://….")
+    neo4j_username: str = Field("neo4j", description="Neo4j user.")
+    neo4j_password: str | None = Field(None, description="Neo4j password.")
+    neo4j_database: str = Field("neo4j", description="Neo4j database name.")
+
+    # --- telemetry -------------------------------------------------------------------------
+    applicationinsights_connection_string: str | None = Field(
+        None, description="Application Insights connection string; unset disables export."
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        problems: list[str] = []
+        uses_azure = "azure_openai" in (self.llm_provider, self.embedding_provider)
+        uses_openai = "openai" in (self.llm_provider, self.embedding_provider)
+        if uses_azure and not self.azure_openai_endpoint:
+            problems.append("AZURE_OPENAI_ENDPOINT is required for the azure_openai provider")
+        if self.llm_provider == "azure_openai" and not self.azure_openai_deployment:
+            problems.append("AZURE_OPENAI_DEPLOYMENT is required when LLM_PROVIDER=azure_openai")
+        if self.embedding_provider == "azure_openai" and not self.azure_embedding_deployment:
+            problems.append("AZURE_EMBEDDING_DEPLOYMENT is required when EMBEDDING_PROVIDER=azure_openai")
+        if uses_openai and not (self.openai_base_url or self.openai_api_key):
+            problems.append("OPENAI_BASE_URL or OPENAI_API_KEY is required for the openai provider")
+        if self.vector_store == "chroma" and not self.chroma_host:
+            problems.append("CHROMA_HOST is required when VECTOR_STORE=chroma")
+        if self.graph_store == "neo4j" and not self.neo4j_uri:
+            problems.append("NEO4J_URI is required when GRAPH_STORE=neo4j")
+        if self.resolved_state_store == "azure_table" and not self.table_connection:
+            problems.append(
+                "AZURE_TABLES_CONNECTION_STRING, AZURE_TABLES_ENDPOINT or AzureWebJobsStorage is required "
+                "when STATE_STORE=azure_table"
+            )
+        for name in ("azure_openai_api_key", "neo4j_password", "qdrant_api_key", "openai_api_key"):
+            if (getattr(self, name) or "").strip().lower() in _PLACEHOLDERS:
+                problems.append(f"{name.upper()} still holds a placeholder value")
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        return self
+
+    # --- derived values --------------------------------------------------------------------
+    @property
+    def resolved_embedding_dims(self) -> int:
+        if self.embedding_dims:
+            return self.embedding_dims
+        if self.embedding_provider == "local":
+            return 384
+        model = self.azure_embedding_model if self.embedding_provider == "azure_openai" else self.openai_embedding_model
+        return 3072 if model.endswith("-large") else 1536
+
+    @property
+    def resolved_qdrant_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"
+
+    @property
+    def table_connection(self) -> str | None:
+        """Connection string or endpoint for Table Storage, most specific first."""
+        return self.azure_tables_connection_string or self.azure_tables_endpoint or self.azurewebjobsstorage
+
+    @property
+    def resolved_state_store(self) -> StateStoreName:
+        if self.state_store:
+            return self.state_store
+        explicit = self.azure_tables_connection_string or self.azure_tables_endpoint
+        return "azure_table" if explicit else "local"
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.llm_provider != "none"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment.
+
+    An invalid configuration raises `ConfigurationProblem` (503 `misconfigured`) naming the
+    variables, on every request until it is fixed.
+    """
+    from pydantic import ValidationError
+
+    from shared.errors import ConfigurationProblem
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+                             for e in error.errors())
+        raise ConfigurationProblem(f"invalid configuration: {problems}") from None

@@ -1,0 +1,157 @@
+package memsvc.testing;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.BoltConnectorInternalSettings;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.connectors.HttpsConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.graphdb.QueryExecutionException;
+import org.neo4j.io.ByteUnit;
+
+/**
+ * Embedded Neo4j 5 with only a Bolt connector, for tests that need a real server
+ * without Docker. Usage: PORT DATA_DIR PASSWORD [--exit-on-stdin-eof]
+ *
+ * Contract with tests/support/neo4j_server.py: exactly one line starting with
+ * "NEO4J_READY " on stdout once Bolt accepts TCP connections with the requested
+ * password; SIGTERM runs a clean shutdown (store flushed, no recovery needed).
+ */
+public final class Neo4jLauncher {
+    private static final String HOST = "127.0.0.1";
+
+    private Neo4jLauncher() {}
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 3 || args.length > 4) {
+            System.err.println("usage: Neo4jLauncher PORT DATA_DIR PASSWORD [--exit-on-stdin-eof]");
+            System.exit(2);
+        }
+        long t0 = System.nanoTime();
+        int port = Integer.parseInt(args[0]);
+        Path home = Path.of(args[1]).toAbsolutePath();
+        String password = args[2];
+        boolean exitOnStdinEof = args.length == 4 && args[3].equals("--exit-on-stdin-eof");
+
+        DatabaseManagementService dbms;
+        try {
+            dbms = start(home, port);
+        } catch (Throwable e) {
+            // Explicit exit: a half-started DBMS leaves non-daemon threads that would
+            // keep the JVM alive after main() throws, hanging the harness until timeout.
+            e.printStackTrace();
+            System.exit(1);
+            return;
+        }
+
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            dbms.shutdown();
+            stopped.countDown();
+        }, "neo4j-shutdown"));
+
+        long t1 = System.nanoTime();
+        try {
+            setPassword(dbms, password);
+            long t2 = System.nanoTime();
+            awaitBolt(port);
+            // On stderr so the harness can show where a slow CI start spent its time.
+            System.err.printf("neo4j-launcher: dbms %d ms, auth %d ms%n",
+                    (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000);
+        } catch (Throwable e) {
+            e.printStackTrace();
+            System.exit(1); // the shutdown hook still closes the store cleanly
+        }
+
+        if (exitOnStdinEof) {
+            // The parent holds our stdin open; if it dies without stopping us (SIGKILL,
+            // crashed CI runner) EOF arrives and we do not linger as an orphan JVM.
+            Thread watcher = new Thread(() -> {
+                drain(System.in);
+                System.exit(0);
+            }, "stdin-eof-watcher");
+            watcher.setDaemon(true);
+            watcher.start();
+        }
+
+        System.out.println("NEO4J_READY bolt://" + HOST + ":" + port);
+        System.out.flush();
+        stopped.await();
+    }
+
+    private static DatabaseManagementService start(Path home, int port) {
+        return new DatabaseManagementServiceBuilder(home)
+                .setConfig(BoltConnector.enabled, true)
+                .setConfig(BoltConnector.listen_address, new SocketAddress(HOST, port))
+                .setConfig(BoltConnector.advertised_address, new SocketAddress(HOST, port))
+                .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
+                // Neo4j otherwise idles 2 x 5 s in Bolt shutdown; stores are already flushed by then.
+                .setConfig(BoltConnectorInternalSettings.thread_pool_shutdown_wait_time, Duration.ZERO)
+                .setConfig(BoltConnectorInternalSettings.connection_shutdown_wait_time, Duration.ZERO)
+                .setConfig(HttpConnector.enabled, false)
+                .setConfig(HttpsConnector.enabled, false)
+                .setConfig(GraphDatabaseSettings.auth_enabled, true)
+                // No phoning home: CI has no internet and tests must not depend on it.
+                .setConfig(GraphDatabaseSettings.udc_enabled, false)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(64))
+                // Tests create many short-lived stores; preallocated 256 MB tx logs would be waste.
+                .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
+                .build();
+    }
+
+    /**
+     * Embedded Neo4j has no "initial password" builder option (neo4j-admin's
+     * set-initial-password only writes data/dbms/auth.ini for the server). Embedded
+     * transactions bypass auth, so the system database can set it directly; this also
+     * clears the "change required" flag the default neo4j/neo4j user starts with.
+     */
+    private static void setPassword(DatabaseManagementService dbms, String password) {
+        try {
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        } catch (QueryExecutionException e) {
+            // Restart on an existing store: the password is already the requested one.
+            if (e.getMessage() == null || !e.getMessage().contains("cannot be the same")) {
+                throw e;
+            }
+        }
+    }
+
+    /** The DBMS starts Bolt during build(), but check the socket so READY is never a lie. */
+    private static void awaitBolt(int port) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while (true) {
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress(HOST, port), 1000);
+                return;
+            } catch (IOException e) {
+                if (System.nanoTime() > deadline) {
+                    throw new IOException("Bolt did not accept connections on " + HOST + ":" + port, e);
+                }
+                Thread.sleep(100);
+            }
+        }
+    }
+
+    private static void drain(InputStream in) {
+        byte[] buf = new byte[256];
+        try {
+            while (in.read(buf) >= 0) {
+                // discard
+            }
+        } catch (IOException ignored) {
+            // a broken stdin means the parent is gone too
+        }
+    }
+}

@@ -1,0 +1,74 @@
+"""The app indexes like the Functions host indexes it: unique names, every contracted route."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import function_app
+from shared.openapi import indexed_functions
+
+# Every route and method of API.md sections 1-3, plus our additions.
+CONTRACT = {
+    ("POST", "api/chat/message"),
+    ("POST", "api/chat/search-memories"),
+    ("GET", "api/chat/memories/{user_id}"),
+    ("DELETE", "api/chat/memory/{memory_id}"),
+    ("DELETE", "api/chat/memories/{user_id}"),
+    ("POST", "api/memory/add"),
+    ("POST", "api/memory/batch-add"),
+    ("POST", "api/memory/search"),
+    ("GET", "api/memory/user/{user_id}"),
+    ("PUT", "api/memory/update"),
+    ("DELETE", "api/memory/memory/{memory_id}"),
+    ("DELETE", "api/memory/user/{user_id}"),
+    ("GET", "api/memory/stats/{user_id}"),
+    ("GET", "health"),
+    ("GET", "metrics"),
+    ("GET", ""),
+    ("GET", "docs"),
+    ("GET", "openapi.json"),
+}
+ADDITIONS = {("GET", "api/memory/memory/{memory_id}"), ("GET", "api/memory/memory/{memory_id}/history")}
+ANONYMOUS = {"health", "", "docs", "openapi.json", "docs/assets/{name}"}
+
+
+def _routes() -> dict[tuple[str, str], object]:
+    table = {}
+    for fn in indexed_functions(function_app.app):
+        trigger = fn.get_trigger()
+        for method in trigger.methods:
+            table[(str(method.value), trigger.route)] = fn
+    return table
+
+
+def test_get_functions_validates_and_names_are_unique() -> None:
+    functions = indexed_functions(function_app.app)
+    names = [fn.get_function_name() for fn in functions]
+    assert len(names) == len(set(names))
+    assert all(name and name.isidentifier() for name in names)
+
+
+def test_every_contracted_route_and_method_is_served() -> None:
+    served = set(_routes())
+    assert served >= CONTRACT | ADDITIONS, sorted((CONTRACT | ADDITIONS) - served)
+
+
+def test_one_method_per_function_and_auth_levels() -> None:
+    for fn in indexed_functions(function_app.app):
+        trigger = fn.get_trigger()
+        assert len(trigger.methods) == 1, fn.get_function_name()
+        level = str(trigger.auth_level.value).upper()
+        expected = "ANONYMOUS" if trigger.route in ANONYMOUS else "FUNCTION"
+        assert level == expected, (fn.get_function_name(), level)
+
+
+def test_import_does_no_io_and_loads_no_model() -> None:
+    code = (
+        "import sys, function_app;"
+        "heavy = [m for m in ('mem0', 'fastembed', 'onnxruntime', 'qdrant_client', 'chromadb', 'openai', 'neo4j')"
+        " if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported at indexing time: {out.stdout.strip()}"
