@@ -16,9 +16,17 @@ TAG = "chat"
 
 @bp.function_name("chat_message")
 @bp.route(route="api/chat/message", methods=["POST"], auth_level=API)
-@endpoint(EndpointSpec("Chat with memory", TAG, m.ChatMessageRequest, m.ChatMessageResponse, enveloped=False,
-                       description="Answers with the LLM using the user's relevant memories and the session's "
-                       "earlier turns, then stores what it learned. 503 `llm_not_configured` without an LLM."))
+@endpoint(
+    EndpointSpec(
+        "Chat with memory",
+        TAG,
+        m.ChatMessageRequest,
+        m.ChatMessageResponse,
+        enveloped=False,
+        description="Answers with the LLM using the user's relevant memories and the session's "
+        "earlier turns, then stores what it learned. 503 `llm_not_configured` without an LLM.",
+    )
+)
 def chat_message(req: func.HttpRequest) -> Reply:
     body = parse_body(req, m.ChatMessageRequest)
     return Reply(get_chat_agent().chat(body.user_id, body.message, body.session_id, body.metadata))
@@ -26,8 +34,15 @@ def chat_message(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("chat_search_memories")
 @bp.route(route="api/chat/search-memories", methods=["POST"], auth_level=API)
-@endpoint(EndpointSpec("Search a user's memories (chat shortcut)", TAG, m.ChatSearchRequest, m.MemoryResults,
-                       success_message="搜索完成"))
+@endpoint(
+    EndpointSpec(
+        "Search a user's memories (chat shortcut)",
+        TAG,
+        m.ChatSearchRequest,
+        m.MemoryResults,
+        success_message="搜索完成",
+    )
+)
 def chat_search_memories(req: func.HttpRequest) -> Reply:
     body = parse_body(req, m.ChatSearchRequest)
     return Reply(m.MemoryResults(results=get_memory_service().search_memories(body.user_id, body.query, body.limit)))
@@ -35,8 +50,11 @@ def chat_search_memories(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("chat_list_memories")
 @bp.route(route="api/chat/memories/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("List all of a user's memories (chat shortcut)", TAG, None, m.MemoryList,
-                       success_message="获取用户记忆成功"))
+@endpoint(
+    EndpointSpec(
+        "List all of a user's memories (chat shortcut)", TAG, None, m.MemoryList, success_message="获取用户记忆成功"
+    )
+)
 def chat_list_memories(req: func.HttpRequest) -> Reply:
     records = get_memory_service().list_memories(user_from_route(req))
     return Reply(m.MemoryList(results=records, total=len(records)))
@@ -44,8 +62,16 @@ def chat_list_memories(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("chat_delete_memory")
 @bp.route(route="api/chat/memory/{memory_id}", methods=["DELETE"], auth_level=API)
-@endpoint(EndpointSpec("Delete one memory (chat shortcut)", TAG, None, m.DeletedMemory, success_message="记忆删除成功",
-                       query_params={"user_id": "When given, the memory must belong to this user (else 403)."}))
+@endpoint(
+    EndpointSpec(
+        "Delete one memory (chat shortcut)",
+        TAG,
+        None,
+        m.DeletedMemory,
+        success_message="记忆删除成功",
+        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+    )
+)
 def chat_delete_memory(req: func.HttpRequest) -> Reply:
     memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
     return Reply(m.DeletedMemory(memory_id=memory_id))
@@ -53,7 +79,10 @@ def chat_delete_memory(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("chat_delete_user_memories")
 @bp.route(route="api/chat/memories/{user_id}", methods=["DELETE"], auth_level=API)
-@endpoint(EndpointSpec("Delete all of a user's memories (chat shortcut)", TAG, None, m.DeletedCount,
-                       success_message="用户记忆已清除"))
+@endpoint(
+    EndpointSpec(
+        "Delete all of a user's memories (chat shortcut)", TAG, None, m.DeletedCount, success_message="用户记忆已清除"
+    )
+)
 def chat_delete_user_memories(req: func.HttpRequest) -> Reply:
     return Reply(m.DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))

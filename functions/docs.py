@@ -56,8 +56,11 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("docs_page")
 @bp.route(route="docs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(EndpointSpec("Interactive API documentation (Swagger UI)", TAG, None, None, enveloped=False,
-                       content_type="text/html"))
+@endpoint(
+    EndpointSpec(
+        "Interactive API documentation (Swagger UI)", TAG, None, None, enveloped=False, content_type="text/html"
+    )
+)
 def docs_page(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(_PAGE, mimetype="text/html", charset="utf-8")
 

@@ -81,7 +81,11 @@ def endpoint(spec: EndpointSpec) -> Callable[[Handler], Callable[[func.HttpReque
                 elapsed = time.perf_counter() - started
                 metrics.end(handler.__name__, status, elapsed)
                 logger.info(
-                    "%s %s -> %d in %.1f ms", req.method, _path(req.url), status, elapsed * 1000,
+                    "%s %s -> %d in %.1f ms",
+                    req.method,
+                    _path(req.url),
+                    status,
+                    elapsed * 1000,
                     extra={"function": handler.__name__, "status": status},
                 )
                 request_id_var.reset(token)

@@ -36,8 +36,11 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
 
 @bp.function_name("memory_add")
 @bp.route(route="api/memory/add", methods=["POST"], auth_level=API)
-@endpoint(EndpointSpec("Add one memory (stored as given)", TAG, m.MemoryAddRequest, m.AddedMemory,
-                       success_message="记忆添加成功"))
+@endpoint(
+    EndpointSpec(
+        "Add one memory (stored as given)", TAG, m.MemoryAddRequest, m.AddedMemory, success_message="记忆添加成功"
+    )
+)
 def memory_add(req: func.HttpRequest) -> Reply:
     body = parse_body(req, m.MemoryAddRequest)
     record = get_memory_service().add_memory(body.user_id, body.content, body.metadata)
@@ -46,8 +49,11 @@ def memory_add(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("memory_batch_add")
 @bp.route(route="api/memory/batch-add", methods=["POST"], auth_level=API)
-@endpoint(EndpointSpec("Add many memories in one call", TAG, m.MemoryBatchAddRequest, m.BatchAdded,
-                       success_message="批量添加记忆成功"))
+@endpoint(
+    EndpointSpec(
+        "Add many memories in one call", TAG, m.MemoryBatchAddRequest, m.BatchAdded, success_message="批量添加记忆成功"
+    )
+)
 def memory_batch_add(req: func.HttpRequest) -> Reply:
     body = parse_body(req, m.MemoryBatchAddRequest)
     limit = get_settings().max_batch_size
@@ -62,8 +68,9 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("memory_search")
 @bp.route(route="api/memory/search", methods=["POST"], auth_level=API)
-@endpoint(EndpointSpec("Search a user's memories", TAG, m.MemorySearchRequest, m.MemoryResults,
-                       success_message="搜索完成"))
+@endpoint(
+    EndpointSpec("Search a user's memories", TAG, m.MemorySearchRequest, m.MemoryResults, success_message="搜索完成")
+)
 def memory_search(req: func.HttpRequest) -> Reply:
     body = parse_body(req, m.MemorySearchRequest)
     results = get_memory_service().search_memories(body.user_id, body.query, body.limit, body.filters, body.threshold)
@@ -80,8 +87,15 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("memory_update")
 @bp.route(route="api/memory/update", methods=["PUT"], auth_level=API)
-@endpoint(EndpointSpec("Update a memory's text and metadata", TAG, m.MemoryUpdateRequest, m.UpdatedMemory,
-                       success_message="记忆更新成功"))
+@endpoint(
+    EndpointSpec(
+        "Update a memory's text and metadata",
+        TAG,
+        m.MemoryUpdateRequest,
+        m.UpdatedMemory,
+        success_message="记忆更新成功",
+    )
+)
 def memory_update(req: func.HttpRequest) -> Reply:
     body = parse_body(req, m.MemoryUpdateRequest)
     owner = body.user_id or owner_from_query(req)
@@ -91,8 +105,16 @@ def memory_update(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("memory_delete")
 @bp.route(route="api/memory/memory/{memory_id}", methods=["DELETE"], auth_level=API)
-@endpoint(EndpointSpec("Delete one memory", TAG, None, m.DeletedMemory, success_message="记忆删除成功",
-                       query_params={"user_id": "When given, the memory must belong to this user (else 403)."}))
+@endpoint(
+    EndpointSpec(
+        "Delete one memory",
+        TAG,
+        None,
+        m.DeletedMemory,
+        success_message="记忆删除成功",
+        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+    )
+)
 def memory_delete(req: func.HttpRequest) -> Reply:
     memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
     return Reply(m.DeletedMemory(memory_id=memory_id))
@@ -114,16 +136,32 @@ def memory_stats(req: func.HttpRequest) -> Reply:
 
 @bp.function_name("memory_get")
 @bp.route(route="api/memory/memory/{memory_id}", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("Get one memory", TAG, None, m.MemoryRecord, success_message="获取记忆成功",
-                       query_params={"user_id": "When given, the memory must belong to this user (else 403)."}))
+@endpoint(
+    EndpointSpec(
+        "Get one memory",
+        TAG,
+        None,
+        m.MemoryRecord,
+        success_message="获取记忆成功",
+        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+    )
+)
 def memory_get(req: func.HttpRequest) -> Reply:
     return Reply(get_memory_service().get_memory(req.route_params.get("memory_id", ""), owner_from_query(req)))
 
 
 @bp.function_name("memory_history")
 @bp.route(route="api/memory/memory/{memory_id}/history", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("Change history of one memory", TAG, None, m.MemoryHistory, success_message="获取记忆历史成功",
-                       query_params={"user_id": "When given, the memory must belong to this user (else 403)."}))
+@endpoint(
+    EndpointSpec(
+        "Change history of one memory",
+        TAG,
+        None,
+        m.MemoryHistory,
+        success_message="获取记忆历史成功",
+        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+    )
+)
 def memory_history(req: func.HttpRequest) -> Reply:
     memory_id = req.route_params.get("memory_id", "")
     rows = get_memory_service().history(memory_id, owner_from_query(req))

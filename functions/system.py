@@ -17,22 +17,31 @@ TAG = "system"
 
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(EndpointSpec("Service health, with a cheap check of each configured dependency", TAG, None,
-                       m.HealthResponse, enveloped=False))
+@endpoint(
+    EndpointSpec(
+        "Service health, with a cheap check of each configured dependency", TAG, None, m.HealthResponse, enveloped=False
+    )
+)
 def health(req: func.HttpRequest) -> Reply:
     from shared.health import run_checks
     from shared.settings import get_settings
 
     checks = run_checks(get_settings())
     degraded = any(check.get("status") == "down" for check in checks.values())
-    return Reply(m.HealthResponse(status="degraded" if degraded else "healthy", timestamp=time.time(),
-                                  version=VERSION, checks=checks))
+    return Reply(
+        m.HealthResponse(
+            status="degraded" if degraded else "healthy", timestamp=time.time(), version=VERSION, checks=checks
+        )
+    )
 
 
 @bp.function_name("metrics")
 @bp.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@endpoint(EndpointSpec("This worker's request counters and latency percentiles", TAG, None, m.MetricsResponse,
-                       enveloped=False))
+@endpoint(
+    EndpointSpec(
+        "This worker's request counters and latency percentiles", TAG, None, m.MetricsResponse, enveloped=False
+    )
+)
 def metrics_endpoint(req: func.HttpRequest) -> Reply:
     return Reply(m.MetricsResponse(timestamp=time.time(), **metrics.snapshot()))
 
@@ -41,8 +50,13 @@ def metrics_endpoint(req: func.HttpRequest) -> Reply:
 @bp.route(route="", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(EndpointSpec("Service information and links", TAG, None, m.ServiceInfo, enveloped=False))
 def service_info(req: func.HttpRequest) -> Reply:
-    return Reply(m.ServiceInfo(
-        name=SERVICE_NAME, version=VERSION,
-        description="Long-term memory for AI chat assistants: memory CRUD, semantic search, chat with memory.",
-        docs="/docs", openapi="/openapi.json", health="/health",
-    ))
+    return Reply(
+        m.ServiceInfo(
+            name=SERVICE_NAME,
+            version=VERSION,
+            description="Long-term memory for AI chat assistants: memory CRUD, semantic search, chat with memory.",
+            docs="/docs",
+            openapi="/openapi.json",
+            health="/health",
+        )
+    )

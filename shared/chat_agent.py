@@ -14,12 +14,11 @@ import logging
 import uuid
 from typing import Any
 
-from shared.errors import LlmNotConfigured
+from shared.errors import LlmNotConfigured, utc_now_iso
 from shared.memory_service import MemoryService, vector_store_calls
 from shared.models import ChatMessageResponse, MemoryRecord
 from shared.sessions import LocalSessionStore, SessionStore, Turn
 from shared.settings import Settings
-from shared.errors import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,12 @@ class ChatAgent:
         messages = self.build_prompt(memories, history, message)
         answer = self.llm.complete(messages)
         added = self._learn(user_id, session_id, message, answer)
-        turn = Turn(user_message=message, assistant_message=answer, timestamp=utc_now_iso(),
-                    memories_used=[m.id for m in memories])
+        turn = Turn(
+            user_message=message,
+            assistant_message=answer,
+            timestamp=utc_now_iso(),
+            memories_used=[m.id for m in memories],
+        )
         try:
             self.sessions.append_turn(user_id, session_id, turn)
         except Exception:
@@ -61,7 +64,10 @@ class ChatAgent:
                     logger.exception("could not undo memory %s", memory_id)
             raise
         return ChatMessageResponse(
-            response=answer, user_id=user_id, session_id=session_id, memories_used=turn.memories_used,
+            response=answer,
+            user_id=user_id,
+            session_id=session_id,
+            memories_used=turn.memories_used,
             timestamp=turn.timestamp,
         )
 
@@ -84,8 +90,9 @@ class ChatAgent:
         """Let mem0 extract facts from the exchange (LLM inference); returns the ids it added."""
         exchange = [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
         with vector_store_calls():
-            result = self.service.memory.add(exchange, user_id=user_id, metadata={"source": "chat",
-                                             "session_id": session_id}, infer=True)
+            result = self.service.memory.add(
+                exchange, user_id=user_id, metadata={"source": "chat", "session_id": session_id}, infer=True
+            )
         added = [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
         self.service.forget_cached(user_id)
         return added

@@ -93,11 +93,11 @@ class OpenAIEmbedder:
         # 2048 inputs is the API's per-request ceiling.
         for start in range(0, len(cleaned), 2048):
             chunk = cleaned[start : start + 2048]
-            response = call_with_retries(
-                "embeddings",
-                lambda chunk=chunk: self._clients.client().embeddings.create(model=self.model, input=chunk, **extra),
-                self._clients.max_retries,
-            )
+
+            def create(chunk: list[str] = chunk) -> Any:
+                return self._clients.client().embeddings.create(model=self.model, input=chunk, **extra)
+
+            response = call_with_retries("embeddings", create, self._clients.max_retries)
             ordered = sorted(response.data, key=lambda item: item.index)
             vectors.extend(list(item.embedding) for item in ordered)
         for vector in vectors:

@@ -99,7 +99,9 @@ class LlmNotConfigured(ServiceError):
             "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT (AZURE_OPENAI_API_KEY, or Entra ID when unset), "
             "or LLM_PROVIDER=openai with OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL. "
             "The memory API works without one.",
-            details=[{"settings": ["LLM_PROVIDER", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT", "OPENAI_BASE_URL"]}],
+            details=[
+                {"settings": ["LLM_PROVIDER", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT", "OPENAI_BASE_URL"]}
+            ],
             headers={"Retry-After": "3600"},
         )
 

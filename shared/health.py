@@ -35,8 +35,10 @@ def check_vector_store(settings: Settings) -> dict[str, Any]:
     if settings.vector_store == "chroma":
         scheme = "https" if settings.chroma_ssl else "http"
         headers = {"Authorization": f"Bearer {settings.chroma_auth_token}"} if settings.chroma_auth_token else None
-        return {"kind": "chroma", **_http_ok(f"{scheme}://{settings.chroma_host}:{settings.chroma_port}/api/v2/heartbeat",
-                                             headers)}
+        return {
+            "kind": "chroma",
+            **_http_ok(f"{scheme}://{settings.chroma_host}:{settings.chroma_port}/api/v2/heartbeat", headers),
+        }
     if settings.qdrant_url:
         headers = {"api-key": settings.qdrant_api_key} if settings.qdrant_api_key else None
         return {"kind": "qdrant", **_http_ok(settings.qdrant_url.rstrip("/") + "/readyz", headers)}
@@ -45,7 +47,7 @@ def check_vector_store(settings: Settings) -> dict[str, Any]:
         return {"kind": "qdrant_embedded", "status": "ok"}
     path = settings.resolved_qdrant_path
     parent = path if path.exists() else path.parent
-    writable = parent.exists() and os.access(parent, os.W_OK) or not parent.exists()
+    writable = (parent.exists() and os.access(parent, os.W_OK)) or not parent.exists()
     return {"kind": "qdrant_embedded", "status": "ok" if writable else "down", "loaded": False}
 
 

@@ -55,7 +55,7 @@ class OpenAIClientFactory:
         if self.provider == "azure_openai":
             if s.azure_openai_api_key:
                 return openai.AzureOpenAI(
-                    azure_endpoint=s.azure_openai_endpoint,
+                    azure_endpoint=s.azure_openai_endpoint or "",
                     api_key=s.azure_openai_api_key,
                     api_version=s.azure_openai_api_version,
                     timeout=timeout,
@@ -65,7 +65,7 @@ class OpenAIClientFactory:
 
             token_provider = get_bearer_token_provider(azure_credential(s), COGNITIVE_SERVICES_SCOPE)
             return openai.AzureOpenAI(
-                azure_endpoint=s.azure_openai_endpoint,
+                azure_endpoint=s.azure_openai_endpoint or "",
                 azure_ad_token_provider=token_provider,
                 api_version=s.azure_openai_api_version,
                 timeout=timeout,

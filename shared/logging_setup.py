@@ -31,8 +31,10 @@ def configure_logging() -> None:
         try:
             from azure.monitor.opentelemetry import configure_azure_monitor
         except ImportError:
-            service_logger.warning("APPLICATIONINSIGHTS_CONNECTION_STRING is set but azure-monitor-opentelemetry "
-                                   "is not installed; telemetry export is off")
+            service_logger.warning(
+                "APPLICATIONINSIGHTS_CONNECTION_STRING is set but azure-monitor-opentelemetry "
+                "is not installed; telemetry export is off"
+            )
             return
         configure_azure_monitor(logger_name="memory_layer")
     # mem0 and qdrant are chatty about optional features we deliberately do without.

@@ -143,7 +143,11 @@ class MemoryService:
         added = result["results"][0]
         now = utc_now()
         return MemoryRecord(
-            id=str(added["id"]), memory=content, user_id=user_id, metadata=dict(metadata or {}), created_at=now,
+            id=str(added["id"]),
+            memory=content,
+            user_id=user_id,
+            metadata=dict(metadata or {}),
+            created_at=now,
             updated_at=now,
         )
 
@@ -175,8 +179,15 @@ class MemoryService:
             )
             payloads.append(payload)
         history = [
-            {"memory_id": mid, "old_memory": None, "new_memory": text, "event": "ADD", "created_at": now,
-             "updated_at": now, "role": "user"}
+            {
+                "memory_id": mid,
+                "old_memory": None,
+                "new_memory": text,
+                "event": "ADD",
+                "created_at": now,
+                "updated_at": now,
+                "role": "user",
+            }
             for mid, text in zip(ids, texts, strict=True)
         ]
         with vector_store_calls():
@@ -263,7 +274,11 @@ class MemoryService:
         return records
 
     def search_memories(
-        self, user_id: str, query: str, limit: int, filters: SearchFilters | None = None,
+        self,
+        user_id: str,
+        query: str,
+        limit: int,
+        filters: SearchFilters | None = None,
         threshold: float | None = None,
     ) -> list[MemoryRecord]:
         """The user's memories most relevant to `query`, best first."""

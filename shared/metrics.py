@@ -15,7 +15,7 @@ _WINDOW = 2048
 
 
 class _FunctionStats:
-    __slots__ = ("requests", "errors", "client_errors", "latencies")
+    __slots__ = ("client_errors", "errors", "latencies", "requests")
 
     def __init__(self) -> None:
         self.requests = 0

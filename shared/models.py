@@ -20,8 +20,22 @@ MAX_SEARCH_LIMIT = 100
 # mem0 keeps metadata beside its own fields in the stored payload; these names are its own.
 RESERVED_METADATA_KEYS = frozenset(
     {
-        "data", "hash", "created_at", "updated_at", "id", "text_lemmatized", "attributed_to", "user_id",
-        "agent_id", "run_id", "actor_id", "role", "expiration_date", "score", "memory", "metadata",
+        "data",
+        "hash",
+        "created_at",
+        "updated_at",
+        "id",
+        "text_lemmatized",
+        "attributed_to",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "actor_id",
+        "role",
+        "expiration_date",
+        "score",
+        "memory",
+        "metadata",
     }
 )
 
@@ -86,7 +100,8 @@ class ChatMessageRequest(StrictModel):
     user_id: UserId
     message: Content
     session_id: Annotated[
-        str | None, StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+        str | None,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
         AfterValidator(lambda v: _no_control_chars(v) if v is not None else v),
     ] = Field(None, description="Conversation to continue; a new one is created when absent.")
     metadata: dict[str, Any] | None = Field(None, description="Free-form metadata about the message.")

@@ -119,9 +119,7 @@ def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, st
     op: dict[str, Any] = {"operationId": name, "summary": spec.summary, "tags": [spec.tag]}
     if spec.description:
         op["description"] = spec.description
-    params = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(path)
-    ]
+    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(path)]
     params += [
         {"name": q, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
         for q, text in spec.query_params.items()

@@ -48,7 +48,10 @@ def _build_memory_service(settings: Settings) -> MemoryService:
         memory = build_memory(settings, embedder, build_chat_model(settings), history)
     logger.info(
         "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
-        settings.vector_store, settings.embedding_provider, settings.llm_provider, settings.resolved_state_store,
+        settings.vector_store,
+        settings.embedding_provider,
+        settings.llm_provider,
+        settings.resolved_state_store,
     )
     return MemoryService(memory, embedder, settings)
 

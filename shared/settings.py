@@ -106,7 +106,9 @@ class Settings(BaseSettings):
         None, description="Table Storage endpoint, https://ACCOUNT.table.core.windows.net (managed identity)."
     )
     azurewebjobsstorage: str | None = Field(
-        None, alias="AzureWebJobsStorage", description="The Functions host storage; used for tables when nothing else is set."
+        None,
+        alias="AzureWebJobsStorage",
+        description="The Functions host storage; used for tables when nothing else is set.",
     )
     sessions_table: str = Field("chatsessions", description="Table of chat session turns.")
     history_table: str = Field("memoryhistory", description="Table of per-memory change history.")
@@ -197,6 +199,7 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
-                             for e in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}" for e in error.errors()
+        )
         raise ConfigurationProblem(f"invalid configuration: {problems}") from None

@@ -73,8 +73,15 @@ def test_oversized_fields_and_bodies(api: httpx.Client) -> None:
 
 
 def test_bad_metadata(api: httpx.Client) -> None:
-    for metadata in ({"user_id": "mallory"}, {"data": "x"}, {"nested": {"a": 1}}, {"list": [1, 2]},
-                     {f"k{i}": i for i in range(33)}, {"": "empty key"}, "not an object"):
+    for metadata in (
+        {"user_id": "mallory"},
+        {"data": "x"},
+        {"nested": {"a": 1}},
+        {"list": [1, 2]},
+        {f"k{i}": i for i in range(33)},
+        {"": "empty key"},
+        "not an object",
+    ):
         assert_error(api.post("/api/memory/add", json={"user_id": "u", "content": "c", "metadata": metadata}), 422)
 
 

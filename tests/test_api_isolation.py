@@ -13,11 +13,16 @@ BOB_TEXTS = ["bob loves Interstellar", "bob drinks tea", "bob codes in Rust"]
 
 def _seed(api: httpx.Client) -> tuple[str, str, list[str], list[str]]:
     alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
-    a_ids = api.post("/api/memory/batch-add", json={
-        "user_id": alice, "memories": [{"content": t, "metadata": {"category": "a"}} for t in ALICE_TEXTS]}
+    a_ids = api.post(
+        "/api/memory/batch-add",
+        json={"user_id": alice, "memories": [{"content": t, "metadata": {"category": "a"}} for t in ALICE_TEXTS]},
     ).json()["data"]["memory_ids"]
-    b_ids = [api.post("/api/memory/add", json={"user_id": bob, "content": t, "metadata": {"category": "b"}}).json()[
-        "data"]["memory_id"] for t in BOB_TEXTS]
+    b_ids = [
+        api.post("/api/memory/add", json={"user_id": bob, "content": t, "metadata": {"category": "b"}}).json()["data"][
+            "memory_id"
+        ]
+        for t in BOB_TEXTS
+    ]
     return alice, bob, a_ids, b_ids
 
 
@@ -26,7 +31,7 @@ def _texts(api: httpx.Client, user_id: str) -> set[str]:
 
 
 def test_reads_never_cross_users(api: httpx.Client) -> None:
-    alice, bob, a_ids, b_ids = _seed(api)
+    alice, bob, _a_ids, _b_ids = _seed(api)
     assert _texts(api, alice) == set(ALICE_TEXTS)
     assert {r["memory"] for r in api.get(f"/api/chat/memories/{bob}").json()["data"]["results"]} == set(BOB_TEXTS)
     for path in ("/api/memory/search", "/api/chat/search-memories"):
@@ -38,7 +43,7 @@ def test_reads_never_cross_users(api: httpx.Client) -> None:
 
 
 def test_by_id_calls_with_the_wrong_owner_are_refused_and_change_nothing(api: httpx.Client) -> None:
-    alice, bob, a_ids, b_ids = _seed(api)
+    alice, bob, a_ids, _b_ids = _seed(api)
     target = a_ids[0]
     before = api.get(f"/api/memory/memory/{target}").json()["data"]
 
@@ -57,7 +62,7 @@ def test_by_id_calls_with_the_wrong_owner_are_refused_and_change_nothing(api: ht
 
 
 def test_deleting_one_user_leaves_the_other_intact(api: httpx.Client) -> None:
-    alice, bob, a_ids, b_ids = _seed(api)
+    alice, bob, _a_ids, _b_ids = _seed(api)
     assert api.delete(f"/api/memory/user/{alice}").json()["data"] == {"deleted": 3}
     assert _texts(api, alice) == set()
     assert _texts(api, bob) == set(BOB_TEXTS)

@@ -83,16 +83,28 @@ def test_batch_add_search_and_chat_search(api: httpx.Client) -> None:
 
 def test_search_filters_narrow_results(api: httpx.Client) -> None:
     alice = user("alice")
-    ok(api.post("/api/memory/batch-add", json={"user_id": alice, "memories": [
-        {"content": "drinks green tea", "metadata": {"category": "habits", "source": "web"}},
-        {"content": "drinks black coffee", "metadata": {"category": "habits", "source": "app"}},
-        {"content": "meeting about tea exports", "metadata": {"category": "work"}},
-    ]}))
-    by_category = ok(api.post("/api/memory/search", json={
-        "user_id": alice, "query": "tea", "filters": {"categories": ["work"]}}))
+    ok(
+        api.post(
+            "/api/memory/batch-add",
+            json={
+                "user_id": alice,
+                "memories": [
+                    {"content": "drinks green tea", "metadata": {"category": "habits", "source": "web"}},
+                    {"content": "drinks black coffee", "metadata": {"category": "habits", "source": "app"}},
+                    {"content": "meeting about tea exports", "metadata": {"category": "work"}},
+                ],
+            },
+        )
+    )
+    by_category = ok(
+        api.post("/api/memory/search", json={"user_id": alice, "query": "tea", "filters": {"categories": ["work"]}})
+    )
     assert [r["memory"] for r in by_category["results"]] == ["meeting about tea exports"]
-    by_metadata = ok(api.post("/api/memory/search", json={
-        "user_id": alice, "query": "drinks", "filters": {"metadata": {"source": "app"}}}))
+    by_metadata = ok(
+        api.post(
+            "/api/memory/search", json={"user_id": alice, "query": "drinks", "filters": {"metadata": {"source": "app"}}}
+        )
+    )
     assert [r["memory"] for r in by_metadata["results"]] == ["drinks black coffee"]
     strict = ok(api.post("/api/memory/search", json={"user_id": alice, "query": "tea", "threshold": 0.99}))
     assert strict["results"] == []
@@ -100,13 +112,24 @@ def test_search_filters_narrow_results(api: httpx.Client) -> None:
 
 def test_update_then_read_back_and_history(api: httpx.Client) -> None:
     alice = user("alice")
-    memory_id = ok(api.post("/api/memory/add", json={
-        "user_id": alice, "content": "用户偏好使用Python进行数据分析", "metadata": {"category": "preferences"}}))["memory_id"]
-    response = api.put("/api/memory/update", json={
-        "memory_id": memory_id,
-        "content": "用户偏好使用Python和JavaScript进行开发",
-        "metadata": {"category": "preferences", "topic": "programming", "updated": True},
-    })
+    memory_id = ok(
+        api.post(
+            "/api/memory/add",
+            json={
+                "user_id": alice,
+                "content": "用户偏好使用Python进行数据分析",
+                "metadata": {"category": "preferences"},
+            },
+        )
+    )["memory_id"]
+    response = api.put(
+        "/api/memory/update",
+        json={
+            "memory_id": memory_id,
+            "content": "用户偏好使用Python和JavaScript进行开发",
+            "metadata": {"category": "preferences", "topic": "programming", "updated": True},
+        },
+    )
     assert response.json()["message"] == "记忆更新成功"
     assert ok(response) == {"memory_id": memory_id, "content": "用户偏好使用Python和JavaScript进行开发"}
 
@@ -126,8 +149,12 @@ def test_update_then_read_back_and_history(api: httpx.Client) -> None:
 
 def test_delete_one_and_delete_all_both_apis(api: httpx.Client) -> None:
     alice = user("alice")
-    ids = ok(api.post("/api/memory/batch-add", json={
-        "user_id": alice, "memories": [{"content": f"fact number {i}"} for i in range(5)]}))["memory_ids"]
+    ids = ok(
+        api.post(
+            "/api/memory/batch-add",
+            json={"user_id": alice, "memories": [{"content": f"fact number {i}"} for i in range(5)]},
+        )
+    )["memory_ids"]
 
     assert ok(api.delete(f"/api/memory/memory/{ids[0]}")) == {"memory_id": ids[0]}
     assert api.get(f"/api/memory/memory/{ids[0]}").status_code == 404
@@ -144,19 +171,27 @@ def test_delete_one_and_delete_all_both_apis(api: httpx.Client) -> None:
 
 def test_stats_date_and_category_distribution(api: httpx.Client) -> None:
     alice = user("alice")
-    ok(api.post("/api/memory/batch-add", json={"user_id": alice, "memories": [
-        {"content": "a", "metadata": {"category": "preferences"}},
-        {"content": "b", "metadata": {"category": "preferences"}},
-        {"content": "c", "metadata": {"category": "habits"}},
-        {"content": "d"},
-    ]}))
+    ok(
+        api.post(
+            "/api/memory/batch-add",
+            json={
+                "user_id": alice,
+                "memories": [
+                    {"content": "a", "metadata": {"category": "preferences"}},
+                    {"content": "b", "metadata": {"category": "preferences"}},
+                    {"content": "c", "metadata": {"category": "habits"}},
+                    {"content": "d"},
+                ],
+            },
+        )
+    )
     response = api.get(f"/api/memory/stats/{alice}")
     assert response.json()["message"] == "统计信息获取成功"
     stats = ok(response)
     assert stats["user_id"] == alice
     assert stats["total_memories"] == 4
     assert stats["category_distribution"] == {"preferences": 2, "habits": 1, "other": 1}
-    (day, count), = stats["date_distribution"].items()
+    ((day, count),) = stats["date_distribution"].items()
     assert count == 4 and len(day) == 10 and day[4] == "-"
 
 
@@ -192,9 +227,15 @@ def test_docs_render_offline(api: httpx.Client) -> None:
 
 
 def test_chat_without_llm_is_a_clear_503(api: httpx.Client) -> None:
-    response = api.post("/api/chat/message", json={
-        "user_id": "alice", "message": "我喜欢科幻电影，特别是《星际穿越》", "session_id": "session_001",
-        "metadata": {"source": "web", "timestamp": "2024-01-01T10:00:00Z"}})
+    response = api.post(
+        "/api/chat/message",
+        json={
+            "user_id": "alice",
+            "message": "我喜欢科幻电影，特别是《星际穿越》",
+            "session_id": "session_001",
+            "metadata": {"source": "web", "timestamp": "2024-01-01T10:00:00Z"},
+        },
+    )
     assert response.status_code == 503
     body = response.json()
     assert body["success"] is False and body["error"]["code"] == "llm_not_configured"
@@ -208,7 +249,8 @@ def test_data_survives_a_restart(tmp_path) -> None:
     try:
         alice = user("alice")
         memory_id = ok(host.client.post("/api/memory/add", json={"user_id": alice, "content": "remember me"}))[
-            "memory_id"]
+            "memory_id"
+        ]
         host.restart()
         got = ok(host.client.get(f"/api/memory/memory/{memory_id}", params={"user_id": alice}))
         assert got["memory"] == "remember me"

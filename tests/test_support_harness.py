@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 
 import httpx
@@ -19,15 +20,12 @@ from azure.identity import get_bearer_token_provider
 
 from tests.support import azurite as azurite_mod
 from tests.support import chroma_server as chroma_mod
-from tests.support.azurite import AzuriteServer, azurite  # noqa: F401 - fixture
-from tests.support.chroma_server import ChromaServer, chroma_server  # noqa: F401 - fixture
-from tests.support.fake_openai import (  # noqa: F401 - fixture
-    FakeOpenAIServer,
-    Reply,
-    StaticTokenCredential,
-    cosine,
-    fake_openai,
-)
+from tests.support.azurite import AzuriteServer
+from tests.support.chroma_server import ChromaServer
+from tests.support.fake_openai import FakeOpenAIServer, Reply, StaticTokenCredential, cosine
+
+# The fixtures (fake_openai, azurite, chroma_server) live in these modules.
+pytest_plugins = ["tests.support.fake_openai", "tests.support.azurite", "tests.support.chroma_server"]
 
 API_VERSION = "2024-10-21"
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -228,16 +226,16 @@ def test_stopped_fake_refuses_pooled_connections() -> None:
 def test_missing_servers_name_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setattr(azurite_mod, "REPO_ROOT", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(azurite_mod.HarnessMissing, match="npm install --prefix .cache/node"):
+    with pytest.raises(azurite_mod.HarnessMissing, match=re.escape("npm install --prefix .cache/node")):
         azurite_mod.find_azurite()
-    with pytest.raises(chroma_mod.HarnessMissing, match="tests.support.chroma_server install"):
+    with pytest.raises(chroma_mod.HarnessMissing, match=re.escape("tests.support.chroma_server install")):
         chroma_mod.find_chroma(tmp_path / "no-venv")
 
 
 # --- Azurite -----------------------------------------------------------------------------------
 
 
-def test_azurite_table_round_trip(azurite: AzuriteServer) -> None:  # noqa: F811
+def test_azurite_table_round_trip(azurite: AzuriteServer) -> None:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
     assert service.url.startswith(azurite.table_endpoint)
     table = service.create_table_if_not_exists(f"t{uuid.uuid4().hex[:12]}")
@@ -248,7 +246,7 @@ def test_azurite_table_round_trip(azurite: AzuriteServer) -> None:  # noqa: F811
     assert [(r["RowKey"], r["text"], r["n"]) for r in rows] == [("a", "likes tea", 3), ("b", "likes trains", 2)]
 
 
-def test_azurite_restart_keeps_data(azurite: AzuriteServer) -> None:  # noqa: F811
+def test_azurite_restart_keeps_data(azurite: AzuriteServer) -> None:
     name = f"t{uuid.uuid4().hex[:12]}"
     table = TableServiceClient.from_connection_string(azurite.connection_string).create_table_if_not_exists(name)
     table.upsert_entity({"PartitionKey": "p", "RowKey": "r", "v": "kept"})
@@ -272,7 +270,7 @@ def chroma_client(server: ChromaServer):
     return chromadb.HttpClient(host=server.host, port=server.port, settings=Settings(anonymized_telemetry=False))
 
 
-def test_chroma_round_trip(chroma_server: ChromaServer) -> None:  # noqa: F811
+def test_chroma_round_trip(chroma_server: ChromaServer) -> None:
     from tests.support.fake_openai import embed
 
     client = chroma_client(chroma_server)
@@ -290,7 +288,7 @@ def test_chroma_round_trip(chroma_server: ChromaServer) -> None:  # noqa: F811
     assert col.get(ids=["b"])["documents"] == ["takes the train to work"]
 
 
-def test_chroma_outage_and_recovery(chroma_server: ChromaServer) -> None:  # noqa: F811
+def test_chroma_outage_and_recovery(chroma_server: ChromaServer) -> None:
     name = f"c{uuid.uuid4().hex[:12]}"
     col = chroma_client(chroma_server).create_collection(name)
     col.add(ids=["x"], embeddings=[[0.1, 0.2, 0.3]])

@@ -14,6 +14,7 @@ Routes: OpenAI `/v1/{chat/completions,embeddings}`; Azure `/openai/deployments/{
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -220,10 +221,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # idle keep-alive connections must not pin handler threads forever
     server: _HTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.server.fake._handle(self)
 
     do_GET = do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815 - answered as 404/405 by _handle
@@ -275,10 +276,8 @@ class FakeOpenAIServer:
         with self._lock:
             conns, self._conns = list(self._conns), set()
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(5)
 

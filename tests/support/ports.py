@@ -7,6 +7,7 @@ server and *how* to tell it is ready.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import signal
@@ -70,7 +71,7 @@ def wait_until(
         try:
             if predicate():
                 return time.monotonic() - start
-        except Exception:  # noqa: BLE001 - a probe failing is the same as "not yet"
+        except Exception:  # a probe failing is the same as "not yet"
             pass
         if abort is not None:
             reason = abort()
@@ -92,7 +93,7 @@ def wait_for_port_closed(host: str, port: int, timeout: float = 15.0) -> float:
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     """Status of a GET, or None when nothing answers; 4xx/5xx still count as an answer."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -113,10 +114,8 @@ _live: set[ServerProcess] = set()
 def _die_with_parent() -> None:
     # Linux only: the kernel sends SIGTERM to the child when the thread that started it exits, so a
     # pytest killed by a CI timeout does not leave servers holding ports on the machine.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @atexit.register
@@ -179,7 +178,7 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== start {' '.join(self.argv)}\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(  # noqa: S603 - argv built by the harness, no shell
+            self.proc = subprocess.Popen(  # argv built by the harness, no shell
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -187,7 +186,7 @@ class ServerProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,  # own process group: stop() can signal the whole tree
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no locks taken
+                preexec_fn=_die_with_parent,  # only sets a signal: safe after fork
             )
         _live.add(self)
         try:

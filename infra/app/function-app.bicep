@@ -1,0 +1,284 @@
+// The memory service: a Python 3.11 Function App on the Flex Consumption plan (FC1, Linux).
+// It runs as one user-assigned identity, reads its host storage keylessly, gets secrets only as
+// Key Vault references, and accepts calls from API Management only (function keys on every route
+// but the anonymous ones, plus an IP allow-list when the APIM tier has stable outbound addresses).
+
+@description('Azure region of the plan and the app (must offer Flex Consumption).')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Name of the Function App (becomes NAME.azurewebsites.net).')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of instances the plan scales out to (caps cost and backend load).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (AZURE_CLIENT_ID, host storage and telemetry auth).')
+param identityClientId string
+
+@description('Blob endpoint of the storage account (host storage and deployment package).')
+param storageBlobEndpoint string
+
+@description('Queue endpoint of the storage account (host storage).')
+param storageQueueEndpoint string
+
+@description('Table endpoint of the storage account (AZURE_TABLES_ENDPOINT).')
+param storageTableEndpoint string
+
+@description('Blob container holding the deployment package.')
+param deploymentContainerName string
+
+@description('Table of chat session turns.')
+param sessionsTableName string
+
+@description('Table of per-memory change history.')
+param historyTableName string
+
+@description('Application Insights connection string (telemetry is sent with the identity, not the key).')
+param applicationInsightsConnectionString string
+
+@description('Python log level of the service loggers.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+@description('Vector store the service uses: qdrant or chroma (both as servers in the cloud).')
+@allowed([
+  'qdrant'
+  'chroma'
+])
+param vectorStore string
+
+@description('Vector collection holding the memories; distinct names let environments share a cluster.')
+param collectionName string
+
+@description('Qdrant server URL (VECTOR_STORE=qdrant).')
+param qdrantUrl string = ''
+
+@description('Versionless Key Vault URI of the Qdrant API key, empty when the server needs none.')
+param qdrantApiKeySecretUri string = ''
+
+@description('Chroma server host (VECTOR_STORE=chroma).')
+param chromaHost string = ''
+
+@description('Chroma server port.')
+param chromaPort int = 443
+
+@description('Reach the Chroma server over HTTPS.')
+param chromaSsl bool = true
+
+@description('Versionless Key Vault URI of the Chroma token, empty when the server needs none.')
+param chromaAuthTokenSecretUri string = ''
+
+@description('Azure OpenAI endpoint, https://NAME.openai.azure.com/.')
+param openAiEndpoint string
+
+@description('Azure OpenAI chat deployment name.')
+param chatDeploymentName string
+
+@description('Azure OpenAI embedding deployment name.')
+param embeddingDeploymentName string
+
+@description('Model behind the embedding deployment (sets the vector size).')
+param embeddingModelName string
+
+@description('Neo4j URI (neo4j+s://... for Aura); empty disables graph memory.')
+param neo4jUri string = ''
+
+@description('Neo4j user.')
+param neo4jUsername string = 'neo4j'
+
+@description('Neo4j database.')
+param neo4jDatabase string = 'neo4j'
+
+@description('Versionless Key Vault URI of the Neo4j password.')
+param neo4jPasswordSecretUri string = ''
+
+@description('Outbound IPs of API Management; when not empty, every other caller is denied.')
+param allowedCallerIpAddresses array = []
+
+@description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty for none.')
+param virtualNetworkSubnetId string = ''
+
+// Settings of the Functions host itself, not read by the app code.
+var hostSettings = {
+  // Identity-based host storage: no connection string exists anywhere.
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+  // Telemetry is authenticated with the identity because local auth is off on Application Insights.
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+// Settings the app reads (shared/settings.py). Names are checked against that file by tests/infra.
+var serviceSettings = {
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  // DefaultAzureCredential picks the user-assigned identity through this variable.
+  AZURE_CLIENT_ID: identityClientId
+  LOG_LEVEL: logLevel
+  VECTOR_STORE: vectorStore
+  COLLECTION_NAME: collectionName
+  // Keyless Azure OpenAI: no AZURE_OPENAI_API_KEY, the identity has Cognitive Services OpenAI User.
+  LLM_PROVIDER: 'azure_openai'
+  EMBEDDING_PROVIDER: 'azure_openai'
+  AZURE_OPENAI_ENDPOINT: openAiEndpoint
+  AZURE_OPENAI_DEPLOYMENT: chatDeploymentName
+  AZURE_EMBEDDING_DEPLOYMENT: embeddingDeploymentName
+  AZURE_EMBEDDING_MODEL: embeddingModelName
+  // Sessions and history live in Table Storage, reached with the identity.
+  STATE_STORE: 'azure_table'
+  AZURE_TABLES_ENDPOINT: storageTableEndpoint
+  SESSIONS_TABLE: sessionsTableName
+  HISTORY_TABLE: historyTableName
+  GRAPH_STORE: empty(neo4jUri) ? 'none' : 'neo4j'
+}
+
+// Settings that exist only for the chosen backends: an empty value would not mean "unset" to the app.
+// Secrets are Key Vault references resolved by the platform with the identity, never plain values.
+var qdrantApiKeySetting = empty(qdrantApiKeySecretUri) ? {} : {
+  QDRANT_API_KEY: '@Microsoft.KeyVault(SecretUri=${qdrantApiKeySecretUri})'
+}
+var qdrantSettings = vectorStore != 'qdrant' ? {} : union({ QDRANT_URL: qdrantUrl }, qdrantApiKeySetting)
+
+var chromaAuthTokenSetting = empty(chromaAuthTokenSecretUri) ? {} : {
+  CHROMA_AUTH_TOKEN: '@Microsoft.KeyVault(SecretUri=${chromaAuthTokenSecretUri})'
+}
+var chromaServerSettings = {
+  CHROMA_HOST: chromaHost
+  CHROMA_PORT: string(chromaPort)
+  CHROMA_SSL: chromaSsl ? 'true' : 'false'
+}
+var chromaSettings = vectorStore != 'chroma' ? {} : union(chromaServerSettings, chromaAuthTokenSetting)
+
+var neo4jPasswordSetting = empty(neo4jPasswordSecretUri) ? {} : {
+  NEO4J_PASSWORD: '@Microsoft.KeyVault(SecretUri=${neo4jPasswordSecretUri})'
+}
+var neo4jServerSettings = {
+  NEO4J_URI: neo4jUri
+  NEO4J_USERNAME: neo4jUsername
+  NEO4J_DATABASE: neo4jDatabase
+}
+var neo4jSettings = empty(neo4jUri) ? {} : union(neo4jServerSettings, neo4jPasswordSetting)
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    // Linux.
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  // azd deploys the code of the service named `api` in azure.yaml to the resource with this tag.
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Key Vault references resolve with the user-assigned identity (there is no system identity).
+    keyVaultReferenceIdentity: identityId
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      // Browsers reach the API through API Management, which answers CORS; the app allows no origin.
+      cors: {
+        allowedOrigins: []
+      }
+      ipSecurityRestrictionsDefaultAction: empty(allowedCallerIpAddresses) ? 'Allow' : 'Deny'
+      ipSecurityRestrictions: [for (ip, i) in allowedCallerIpAddresses: {
+        name: 'apim-${i}'
+        description: 'API Management gateway'
+        action: 'Allow'
+        ipAddress: '${ip}/32'
+        priority: 100 + i
+      }]
+      // The deployment endpoint (scm) stays reachable for azd; it only accepts Entra ID tokens.
+      scmIpSecurityRestrictionsUseMain: false
+    }
+  }
+
+  resource appSettings 'config' = {
+    name: 'appsettings'
+    properties: union(hostSettings, serviceSettings, qdrantSettings, chromaSettings, neo4jSettings)
+  }
+
+  // No publishing with user names and passwords, neither FTP nor the deployment endpoint.
+  resource ftpPublishing 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: {
+      allow: false
+    }
+  }
+
+  resource scmPublishing 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: {
+      allow: false
+    }
+  }
+}
+
+output name string = functionApp.name
+output id string = functionApp.id
+output defaultHostName string = functionApp.properties.defaultHostName
