@@ -131,7 +131,7 @@ def _invoke(handler: Handler, spec: EndpointSpec, req: func.HttpRequest, request
 
 def _dump(data: Any) -> Any:
     if isinstance(data, BaseModel):
-        return data.model_dump(mode="json")
+        return data.model_dump(mode="json", exclude_none=True)
     return data
 
 

@@ -46,8 +46,13 @@ def metrics_endpoint(req: func.HttpRequest) -> Reply:
     return Reply(m.MetricsResponse(timestamp=time.time(), **metrics.snapshot()))
 
 
+# The host reads an empty route as "use the function name", so the site root is served by an
+# optional parameter that can only be empty (Azure/Azure-Functions#2473).
+ROOT_ROUTE = "{root:maxlength(0)?}"
+
+
 @bp.function_name("service_info")
-@bp.route(route="", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route=ROOT_ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(EndpointSpec("Service information and links", TAG, None, m.ServiceInfo, enveloped=False))
 def service_info(req: func.HttpRequest) -> Reply:
     return Reply(

@@ -20,6 +20,8 @@ from shared import SERVICE_NAME, VERSION
 from shared.models import ErrorEnvelope
 
 _PARAM = re.compile(r"\{([^}:?=*]+)[^}]*\}")
+# An optional parameter that can only be empty stands for "nothing" (how the root route is written).
+_EMPTY_PARAM = re.compile(r"/?\{[^}]*maxlength\(0\)\?\}")
 _ERRORS = {
     "400": "Malformed request (e.g. body is not JSON)",
     "403": "The memory belongs to another user",
@@ -87,6 +89,7 @@ def build_openapi_document(app: Any = None) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for fn, trigger, spec in entries:
         route = trigger.route if trigger.route is not None else fn.get_function_name()
+        route = _EMPTY_PARAM.sub("", route)
         path = "/" + "/".join(part for part in (prefix, route) if part)
         path = _PARAM.sub(lambda match: "{" + match.group(1) + "}", path)
         methods = [str(getattr(m, "value", m)).lower() for m in (trigger.methods or ["GET"])]

@@ -25,12 +25,12 @@ CONTRACT = {
     ("GET", "api/memory/stats/{user_id}"),
     ("GET", "health"),
     ("GET", "metrics"),
-    ("GET", ""),
+    ("GET", "{root:maxlength(0)?}"),
     ("GET", "docs"),
     ("GET", "openapi.json"),
 }
 ADDITIONS = {("GET", "api/memory/memory/{memory_id}"), ("GET", "api/memory/memory/{memory_id}/history")}
-ANONYMOUS = {"health", "", "docs", "openapi.json", "docs/assets/{name}"}
+ANONYMOUS = {"health", "{root:maxlength(0)?}", "docs", "openapi.json", "docs/assets/{name}"}
 
 
 def _routes() -> dict[tuple[str, str], object]:

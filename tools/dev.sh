@@ -49,7 +49,7 @@ setup_test_services() {
   if [ ! -x .cache/node/node_modules/.bin/azurite ]; then
     log "installing Azurite"
     mkdir -p .cache/node
-    npm install --prefix .cache/node --no-audit --no-fund --silent azurite@3 >/dev/null
+    npm install --prefix .cache/node --no-audit --no-fund --silent azurite@3.35.0 >/dev/null
   fi
   # The Chroma server lives in its own venv: the full chromadb wheel and the app's thin
   # chromadb-client both provide the `chromadb` module and must not share one.

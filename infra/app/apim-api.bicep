@@ -55,6 +55,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 // The host key APIM presents as x-functions-key. It goes straight from the Function App into Key
 // Vault: it is never a template output, a parameter or a plain named value.
 resource functionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41: the value is the Function App's host key, rewritten on every deployment; an expiry date would cut API Management off the app.
   parent: vault
   name: 'function-key-apim'
   properties: {

@@ -40,6 +40,8 @@ param logAnalyticsId string
 var hasStaticOutboundIps = contains(['Developer', 'Basic', 'Standard', 'Premium'], skuName)
 
 resource apim 'Microsoft.ApiManagement/service@2024-05-01' = {
+  // checkov:skip=CKV_AZURE_107: the gateway is the product's public entry; VNet injection is not offered on the default tiers (Consumption, Basic v2) and is not needed to reach a public Function App.
+  // checkov:skip=CKV_AZURE_174: same reason: callers reach the API over the internet, authenticated by subscription keys.
   name: name
   location: location
   tags: tags

@@ -184,6 +184,7 @@ var neo4jServerSettings = {
 var neo4jSettings = empty(neo4jUri) ? {} : union(neo4jServerSettings, neo4jPasswordSetting)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption needs always-ready instances in several zones, a cost at rest this service avoids; instances are stateless and rescheduled on failure.
   name: planName
   location: location
   tags: tags
@@ -199,6 +200,10 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: API Management (no VNet on the default tiers) calls the app over its public endpoint; every non-anonymous route requires the function key, and classic tiers add an IP allow-list.
+  // checkov:skip=CKV_AZURE_17: the caller (API Management) authenticates with the function key from Key Vault; client certificates would add a certificate lifecycle for no extra guarantee.
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design (no cost at rest); always-ready instances can be added if cold starts matter.
+  // checkov:skip=CKV_AZURE_213: the App Service health check is not available on Flex Consumption; /health is served by the app and monitored through Application Insights.
   name: name
   location: location
   // azd deploys the code of the service named `api` in azure.yaml to the resource with this tag.

@@ -39,6 +39,8 @@ param embeddingCapacity int
 param deploymentSkuName string
 
 resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
+  // checkov:skip=CKV_AZURE_238: the account calls no other resource (no customer-managed key, no data source), so an identity would be unused.
+  // checkov:skip=CKV_AZURE_134: the Function App (Flex Consumption without VNet integration) calls the public endpoint; local auth is off, so only Entra ID tokens with the role are accepted.
   name: name
   location: location
   tags: tags

@@ -32,6 +32,9 @@ param sessionsTableName string
 param historyTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches its host storage over the public endpoint; shared keys are disabled, so only Entra ID with a data role gets in.
+  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; no container or table allows anonymous access.
+  // checkov:skip=CKV_AZURE_206: zone-redundant by default; geo-redundancy is a parameter (storageSkuName) because it doubles the cost of data that is rebuilt from the vector store.
   name: name
   location: location
   tags: tags

@@ -205,11 +205,11 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     fake: FakeOpenAIServer
 
-    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+    def process_request(self, request, client_address):
         self.fake._track(request)
         super().process_request(request, client_address)
 
-    def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
+    def handle_error(self, request, client_address):
         # A client that timed out and hung up mid-answer is expected in timeout tests.
         pass
 
@@ -402,7 +402,8 @@ class FakeOpenAIServer:
         if path in _PLAIN:
             style, kind = _PLAIN[path]
         elif m := _AZURE_DEPLOYMENT.match(path):
-            style, deployment, kind = "azure", m.group(1), ("chat" if m.group(2) == "chat/completions" else "embeddings")
+            style, deployment = "azure", m.group(1)
+            kind = "chat" if m.group(2) == "chat/completions" else "embeddings"
 
         rec = RecordedRequest(h.command, path, query, headers, body, kind, style, deployment)
         with self._lock:
@@ -432,19 +433,22 @@ class FakeOpenAIServer:
             return 405, _error(rec.style, 405, f"Method {rec.method} not allowed"), {}
         if rec.deployment is not None and not rec.query.get("api-version"):
             # What Azure answers on /openai/deployments/... without ?api-version=.
-            return 400, {
-                "error": {
-                    "code": "MissingApiVersionParameter",
-                    "message": "The api-version query parameter (?api-version=) is required for all requests.",
-                }
-            }, {}
+            return (
+                400,
+                {
+                    "error": {
+                        "code": "MissingApiVersionParameter",
+                        "message": "The api-version query parameter (?api-version=) is required for all requests.",
+                    }
+                },
+                {},
+            )
         if (denied := self._check_auth(rec)) is not None:
             return denied
 
         fault = self._take_fault(rec.kind)
-        if fault is not None and fault.delay:
-            if self._stopping.wait(fault.delay):
-                return 503, _error(rec.style, 503, "fake stopping"), {}
+        if fault is not None and fault.delay and self._stopping.wait(fault.delay):
+            return 503, _error(rec.style, 503, "fake stopping"), {}
         if fault is not None and fault.status is not None:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return fault.status, _error(rec.style, fault.status, _reason(fault.status)), extra
@@ -473,8 +477,8 @@ class FakeOpenAIServer:
                 if not presented
                 else "Incorrect API key provided."
             )
-            body = {"error": {"message": msg, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
-            return 401, body, {}
+            error = {"message": msg, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+            return 401, {"error": error}, {}
         msg = (
             "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid "
             "key for an active subscription and use a correct regional API endpoint for your resource."

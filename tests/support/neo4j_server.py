@@ -1,158 +1,131 @@
 """A real Neo4j 5.26 for tests, without Docker: an embedded DBMS with only Bolt.
 
-Use it from a conftest.py (re-exporting the fixture is what registers it):
+Use it from a conftest.py or a test module (importing the fixture registers it):
 
     from tests.support.neo4j_server import neo4j_server  # noqa: F401
 
     def test_something(neo4j_server):
-        driver = neo4j.GraphDatabase.driver(
-            neo4j_server.uri, auth=(neo4j_server.user, neo4j_server.password))
+        driver = neo4j.GraphDatabase.driver(neo4j_server.uri, auth=neo4j_server.auth)
 
-`neo4j_server` is session-scoped and shared by every test in the run (one per
+or `pytest_plugins = ["tests.support.neo4j_server"]` in the root conftest.
+
+`neo4j_server` is session-scoped and shared by every test of the run (one per
 xdist worker), so:
   * keep test data apart (unique ids/labels) or delete what you create;
-  * a test that calls `stop()` must bring it back (`start()`/`restart()`),
-    ideally in a `finally`, or later tests will see a dead server;
-  * `restart()` reuses the port and data directory, so a driver created before
-    the outage reconnects on its own (the "degraded, then recovered" case).
-For a private server, build one yourself: `Neo4jServer(tmp_path).start()`.
+  * take it down only with `with neo4j_server.outage(): ...`, which brings it back
+    (same port, same data) even when the block fails; `stop()`/`restart()` exist
+    for finer control but then the test must leave it running.
+A driver made before an outage reconnects by itself afterwards: the URI does not
+change. For a private server: `with Neo4jServer(tmp_path) as server: ...`.
 
-Requirements: Java 17+ (JAVA_HOME or `java` on PATH) and Maven (`mvn`). The first
-use builds tests/neo4j_launcher into its target/ (needs Maven Central once,
-~30 s with an empty ~/.m2); later runs reuse it offline. When Java, or Maven for a
-needed build, is missing, the fixture FAILS: CI must provide them, and a skip
-would hide that the graph tests never ran. Pre-warm in CI with:
+Requirements: Java 17+ (JAVA_HOME or `java` on PATH) and Maven (`mvn`) for the
+first build of tests/neo4j_launcher (Maven Central once, ~30 s with an empty
+~/.m2); it is rebuilt, offline, only when pom.xml or src/ is newer than the jar.
+Missing Java or Maven makes the fixture FAIL, not skip: CI must have them, and a
+skip would hide that the graph tests never ran. CI pre-warm, from the repo root:
 
-    mvn -q -B -f tests/neo4j_launcher/pom.xml package -DskipTests
+    python -m tests.support.neo4j_server build
+    # same as: mvn -q -B -f tests/neo4j_launcher/pom.xml package -DskipTests
 
-`python -m pytest` from the repo root puts the root on sys.path, which the
-`tests.support` import needs. A start takes ~10 s on a 2-core runner.
+A start takes ~10-15 s on a 2-core runner (most of it Neo4j's own boot and the
+first Cypher compile); a clean stop ~2 s.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
-import time
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from neo4j import GraphDatabase
-from neo4j.exceptions import AuthError
+
+from tests.support.ports import LOOPBACK, ServerProcess, free_port
 
 LAUNCHER_DIR = Path(__file__).resolve().parent.parent / "neo4j_launcher"
-TARGET_DIR = LAUNCHER_DIR / "target"
-JAR = TARGET_DIR / "neo4j-launcher.jar"
-_STAMP = TARGET_DIR / ".harness-build-stamp"
-_READY_PREFIX = "NEO4J_READY "
+JAR = LAUNCHER_DIR / "target" / "neo4j-launcher.jar"
+BUILD_COMMAND = "mvn -q -B -f tests/neo4j_launcher/pom.xml package -DskipTests"
+READY_LINE = "NEO4J_READY "
 
-# Serial GC and C1-only JIT: fewer threads competing with startup on small CI
+# Serial GC and C1-only JIT: fewer threads fighting Neo4j's boot on small CI
 # runners; test workloads are too short for C2 to pay off.
 DEFAULT_JAVA_OPTS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-DEFAULT_PASSWORD = "memsvc-test-password"  # Neo4j 5 rejects passwords under 8 chars
+DEFAULT_PASSWORD = "memsvc-test-password"  # Neo4j 5 rejects passwords under 8 characters
 
 
 class Neo4jHarnessError(RuntimeError):
-    """The test Neo4j could not be built or started; the message says why."""
+    """The test Neo4j could not be built or started; the message says why and how to fix it."""
 
 
-def _java() -> str:
+def find_java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
     found = shutil.which("java")
     if not found:
         raise Neo4jHarnessError(
-            "Java 17+ is required for the Neo4j test server but `java` is not on PATH "
-            "(and JAVA_HOME is unset). Install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)."
+            "Java 17+ is required for the Neo4j test server, but `java` is not on PATH and JAVA_HOME "
+            "is unset. Install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)."
         )
     return found
 
 
-def _sources_digest() -> str:
-    # Content hash rather than mtimes: git checkouts and CI cache restores
-    # scramble mtimes, which would cause needless rebuilds or miss real changes.
-    h = hashlib.sha256()
-    files = [LAUNCHER_DIR / "pom.xml", *sorted((LAUNCHER_DIR / "src").rglob("*"))]
-    for f in files:
-        if f.is_file():
-            h.update(f.relative_to(LAUNCHER_DIR).as_posix().encode() + b"\0")
-            h.update(f.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def _is_built(digest: str) -> bool:
-    lib = TARGET_DIR / "lib"
-    return (
-        JAR.is_file()
-        and lib.is_dir()
-        and any(lib.glob("neo4j-*.jar"))
-        and _STAMP.is_file()
-        and _STAMP.read_text().strip() == digest
-    )
+def is_built() -> bool:
+    # jar:jar runs after copy-dependencies (see pom.xml), so a jar newer than
+    # every input means a finished build with a complete target/lib.
+    if not JAR.is_file() or not any((JAR.parent / "lib").glob("neo4j-*.jar")):
+        return False
+    inputs = [LAUNCHER_DIR / "pom.xml", *(p for p in (LAUNCHER_DIR / "src").rglob("*") if p.is_file())]
+    return JAR.stat().st_mtime >= max(p.stat().st_mtime for p in inputs)
 
 
 def ensure_built(timeout: float = 900.0) -> Path:
-    """Build the launcher with Maven unless target/ already matches pom.xml + src/.
+    """Build the launcher with Maven unless the jar is newer than pom.xml and src/.
 
-    Offline first, so a warm ~/.m2 never touches the network; online only if
-    that fails (first build, or the Neo4j version changed).
+    Offline first, so a warm ~/.m2 never touches the network; online only when
+    that fails (first build, or a changed Neo4j version).
     """
-    digest = _sources_digest()
-    if _is_built(digest):
+    if is_built():
         return JAR
     mvn = shutil.which("mvn")
     if not mvn:
         raise Neo4jHarnessError(
-            "Maven is required to build the Neo4j test server (tests/neo4j_launcher) but `mvn` "
-            "is not on PATH. Install Maven 3.8+ (e.g. apt-get install maven)."
+            f"Maven is required to build the Neo4j test server ({LAUNCHER_DIR}), but `mvn` is not on "
+            "PATH. Install Maven 3.8+ (Debian: apt-get install maven)."
         )
-    TARGET_DIR.mkdir(exist_ok=True)
-    # xdist workers may all arrive here; one builds, the rest wait and re-check.
-    with open(TARGET_DIR / ".build.lock", "w") as lock:
+    JAR.parent.mkdir(exist_ok=True)
+    # xdist workers may all get here at once: one builds, the others wait and re-check.
+    with open(JAR.parent / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_built(digest):
+        if is_built():
             return JAR
         base = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(LAUNCHER_DIR / "pom.xml")]
         goals = ["package", "-DskipTests"]
-        result = None
-        for extra in (["-o"], []):
+        for offline in (True, False):
             try:
                 result = subprocess.run(
-                    base + extra + goals, capture_output=True, text=True, timeout=timeout
+                    base + (["-o"] if offline else []) + goals, capture_output=True, text=True, timeout=timeout
                 )
-            except subprocess.TimeoutExpired as e:
-                raise Neo4jHarnessError(f"Maven build of the Neo4j test server timed out after {timeout:.0f} s: {e.cmd}") from e
+            except subprocess.TimeoutExpired as exc:
+                raise Neo4jHarnessError(f"`{BUILD_COMMAND}` timed out after {timeout:.0f} s") from exc
             if result.returncode == 0:
-                break
-        assert result is not None
-        if result.returncode != 0:
-            output = (result.stdout + result.stderr).strip().splitlines()
-            raise Neo4jHarnessError(
-                "Maven could not build the Neo4j test server (Maven Central must be reachable "
-                f"for the first build).\ncommand: {' '.join(base + goals)}\n"
-                f"exit code: {result.returncode}\n--- last Maven output ---\n" + "\n".join(output[-60:])
-            )
-        _STAMP.write_text(digest + "\n")
-    return JAR
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+                return JAR
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise Neo4jHarnessError(
+            f"Maven could not build the Neo4j test server (exit code {result.returncode}). The first build "
+            f"needs Maven Central; try `{BUILD_COMMAND}` from the repo root.\n"
+            "--- last Maven output ---\n" + "\n".join(output[-60:])
+        )
 
 
 class Neo4jServer:
-    """One embedded Neo4j process bound to 127.0.0.1 with auth enabled."""
+    """One embedded Neo4j process on 127.0.0.1 with auth enabled, restartable in place."""
 
     user = "neo4j"
 
@@ -166,92 +139,102 @@ class Neo4jServer:
         java_opts: tuple[str, ...] = DEFAULT_JAVA_OPTS,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self._password = password
-        self._port = port
-        self._port_fixed = port is not None
+        self.password = password
         self.start_timeout = start_timeout
         self.java_opts = tuple(java_opts)
-        self._proc: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
-        self._output: collections.deque[str] = collections.deque(maxlen=200)
-        self._ready = threading.Event()
+        self._port = port
+        self._port_fixed = port is not None
+        self._process: ServerProcess | None = None
+        self._log_offset = 0
 
-    @staticmethod
-    def ensure_built() -> Path:
-        return ensure_built()
+    ensure_built = staticmethod(ensure_built)
 
     @property
     def port(self) -> int:
         if self._port is None:
-            raise Neo4jHarnessError("Neo4jServer has no port until start() has been called")
+            raise Neo4jHarnessError("Neo4jServer has no port before start()")
         return self._port
 
     @property
     def uri(self) -> str:
-        return f"bolt://127.0.0.1:{self.port}"
-
-    @property
-    def password(self) -> str:
-        return self._password
+        return f"bolt://{LOOPBACK}:{self.port}"
 
     @property
     def auth(self) -> tuple[str, str]:
-        return (self.user, self._password)
+        return (self.user, self.password)
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process is not None and self._process.running
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-launcher.log"
 
     @property
     def debug_log(self) -> Path:
         return self.data_dir / "logs" / "debug.log"
 
-    def start(self) -> None:
+    def start(self) -> float:
+        """Start (no-op when running) and wait for a real Bolt login; return the seconds taken."""
         if self.running:
-            return
-        java = _java()
+            return 0.0
+        java = find_java()
         jar = ensure_built()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # A port chosen by us can be grabbed by someone else before Neo4j binds it;
-        # only then is a fresh port acceptable. A caller-fixed or already used port
-        # (restart) must stay the same, since drivers hold the URI.
+        # A port picked by us can be taken by another process before Neo4j binds it;
+        # only then may we move. A caller's port, or one a driver has already seen
+        # (restart), must stay put.
         attempts = 1 if self._port_fixed else 3
         for attempt in range(attempts):
             if self._port is None:
-                self._port = _free_port()
+                self._port = free_port()
+            argv = [java, *self.java_opts, "-jar", str(jar), str(self._port), str(self.data_dir), self.password]
+            self._process = ServerProcess(
+                f"neo4j:{self._port}", argv, ready=self._ready, log_path=self.log_path,
+                cwd=LAUNCHER_DIR, start_timeout=self.start_timeout,
+            )
+            # The log is appended to across restarts; only this start's READY counts.
+            self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             try:
-                self._launch(java, jar)
-            except Neo4jHarnessError:
-                if attempt + 1 < attempts and any("Address already in use" in l for l in self._output):
+                seconds = self._process.start()
+            except RuntimeError as exc:
+                self._process = None
+                if attempt + 1 < attempts and "Address already in use" in str(exc):
                     self._port = None
                     continue
-                raise
-            # Once a server was up, its port belongs to it: restart() must reuse it.
+                raise Neo4jHarnessError(
+                    f"Neo4j test server on port {self._port} failed to start: {exc}\n"
+                    f"(Neo4j's own log: {self.debug_log})"
+                ) from None
             self._port_fixed = True
-            return
+            return seconds
+        raise AssertionError("unreachable")
 
     def stop(self, *, graceful: bool = True) -> None:
-        """SIGTERM (clean shutdown) or, with graceful=False, SIGKILL to test crash recovery."""
-        proc, self._proc = self._proc, None
-        if proc is None:
+        """SIGTERM for a clean shutdown; graceful=False is SIGKILL, so the next start runs recovery."""
+        process, self._process = self._process, None
+        if process is None:
             return
-        if proc.poll() is None:
-            self._signal_group(proc, signal.SIGTERM if graceful else signal.SIGKILL)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self._signal_group(proc, signal.SIGKILL)
-                proc.wait(timeout=30)
-        if proc.stdin:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        if self._reader:
-            self._reader.join(timeout=5)
+        if not graceful and process.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.proc.pid, signal.SIGKILL)
+            process.proc.wait(30)
+        process.stop(timeout=60)  # a clean Neo4j shutdown flushes the page cache; give it time
 
-    def restart(self, *, graceful: bool = True) -> None:
+    def restart(self, *, graceful: bool = True) -> float:
         """Stop (if running) and start again on the same port and data directory."""
         self.stop(graceful=graceful)
-        self.start()
+        return self.start()
+
+    @contextlib.contextmanager
+    def outage(self, *, graceful: bool = True) -> Iterator[None]:
+        """Down inside the block, back up (same port and data) after it, even if the block fails."""
+        self.stop(graceful=graceful)
+        try:
+            yield
+        finally:
+            self.start()
 
     def __enter__(self) -> Neo4jServer:
         self.start()
@@ -260,94 +243,36 @@ class Neo4jServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- internals -------------------------------------------------------------
-
-    def _launch(self, java: str, jar: Path) -> None:
-        self._output.clear()
-        self._ready.clear()
-        cmd = [
-            java, *self.java_opts, "-jar", str(jar),
-            str(self._port), str(self.data_dir), self._password, "--exit-on-stdin-eof",
-        ]
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,  # held open: closing it (or our death) stops the JVM
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # own process group, so stop() can signal all of it
-        )
-        self._reader = threading.Thread(
-            target=self._pump, args=(self._proc,), name=f"neo4j-{self._port}-output", daemon=True
-        )
-        self._reader.start()
-        deadline = time.monotonic() + self.start_timeout
+    def _ready(self) -> bool:
+        # The READY line says the socket accepts; the login proves Bolt and our
+        # credentials work, which is what tests depend on.
         try:
-            self._wait_ready(deadline)
-            self._wait_bolt(deadline)
-        except BaseException:
-            self.stop(graceful=False)
-            raise
-
-    def _pump(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self._output.append(line.rstrip("\n"))
-            if line.startswith(_READY_PREFIX):
-                self._ready.set()
-
-    def _wait_ready(self, deadline: float) -> None:
-        assert self._proc is not None
-        while not self._ready.wait(0.1):
-            if self._proc.poll() is not None:
-                if self._reader:
-                    self._reader.join(timeout=5)
-                raise self._failure(f"the launcher exited with code {self._proc.returncode} before it was ready")
-            if time.monotonic() > deadline:
-                raise self._failure(f"no {_READY_PREFIX.strip()} line within {self.start_timeout:.0f} s")
-
-    def _wait_bolt(self, deadline: float) -> None:
-        # READY means the socket accepts; this proves a full Bolt handshake plus
-        # login with our credentials, which is what tests actually depend on.
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                with GraphDatabase.driver(self.uri, auth=self.auth, connection_timeout=5) as driver:
-                    driver.verify_connectivity()
-                return
-            except AuthError as e:
-                raise self._failure(f"Bolt rejected the configured credentials: {e}") from e
-            except Exception as e:  # noqa: BLE001 - any driver error means "not yet"
-                last_error = e
-                if not self.running:
-                    raise self._failure("the launcher died during the Bolt handshake") from e
-                time.sleep(0.25)
-        raise self._failure(f"no successful Bolt handshake within {self.start_timeout:.0f} s (last error: {last_error!r})")
-
-    def _failure(self, reason: str) -> Neo4jHarnessError:
-        tail = "\n".join(list(self._output)[-40:]) or "(no output)"
-        return Neo4jHarnessError(
-            f"Neo4j test server on {self.uri} failed to start: {reason}.\n"
-            f"data dir: {self.data_dir} (Neo4j's own log: {self.debug_log})\n"
-            f"--- last launcher output ---\n{tail}"
-        )
-
-    @staticmethod
-    def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+            with open(self.log_path, errors="replace") as log:
+                log.seek(self._log_offset)
+                if READY_LINE not in log.read():
+                    return False
+        except OSError:
+            return False
+        with GraphDatabase.driver(self.uri, auth=self.auth, connection_timeout=5) as driver:
+            driver.verify_connectivity()
+        return True
 
 
 @pytest.fixture(scope="session")
-def neo4j_server(tmp_path_factory: pytest.TempPathFactory):
-    """Session-wide running Neo4jServer; see the module docstring for the rules."""
-    server = Neo4jServer(tmp_path_factory.mktemp("neo4j"))
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
+    """A running Neo4jServer for the whole session; take it down only via `outage()`."""
+    server = Neo4jServer(tmp_path_factory.mktemp("neo4j") / "data")
     try:
         server.start()
-    except Neo4jHarnessError as e:
-        pytest.fail(str(e), pytrace=False)
+    except Neo4jHarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield server
     finally:
         server.stop()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["build"]:
+        sys.exit("usage: python -m tests.support.neo4j_server build")
+    print(ensure_built())

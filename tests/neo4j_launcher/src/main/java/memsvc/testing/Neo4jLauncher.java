@@ -1,7 +1,6 @@
 package memsvc.testing;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.file.Path;
@@ -22,7 +21,7 @@ import org.neo4j.io.ByteUnit;
 
 /**
  * Embedded Neo4j 5 with only a Bolt connector, for tests that need a real server
- * without Docker. Usage: PORT DATA_DIR PASSWORD [--exit-on-stdin-eof]
+ * without Docker. Usage: PORT DATA_DIR PASSWORD
  *
  * Contract with tests/support/neo4j_server.py: exactly one line starting with
  * "NEO4J_READY " on stdout once Bolt accepts TCP connections with the requested
@@ -34,15 +33,14 @@ public final class Neo4jLauncher {
     private Neo4jLauncher() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length < 3 || args.length > 4) {
-            System.err.println("usage: Neo4jLauncher PORT DATA_DIR PASSWORD [--exit-on-stdin-eof]");
+        if (args.length != 3) {
+            System.err.println("usage: java -jar neo4j-launcher.jar PORT DATA_DIR PASSWORD");
             System.exit(2);
         }
         long t0 = System.nanoTime();
         int port = Integer.parseInt(args[0]);
         Path home = Path.of(args[1]).toAbsolutePath();
         String password = args[2];
-        boolean exitOnStdinEof = args.length == 4 && args[3].equals("--exit-on-stdin-eof");
 
         DatabaseManagementService dbms;
         try {
@@ -72,17 +70,6 @@ public final class Neo4jLauncher {
         } catch (Throwable e) {
             e.printStackTrace();
             System.exit(1); // the shutdown hook still closes the store cleanly
-        }
-
-        if (exitOnStdinEof) {
-            // The parent holds our stdin open; if it dies without stopping us (SIGKILL,
-            // crashed CI runner) EOF arrives and we do not linger as an orphan JVM.
-            Thread watcher = new Thread(() -> {
-                drain(System.in);
-                System.exit(0);
-            }, "stdin-eof-watcher");
-            watcher.setDaemon(true);
-            watcher.start();
         }
 
         System.out.println("NEO4J_READY bolt://" + HOST + ":" + port);
@@ -141,17 +128,6 @@ public final class Neo4jLauncher {
                 }
                 Thread.sleep(100);
             }
-        }
-    }
-
-    private static void drain(InputStream in) {
-        byte[] buf = new byte[256];
-        try {
-            while (in.read(buf) >= 0) {
-                // discard
-            }
-        } catch (IOException ignored) {
-            // a broken stdin means the parent is gone too
         }
     }
 }

@@ -1,0 +1,414 @@
+// The whole Azure deployment of the Memory Layer service, from an empty subscription:
+//   API Management (the public entry: subscription keys, rate limit, quota, CORS)
+//     -> Function App on Flex Consumption (Python 3.11, callable only with a key only APIM holds)
+//       -> Azure OpenAI (chat + embeddings), Table Storage (sessions, history), Key Vault (secrets),
+//          Qdrant or Chroma, and optionally Neo4j (existing services, or self-hosted on Container Apps)
+//   with Log Analytics + Application Insights for monitoring. No key or password is used where
+//   Entra ID works: every Azure resource is reached with a managed identity.
+targetScope = 'subscription'
+
+// --- environment ----------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; names the resource group and seeds the unique resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region of all resources; it must offer Flex Consumption (and the models, unless openAiLocation is set).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the deploying developer (azd sets it); gets the data roles of a keyless local run. Empty for none.')
+param principalId string = ''
+
+@description('Kind of principalId: User for a person, ServicePrincipal for a CI identity.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param principalType string = 'User'
+
+// --- API Management -------------------------------------------------------------------------
+
+@description('API Management tier. BasicV2 (default) is the smallest v2 tier with an SLA; Consumption bills per call but only limits rates per subscription key; Developer has no SLA.')
+@allowed([
+  'Consumption'
+  'Developer'
+  'Basic'
+  'Standard'
+  'Premium'
+  'BasicV2'
+  'StandardV2'
+])
+param apimSkuName string = 'BasicV2'
+
+@description('Email that receives API Management system notifications.')
+param apimPublisherEmail string
+
+@description('Organization name shown in API Management notifications and the developer portal.')
+param apimPublisherName string = 'Memory Layer'
+
+@description('Browser origins allowed to call the API (CORS). Server-to-server callers need none.')
+@minLength(1)
+param corsAllowedOrigins array = [
+  'http://localhost:3000'
+]
+
+@description('Calls allowed per caller IP in each rate-limit period (per subscription key on the Consumption tier).')
+@minValue(1)
+param rateLimitCalls int = 60
+
+@description('Length of the rate-limit period, in seconds.')
+@minValue(1)
+param rateLimitPeriodSeconds int = 60
+
+@description('Calls allowed per subscription in each quota period.')
+@minValue(1)
+param quotaCalls int = 10000
+
+@description('Length of the quota period, in seconds (86400 = one day).')
+@minValue(300)
+param quotaPeriodSeconds int = 86400
+
+// --- Function App ---------------------------------------------------------------------------
+
+@description('Memory of each Function App instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param functionInstanceMemoryMB int = 2048
+
+@description('Most Function App instances at once (caps cost and the load on the stores).')
+@minValue(40)
+@maxValue(1000)
+param functionMaximumInstanceCount int = 100
+
+@description('Python log level of the service.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+@description('Replication of the storage account that holds sessions and memory history.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_ZRS'
+
+// --- Azure OpenAI ---------------------------------------------------------------------------
+
+@description('Region of the Azure OpenAI account when it differs from location (model availability); empty means location.')
+param openAiLocation string = ''
+
+@description('Chat model (and deployment name) that answers and extracts memories.')
+param chatModelName string = 'gpt-4o-mini'
+
+@description('Version of the chat model.')
+param chatModelVersion string = '2024-07-18'
+
+@description('Capacity of the chat deployment, in thousands of tokens per minute.')
+@minValue(1)
+param chatCapacity int = 30
+
+@description('Embedding model (and deployment name).')
+param embeddingModelName string = 'text-embedding-3-small'
+
+@description('Version of the embedding model.')
+param embeddingModelVersion string = '1'
+
+@description('Capacity of the embedding deployment, in thousands of tokens per minute.')
+@minValue(1)
+param embeddingCapacity int = 30
+
+@description('Deployment SKU of both models.')
+@allowed([
+  'GlobalStandard'
+  'Standard'
+  'DataZoneStandard'
+])
+param openAiDeploymentSkuName string = 'GlobalStandard'
+
+// --- vector store ---------------------------------------------------------------------------
+
+@description('Vector store: qdrant (Qdrant Cloud or any Qdrant server) or chroma (a Chroma server). Ignored when deploySelfHostedStores is true (Qdrant).')
+@allowed([
+  'qdrant'
+  'chroma'
+])
+param vectorStore string = 'qdrant'
+
+@description('Vector collection of the memories; distinct names let environments share one cluster.')
+param collectionName string = 'memories'
+
+@description('URL of an existing Qdrant server with its port, e.g. https://xyz.cloud.qdrant.io:6333. Required for qdrant unless deploySelfHostedStores.')
+param qdrantUrl string = ''
+
+@secure()
+@description('API key of the Qdrant server (stored in Key Vault); empty when it needs none.')
+param qdrantApiKey string = ''
+
+@description('Host of an existing Chroma server (vectorStore = chroma).')
+param chromaHost string = ''
+
+@description('Port of the Chroma server.')
+param chromaPort int = 443
+
+@description('Reach the Chroma server over HTTPS.')
+param chromaSsl bool = true
+
+@secure()
+@description('Bearer token of the Chroma server (stored in Key Vault); empty when it needs none.')
+param chromaAuthToken string = ''
+
+// --- graph store ----------------------------------------------------------------------------
+
+@description('URI of an existing Neo4j, e.g. neo4j+s://xxxx.databases.neo4j.io (Aura); empty turns graph memory off.')
+param neo4jUri string = ''
+
+@description('Neo4j user.')
+param neo4jUsername string = 'neo4j'
+
+@description('Neo4j database.')
+param neo4jDatabase string = 'neo4j'
+
+@secure()
+@description('Password of the Neo4j user (stored in Key Vault). With deploySelfHostedStores it is the password of the new Neo4j, and empty skips Neo4j.')
+param neo4jPassword string = ''
+
+// --- self-hosted stores ---------------------------------------------------------------------
+
+@description('Run Qdrant (and Neo4j, when neo4jPassword is set) on Azure Container Apps with Azure Files storage inside a VNet the Function App joins, instead of using existing services.')
+param deploySelfHostedStores bool = false
+
+// --- names ----------------------------------------------------------------------------------
+
+var abbrs = loadJsonContent('abbreviations.json')
+// Unique per subscription, environment and region, stable across redeployments.
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+// Table names the app uses by default (shared/settings.py); set explicitly in the app settings.
+var sessionsTableName = 'chatsessions'
+var historyTableName = 'memoryhistory'
+
+var effectiveVectorStore = deploySelfHostedStores ? 'qdrant' : vectorStore
+var selfHostedNeo4j = deploySelfHostedStores && !empty(neo4jPassword)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identities 'app/identities.bicep' = {
+  name: 'identities'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    functionIdentityName: '${abbrs.managedIdentityUserAssignedIdentities}func-${resourceToken}'
+    apimIdentityName: '${abbrs.managedIdentityUserAssignedIdentities}apim-${resourceToken}'
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    skuName: storageSkuName
+    deploymentContainerName: deploymentContainerName
+    sessionsTableName: sessionsTableName
+    historyTableName: historyTableName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    neo4jPassword: neo4jPassword
+    qdrantApiKey: qdrantApiKey
+    chromaAuthToken: chromaAuthToken
+  }
+}
+
+module openAi 'app/openai.bicep' = {
+  name: 'openai'
+  scope: rg
+  params: {
+    location: empty(openAiLocation) ? location : openAiLocation
+    tags: tags
+    name: '${abbrs.cognitiveServicesAccounts}${resourceToken}'
+    chatModelName: chatModelName
+    chatModelVersion: chatModelVersion
+    chatCapacity: chatCapacity
+    embeddingModelName: embeddingModelName
+    embeddingModelVersion: embeddingModelVersion
+    embeddingCapacity: embeddingCapacity
+    deploymentSkuName: openAiDeploymentSkuName
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    functionPrincipalId: identities.outputs.functionIdentityPrincipalId
+    apimPrincipalId: identities.outputs.apimIdentityPrincipalId
+    developerPrincipalId: principalId
+    developerPrincipalType: principalType
+    storageAccountName: storage.outputs.name
+    openAiAccountName: openAi.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+module selfHostedStores 'app/self-hosted-stores.bicep' = if (deploySelfHostedStores) {
+  name: 'self-hosted-stores'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    abbrs: abbrs
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    qdrantApiKey: qdrantApiKey
+    neo4jPassword: neo4jPassword
+  }
+}
+
+module apim 'app/apim.bicep' = {
+  name: 'apim'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.apiManagementService}${resourceToken}'
+    skuName: apimSkuName
+    publisherEmail: apimPublisherEmail
+    publisherName: apimPublisherName
+    identityId: identities.outputs.apimIdentityId
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module functionApp 'app/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    instanceMemoryMB: functionInstanceMemoryMB
+    maximumInstanceCount: functionMaximumInstanceCount
+    identityId: identities.outputs.functionIdentityId
+    identityClientId: identities.outputs.functionIdentityClientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    sessionsTableName: sessionsTableName
+    historyTableName: historyTableName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    logLevel: logLevel
+    vectorStore: effectiveVectorStore
+    collectionName: collectionName
+    qdrantUrl: deploySelfHostedStores ? selfHostedStores.outputs.qdrantUrl : qdrantUrl
+    qdrantApiKeySecretUri: keyVault.outputs.qdrantApiKeySecretUri
+    chromaHost: chromaHost
+    chromaPort: chromaPort
+    chromaSsl: chromaSsl
+    chromaAuthTokenSecretUri: keyVault.outputs.chromaAuthTokenSecretUri
+    openAiEndpoint: openAi.outputs.endpoint
+    chatDeploymentName: openAi.outputs.chatDeploymentName
+    embeddingDeploymentName: openAi.outputs.embeddingDeploymentName
+    embeddingModelName: openAi.outputs.embeddingModelName
+    neo4jUri: selfHostedNeo4j ? selfHostedStores.outputs.neo4jUri : neo4jUri
+    neo4jUsername: neo4jUsername
+    neo4jDatabase: neo4jDatabase
+    neo4jPasswordSecretUri: keyVault.outputs.neo4jPasswordSecretUri
+    allowedCallerIpAddresses: apim.outputs.outboundIpAddresses
+    virtualNetworkSubnetId: deploySelfHostedStores ? selfHostedStores.outputs.functionAppSubnetId : ''
+  }
+  // The host reads its storage and Key Vault references with the identity as soon as it starts.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module apimApi 'app/apim-api.bicep' = {
+  name: 'apim-api'
+  scope: rg
+  params: {
+    apimName: apim.outputs.name
+    apimSkuName: apimSkuName
+    apimIdentityClientId: identities.outputs.apimIdentityClientId
+    functionAppName: functionApp.outputs.name
+    keyVaultName: keyVault.outputs.name
+    corsAllowedOrigins: corsAllowedOrigins
+    rateLimitCalls: rateLimitCalls
+    rateLimitPeriodSeconds: rateLimitPeriodSeconds
+    quotaCalls: quotaCalls
+    quotaPeriodSeconds: quotaPeriodSeconds
+  }
+  // APIM reads the function key from Key Vault with its identity when the named value is created.
+  dependsOn: [
+    rbac
+  ]
+}
+
+// --- outputs (azd stores them in the environment: `azd env get-values`) ----------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output AZURE_CLIENT_ID string = identities.outputs.functionIdentityClientId
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_TABLES_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
+output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.chatDeploymentName
+output AZURE_EMBEDDING_DEPLOYMENT string = openAi.outputs.embeddingDeploymentName
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+output APIM_NAME string = apim.outputs.name
+output APIM_GATEWAY_URL string = apim.outputs.gatewayUrl
+output APIM_SUBSCRIPTION_NAME string = apimApi.outputs.subscriptionName
