@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import azure.functions as func
 
@@ -150,6 +151,11 @@ def _conversion() -> func.Blueprint:
     def rendezvous(request: func.HttpRequest) -> func.HttpResponse:
         BARRIER.wait()
         return _json({"thread": threading.current_thread().name})
+
+    @bp.route(route="slow", methods=["GET"])
+    def slow(req: func.HttpRequest) -> str:
+        time.sleep(min(float(req.params.get("seconds", "0.5")), 5.0))
+        return "done"
 
     @bp.route(route="whoami", methods=["GET"])
     def with_context(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:

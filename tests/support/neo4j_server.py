@@ -262,10 +262,13 @@ class Neo4jServer:
 def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
     """A running Neo4jServer for the whole session; take it down only via `outage()`."""
     server = Neo4jServer(tmp_path_factory.mktemp("neo4j") / "data")
+    failure = None
     try:
         server.start()
     except Neo4jHarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)  # failed outside the except block, so no chained traceback noise
+    if failure:
+        pytest.fail(failure, pytrace=False)
     try:
         yield server
     finally:

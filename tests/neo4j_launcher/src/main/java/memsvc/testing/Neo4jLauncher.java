@@ -48,8 +48,7 @@ public final class Neo4jLauncher {
         } catch (Throwable e) {
             // Explicit exit: a half-started DBMS leaves non-daemon threads that would
             // keep the JVM alive after main() throws, hanging the harness until timeout.
-            e.printStackTrace();
-            System.exit(1);
+            fail(e);
             return;
         }
 
@@ -68,8 +67,7 @@ public final class Neo4jLauncher {
             System.err.printf("neo4j-launcher: dbms %d ms, auth %d ms%n",
                     (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000);
         } catch (Throwable e) {
-            e.printStackTrace();
-            System.exit(1); // the shutdown hook still closes the store cleanly
+            fail(e); // the shutdown hook still closes the store cleanly
         }
 
         System.out.println("NEO4J_READY bolt://" + HOST + ":" + port);
@@ -129,5 +127,16 @@ public final class Neo4jLauncher {
                 Thread.sleep(100);
             }
         }
+    }
+
+    /** The harness shows only the output's tail, so the root cause goes last, on one line. */
+    private static void fail(Throwable e) {
+        e.printStackTrace();
+        Throwable root = e;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        System.err.println("neo4j-launcher: FAILED: " + e + (root != e ? " <- root cause: " + root : ""));
+        System.exit(1);
     }
 }
