@@ -218,11 +218,13 @@ def _build_complex_patterns(parts: Sequence[Part]) -> tuple[tuple[re.Pattern[str
     optional_tail = isinstance(last, RouteParameter) and last.optional
     body = parts[:-1] if optional_tail else parts
     pattern = ""
+    group = 0
     for part in body:
         if isinstance(part, str):
             pattern += re.escape(part)
         else:
-            pattern += f"(?P<p{params.index(part)}>.+)"
+            pattern += f"(?P<p{group}>.+)"
+            group += 1
     flags = re.IGNORECASE | re.DOTALL
     if not optional_tail:
         return (re.compile(pattern, flags),), params
@@ -515,7 +517,7 @@ class HttpFunction:
     warnings: tuple[str, ...] = ()
 
 
-def _binding_problems(fn: Any, trigger_arg: str) -> tuple[bool, tuple[str, ...], str | None, list[str]]:
+def _binding_problems(fn: func.Function, trigger_arg: str) -> tuple[bool, tuple[str, ...], str | None, list[str]]:
     """(takes_context, output binding names, error, warnings) from the signature and the bindings.
 
     The worker refuses to load a function whose parameters and bindings disagree
@@ -540,7 +542,8 @@ def _binding_problems(fn: Any, trigger_arg: str) -> tuple[bool, tuple[str, ...],
         if binding.name == trigger_arg:
             continue
         kind = binding.get_binding_name()
-        if binding.direction == BindingDirection.IN:
+        direction: object = binding.direction  # annotated int by the library, holds a BindingDirection
+        if direction == BindingDirection.IN:
             return takes_context, (), f"the dev host cannot provide the '{binding.name}' input binding ({kind})", []
         outputs.append(binding.name)
         warnings.append(f"output binding '{binding.name}' ({kind}) is accepted and discarded by the dev host")
@@ -1264,7 +1267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("no host.json at %s: using the host's default routePrefix '%s'", host_json, DEFAULT_ROUTE_PREFIX)
         route_prefix = DEFAULT_ROUTE_PREFIX
     asgi_app = create_asgi_app(load_app(args.app), route_prefix, route_order=args.route_order)
-    sock = _bind_socket(args.host, args.port)
+    try:
+        sock = _bind_socket(args.host, args.port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        return 1
     base_url = _base_url(args.host, sock.getsockname()[1])
 
     import uvicorn

@@ -183,6 +183,8 @@ var neo4jServerSettings = {
 }
 var neo4jSettings = empty(neo4jUri) ? {} : union(neo4jServerSettings, neo4jPasswordSetting)
 
+var appSettings = union(hostSettings, serviceSettings, qdrantSettings, chromaSettings, neo4jSettings)
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption needs always-ready instances in several zones, a cost at rest this service avoids; instances are stateless and rescheduled on failure.
   name: planName
@@ -242,6 +244,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
     siteConfig: {
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -262,25 +268,22 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmIpSecurityRestrictionsUseMain: false
     }
   }
+}
 
-  resource appSettings 'config' = {
-    name: 'appsettings'
-    properties: union(hostSettings, serviceSettings, qdrantSettings, chromaSettings, neo4jSettings)
+// No publishing with user names and passwords, neither FTP nor the deployment endpoint.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
   }
+}
 
-  // No publishing with user names and passwords, neither FTP nor the deployment endpoint.
-  resource ftpPublishing 'basicPublishingCredentialsPolicies' = {
-    name: 'ftp'
-    properties: {
-      allow: false
-    }
-  }
-
-  resource scmPublishing 'basicPublishingCredentialsPolicies' = {
-    name: 'scm'
-    properties: {
-      allow: false
-    }
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
   }
 }
 

@@ -116,29 +116,32 @@ resource filesStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       ]
     }
   }
+}
 
-  resource fileServices 'fileServices' = {
-    name: 'default'
-    properties: {
-      shareDeleteRetentionPolicy: {
-        enabled: true
-        days: 7
-      }
+resource fileServices 'Microsoft.Storage/storageAccounts/fileServices@2023-05-01' = {
+  parent: filesStorage
+  name: 'default'
+  properties: {
+    shareDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
     }
+  }
+}
 
-    resource qdrantShare 'shares' = {
-      name: 'qdrant'
-      properties: {
-        shareQuota: 100
-      }
-    }
+resource qdrantShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-05-01' = {
+  parent: fileServices
+  name: 'qdrant'
+  properties: {
+    shareQuota: 100
+  }
+}
 
-    resource neo4jShare 'shares' = {
-      name: 'neo4j'
-      properties: {
-        shareQuota: 100
-      }
-    }
+resource neo4jShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-05-01' = {
+  parent: fileServices
+  name: 'neo4j'
+  properties: {
+    shareQuota: 100
   }
 }
 
@@ -163,28 +166,30 @@ resource environment 'Microsoft.App/managedEnvironments@2024-03-01' = {
       destination: 'azure-monitor'
     }
   }
+}
 
-  resource qdrantStorage 'storages' = {
-    name: 'qdrant'
-    properties: {
-      azureFile: {
-        accountName: filesStorage.name
-        accountKey: filesStorage.listKeys().keys[0].value
-        shareName: 'qdrant'
-        accessMode: 'ReadWrite'
-      }
+resource qdrantStorage 'Microsoft.App/managedEnvironments/storages@2024-03-01' = {
+  parent: environment
+  name: 'qdrant'
+  properties: {
+    azureFile: {
+      accountName: filesStorage.name
+      accountKey: filesStorage.listKeys().keys[0].value
+      shareName: qdrantShare.name
+      accessMode: 'ReadWrite'
     }
   }
+}
 
-  resource neo4jStorage 'storages' = {
-    name: 'neo4j'
-    properties: {
-      azureFile: {
-        accountName: filesStorage.name
-        accountKey: filesStorage.listKeys().keys[0].value
-        shareName: 'neo4j'
-        accessMode: 'ReadWrite'
-      }
+resource neo4jStorage 'Microsoft.App/managedEnvironments/storages@2024-03-01' = {
+  parent: environment
+  name: 'neo4j'
+  properties: {
+    azureFile: {
+      accountName: filesStorage.name
+      accountKey: filesStorage.listKeys().keys[0].value
+      shareName: neo4jShare.name
+      accessMode: 'ReadWrite'
     }
   }
 }
@@ -208,39 +213,42 @@ resource dnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = {
   name: environment.properties.defaultDomain
   location: 'global'
   tags: tags
+}
 
-  resource wildcard 'A' = {
-    name: '*'
-    properties: {
-      ttl: 3600
-      aRecords: [
-        {
-          ipv4Address: environment.properties.staticIp
-        }
-      ]
-    }
-  }
-
-  resource internalWildcard 'A' = {
-    name: '*.internal'
-    properties: {
-      ttl: 3600
-      aRecords: [
-        {
-          ipv4Address: environment.properties.staticIp
-        }
-      ]
-    }
-  }
-
-  resource vnetLink 'virtualNetworkLinks' = {
-    name: 'vnet'
-    location: 'global'
-    properties: {
-      registrationEnabled: false
-      virtualNetwork: {
-        id: vnet.id
+resource wildcardRecord 'Microsoft.Network/privateDnsZones/A@2020-06-01' = {
+  parent: dnsZone
+  name: '*'
+  properties: {
+    ttl: 3600
+    aRecords: [
+      {
+        ipv4Address: environment.properties.staticIp
       }
+    ]
+  }
+}
+
+resource internalWildcardRecord 'Microsoft.Network/privateDnsZones/A@2020-06-01' = {
+  parent: dnsZone
+  name: '*.internal'
+  properties: {
+    ttl: 3600
+    aRecords: [
+      {
+        ipv4Address: environment.properties.staticIp
+      }
+    ]
+  }
+}
+
+resource dnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = {
+  parent: dnsZone
+  name: 'vnet'
+  location: 'global'
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
     }
   }
 }
@@ -296,7 +304,7 @@ resource qdrant 'Microsoft.App/containerApps@2024-03-01' = {
         {
           name: 'data'
           storageType: 'AzureFile'
-          storageName: environment::qdrantStorage.name
+          storageName: qdrantStorage.name
         }
       ]
       // One writer per data folder: never more, never fewer (no cold start on the first search).
@@ -357,7 +365,7 @@ resource neo4j 'Microsoft.App/containerApps@2024-03-01' = if (deployNeo4j) {
         {
           name: 'data'
           storageType: 'AzureFile'
-          storageName: environment::neo4jStorage.name
+          storageName: neo4jStorage.name
         }
       ]
       scale: {

@@ -59,39 +59,46 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       defaultAction: 'Allow'
     }
   }
+}
 
-  resource blobServices 'blobServices' = {
-    name: 'default'
-    properties: {
-      deleteRetentionPolicy: {
-        enabled: true
-        days: 7
-      }
-      containerDeleteRetentionPolicy: {
-        enabled: true
-        days: 7
-      }
+// Child resources are declared at top level (with parent) rather than nested, so that every static
+// checker sees them.
+resource blobServices 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
     }
-
-    resource deploymentContainer 'containers' = {
-      name: deploymentContainerName
-      properties: {
-        publicAccess: 'None'
-      }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
     }
   }
+}
 
-  resource tableServices 'tableServices' = {
-    name: 'default'
-
-    resource sessionsTable 'tables' = {
-      name: sessionsTableName
-    }
-
-    resource historyTable 'tables' = {
-      name: historyTableName
-    }
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
   }
+}
+
+resource tableServices 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource sessionsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableServices
+  name: sessionsTableName
+}
+
+resource historyTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableServices
+  name: historyTableName
 }
 
 output name string = storage.name

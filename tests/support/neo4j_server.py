@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,7 +117,8 @@ def ensure_built(timeout: float = 900.0) -> Path:
                 raise Neo4jHarnessError(f"`{BUILD_COMMAND}` timed out after {timeout:.0f} s") from exc
             if result.returncode == 0:
                 return JAR
-        output = (result.stdout + result.stderr).strip().splitlines()
+        # Debian's Maven 3.8 emits colour resets even in batch mode.
+        output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip().splitlines()
         raise Neo4jHarnessError(
             f"Maven could not build the Neo4j test server (exit code {result.returncode}). The first build "
             f"needs Maven Central; try `{BUILD_COMMAND}` from the repo root.\n"

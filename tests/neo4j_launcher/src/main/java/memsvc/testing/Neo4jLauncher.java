@@ -87,6 +87,9 @@ public final class Neo4jLauncher {
                 .setConfig(HttpConnector.enabled, false)
                 .setConfig(HttpsConnector.enabled, false)
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
+                // Default locks the user for 5 s after 3 bad logins; tests that probe
+                // wrong credentials would then make unrelated tests fail at random.
+                .setConfig(GraphDatabaseSettings.auth_max_failed_attempts, 0)
                 // No phoning home: CI has no internet and tests must not depend on it.
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(64))

@@ -1,0 +1,76 @@
+"""Helpers that read the pycep JSON of a Bicep file (see bicep_dump.py for how it is produced).
+
+pycep renders an expression as nested dicts ({"function": ...}, {"operator": ...}); identifiers and
+string literals both become plain strings. These helpers only walk that structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+
+def module_body(module: dict[str, Any]) -> dict[str, Any]:
+    """The `{ name, scope, params }` object of a module, also when it is conditional (`= if (...)`)."""
+    config = module["config"]
+    return config["config"] if "condition" in config and "config" in config else config
+
+
+def resource_body(resource: dict[str, Any]) -> dict[str, Any]:
+    config = resource["config"]
+    return config["config"] if "condition" in config and "config" in config else config
+
+
+def has_default(parameter: dict[str, Any]) -> bool:
+    return "default" in parameter and parameter["default"] is not None
+
+
+def description(parameter: dict[str, Any]) -> str | None:
+    for decorator in parameter.get("decorators") or []:
+        if decorator.get("type") == "description":
+            return str(decorator.get("argument") or "")
+    return None
+
+
+def is_secure(parameter: dict[str, Any]) -> bool:
+    return any(decorator.get("type") == "secure" for decorator in parameter.get("decorators") or [])
+
+
+def object_literals(expression: Any, variables: dict[str, Any], seen: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
+    """Every object literal an expression can evaluate to, following variable references.
+
+    Function and operator nodes are walked through (every branch of a condition, every argument of
+    union()); a string naming a variable of the template is replaced by that variable's value.
+    """
+    if isinstance(expression, str):
+        if expression in variables and expression not in seen:
+            yield from object_literals(variables[expression]["value"], variables, seen | {expression})
+        return
+    if isinstance(expression, list):
+        for item in expression:
+            yield from object_literals(item, variables, seen)
+        return
+    if not isinstance(expression, dict):
+        return
+    if len(expression) == 1 and "function" in expression:
+        for argument in (expression["function"].get("parameters") or {}).values():
+            yield from object_literals(argument, variables, seen)
+        return
+    if len(expression) == 1 and "operator" in expression:
+        for operand in (expression["operator"].get("operands") or {}).values():
+            yield from object_literals(operand, variables, seen)
+        return
+    yield expression
+
+
+def strings(expression: Any) -> Iterator[str]:
+    """Every string anywhere in an expression (identifiers and literals alike)."""
+    if isinstance(expression, str):
+        yield expression
+    elif isinstance(expression, dict):
+        for key, value in expression.items():
+            yield from strings(key)
+            yield from strings(value)
+    elif isinstance(expression, list):
+        for item in expression:
+            yield from strings(item)

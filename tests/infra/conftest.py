@@ -1,0 +1,67 @@
+"""Fixtures of the infrastructure checks: the parsed Bicep files and the infra tool venv.
+
+The Bicep parsers and checkov live in their own venv (requirements-infra.txt), because checkov pins
+versions of shared libraries that the app must not get. Its location is .cache/infra-venv, or the
+INFRA_VENV environment variable. Tests that need it are skipped, with a reason, only when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+
+if str(REPO_ROOT) not in sys.path:  # the tests import shared.settings
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def infra_venv() -> Path:
+    return Path(os.environ.get("INFRA_VENV", REPO_ROOT / ".cache" / "infra-venv"))
+
+
+def infra_tool(name: str) -> Path:
+    """A program of the infra venv; skips the calling test when the venv is missing."""
+    path = infra_venv() / "bin" / name
+    if not path.exists():
+        pytest.skip(
+            f"{path} is missing: create the infra tool venv with "
+            "`python3.11 -m venv .cache/infra-venv && .cache/infra-venv/bin/pip install -r requirements-infra.txt`"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def bicep_files() -> dict[str, dict[str, Any]]:
+    """Every .bicep file under infra/, keyed by its path relative to infra/, as both parsers see it."""
+    python = infra_tool("python")
+    completed = subprocess.run(
+        [str(python), str(Path(__file__).with_name("bicep_dump.py")), str(INFRA)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, f"bicep_dump.py failed:\n{completed.stderr}"
+    parsed: dict[str, dict[str, Any]] = json.loads(completed.stdout)
+    assert parsed, "no .bicep file found under infra/"
+    return parsed
+
+
+@pytest.fixture(scope="session")
+def templates(bicep_files: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The pycep JSON of every .bicep file (only files that parse; test_bicep_syntax reports the rest)."""
+    return {path: entry["pycep"] for path, entry in bicep_files.items() if entry["pycep"] is not None}
+
+
+@pytest.fixture(scope="session")
+def main_template(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    assert "main.bicep" in templates, "infra/main.bicep is missing or does not parse"
+    return templates["main.bicep"]
