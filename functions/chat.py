@@ -5,8 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import EndpointSpec, Reply, endpoint, parse_body
-from functions.memory import owner_from_query, user_from_route
-from shared import models as m
+from functions.memory import OWNER_PARAM, owner_from_query, user_from_route
 from shared.runtime import get_chat_agent, get_memory_service
 
 bp = func.Blueprint()
@@ -20,15 +19,17 @@ TAG = "chat"
     EndpointSpec(
         "Chat with memory",
         TAG,
-        m.ChatMessageRequest,
-        m.ChatMessageResponse,
+        "ChatMessageRequest",
+        "ChatMessageResponse",
         enveloped=False,
         description="Answers with the LLM using the user's relevant memories and the session's "
         "earlier turns, then stores what it learned. 503 `llm_not_configured` without an LLM.",
     )
 )
 def chat_message(req: func.HttpRequest) -> Reply:
-    body = parse_body(req, m.ChatMessageRequest)
+    from shared.models import ChatMessageRequest
+
+    body = parse_body(req, ChatMessageRequest)
     return Reply(get_chat_agent().chat(body.user_id, body.message, body.session_id, body.metadata))
 
 
@@ -38,26 +39,30 @@ def chat_message(req: func.HttpRequest) -> Reply:
     EndpointSpec(
         "Search a user's memories (chat shortcut)",
         TAG,
-        m.ChatSearchRequest,
-        m.MemoryResults,
+        "ChatSearchRequest",
+        "MemoryResults",
         success_message="搜索完成",
     )
 )
 def chat_search_memories(req: func.HttpRequest) -> Reply:
-    body = parse_body(req, m.ChatSearchRequest)
-    return Reply(m.MemoryResults(results=get_memory_service().search_memories(body.user_id, body.query, body.limit)))
+    from shared.models import ChatSearchRequest, MemoryResults
+
+    body = parse_body(req, ChatSearchRequest)
+    return Reply(MemoryResults(results=get_memory_service().search_memories(body.user_id, body.query, body.limit)))
 
 
 @bp.function_name("chat_list_memories")
 @bp.route(route="api/chat/memories/{user_id}", methods=["GET"], auth_level=API)
 @endpoint(
     EndpointSpec(
-        "List all of a user's memories (chat shortcut)", TAG, None, m.MemoryList, success_message="获取用户记忆成功"
+        "List all of a user's memories (chat shortcut)", TAG, None, "MemoryList", success_message="获取用户记忆成功"
     )
 )
 def chat_list_memories(req: func.HttpRequest) -> Reply:
+    from shared.models import MemoryList
+
     records = get_memory_service().list_memories(user_from_route(req))
-    return Reply(m.MemoryList(results=records, total=len(records)))
+    return Reply(MemoryList(results=records, total=len(records)))
 
 
 @bp.function_name("chat_delete_memory")
@@ -67,22 +72,26 @@ def chat_list_memories(req: func.HttpRequest) -> Reply:
         "Delete one memory (chat shortcut)",
         TAG,
         None,
-        m.DeletedMemory,
+        "DeletedMemory",
         success_message="记忆删除成功",
-        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+        query_params=OWNER_PARAM,
     )
 )
 def chat_delete_memory(req: func.HttpRequest) -> Reply:
+    from shared.models import DeletedMemory
+
     memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
-    return Reply(m.DeletedMemory(memory_id=memory_id))
+    return Reply(DeletedMemory(memory_id=memory_id))
 
 
 @bp.function_name("chat_delete_user_memories")
 @bp.route(route="api/chat/memories/{user_id}", methods=["DELETE"], auth_level=API)
 @endpoint(
     EndpointSpec(
-        "Delete all of a user's memories (chat shortcut)", TAG, None, m.DeletedCount, success_message="用户记忆已清除"
+        "Delete all of a user's memories (chat shortcut)", TAG, None, "DeletedCount", success_message="用户记忆已清除"
     )
 )
 def chat_delete_user_memories(req: func.HttpRequest) -> Reply:
-    return Reply(m.DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
+    from shared.models import DeletedCount
+
+    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))

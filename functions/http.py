@@ -12,10 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.functions as func
-from pydantic import BaseModel, ValidationError
 
 from shared.errors import (
     BadRequest,
@@ -30,9 +29,12 @@ from shared.errors import (
 )
 from shared.metrics import metrics
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
 logger = logging.getLogger("memory_layer.http")
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 # Default ceiling before settings are loaded; the configured one applies once they are.
 _DEFAULT_MAX_BODY = 1_048_576
@@ -40,17 +42,38 @@ _DEFAULT_MAX_BODY = 1_048_576
 
 @dataclass
 class EndpointSpec:
-    """What the OpenAPI document says about one function."""
+    """What the OpenAPI document says about one function.
+
+    Models are named, not imported: they live in shared/models.py and are resolved on first use,
+    so indexing the app (importing function_app) builds no pydantic model.
+    """
 
     summary: str
     tag: str
-    request_model: type[BaseModel] | None = None
-    response_model: type[BaseModel] | None = None
+    request: str | None = None
+    response: str | None = None
     enveloped: bool = True
     success_message: str = ""
     query_params: dict[str, str] = field(default_factory=dict)
     description: str = ""
     content_type: str = "application/json"
+
+    @property
+    def request_model(self) -> type[BaseModel] | None:
+        return _model(self.request)
+
+    @property
+    def response_model(self) -> type[BaseModel] | None:
+        return _model(self.response)
+
+
+def _model(name: str | None) -> type[BaseModel] | None:
+    if name is None:
+        return None
+    from shared import models
+
+    model: type[BaseModel] = getattr(models, name)
+    return model
 
 
 Handler = Callable[[func.HttpRequest], Any]
@@ -130,6 +153,8 @@ def _invoke(handler: Handler, spec: EndpointSpec, req: func.HttpRequest, request
 
 
 def _dump(data: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(data, BaseModel):
         return data.model_dump(mode="json", exclude_none=True)
     return data
@@ -158,6 +183,8 @@ def json_response(
 
 def parse_body(req: func.HttpRequest, model: type[M]) -> M:
     """The JSON body validated against `model`: 413 when too large, 400 when not JSON, 422 when invalid."""
+    from pydantic import ValidationError
+
     raw = req.get_body() or b""
     if len(raw) > _max_body_bytes():
         raise PayloadTooLarge(f"request body is larger than {_max_body_bytes()} bytes")
@@ -177,6 +204,8 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
 
 def validate(model: type[M], values: dict[str, Any]) -> M:
     """Path and query parameters validated like a body."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(values)
     except ValidationError as error:

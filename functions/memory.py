@@ -1,35 +1,31 @@
-"""Memory management endpoints (`/api/memory/...`)."""
+"""Memory management endpoints (`/api/memory/...`).
+
+Models are imported inside the handlers: indexing the app must not build them (see functions/http.py).
+"""
 
 from __future__ import annotations
 
 import azure.functions as func
-from pydantic import BaseModel
 
 from functions.http import EndpointSpec, Reply, endpoint, parse_body, validate
-from shared import models as m
-from shared.errors import ValidationFailed
 from shared.runtime import get_memory_service
-from shared.settings import get_settings
 
 bp = func.Blueprint()
 API = func.AuthLevel.FUNCTION
 TAG = "memory"
-
-
-class UserPath(BaseModel):
-    user_id: m.UserId
-
-
-class OwnerQuery(BaseModel):
-    user_id: m.UserId | None = None
+OWNER_PARAM = {"user_id": "When given, the memory must belong to this user (else 403)."}
 
 
 def user_from_route(req: func.HttpRequest) -> str:
+    from shared.models import UserPath
+
     return validate(UserPath, {"user_id": req.route_params.get("user_id", "")}).user_id
 
 
 def owner_from_query(req: func.HttpRequest) -> str | None:
     """The optional `?user_id=` that makes a by-id call check ownership."""
+    from shared.models import OwnerQuery
+
     raw = req.params.get("user_id")
     return validate(OwnerQuery, {"user_id": raw}).user_id if raw is not None else None
 
@@ -38,24 +34,30 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
 @bp.route(route="api/memory/add", methods=["POST"], auth_level=API)
 @endpoint(
     EndpointSpec(
-        "Add one memory (stored as given)", TAG, m.MemoryAddRequest, m.AddedMemory, success_message="记忆添加成功"
+        "Add one memory (stored as given)", TAG, "MemoryAddRequest", "AddedMemory", success_message="记忆添加成功"
     )
 )
 def memory_add(req: func.HttpRequest) -> Reply:
-    body = parse_body(req, m.MemoryAddRequest)
+    from shared.models import AddedMemory, MemoryAddRequest
+
+    body = parse_body(req, MemoryAddRequest)
     record = get_memory_service().add_memory(body.user_id, body.content, body.metadata)
-    return Reply(m.AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
+    return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
 
 
 @bp.function_name("memory_batch_add")
 @bp.route(route="api/memory/batch-add", methods=["POST"], auth_level=API)
 @endpoint(
     EndpointSpec(
-        "Add many memories in one call", TAG, m.MemoryBatchAddRequest, m.BatchAdded, success_message="批量添加记忆成功"
+        "Add many memories in one call", TAG, "MemoryBatchAddRequest", "BatchAdded", success_message="批量添加记忆成功"
     )
 )
 def memory_batch_add(req: func.HttpRequest) -> Reply:
-    body = parse_body(req, m.MemoryBatchAddRequest)
+    from shared.errors import ValidationFailed
+    from shared.models import BatchAdded, MemoryBatchAddRequest
+    from shared.settings import get_settings
+
+    body = parse_body(req, MemoryBatchAddRequest)
     limit = get_settings().max_batch_size
     if len(body.memories) > limit:
         raise ValidationFailed(
@@ -63,26 +65,30 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
     ids = get_memory_service().add_memories(body.user_id, body.memories)
-    return Reply(m.BatchAdded(memory_ids=ids, count=len(ids)))
+    return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
 
 
 @bp.function_name("memory_search")
 @bp.route(route="api/memory/search", methods=["POST"], auth_level=API)
 @endpoint(
-    EndpointSpec("Search a user's memories", TAG, m.MemorySearchRequest, m.MemoryResults, success_message="搜索完成")
+    EndpointSpec("Search a user's memories", TAG, "MemorySearchRequest", "MemoryResults", success_message="搜索完成")
 )
 def memory_search(req: func.HttpRequest) -> Reply:
-    body = parse_body(req, m.MemorySearchRequest)
+    from shared.models import MemoryResults, MemorySearchRequest
+
+    body = parse_body(req, MemorySearchRequest)
     results = get_memory_service().search_memories(body.user_id, body.query, body.limit, body.filters, body.threshold)
-    return Reply(m.MemoryResults(results=results))
+    return Reply(MemoryResults(results=results))
 
 
 @bp.function_name("memory_list_user")
 @bp.route(route="api/memory/user/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("List all of a user's memories", TAG, None, m.MemoryList, success_message="获取用户记忆成功"))
+@endpoint(EndpointSpec("List all of a user's memories", TAG, None, "MemoryList", success_message="获取用户记忆成功"))
 def memory_list_user(req: func.HttpRequest) -> Reply:
+    from shared.models import MemoryList
+
     records = get_memory_service().list_memories(user_from_route(req))
-    return Reply(m.MemoryList(results=records, total=len(records)))
+    return Reply(MemoryList(results=records, total=len(records)))
 
 
 @bp.function_name("memory_update")
@@ -91,45 +97,46 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
     EndpointSpec(
         "Update a memory's text and metadata",
         TAG,
-        m.MemoryUpdateRequest,
-        m.UpdatedMemory,
+        "MemoryUpdateRequest",
+        "UpdatedMemory",
         success_message="记忆更新成功",
     )
 )
 def memory_update(req: func.HttpRequest) -> Reply:
-    body = parse_body(req, m.MemoryUpdateRequest)
+    from shared.models import MemoryUpdateRequest, UpdatedMemory
+
+    body = parse_body(req, MemoryUpdateRequest)
     owner = body.user_id or owner_from_query(req)
     record = get_memory_service().update_memory(body.memory_id, body.content, body.metadata, owner)
-    return Reply(m.UpdatedMemory(memory_id=record.id, content=record.memory))
+    return Reply(UpdatedMemory(memory_id=record.id, content=record.memory))
 
 
 @bp.function_name("memory_delete")
 @bp.route(route="api/memory/memory/{memory_id}", methods=["DELETE"], auth_level=API)
 @endpoint(
     EndpointSpec(
-        "Delete one memory",
-        TAG,
-        None,
-        m.DeletedMemory,
-        success_message="记忆删除成功",
-        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+        "Delete one memory", TAG, None, "DeletedMemory", success_message="记忆删除成功", query_params=OWNER_PARAM
     )
 )
 def memory_delete(req: func.HttpRequest) -> Reply:
+    from shared.models import DeletedMemory
+
     memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
-    return Reply(m.DeletedMemory(memory_id=memory_id))
+    return Reply(DeletedMemory(memory_id=memory_id))
 
 
 @bp.function_name("memory_delete_user")
 @bp.route(route="api/memory/user/{user_id}", methods=["DELETE"], auth_level=API)
-@endpoint(EndpointSpec("Delete all of a user's memories", TAG, None, m.DeletedCount, success_message="用户记忆已删除"))
+@endpoint(EndpointSpec("Delete all of a user's memories", TAG, None, "DeletedCount", success_message="用户记忆已删除"))
 def memory_delete_user(req: func.HttpRequest) -> Reply:
-    return Reply(m.DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
+    from shared.models import DeletedCount
+
+    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
 
 
 @bp.function_name("memory_stats")
 @bp.route(route="api/memory/stats/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("Memory statistics of a user", TAG, None, m.MemoryStats, success_message="统计信息获取成功"))
+@endpoint(EndpointSpec("Memory statistics of a user", TAG, None, "MemoryStats", success_message="统计信息获取成功"))
 def memory_stats(req: func.HttpRequest) -> Reply:
     return Reply(get_memory_service().stats(user_from_route(req)))
 
@@ -137,14 +144,7 @@ def memory_stats(req: func.HttpRequest) -> Reply:
 @bp.function_name("memory_get")
 @bp.route(route="api/memory/memory/{memory_id}", methods=["GET"], auth_level=API)
 @endpoint(
-    EndpointSpec(
-        "Get one memory",
-        TAG,
-        None,
-        m.MemoryRecord,
-        success_message="获取记忆成功",
-        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
-    )
+    EndpointSpec("Get one memory", TAG, None, "MemoryRecord", success_message="获取记忆成功", query_params=OWNER_PARAM)
 )
 def memory_get(req: func.HttpRequest) -> Reply:
     return Reply(get_memory_service().get_memory(req.route_params.get("memory_id", ""), owner_from_query(req)))
@@ -157,12 +157,14 @@ def memory_get(req: func.HttpRequest) -> Reply:
         "Change history of one memory",
         TAG,
         None,
-        m.MemoryHistory,
+        "MemoryHistory",
         success_message="获取记忆历史成功",
-        query_params={"user_id": "When given, the memory must belong to this user (else 403)."},
+        query_params=OWNER_PARAM,
     )
 )
 def memory_history(req: func.HttpRequest) -> Reply:
+    from shared.models import HistoryEntry, MemoryHistory
+
     memory_id = req.route_params.get("memory_id", "")
     rows = get_memory_service().history(memory_id, owner_from_query(req))
-    return Reply(m.MemoryHistory(memory_id=memory_id, history=[m.HistoryEntry.model_validate(r) for r in rows]))
+    return Reply(MemoryHistory(memory_id=memory_id, history=[HistoryEntry.model_validate(r) for r in rows]))

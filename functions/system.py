@@ -8,7 +8,6 @@ import azure.functions as func
 
 from functions.http import EndpointSpec, Reply, endpoint
 from shared import SERVICE_NAME, VERSION
-from shared import models as m
 from shared.metrics import metrics
 
 bp = func.Blueprint()
@@ -19,7 +18,7 @@ TAG = "system"
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(
     EndpointSpec(
-        "Service health, with a cheap check of each configured dependency", TAG, None, m.HealthResponse, enveloped=False
+        "Service health, with a cheap check of each configured dependency", TAG, None, "HealthResponse", enveloped=False
     )
 )
 def health(req: func.HttpRequest) -> Reply:
@@ -28,8 +27,10 @@ def health(req: func.HttpRequest) -> Reply:
 
     checks = run_checks(get_settings())
     degraded = any(check.get("status") == "down" for check in checks.values())
+    from shared.models import HealthResponse
+
     return Reply(
-        m.HealthResponse(
+        HealthResponse(
             status="degraded" if degraded else "healthy", timestamp=time.time(), version=VERSION, checks=checks
         )
     )
@@ -39,11 +40,13 @@ def health(req: func.HttpRequest) -> Reply:
 @bp.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @endpoint(
     EndpointSpec(
-        "This worker's request counters and latency percentiles", TAG, None, m.MetricsResponse, enveloped=False
+        "This worker's request counters and latency percentiles", TAG, None, "MetricsResponse", enveloped=False
     )
 )
 def metrics_endpoint(req: func.HttpRequest) -> Reply:
-    return Reply(m.MetricsResponse(timestamp=time.time(), **metrics.snapshot()))
+    from shared.models import MetricsResponse
+
+    return Reply(MetricsResponse(timestamp=time.time(), **metrics.snapshot()))
 
 
 # The host reads an empty route as "use the function name", so the site root is served by an
@@ -53,10 +56,12 @@ ROOT_ROUTE = "{root:maxlength(0)?}"
 
 @bp.function_name("service_info")
 @bp.route(route=ROOT_ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(EndpointSpec("Service information and links", TAG, None, m.ServiceInfo, enveloped=False))
+@endpoint(EndpointSpec("Service information and links", TAG, None, "ServiceInfo", enveloped=False))
 def service_info(req: func.HttpRequest) -> Reply:
+    from shared.models import ServiceInfo
+
     return Reply(
-        m.ServiceInfo(
+        ServiceInfo(
             name=SERVICE_NAME,
             version=VERSION,
             description="Long-term memory for AI chat assistants: memory CRUD, semantic search, chat with memory.",

@@ -290,3 +290,12 @@ class ErrorEnvelope(BaseModel):
     error: ErrorInfo
     request_id: str
     timestamp: str
+
+
+# --- path and query parameters --------------------------------------------------------------
+class UserPath(BaseModel):
+    user_id: UserId
+
+
+class OwnerQuery(BaseModel):
+    user_id: UserId | None = None

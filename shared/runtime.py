@@ -11,11 +11,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from shared.settings import Settings, get_settings
-
 if TYPE_CHECKING:
     from shared.chat_agent import ChatAgent
     from shared.memory_service import MemoryService
+    from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +27,8 @@ def get_memory_service() -> MemoryService:
     """The worker's memory service (mem0, vector store, embedder, history)."""
     global _memory_service
     if _memory_service is None:
+        from shared.settings import get_settings
+
         with _lock:
             if _memory_service is None:
                 _memory_service = _build_memory_service(get_settings())
@@ -60,6 +61,8 @@ def get_chat_agent() -> ChatAgent:
     """The worker's chat agent; it shares the memory service."""
     global _chat_agent
     if _chat_agent is None:
+        from shared.settings import get_settings
+
         if not get_settings().llm_configured:
             from shared.errors import LlmNotConfigured
 
@@ -91,6 +94,8 @@ def reset() -> None:
                     logger.debug("error while closing %r", obj, exc_info=True)
         _memory_service = None
         _chat_agent = None
+        from shared.settings import get_settings
+
         get_settings.cache_clear()
 
 

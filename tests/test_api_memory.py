@@ -258,3 +258,25 @@ def test_data_survives_a_restart(tmp_path) -> None:
         assert [r["id"] for r in found["results"]] == [memory_id]
     finally:
         host.stop()
+
+
+def test_concurrent_writes_and_reads_are_all_served(api: httpx.Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    alice = user("alice")
+
+    def add(i: int) -> int:
+        return api.post("/api/memory/add", json={"user_id": alice, "content": f"parallel fact {i}"}).status_code
+
+    def batch(i: int) -> int:
+        items = [{"content": f"batched fact {i}-{j}"} for j in range(10)]
+        return api.post("/api/memory/batch-add", json={"user_id": alice, "memories": items}).status_code
+
+    def search(i: int) -> int:
+        return api.post("/api/memory/search", json={"user_id": alice, "query": f"fact {i}"}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(fn, i) for i in range(12) for fn in (add, batch, search)]
+        statuses = [f.result() for f in futures]
+    assert statuses == [200] * len(statuses)
+    assert ok(api.get(f"/api/memory/stats/{alice}"))["total_memories"] == 12 + 12 * 10

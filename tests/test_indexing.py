@@ -66,7 +66,7 @@ def test_one_method_per_function_and_auth_levels() -> None:
 def test_import_does_no_io_and_loads_no_model() -> None:
     code = (
         "import sys, function_app;"
-        "heavy = [m for m in ('mem0', 'fastembed', 'onnxruntime', 'qdrant_client', 'chromadb', 'openai', 'neo4j')"
+        "heavy = [m for m in ('mem0', 'fastembed', 'onnxruntime', 'qdrant_client', 'chromadb', 'openai', 'neo4j', 'pydantic', 'shared.models')"
         " if m in sys.modules];"
         "print(','.join(heavy))"
     )

@@ -14,9 +14,12 @@ from tests.support.fake_openai import FakeOpenAIServer, StaticTokenCredential, f
 
 def azure_settings(server: FakeOpenAIServer, **extra: object) -> Settings:
     values: dict[str, object] = {
-        "llm_provider": "azure_openai", "embedding_provider": "azure_openai",
-        "azure_openai_endpoint": server.url, "azure_openai_deployment": "chat-deploy",
-        "azure_embedding_deployment": "embed-deploy", "azure_openai_api_version": "2024-10-21",
+        "llm_provider": "azure_openai",
+        "embedding_provider": "azure_openai",
+        "azure_openai_endpoint": server.url,
+        "azure_openai_deployment": "chat-deploy",
+        "azure_embedding_deployment": "embed-deploy",
+        "azure_openai_api_version": "2024-10-21",
         "llm_max_retries": 2,
     }
     values.update(extra)
@@ -60,8 +63,9 @@ def test_azure_embeddings_batch_in_one_call(fake_openai: FakeOpenAIServer) -> No
 
 
 def test_openai_compatible_endpoint_json_mode(fake_openai: FakeOpenAIServer) -> None:
-    settings = Settings(llm_provider="openai", openai_base_url=fake_openai.base_url, openai_api_key="sk-test",
-                        openai_model="llama3")
+    settings = Settings(
+        llm_provider="openai", openai_base_url=fake_openai.base_url, openai_api_key="sk-test", openai_model="llama3"
+    )
     model = llm.build_chat_model(settings)
     assert model.complete([{"role": "user", "content": "x"}], json_mode=True) == '{"memory": []}'
     request = fake_openai.chat_requests()[-1]

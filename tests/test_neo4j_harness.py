@@ -19,9 +19,7 @@ def _driver(server):
 
 
 def _count(driver, marker):
-    records, _, _ = driver.execute_query(
-        "MATCH (p:HarnessProbe {marker: $marker}) RETURN count(p) AS n", marker=marker
-    )
+    records, _, _ = driver.execute_query("MATCH (p:HarnessProbe {marker: $marker}) RETURN count(p) AS n", marker=marker)
     return records[0]["n"]
 
 
@@ -43,11 +41,12 @@ def test_parameterised_write_and_read(neo4j_server):  # noqa: F811
 
 
 def test_auth_is_enforced(neo4j_server):  # noqa: F811
-    with GraphDatabase.driver(neo4j_server.uri, auth=(neo4j_server.user, "not-the-password")) as driver:
-        with pytest.raises(AuthError):
-            driver.verify_connectivity()
+    wrong = (neo4j_server.user, "not-the-password")
+    with GraphDatabase.driver(neo4j_server.uri, auth=wrong) as driver, pytest.raises(AuthError):
+        driver.verify_connectivity()
 
 
+@pytest.mark.slow  # two more Neo4j starts, ~10-15 s each on a 2-core runner
 def test_restart_keeps_data_and_driver_recovers(neo4j_server):  # noqa: F811
     marker = uuid.uuid4().hex
     uri_before = neo4j_server.uri
@@ -64,9 +63,8 @@ def test_restart_keeps_data_and_driver_recovers(neo4j_server):  # noqa: F811
         driver.execute_query("CREATE (:HarnessProbe {marker: $marker})", marker=marker)
         with neo4j_server.outage(graceful=False):
             assert not neo4j_server.running
-            with pytest.raises((ServiceUnavailable, SessionExpired)):
-                with driver.session() as session:
-                    session.run("RETURN 1").consume()
+            with pytest.raises((ServiceUnavailable, SessionExpired)), driver.session() as session:
+                session.run("RETURN 1").consume()
 
         assert neo4j_server.uri == uri_before
         # A plain auto-commit run (no driver-side retry) proves the pool recovered.

@@ -30,7 +30,9 @@ def llm_server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture(scope="module")
 def workers(
-    tmp_path_factory: pytest.TempPathFactory, chroma_server: ChromaServer, azurite: AzuriteServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+    chroma_server: ChromaServer,
+    azurite: AzuriteServer,  # noqa: F811
     llm_server: FakeOpenAIServer,
 ) -> Iterator[tuple[DevHost, DevHost]]:
     collection = f"e2e_{uuid.uuid4().hex[:8]}"
@@ -66,17 +68,35 @@ def data(response: httpx.Response) -> dict:
 def test_a_memory_written_by_one_worker_is_served_by_the_other(workers: tuple[DevHost, DevHost]) -> None:
     one, two = workers
     alice = f"alice-{uuid.uuid4().hex[:6]}"
-    memory_id = data(one.client.post("/api/memory/add", json={
-        "user_id": alice, "content": "Prefers Python for data analysis", "metadata": {"category": "preferences"}}))[
-        "memory_id"]
-    data(one.client.post("/api/memory/batch-add", json={"user_id": alice, "memories": [
-        {"content": "Drinks coffee every morning", "metadata": {"category": "habits"}}]}))
+    memory_id = data(
+        one.client.post(
+            "/api/memory/add",
+            json={
+                "user_id": alice,
+                "content": "Prefers Python for data analysis",
+                "metadata": {"category": "preferences"},
+            },
+        )
+    )["memory_id"]
+    data(
+        one.client.post(
+            "/api/memory/batch-add",
+            json={
+                "user_id": alice,
+                "memories": [{"content": "Drinks coffee every morning", "metadata": {"category": "habits"}}],
+            },
+        )
+    )
 
     found = data(two.client.post("/api/memory/search", json={"user_id": alice, "query": "programming language"}))
     assert found["results"][0]["id"] == memory_id
 
-    data(two.client.put("/api/memory/update", json={
-        "memory_id": memory_id, "content": "Prefers Rust for systems work", "user_id": alice}))
+    data(
+        two.client.put(
+            "/api/memory/update",
+            json={"memory_id": memory_id, "content": "Prefers Rust for systems work", "user_id": alice},
+        )
+    )
     assert data(one.client.get(f"/api/memory/memory/{memory_id}"))["memory"] == "Prefers Rust for systems work"
     history = data(one.client.get(f"/api/memory/memory/{memory_id}/history"))["history"]
     assert [h["event"] for h in history] == ["ADD", "UPDATE"]  # written by worker 1 then worker 2
@@ -94,18 +114,26 @@ def test_a_chat_session_continues_on_the_other_worker(
     one, two = workers
     alice = f"alice-{uuid.uuid4().hex[:6]}"
     llm_server.reset()
-    llm_server.when("Interstellar", role="user", match=_extraction, reply={"memory": [{"id": "0", "text": FACT}]},
-                    times=1)
-    first = one.client.post("/api/chat/message", json={
-        "user_id": alice, "message": "I love sci-fi films, Interstellar above all", "session_id": "s-1",
-        "metadata": {"source": "web"}})
+    llm_server.when(
+        "Interstellar", role="user", match=_extraction, reply={"memory": [{"id": "0", "text": FACT}]}, times=1
+    )
+    first = one.client.post(
+        "/api/chat/message",
+        json={
+            "user_id": alice,
+            "message": "I love sci-fi films, Interstellar above all",
+            "session_id": "s-1",
+            "metadata": {"source": "web"},
+        },
+    )
     assert first.status_code == 200, first.text
     body = first.json()
     assert set(body) == {"response", "user_id", "session_id", "memories_used", "timestamp"}
     assert body["session_id"] == "s-1" and body["response"].startswith("ACK:")
 
-    second = two.client.post("/api/chat/message", json={
-        "user_id": alice, "message": "Which film did I mention?", "session_id": "s-1"})
+    second = two.client.post(
+        "/api/chat/message", json={"user_id": alice, "message": "Which film did I mention?", "session_id": "s-1"}
+    )
     assert second.status_code == 200, second.text
     answer_prompt = _answer_requests(llm_server)[-1]
     texts = [m["content"] for m in answer_prompt]
@@ -117,8 +145,7 @@ def test_a_chat_session_continues_on_the_other_worker(
     # a new session gets an id, and does not see the other session's turns
     third = one.client.post("/api/chat/message", json={"user_id": alice, "message": "hello again"})
     assert third.json()["session_id"] not in ("", "s-1")
-    assert "I love sci-fi films, Interstellar above all" not in [m["content"] for m in
-                                                                  _answer_requests(llm_server)[-1]]
+    assert "I love sci-fi films, Interstellar above all" not in [m["content"] for m in _answer_requests(llm_server)[-1]]
 
 
 def test_llm_throttling_is_retried_and_llm_down_records_nothing(
@@ -134,7 +161,9 @@ def test_llm_throttling_is_retried_and_llm_down_records_nothing(
     llm_server.when(match=_extraction, reply={"memory": [{"id": "0", "text": "Bob owns a cat"}]})
     llm_server.down()
     try:
-        failed = two.client.post("/api/chat/message", json={"user_id": bob, "message": "I own a cat", "session_id": "s"})
+        failed = two.client.post(
+            "/api/chat/message", json={"user_id": bob, "message": "I own a cat", "session_id": "s"}
+        )
     finally:
         llm_server.up()
     assert failed.status_code == 503, failed.text
@@ -148,7 +177,8 @@ def test_llm_throttling_is_retried_and_llm_down_records_nothing(
 
 
 def test_chroma_outage_is_a_503_and_heals_without_restart(
-    workers: tuple[DevHost, DevHost], chroma_server: ChromaServer  # noqa: F811
+    workers: tuple[DevHost, DevHost],
+    chroma_server: ChromaServer,  # noqa: F811
 ) -> None:
     one, _ = workers
     carol = f"carol-{uuid.uuid4().hex[:6]}"
@@ -167,18 +197,27 @@ def test_chroma_outage_is_a_503_and_heals_without_restart(
 
 
 def test_an_embedder_switch_is_refused_with_a_clear_error(
-    tmp_path: Path, chroma_server: ChromaServer, llm_server: FakeOpenAIServer  # noqa: F811
+    tmp_path: Path,
+    chroma_server: ChromaServer,
+    llm_server: FakeOpenAIServer,  # noqa: F811
 ) -> None:
     collection = f"dims_{uuid.uuid4().hex[:8]}"
-    env = {"VECTOR_STORE": "chroma", "CHROMA_HOST": chroma_server.host, "CHROMA_PORT": str(chroma_server.port),
-           "COLLECTION_NAME": collection}
+    env = {
+        "VECTOR_STORE": "chroma",
+        "CHROMA_HOST": chroma_server.host,
+        "CHROMA_PORT": str(chroma_server.port),
+        "COLLECTION_NAME": collection,
+    }
     local = DevHost(tmp_path / "a", env, name="dims-local").start()
     try:
         data(local.client.post("/api/memory/add", json={"user_id": "u", "content": "384 dims"}))
     finally:
         local.stop()
-    remote = DevHost(tmp_path / "b", {**env, "EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": llm_server.base_url,
-                                      "OPENAI_API_KEY": "k"}, name="dims-remote").start()
+    remote = DevHost(
+        tmp_path / "b",
+        {**env, "EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "k"},
+        name="dims-remote",
+    ).start()
     try:
         response = remote.client.post("/api/memory/add", json={"user_id": "u", "content": "1536 dims"})
         assert response.status_code == 503

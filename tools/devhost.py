@@ -542,8 +542,7 @@ def _binding_problems(fn: func.Function, trigger_arg: str) -> tuple[bool, tuple[
         if binding.name == trigger_arg:
             continue
         kind = binding.get_binding_name()
-        direction: object = binding.direction  # annotated int by the library, holds a BindingDirection
-        if direction == BindingDirection.IN:
+        if binding.direction == BindingDirection.IN.value:
             return takes_context, (), f"the dev host cannot provide the '{binding.name}' input binding ({kind})", []
         outputs.append(binding.name)
         warnings.append(f"output binding '{binding.name}' ({kind}) is accepted and discarded by the dev host")
@@ -806,7 +805,12 @@ _ENCODED_SLASH = re.compile(r"%2[fF]")
 
 def _unquote_utf8(text: str) -> str:
     try:
-        return unquote_to_bytes(text).decode("utf-8")
+        # Raw request paths reach here decoded as latin-1, so their bytes come back unchanged.
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8")
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         return text  # Kestrel leaves sequences that are not UTF-8 encoded as they came
 

@@ -122,6 +122,8 @@ def _conversion() -> func.Blueprint:
         response = func.HttpResponse(
             "short and stout", status_code=418, headers={"X-Custom": "yes"}, mimetype="text/plain", charset="utf-8"
         )
+        response.headers.add("X-Repeated", "first")
+        response.headers.add("X-Repeated", "second")
         response.headers.add("Set-Cookie", "a=1; Path=/")
         response.headers.add("Set-Cookie", "b=2; Path=/; HttpOnly")
         return response
@@ -141,6 +143,21 @@ def _conversion() -> func.Blueprint:
     @bp.route(route="boom", methods=["GET"])
     def boom(req: func.HttpRequest) -> func.HttpResponse:
         raise RuntimeError("boom")
+
+    @bp.route(route="exit", methods=["GET"])
+    def calls_exit(req: func.HttpRequest) -> str:
+        raise SystemExit(3)
+
+    @bp.route(route="enqueue", methods=["POST"])
+    @bp.queue_output(arg_name="msg", queue_name="work", connection="AzureWebJobsStorage")
+    def enqueue(req: func.HttpRequest, msg: func.Out[str]) -> str:
+        msg.set(req.get_body().decode())
+        return "queued"
+
+    @bp.route(route="from-blob", methods=["GET"])
+    @bp.blob_input(arg_name="blob", path="container/name", connection="AzureWebJobsStorage")
+    def from_blob(req: func.HttpRequest, blob: str) -> str:
+        return blob
 
     @bp.route(route="async-hello", methods=["GET"])
     async def async_hello(req: func.HttpRequest) -> func.HttpResponse:

@@ -106,7 +106,8 @@ def test_empty_route_prefix(bare: DevHostApp) -> None:
 
 
 def test_functions_the_host_refuses_are_not_served(api: DevHostApp) -> None:
-    assert set(api.router.errors) == {"administer", "dup_b"}
+    assert set(api.router.errors) == {"administer", "dup_b", "from_blob"}
+    assert "input binding" in api.router.errors["from_blob"]
     assert call(api, "GET", "/api/administer").status_code == 404
     assert call(api, "GET", "/api/dup").text == "a"
     assert call(api, "POST", "/api/dup").status_code == 404
@@ -145,6 +146,8 @@ def test_custom_response_status_headers_cookies_and_mimetype(api: DevHostApp) ->
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.headers["content-length"] == str(len(b"short and stout"))
     assert response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; HttpOnly; Path=/"]
+    # The worker sends headers as a map: a repeated header other than Set-Cookie keeps its last value.
+    assert response.headers.get_list("x-repeated") == ["second"]
 
     binary = call(api, "GET", "/api/binary")
     assert binary.content == b"\x00\x01\x02"
@@ -180,6 +183,11 @@ def test_exception_is_a_generic_500_and_logged(api: DevHostApp, caplog: pytest.L
     assert json.loads(response.text)["error"] == "internal_server_error"
     assert any("Functions.boom" in r.getMessage() and r.exc_info for r in caplog.records)
     assert call(api, "GET", "/api/plain").status_code == 200
+
+
+def test_output_bindings_are_accepted_and_discarded(api: DevHostApp) -> None:
+    assert call(api, "POST", "/api/enqueue", content=b"job").text == "queued"
+    assert any("'msg'" in w and "discarded" in w for w in api.router.warnings)
 
 
 def test_start_up_diagnostics_are_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tools.devhost import (
     Router,
     RouteTemplateError,
     decode_request_path,
+    load_local_settings,
     parse_route_template,
     read_route_prefix,
     request_headers,
@@ -200,9 +202,23 @@ def test_route_prefix_from_host_json(tmp_path: Path, content: dict[str, object],
 def test_path_decoding_keeps_encoded_slashes() -> None:
     assert decode_request_path("/a%20b/%E2%82%AC/c%2Fd/%2f") == "/a b/€/c%2Fd/%2f"
     assert decode_request_path("/bad%FF") == "/bad%FF"
+    assert decode_request_path("/€".encode().decode("latin-1")) == "/€"  # unescaped UTF-8 in the raw path
 
 
 def test_query_and_headers_are_joined_like_the_host() -> None:
     assert request_query(b"q=1&Q=2&empty=&flag&b=x+y&c=%C3%A9") == {"q": "1,2", "b": "x y", "c": "é"}
     scope = {"headers": [(b"X-A", b"1"), (b"x-a", b"2"), (b"Accept", b"*/*"), (b"x-empty", b"")]}
     assert request_headers(scope) == {"x-a": "1,2", "accept": "*/*", "x-empty": ""}
+
+
+def test_local_settings_fill_only_unset_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = tmp_path / "local.settings.json"
+    values = {"DEVHOST_T_NEW": "from-file", "DEVHOST_T_SET": "from-file", "DEVHOST_T_EMPTY": "from-file"}
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
+    monkeypatch.delenv("DEVHOST_T_NEW", raising=False)
+    monkeypatch.setenv("DEVHOST_T_SET", "from-env")
+    monkeypatch.setenv("DEVHOST_T_EMPTY", "")
+    assert sorted(load_local_settings(settings)) == ["DEVHOST_T_EMPTY", "DEVHOST_T_NEW"]
+    assert os.environ["DEVHOST_T_NEW"] == "from-file"
+    assert os.environ["DEVHOST_T_SET"] == "from-env"
+    assert os.environ["DEVHOST_T_EMPTY"] == "from-file"

@@ -44,6 +44,7 @@ def test_sync_functions_run_concurrently_in_worker_threads(base_url: str) -> Non
 def test_an_exception_does_not_take_the_server_down(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.get("/api/boom").status_code == 500
+        assert client.get("/api/exit").status_code == 500  # even SystemExit stays inside the invocation
         assert client.get("/api/items/special").json() == {"route": "special"}
 
 

@@ -8,7 +8,6 @@ INFRA_VENV environment variable. Tests that need it are skipped, with a reason, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,26 +15,13 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INFRA = REPO_ROOT / "infra"
+# The tests of this folder import infra_support, and shared.settings from the repository root,
+# whatever import mode pytest runs in.
+for _path in (Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-if str(REPO_ROOT) not in sys.path:  # the tests import shared.settings
-    sys.path.insert(0, str(REPO_ROOT))
-
-
-def infra_venv() -> Path:
-    return Path(os.environ.get("INFRA_VENV", REPO_ROOT / ".cache" / "infra-venv"))
-
-
-def infra_tool(name: str) -> Path:
-    """A program of the infra venv; skips the calling test when the venv is missing."""
-    path = infra_venv() / "bin" / name
-    if not path.exists():
-        pytest.skip(
-            f"{path} is missing: create the infra tool venv with "
-            "`python3.11 -m venv .cache/infra-venv && .cache/infra-venv/bin/pip install -r requirements-infra.txt`"
-        )
-    return path
+from infra_support import INFRA, infra_tool  # noqa: E402
 
 
 @pytest.fixture(scope="session")

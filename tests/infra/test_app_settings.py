@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bicep_model import is_secure, object_literals, resource_body, strings
+from infra_support import is_secure, object_literals, resource_body, strings
 
 # Settings the app reads that the cloud deployment deliberately does not set, with the reason.
 NOT_SET_IN_THE_CLOUD = {
@@ -40,7 +40,6 @@ NOT_SET_IN_THE_CLOUD = {
     "LLM_TEMPERATURE": "model behaviour keeps its default",
     "CHAT_HISTORY_TURNS": "chat behaviour keeps its default",
     "CHAT_MEMORY_LIMIT": "chat behaviour keeps its default",
-    "SEARCH_MODE": "retrieval keeps its default (hybrid)",
 }
 
 # Settings of the Functions host (or the platform), set by the deployment but not read by app code.
@@ -179,7 +178,7 @@ def test_function_app_is_secure_flex_consumption(function_app: dict[str, Any]) -
 
 
 def test_access_restrictions_are_fed_with_the_apim_addresses(main_template: dict[str, Any]) -> None:
-    from bicep_model import module_body
+    from infra_support import module_body
 
     params = module_body(main_template["modules"]["functionApp"])["params"]
     assert "outboundIpAddresses" in list(strings(params["allowedCallerIpAddresses"]))

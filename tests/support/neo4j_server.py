@@ -193,8 +193,12 @@ class Neo4jServer:
                 self._port = free_port()
             argv = [java, *self.java_opts, "-jar", str(jar), str(self._port), str(self.data_dir), self.password]
             self._process = ServerProcess(
-                f"neo4j:{self._port}", argv, ready=self._ready, log_path=self.log_path,
-                cwd=LAUNCHER_DIR, start_timeout=self.start_timeout,
+                f"neo4j:{self._port}",
+                argv,
+                ready=self._ready,
+                log_path=self.log_path,
+                cwd=LAUNCHER_DIR,
+                start_timeout=self.start_timeout,
             )
             # The log is appended to across restarts; only this start's READY counts.
             self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0

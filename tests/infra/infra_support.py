@@ -1,4 +1,5 @@
-"""Helpers that read the pycep JSON of a Bicep file (see bicep_dump.py for how it is produced).
+"""Paths and helpers of the infrastructure checks, and readers of the pycep JSON of a Bicep file
+(see bicep_dump.py for how it is produced).
 
 pycep renders an expression as nested dicts ({"function": ...}, {"operator": ...}); identifiers and
 string literals both become plain strings. These helpers only walk that structure.
@@ -6,8 +7,31 @@ string literals both become plain strings. These helpers only walk that structur
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+
+
+def infra_venv() -> Path:
+    """The venv of the infra tools (requirements-infra.txt): .cache/infra-venv, or $INFRA_VENV."""
+    return Path(os.environ.get("INFRA_VENV", REPO_ROOT / ".cache" / "infra-venv"))
+
+
+def infra_tool(name: str) -> Path:
+    """A program of the infra venv; skips the calling test, saying how to create it, when it is missing."""
+    path = infra_venv() / "bin" / name
+    if not path.exists():
+        pytest.skip(
+            f"{path} is missing: create the infra tool venv with `python3.11 -m venv .cache/infra-venv "
+            "&& .cache/infra-venv/bin/pip install -r requirements-infra.txt`"
+        )
+    return path
 
 
 def module_body(module: dict[str, Any]) -> dict[str, Any]:

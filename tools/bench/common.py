@@ -1,0 +1,143 @@
+"""What every benchmark shares: paths, percentiles, aligned tables, the JSON file, machine facts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The team's shared folder sits beside the repo (in CI too); data and models are never copied in.
+SHARED_DIR = REPO_ROOT.parent / "shared"
+DEFAULT_LOCOMO = SHARED_DIR / "data" / "locomo" / "locomo_dev.json"
+DEFAULT_MODEL = SHARED_DIR / "models" / "all-MiniLM-L6-v2-onnx"
+
+
+class BenchError(RuntimeError):
+    """A benchmark cannot run or the service answered wrongly; the message says what to do."""
+
+
+def model_path() -> Path:
+    """The local ONNX embedding model: LOCAL_EMBEDDING_MODEL_PATH, else the team's shared copy."""
+    configured = os.environ.get("LOCAL_EMBEDDING_MODEL_PATH")
+    path = Path(configured) if configured else DEFAULT_MODEL
+    if not (path / "model.onnx").is_file():
+        raise BenchError(
+            f"the local embedding model is missing at {path}: set LOCAL_EMBEDDING_MODEL_PATH to a folder holding "
+            "all-MiniLM-L6-v2 as ONNX (the team folder ../shared/models has one)"
+        )
+    return path.resolve()
+
+
+def percentile(samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least `pct`% of the samples at or below it."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(ms: Sequence[float]) -> dict[str, float | int]:
+    """p50/p95/mean of a list of latencies in milliseconds, rounded for the JSON file."""
+    return {
+        "count": len(ms),
+        "ms_p50": round(percentile(ms, 50), 2),
+        "ms_p95": round(percentile(ms, 95), 2),
+        "ms_mean": round(statistics.fmean(ms), 2) if ms else math.nan,
+    }
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def fmt_num(value: float | int | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
+    """A plain-text table: text columns left-aligned, numeric-looking ones right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [all(_looks_numeric(r[i]) for r in cells) and bool(cells) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    out = [title] if title else []
+    out += [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def _looks_numeric(text: str) -> bool:
+    stripped = text.replace(",", "").replace("%", "").replace("+", "").strip()
+    if stripped in ("-", ""):
+        return True
+    try:
+        float(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures depend on; load average matters on a shared 2-core machine."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan, math.nan, math.nan)
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m_at_start": round(load[0], 2),
+        "mem0": _version("mem0ai"),
+        "qdrant_client": _version("qdrant-client"),
+        "chromadb_client": _version("chromadb-client"),
+        "fastembed": _version("fastembed"),
+    }
+
+
+def loadavg_1m() -> float:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else math.nan
+
+
+def _version(dist: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def clean_nans(value: Any) -> Any:
+    """NaN (no samples) becomes null, so the file stays strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean_nans(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_nans(v) for v in value]
+    return value

@@ -1,0 +1,72 @@
+"""Building the service's parts inside the benchmark process, configured exactly as a worker would be."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tools.bench.host import service_env
+
+if TYPE_CHECKING:
+    from shared.memory_service import MemoryService
+    from shared.settings import Settings
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """`os.environ` is exactly `env` inside the block (settings are read from it), then restored."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def settings_for(data_dir: Path, extra_env: Mapping[str, str] | None = None) -> Settings:
+    """The settings a dev host started on `data_dir` with `extra_env` reads, without the shell's own."""
+    # mem0 reads MEM0_TELEMETRY when it is first imported, which may be later than this call.
+    os.environ["MEM0_TELEMETRY"] = "false"
+    from shared.settings import Settings
+
+    with environment(service_env(data_dir, extra_env)):
+        return Settings()
+
+
+def build_service(settings: Settings) -> MemoryService:
+    """The worker's memory service, built by the same function the worker uses (shared/runtime.py)."""
+    from shared import runtime
+
+    return runtime._build_memory_service(settings)
+
+
+def build_plain_mem0(settings: Settings) -> Any:
+    """Plain mem0 `Memory` on the same store kind and embedder, with mem0's own SQLite history.
+
+    `build_memory` is used so the parts match the service's (our ONNX embedder, the inert LLM, the
+    vector store client), and so mem0 makes no network call (it would fetch a BM25 model otherwise).
+    """
+    from mem0.memory.storage import SQLiteManager
+
+    from shared.backends import build_embedder, build_memory
+    from shared.llm import NoChatModel
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    history = SQLiteManager(str(settings.data_dir / "mem0-history.db"))
+    return build_memory(settings, build_embedder(settings), NoChatModel(), history)
+
+
+def close_memory(memory: Any) -> None:
+    """Release the embedded Qdrant folder lock and the history file; best effort."""
+    for closer in (
+        getattr(getattr(getattr(memory, "vector_store", None), "client", None), "close", None),
+        getattr(getattr(memory, "db", None), "close", None),
+    ):
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                closer()
