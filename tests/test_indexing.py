@@ -64,11 +64,17 @@ def test_one_method_per_function_and_auth_levels() -> None:
 
 
 def test_import_does_no_io_and_loads_no_model() -> None:
-    code = (
-        "import sys, function_app;"
-        "heavy = [m for m in ('mem0', 'fastembed', 'onnxruntime', 'qdrant_client', 'chromadb', 'openai', 'neo4j', 'pydantic', 'shared.models')"
-        " if m in sys.modules];"
-        "print(','.join(heavy))"
+    heavy = (
+        "mem0",
+        "fastembed",
+        "onnxruntime",
+        "qdrant_client",
+        "chromadb",
+        "openai",
+        "neo4j",
+        "pydantic",
+        "shared.models",
     )
+    code = f"import sys, function_app; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported at indexing time: {out.stdout.strip()}"

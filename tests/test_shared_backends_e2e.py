@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import DevHost
-from tests.support.azurite import AzuriteServer, azurite  # noqa: F401
-from tests.support.chroma_server import ChromaServer, chroma_server  # noqa: F401
+from tests.support.azurite import AzuriteServer
+from tests.support.chroma_server import ChromaServer
 from tests.support.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def llm_server() -> Iterator[FakeOpenAIServer]:
 def workers(
     tmp_path_factory: pytest.TempPathFactory,
     chroma_server: ChromaServer,
-    azurite: AzuriteServer,  # noqa: F811
+    azurite: AzuriteServer,
     llm_server: FakeOpenAIServer,
 ) -> Iterator[tuple[DevHost, DevHost]]:
     collection = f"e2e_{uuid.uuid4().hex[:8]}"
@@ -178,7 +178,7 @@ def test_llm_throttling_is_retried_and_llm_down_records_nothing(
 
 def test_chroma_outage_is_a_503_and_heals_without_restart(
     workers: tuple[DevHost, DevHost],
-    chroma_server: ChromaServer,  # noqa: F811
+    chroma_server: ChromaServer,
 ) -> None:
     one, _ = workers
     carol = f"carol-{uuid.uuid4().hex[:6]}"
@@ -199,7 +199,7 @@ def test_chroma_outage_is_a_503_and_heals_without_restart(
 def test_an_embedder_switch_is_refused_with_a_clear_error(
     tmp_path: Path,
     chroma_server: ChromaServer,
-    llm_server: FakeOpenAIServer,  # noqa: F811
+    llm_server: FakeOpenAIServer,
 ) -> None:
     collection = f"dims_{uuid.uuid4().hex[:8]}"
     env = {

@@ -26,9 +26,13 @@ Azure/azure-functions-python-worker, "extensions" is Azure/azure-webjobs-sdk-ext
 
 One rule deliberately differs: by default overlapping routes are tried in ASP.NET Core precedence
 order (literal before parameter, constrained before unconstrained, catch-all last), while the host
-tries them in function-name order and takes the first match (FunctionMetadataManager sorts by name;
-WebJobsRouteBuilder.Build keeps that order; host issues #9876 and #3153). `--route-order host`
-copies the host, and every overlapping pair the two orders resolve differently is logged at start.
+tries them in function-name order and takes the first match (host FunctionMetadataManager sorts by
+name; extensions WebJobsRouteBuilder.Build keeps that order; host issues #9876 and #3153, extensions
+PR #842 still open). `--route-order host` copies the host, and every overlapping pair the two orders
+resolve differently is logged at start.
+
+Core Tools also loads local.settings.json into the environment; here that takes `--local-settings`,
+so that test hosts started with a clean environment stay clean.
 """
 
 from __future__ import annotations
@@ -975,6 +979,8 @@ def _trace_context(headers: Mapping[str, str]) -> _TraceContext:
 
 # --- the ASGI application -------------------------------------------------------------------------
 
+# The host answers an unhandled exception with an empty 500; a fixed small JSON body reads better in test
+# failures and, like the host's, says nothing about the exception itself.
 _INTERNAL_ERROR_BODY = json.dumps(
     {"error": "internal_server_error", "message": "The function failed with an unhandled exception (see the log)."}
 ).encode()
