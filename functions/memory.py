@@ -8,7 +8,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import EndpointSpec, Reply, endpoint, parse_body, validate
-from shared.runtime import get_memory_service
+from shared.runtime import get_memory_service, get_session_store
 
 bp = func.Blueprint()
 API = func.AuthLevel.FUNCTION
@@ -168,3 +168,29 @@ def memory_history(req: func.HttpRequest) -> Reply:
     memory_id = req.route_params.get("memory_id", "")
     rows = get_memory_service().history(memory_id, owner_from_query(req))
     return Reply(MemoryHistory(memory_id=memory_id, history=[HistoryEntry.model_validate(r) for r in rows]))
+
+
+@bp.function_name("memory_export_user")
+@bp.route(route="api/memory/export/{user_id}", methods=["GET"], auth_level=API)
+@endpoint(
+    EndpointSpec(
+        "Export all of a user's data (memories with history, chat sessions)",
+        TAG,
+        None,
+        "UserExport",
+        success_message="用户数据导出成功",
+    )
+)
+def memory_export_user(req: func.HttpRequest) -> Reply:
+    from dataclasses import asdict
+
+    from shared.errors import utc_now_iso
+    from shared.models import ExportedTurn, UserExport
+
+    user_id = user_from_route(req)
+    memories = get_memory_service().export_memories(user_id)
+    sessions = {
+        session_id: [ExportedTurn(**asdict(turn)) for turn in turns]
+        for session_id, turns in get_session_store().export_user(user_id).items()
+    }
+    return Reply(UserExport(user_id=user_id, exported_at=utc_now_iso(), memories=memories, sessions=sessions))

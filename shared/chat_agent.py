@@ -17,7 +17,7 @@ from typing import Any
 from shared.errors import LlmNotConfigured, utc_now_iso
 from shared.memory_service import MemoryService, vector_store_calls
 from shared.models import ChatMessageResponse, MemoryRecord
-from shared.sessions import LocalSessionStore, SessionStore, Turn
+from shared.sessions import SessionStore, Turn
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -98,14 +98,7 @@ class ChatAgent:
         return added
 
 
-def build_chat_agent(settings: Settings, service: MemoryService) -> ChatAgent:
+def build_chat_agent(settings: Settings, service: MemoryService, sessions: SessionStore) -> ChatAgent:
     if not settings.llm_configured:
         raise LlmNotConfigured()
-    sessions: SessionStore
-    if settings.resolved_state_store == "azure_table":
-        from shared.table_state import TableSessionStore
-
-        sessions = TableSessionStore(settings)
-    else:
-        sessions = LocalSessionStore(settings.data_dir / "sessions")
     return ChatAgent(settings, service, sessions, service.memory.llm)

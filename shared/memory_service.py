@@ -317,6 +317,17 @@ class MemoryService:
         rows: list[dict[str, Any]] = self.memory.db.get_history(memory_id)
         return rows
 
+    def export_memories(self, user_id: str) -> list[dict[str, Any]]:
+        """Every memory of the user with its change history, oldest first (portability requests)."""
+        records = self.list_memories(user_id)
+        records.reverse()
+        exported = []
+        for record in records:
+            item = record.model_dump(mode="json", exclude_none=True)
+            item["history"] = self.memory.db.get_history(record.id)
+            exported.append(item)
+        return exported
+
     def _scan_user(self, user_id: str, cap: int | None) -> list[Any]:
         """Every stored point of `user_id` (payloads only), up to `cap`."""
         limit = cap if cap is not None else 1_000_000

@@ -235,6 +235,21 @@ class MemoryHistory(BaseModel):
     history: list[HistoryEntry]
 
 
+class ExportedTurn(BaseModel):
+    user_message: str
+    assistant_message: str
+    timestamp: str
+    memories_used: list[str]
+
+
+class UserExport(BaseModel):
+    user_id: str
+    exported_at: str
+    memories: list[dict[str, Any]] = Field(description="Every memory with its metadata and change history.")
+    sessions: dict[str, list[ExportedTurn]] = Field(description="Chat sessions by id, turns oldest first.")
+    graph: dict[str, Any] | None = Field(None, description="The user's graph (nodes, edges) when graph memory is on.")
+
+
 class ChatMessageResponse(BaseModel):
     response: str
     user_id: str

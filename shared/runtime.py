@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shared.chat_agent import ChatAgent
     from shared.memory_service import MemoryService
+    from shared.sessions import SessionStore
     from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.RLock()
 _memory_service: MemoryService | None = None
 _chat_agent: ChatAgent | None = None
+_session_store: SessionStore | None = None
 
 
 def get_memory_service() -> MemoryService:
@@ -72,8 +74,21 @@ def get_chat_agent() -> ChatAgent:
             if _chat_agent is None:
                 from shared.chat_agent import build_chat_agent
 
-                _chat_agent = build_chat_agent(get_settings(), service)
+                _chat_agent = build_chat_agent(get_settings(), service, get_session_store())
     return _chat_agent
+
+
+def get_session_store() -> SessionStore:
+    """The worker's chat session store (local files or Table Storage)."""
+    global _session_store
+    if _session_store is None:
+        from shared.sessions import build_session_store
+        from shared.settings import get_settings
+
+        with _lock:
+            if _session_store is None:
+                _session_store = build_session_store(get_settings())
+    return _session_store
 
 
 def peek_memory_service() -> MemoryService | None:
@@ -83,9 +98,9 @@ def peek_memory_service() -> MemoryService | None:
 
 def reset() -> None:
     """Forget every built object and the settings (tests, and a config reload)."""
-    global _memory_service, _chat_agent
+    global _memory_service, _chat_agent, _session_store
     with _lock:
-        for obj in (_chat_agent, _memory_service):
+        for obj in (_chat_agent, _session_store, _memory_service):
             close = getattr(obj, "close", None)
             if close is not None:
                 try:
@@ -94,6 +109,7 @@ def reset() -> None:
                     logger.debug("error while closing %r", obj, exc_info=True)
         _memory_service = None
         _chat_agent = None
+        _session_store = None
         from shared.settings import get_settings
 
         get_settings.cache_clear()

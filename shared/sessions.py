@@ -14,7 +14,10 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 @dataclass
@@ -31,6 +34,8 @@ class SessionStore(Protocol):
     def append_turn(self, user_id: str, session_id: str, turn: Turn) -> None: ...
 
     def delete_user(self, user_id: str) -> int: ...
+
+    def export_user(self, user_id: str) -> dict[str, list[Turn]]: ...
 
 
 def _digest(value: str) -> str:
@@ -59,6 +64,7 @@ class LocalSessionStore:
         with self._lock:
             path.parent.mkdir(parents=True, exist_ok=True)
             data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"turns": []}
+            data["session_id"] = session_id
             data["turns"].append(asdict(turn))
             # Write-then-rename: a crash leaves the old file or the new one, never half of one.
             tmp = path.with_suffix(".tmp")
@@ -74,3 +80,20 @@ class LocalSessionStore:
                     file.unlink()
                     count += 1
         return count
+
+    def export_user(self, user_id: str) -> dict[str, list[Turn]]:
+        folder = self.root / _digest(user_id)
+        sessions: dict[str, list[Turn]] = {}
+        with self._lock:
+            for file in sorted(folder.glob("*.json")) if folder.exists() else []:
+                data = json.loads(file.read_text(encoding="utf-8"))
+                sessions[data.get("session_id", file.stem)] = [Turn(**item) for item in data.get("turns", [])]
+        return sessions
+
+
+def build_session_store(settings: Settings) -> SessionStore:
+    if settings.resolved_state_store == "azure_table":
+        from shared.table_state import TableSessionStore
+
+        return TableSessionStore(settings)
+    return LocalSessionStore(settings.data_dir / "sessions")

@@ -157,6 +157,23 @@ class TableSessionStore:
                 count += 1
         return count
 
+    def export_user(self, user_id: str) -> dict[str, list[Turn]]:
+        sessions: dict[str, list[Turn]] = {}
+        with table_calls("export sessions"):
+            table = self._tables.table(self._name)
+            for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": encode_key(user_id)}):
+                sessions.setdefault(entity["session_id"], []).append(
+                    Turn(
+                        user_message=entity["user_message"],
+                        assistant_message=entity["assistant_message"],
+                        timestamp=entity["timestamp"],
+                        memories_used=json.loads(entity.get("memories_used") or "[]"),
+                    )
+                )
+        for turns in sessions.values():
+            turns.reverse()  # rows come newest first
+        return sessions
+
     def close(self) -> None:
         self._tables.close()
 

@@ -40,6 +40,8 @@ def test_reads_never_cross_users(api: httpx.Client) -> None:
         assert {r["memory"] for r in results["data"]["results"]} <= set(ALICE_TEXTS)
     stats = api.get(f"/api/memory/stats/{alice}").json()["data"]
     assert stats["total_memories"] == 3 and stats["category_distribution"] == {"a": 3}
+    exported = api.get(f"/api/memory/export/{alice}").json()["data"]
+    assert {m["memory"] for m in exported["memories"]} == set(ALICE_TEXTS)
 
 
 def test_by_id_calls_with_the_wrong_owner_are_refused_and_change_nothing(api: httpx.Client) -> None:

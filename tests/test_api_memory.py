@@ -280,3 +280,17 @@ def test_concurrent_writes_and_reads_are_all_served(api: httpx.Client) -> None:
         statuses = [f.result() for f in futures]
     assert statuses == [200] * len(statuses)
     assert ok(api.get(f"/api/memory/stats/{alice}"))["total_memories"] == 12 + 12 * 10
+
+
+def test_export_holds_every_memory_with_its_history(api: httpx.Client) -> None:
+    alice = user("alice")
+    first = ok(api.post("/api/memory/add", json={"user_id": alice, "content": "first", "metadata": {"category": "a"}}))
+    ok(api.post("/api/memory/batch-add", json={"user_id": alice, "memories": [{"content": "second"}]}))
+    ok(api.put("/api/memory/update", json={"memory_id": first["memory_id"], "content": "first, edited"}))
+    exported = ok(api.get(f"/api/memory/export/{alice}"))
+    assert exported["user_id"] == alice and exported["sessions"] == {}
+    by_text = {m["memory"]: m for m in exported["memories"]}
+    assert set(by_text) == {"first, edited", "second"}
+    assert by_text["first, edited"]["metadata"] == {"category": "a"}
+    assert [h["event"] for h in by_text["first, edited"]["history"]] == ["ADD", "UPDATE"]
+    assert [h["event"] for h in by_text["second"]["history"]] == ["ADD"]

@@ -29,7 +29,11 @@ CONTRACT = {
     ("GET", "docs"),
     ("GET", "openapi.json"),
 }
-ADDITIONS = {("GET", "api/memory/memory/{memory_id}"), ("GET", "api/memory/memory/{memory_id}/history")}
+ADDITIONS = {
+    ("GET", "api/memory/memory/{memory_id}"),
+    ("GET", "api/memory/memory/{memory_id}/history"),
+    ("GET", "api/memory/export/{user_id}"),
+}
 ANONYMOUS = {"health", "{root:maxlength(0)?}", "docs", "openapi.json", "docs/assets/{name}"}
 
 

@@ -142,6 +142,15 @@ def test_a_chat_session_continues_on_the_other_worker(
     memories = data(two.client.get(f"/api/chat/memories/{alice}"))["results"]
     assert second.json()["memories_used"] == [m["id"] for m in memories if m["memory"] == FACT]
 
+    # the export holds the session as both workers recorded it
+    exported = data(one.client.get(f"/api/memory/export/{alice}"))
+    turns = exported["sessions"]["s-1"]
+    assert [t["user_message"] for t in turns] == [
+        "I love sci-fi films, Interstellar above all",
+        "Which film did I mention?",
+    ]
+    assert FACT in {m["memory"] for m in exported["memories"]}
+
     # a new session gets an id, and does not see the other session's turns
     third = one.client.post("/api/chat/message", json={"user_id": alice, "message": "hello again"})
     assert third.json()["session_id"] not in ("", "s-1")

@@ -93,8 +93,11 @@ case "${1:-}" in
     shift
     setup_venv
     use_shared_model
+    # Like `func start`: values from local.settings.json apply when the file exists.
+    local_settings=()
+    [ -f local.settings.json ] && local_settings=(--local-settings local.settings.json)
     log "serving on http://127.0.0.1:${PORT:-7071} (docs at /docs)"
-    exec "$PY" -m tools.devhost --host "${HOST:-127.0.0.1}" --port "${PORT:-7071}" "$@"
+    exec "$PY" -m tools.devhost --host "${HOST:-127.0.0.1}" --port "${PORT:-7071}" "${local_settings[@]}" "$@"
     ;;
   test)
     shift

@@ -60,7 +60,9 @@ def is_secure(parameter: dict[str, Any]) -> bool:
     return any(decorator.get("type") == "secure" for decorator in parameter.get("decorators") or [])
 
 
-def object_literals(expression: Any, variables: dict[str, Any], seen: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
+def object_literals(
+    expression: Any, variables: dict[str, Any], seen: frozenset[str] = frozenset()
+) -> Iterator[dict[str, Any]]:
     """Every object literal an expression can evaluate to, following variable references.
 
     Function and operator nodes are walked through (every branch of a condition, every argument of

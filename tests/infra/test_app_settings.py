@@ -43,7 +43,9 @@ NOT_SET_IN_THE_CLOUD = {
 }
 
 # Settings of the Functions host (or the platform), set by the deployment but not read by app code.
-HOST_SETTING = re.compile(r"^(AzureWebJobsStorage__\w+|APPLICATIONINSIGHTS_AUTHENTICATION_STRING|FUNCTIONS_\w+|WEBSITE_\w+)$")
+HOST_SETTING = re.compile(
+    r"^(AzureWebJobsStorage__\w+|APPLICATIONINSIGHTS_AUTHENTICATION_STRING|FUNCTIONS_\w+|WEBSITE_\w+)$"
+)
 
 # Settings the app reads that hold credentials.
 SECRET_SETTING = re.compile(r"(PASSWORD|API_KEY|TOKEN|SECRET|CONNECTION_STRING)$")
@@ -148,7 +150,14 @@ def test_cloud_configuration_is_keyless(app_settings: dict[str, list[Any]]) -> N
     assert app_settings["EMBEDDING_PROVIDER"] == ["azure_openai"]
     assert app_settings["STATE_STORE"] == ["azure_table"]
     assert app_settings["AzureWebJobsStorage__credential"] == ["managedidentity"]
-    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT", "AZURE_EMBEDDING_DEPLOYMENT", "AZURE_TABLES_ENDPOINT", "AZURE_CLIENT_ID", "AzureWebJobsStorage__clientId"):
+    for name in (
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_DEPLOYMENT",
+        "AZURE_EMBEDDING_DEPLOYMENT",
+        "AZURE_TABLES_ENDPOINT",
+        "AZURE_CLIENT_ID",
+        "AzureWebJobsStorage__clientId",
+    ):
         assert name in app_settings
     for name in ("AZURE_OPENAI_API_KEY", "AZURE_TABLES_CONNECTION_STRING", "AzureWebJobsStorage", "OPENAI_API_KEY"):
         assert name not in app_settings

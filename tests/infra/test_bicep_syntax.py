@@ -49,7 +49,9 @@ def test_modules_exist_and_get_declared_parameters(templates: dict[str, dict[str
             target_key = target.resolve().relative_to(INFRA.resolve()).as_posix()
             referenced.add(target_key)
             if module["type"] != "local" or target_key not in templates:
-                problems.append(f"{path}: module {module_name}: {module['detail']['path']} does not exist or does not parse")
+                problems.append(
+                    f"{path}: module {module_name}: {module['detail']['path']} does not exist or does not parse"
+                )
                 continue
             declared = templates[target_key].get("parameters") or {}
             passed = module_body(module).get("params") or {}
@@ -57,7 +59,9 @@ def test_modules_exist_and_get_declared_parameters(templates: dict[str, dict[str
                 problems.append(f"{path}: module {module_name} passes {name}, which {target_key} does not declare")
             for name, parameter in declared.items():
                 if name not in passed and not has_default(parameter):
-                    problems.append(f"{path}: module {module_name} does not pass required parameter {name} of {target_key}")
+                    problems.append(
+                        f"{path}: module {module_name} does not pass required parameter {name} of {target_key}"
+                    )
     unused = sorted(set(templates) - referenced - {"main.bicep"})
     assert not unused, f"Bicep files no template uses: {unused}"
     assert not problems, "\n".join(problems)
@@ -107,15 +111,23 @@ def test_resource_names_derive_from_the_resource_token() -> None:
     ]
     assert names
     # The resource group is named after the environment (azd's convention); all else has the token.
-    assert [name for name in names if "${resourceToken}" not in name and name != "${abbrs.resourcesResourceGroups}${environmentName}"] == []
+    assert [
+        name
+        for name in names
+        if "${resourceToken}" not in name and name != "${abbrs.resourcesResourceGroups}${environmentName}"
+    ] == []
 
 
 def test_parameters_file_matches_main(main_template: dict[str, Any]) -> None:
     parameters_file = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     declared = main_template["parameters"]
     assert sorted(set(parameters_file) - set(declared)) == [], "main.parameters.json sets undeclared parameters"
-    unset_required = {name for name, parameter in declared.items() if not has_default(parameter) and name not in parameters_file}
-    assert unset_required == set(PROMPTED_BY_AZD), f"required parameters azd can neither fill nor is expected to prompt: {unset_required}"
+    unset_required = {
+        name for name, parameter in declared.items() if not has_default(parameter) and name not in parameters_file
+    }
+    assert unset_required == set(PROMPTED_BY_AZD), (
+        f"required parameters azd can neither fill nor is expected to prompt: {unset_required}"
+    )
 
 
 def test_parameters_file_holds_only_azd_variables() -> None:
@@ -123,4 +135,6 @@ def test_parameters_file_holds_only_azd_variables() -> None:
     parameters_file = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     for name, entry in parameters_file.items():
         value = entry.get("value")
-        assert isinstance(value, str) and re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*(=[^}]*)?\}", value), f"{name} is not an azd variable reference"
+        assert isinstance(value, str) and re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*(=[^}]*)?\}", value), (
+            f"{name} is not an azd variable reference"
+        )

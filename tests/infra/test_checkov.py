@@ -26,7 +26,9 @@ def test_checkov_reports_no_failure_and_no_parse_error() -> None:
     try:
         reports = json.loads(completed.stdout)
     except ValueError as error:
-        raise AssertionError(f"checkov printed no JSON report (exit {completed.returncode}):\n{completed.stderr[-3000:]}") from error
+        raise AssertionError(
+            f"checkov printed no JSON report (exit {completed.returncode}):\n{completed.stderr[-3000:]}"
+        ) from error
     reports = reports if isinstance(reports, list) else [reports]
     by_type = {report["check_type"]: report for report in reports}
     assert "bicep" in by_type, f"checkov scanned no Bicep file: {sorted(by_type)}"
@@ -43,7 +45,9 @@ def test_checkov_reports_no_failure_and_no_parse_error() -> None:
         for skipped in results.get("skipped_checks", []):
             reason = (skipped.get("check_result") or {}).get("suppress_comment", "").strip()
             if not reason or reason == "No comment provided":
-                problems.append(f"{check_type}: {skipped['check_id']} on {skipped['resource']} is skipped without a reason")
+                problems.append(
+                    f"{check_type}: {skipped['check_id']} on {skipped['resource']} is skipped without a reason"
+                )
     assert not problems, "checkov:\n" + "\n".join(problems)
     assert completed.returncode == 0, completed.stderr[-3000:]
 

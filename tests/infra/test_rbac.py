@@ -30,7 +30,9 @@ def _roles_of(template: dict[str, Any], principal: str) -> set[str]:
     for resource in _assignments(template).values():
         properties = resource_body(resource)["properties"]
         if properties["principalId"] == principal:
-            keys = [text.split(".", 1)[1] for text in strings(properties["roleDefinitionId"]) if text.startswith("roles.")]
+            keys = [
+                text.split(".", 1)[1] for text in strings(properties["roleDefinitionId"]) if text.startswith("roles.")
+            ]
             keys += [text for text in strings(properties["roleDefinitionId"]) if text in role_ids]
             granted |= {ROLE_NAMES[role_ids[key]] for key in keys}
     return granted
@@ -58,7 +60,12 @@ def test_apim_identity_only_reads_secrets(templates: dict[str, dict[str, Any]]) 
 def test_developer_roles_are_optional_and_keyless(templates: dict[str, dict[str, Any]]) -> None:
     rbac = templates["app/rbac.bicep"]
     roles = _roles_of(rbac, "developerPrincipalId")
-    assert roles == {"Storage Table Data Contributor", "Cognitive Services OpenAI User", "Key Vault Secrets User", "Monitoring Metrics Publisher"}
+    assert roles == {
+        "Storage Table Data Contributor",
+        "Cognitive Services OpenAI User",
+        "Key Vault Secrets User",
+        "Monitoring Metrics Publisher",
+    }
     for resource in _assignments(rbac).values():
         if resource_body(resource)["properties"]["principalId"] == "developerPrincipalId":
             assert "condition" in resource["config"], "developer roles must depend on principalId being set"

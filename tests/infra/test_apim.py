@@ -1,0 +1,152 @@
+"""API Management: the policies as deployed (rate limit, quota, CORS, function key, error envelope),
+the function key kept in Key Vault, and the API imported from the committed OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+
+from infra_support import INFRA, module_body, resource_body, strings
+
+POLICIES = INFRA / "app" / "policies"
+APIM_API = INFRA / "app" / "apim-api.bicep"
+PLACEHOLDERS = {
+    "__RATE_LIMIT_CALLS__": "rateLimitCalls",
+    "__RATE_LIMIT_PERIOD__": "rateLimitPeriodSeconds",
+    "__QUOTA_CALLS__": "quotaCalls",
+    "__QUOTA_PERIOD__": "quotaPeriodSeconds",
+}
+
+
+def _default(main_template: dict[str, Any], name: str) -> Any:
+    return main_template["parameters"][name]["default"]
+
+
+def _render_product_policy(file_name: str, main_template: dict[str, Any]) -> ET.Element:
+    """The product policy as apim-api.bicep deploys it with the default parameters of main.bicep."""
+    text = (POLICIES / file_name).read_text()
+    for placeholder, parameter in PLACEHOLDERS.items():
+        text = text.replace(placeholder, str(_default(main_template, parameter)))
+    return ET.fromstring(text)
+
+
+def _render_api_policy(main_template: dict[str, Any]) -> ET.Element:
+    origins = _default(main_template, "corsAllowedOrigins")
+    text = (POLICIES / "api.xml").read_text()
+    return ET.fromstring(text.replace("__CORS_ALLOWED_ORIGINS__", "".join(f"<origin>{o}</origin>" for o in origins)))
+
+
+def test_bicep_fills_every_placeholder_from_the_matching_parameter(main_template: dict[str, Any]) -> None:
+    bicep = APIM_API.read_text()
+    for placeholder, parameter in PLACEHOLDERS.items():
+        assert f"'{placeholder}', string({parameter})" in bicep
+        # ...and main.bicep passes its own parameter of the same name.
+        assert module_body(main_template["modules"]["apimApi"])["params"][parameter] == parameter
+    assert "replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml)" in bicep
+    for path in POLICIES.glob("*.xml"):
+        left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - set(PLACEHOLDERS) - {"__CORS_ALLOWED_ORIGINS__"}
+        assert not left, f"{path.name} has placeholders Bicep does not fill: {left}"
+
+
+def test_rate_limit_is_per_caller_ip(main_template: dict[str, Any]) -> None:
+    inbound = _render_product_policy("product.xml", main_template).find("inbound")
+    assert inbound is not None
+    limit = inbound.find("rate-limit-by-key")
+    assert limit is not None, "product.xml must limit the call rate per key"
+    assert limit.get("counter-key") == "@(context.Request.IpAddress)"
+    assert int(limit.get("calls", "0")) == _default(main_template, "rateLimitCalls") == 60
+    assert int(limit.get("renewal-period", "0")) == _default(main_template, "rateLimitPeriodSeconds") == 60
+    assert limit.get("retry-after-variable-name") == "retryAfterSeconds"
+
+
+def test_consumption_tier_falls_back_to_per_subscription_rate_limit(main_template: dict[str, Any]) -> None:
+    inbound = _render_product_policy("product-consumption.xml", main_template).find("inbound")
+    assert inbound is not None
+    assert inbound.find("rate-limit-by-key") is None, "rate-limit-by-key is not available on the Consumption tier"
+    limit = inbound.find("rate-limit")
+    assert limit is not None
+    assert int(limit.get("calls", "0")) == _default(main_template, "rateLimitCalls")
+    assert (
+        "apimSkuName == 'Consumption' ? loadTextContent('policies/product-consumption.xml') : loadTextContent('policies/product.xml')"
+        in APIM_API.read_text()
+    )
+
+
+@pytest.mark.parametrize("file_name", ["product.xml", "product-consumption.xml"])
+def test_quota_per_subscription(file_name: str, main_template: dict[str, Any]) -> None:
+    quota = _render_product_policy(file_name, main_template).find("inbound/quota")
+    assert quota is not None
+    assert int(quota.get("calls", "0")) == _default(main_template, "quotaCalls") == 10000
+    assert int(quota.get("renewal-period", "0")) == _default(main_template, "quotaPeriodSeconds") == 86400
+
+
+def test_cors_allows_only_the_listed_origins(main_template: dict[str, Any]) -> None:
+    cors = _render_api_policy(main_template).find("inbound/cors")
+    assert cors is not None
+    assert cors.get("allow-credentials") == "false"
+    origins = [origin.text for origin in cors.findall("allowed-origins/origin")]
+    assert origins == _default(main_template, "corsAllowedOrigins")
+    assert "*" not in origins
+
+
+def test_backend_call_carries_the_function_key_from_key_vault(
+    templates: dict[str, dict[str, Any]], main_template: dict[str, Any]
+) -> None:
+    header = _render_api_policy(main_template).find("inbound/set-header[@name='x-functions-key']")
+    assert header is not None and header.get("exists-action") == "override"
+    value = header.find("value")
+    assert value is not None and value.text == "{{function-key}}"
+
+    resources = templates["app/apim-api.bicep"]["resources"]
+    named_value = resource_body(resources["functionKeyNamedValue"])
+    assert named_value["name"] == "function-key"
+    assert named_value["properties"]["secret"] is True
+    assert "value" not in named_value["properties"], "the key must come from Key Vault, not a plain value"
+    assert "functionKeySecret" in list(strings(named_value["properties"]["keyVault"]["secretIdentifier"]))
+    secret = resource_body(resources["functionKeySecret"])
+    assert "listKeys" in str(secret["properties"]["value"]) or "list_func" in str(secret["properties"]["value"])
+    assert "host/default" in " ".join(strings(secret["properties"]["value"]))
+
+
+def test_named_values_used_by_policies_exist(templates: dict[str, dict[str, Any]]) -> None:
+    defined = {
+        resource_body(resource)["name"]
+        for resource in templates["app/apim-api.bicep"]["resources"].values()
+        if resource["type"] == "Microsoft.ApiManagement/service/namedValues"
+    }
+    used = {name for path in POLICIES.glob("*.xml") for name in re.findall(r"\{\{([\w.-]+)\}\}", path.read_text())}
+    assert used <= defined
+
+
+def test_gateway_errors_use_the_api_error_envelope(main_template: dict[str, Any]) -> None:
+    on_error = _render_api_policy(main_template).find("on-error")
+    assert on_error is not None
+    body = on_error.find("set-body")
+    assert body is not None and body.text
+    for field in ('"success", false', '"message"', '"error"', '"code"', '"details"', '"request_id"', '"timestamp"'):
+        assert field in body.text, f"the error body lacks {field}"
+    status = on_error.find("set-variable[@name='errorStatus']")
+    assert status is not None
+    for code in ("429", "401", "404", "503"):
+        assert f"return {code};" in (status.get("value") or "")
+    assert "500" not in (status.get("value") or ""), "never 500 for what a client can cause"
+    assert on_error.find("choose/when/set-header[@name='Retry-After']") is not None
+
+
+def test_api_is_imported_from_the_committed_openapi_document(templates: dict[str, dict[str, Any]]) -> None:
+    api = resource_body(templates["app/apim-api.bicep"]["resources"]["api"])["properties"]
+    assert api["format"] == "openapi+json"
+    assert api["value"]["function"]["type"] == "load_text_content"
+    assert api["value"]["function"]["parameters"]["file_path"] == "../openapi.json"
+    assert api["subscriptionRequired"] is True
+    assert api["protocols"] == ["https"]
+    product = resource_body(templates["app/apim-api.bicep"]["resources"]["product"])["properties"]
+    assert product["subscriptionRequired"] is True and product["approvalRequired"] is False
+
+
+def test_apim_defaults_to_a_v2_tier(main_template: dict[str, Any]) -> None:
+    assert _default(main_template, "apimSkuName").endswith("V2")
+    assert "Consumption" in str(main_template["parameters"]["apimSkuName"]["decorators"])
