@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Any
 
 from shared.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder
@@ -122,32 +121,10 @@ def build_memory(settings: Settings, embedder: Embedder, llm: Any, history: Any)
     check_collection_dims(memory, settings)
     if settings.vector_store == "qdrant" and not settings.qdrant_url:
         tune_embedded_qdrant(memory.vector_store.client)
-        memory.vector_store = SerializedStore(memory.vector_store)
+        from shared.embedded_store import EmbeddedQdrantStore
+
+        memory.vector_store = EmbeddedQdrantStore(memory.vector_store)
     return memory
-
-
-class SerializedStore:
-    """One call at a time into the embedded Qdrant.
-
-    Local mode keeps its points in plain Python structures without locks, while the Functions
-    worker (and the dev host) run sync functions on a thread pool; a search racing an upsert can
-    see half-grown arrays. Server stores do their own concurrency control and are not wrapped.
-    """
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self._lock = threading.RLock()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if not callable(attribute):
-            return attribute
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attribute(*args, **kwargs)
-
-        return locked
 
 
 def tune_embedded_qdrant(client: Any) -> None:

@@ -36,6 +36,12 @@ def configure_logging() -> None:
                 "is not installed; telemetry export is off"
             )
             return
-        configure_azure_monitor(logger_name="memory_layer")
+        # Application Insights runs with local auth disabled: export with the app's managed identity.
+        credential = None
+        if os.environ.get("AZURE_CLIENT_ID"):
+            from azure.identity import ManagedIdentityCredential
+
+            credential = ManagedIdentityCredential(client_id=os.environ["AZURE_CLIENT_ID"])
+        configure_azure_monitor(logger_name="memory_layer", credential=credential)
     # mem0 and qdrant are chatty about optional features we deliberately do without.
     logging.getLogger("mem0").setLevel(logging.ERROR)

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-
 from infra_support import INFRA, module_body, resource_body, strings
 
 POLICIES = INFRA / "app" / "policies"
@@ -70,8 +69,8 @@ def test_consumption_tier_falls_back_to_per_subscription_rate_limit(main_templat
     assert limit is not None
     assert int(limit.get("calls", "0")) == _default(main_template, "rateLimitCalls")
     assert (
-        "apimSkuName == 'Consumption' ? loadTextContent('policies/product-consumption.xml') : loadTextContent('policies/product.xml')"
-        in APIM_API.read_text()
+        "apimSkuName == 'Consumption' ? loadTextContent('policies/product-consumption.xml')"
+        " : loadTextContent('policies/product.xml')" in APIM_API.read_text()
     )
 
 

@@ -7,8 +7,9 @@ import re
 from typing import Any
 
 import pytest
-
 from infra_support import is_secure, object_literals, resource_body, strings
+
+_NOT_OPENAI_COMPATIBLE = "the cloud deployment uses the provisioned Azure OpenAI, not an OpenAI-compatible endpoint"
 
 # Settings the app reads that the cloud deployment deliberately does not set, with the reason.
 NOT_SET_IN_THE_CLOUD = {
@@ -24,10 +25,10 @@ NOT_SET_IN_THE_CLOUD = {
     "AZURE_TABLES_CONNECTION_STRING": "tables are reached keylessly through AZURE_TABLES_ENDPOINT",
     "AzureWebJobsStorage": "the host storage is identity-based (AzureWebJobsStorage__*), no connection string",
     # The OpenAI-compatible provider (Ollama, vLLM, OpenAI) is not what this deployment provisions.
-    "OPENAI_BASE_URL": "the cloud deployment uses the provisioned Azure OpenAI, not an OpenAI-compatible endpoint",
-    "OPENAI_API_KEY": "the cloud deployment uses the provisioned Azure OpenAI, not an OpenAI-compatible endpoint",
-    "OPENAI_MODEL": "the cloud deployment uses the provisioned Azure OpenAI, not an OpenAI-compatible endpoint",
-    "OPENAI_EMBEDDING_MODEL": "the cloud deployment uses the provisioned Azure OpenAI, not an OpenAI-compatible endpoint",
+    "OPENAI_BASE_URL": _NOT_OPENAI_COMPATIBLE,
+    "OPENAI_API_KEY": _NOT_OPENAI_COMPATIBLE,
+    "OPENAI_MODEL": _NOT_OPENAI_COMPATIBLE,
+    "OPENAI_EMBEDDING_MODEL": _NOT_OPENAI_COMPATIBLE,
     # Tuning knobs whose defaults suit the cloud; set them in the portal or Bicep when needed.
     "AZURE_OPENAI_API_VERSION": "the app's default is the GA REST version its client code is tested with",
     "MAX_BODY_BYTES": "limit keeps its default",

@@ -40,7 +40,8 @@ def test_checkov_reports_no_failure_and_no_parse_error() -> None:
             problems.append(f"{check_type}: could not parse {path}")
         for failed in results.get("failed_checks", []):
             problems.append(
-                f"{check_type}: {failed['check_id']} {failed['check_name']} — {failed['resource']} in {failed['file_path']}"
+                f"{check_type}: {failed['check_id']} {failed['check_name']}"
+                f" — {failed['resource']} in {failed['file_path']}"
             )
         for skipped in results.get("skipped_checks", []):
             reason = (skipped.get("check_result") or {}).get("suppress_comment", "").strip()

@@ -17,7 +17,9 @@ def test_host_json_is_a_deliberate_functions_v4_python_host() -> None:
     assert sampling["isEnabled"] is True
     assert "Request" in sampling["excludedTypes"], "requests must not be sampled: they are the service's SLI"
     hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
-    assert 0 < hours * 3600 + minutes * 60 + seconds <= 600, "a bounded timeout (the HTTP front end gives up after 230 s)"
+    assert 0 < hours * 3600 + minutes * 60 + seconds <= 600, (
+        "a bounded timeout (the HTTP front end gives up after 230 s)"
+    )
 
 
 def test_azure_yaml_deploys_the_function_app_with_bicep() -> None:
@@ -29,7 +31,11 @@ def test_azure_yaml_deploys_the_function_app_with_bicep() -> None:
 
 
 def test_funcignore_keeps_development_files_out_of_the_package() -> None:
-    ignored = {line.strip() for line in (REPO_ROOT / ".funcignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (REPO_ROOT / ".funcignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for entry in (".venv/", ".git*", "local.settings.json", "tests/", "infra/", ".cache/", ".data/"):
         assert entry in ignored, f".funcignore must exclude {entry}"
     for needed in ("shared/", "functions/", "host.json", "requirements.txt", "function_app.py"):

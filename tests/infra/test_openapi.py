@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from infra_support import INFRA, REPO_ROOT
 
 COMMITTED = INFRA / "openapi.json"
@@ -40,7 +39,8 @@ def _differences(committed: Any, generated: Any, path: str = "$") -> list[str]:
 def test_committed_document_is_loadable_by_bicep() -> None:
     text = COMMITTED.read_text(encoding="utf-8")
     assert len(text) < LOAD_TEXT_CONTENT_LIMIT, (
-        f"infra/openapi.json has {len(text)} characters; Bicep's loadTextContent() accepts at most {LOAD_TEXT_CONTENT_LIMIT}"
+        f"infra/openapi.json has {len(text)} characters;"
+        f" Bicep's loadTextContent() accepts at most {LOAD_TEXT_CONTENT_LIMIT}"
     )
     document = json.loads(text)
     assert str(document.get("openapi", "")).startswith("3."), "API Management imports an OpenAPI 3 document"

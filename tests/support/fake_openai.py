@@ -183,6 +183,7 @@ class RecordedRequest:
     style: str | None  # 'openai' | 'azure'
     deployment: str | None
     status: int = 0  # the status the fake answered with
+    duration_ms: float | None = None  # time the fake spent answering (benchmarks subtract it)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -409,8 +410,10 @@ class FakeOpenAIServer:
         with self._lock:
             self.requests.append(rec)
 
+        began = time.perf_counter()
         status, payload, extra = self._respond(rec, raw)
         rec.status = status
+        rec.duration_ms = (time.perf_counter() - began) * 1000
         data = json.dumps(payload).encode()
         try:
             h.send_response(status)

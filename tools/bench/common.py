@@ -44,7 +44,7 @@ def percentile(samples: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def latency_summary(ms: Sequence[float]) -> dict[str, float | int]:
+def latency_summary(ms: Sequence[float]) -> dict[str, Any]:
     """p50/p95/mean of a list of latencies in milliseconds, rounded for the JSON file."""
     return {
         "count": len(ms),

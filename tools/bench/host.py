@@ -109,6 +109,17 @@ class ServiceHost:
                 return round(int(line.split()[1]) / 1024, 1)
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the worker so far: a figure that other load on the machine inflates less."""
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # Fields 14 and 15 of stat (utime, stime); the split above starts at field 3.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self) -> str:
         return self.process.log_tail()
 

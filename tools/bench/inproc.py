@@ -48,17 +48,35 @@ def build_service(settings: Settings) -> MemoryService:
 def build_plain_mem0(settings: Settings) -> Any:
     """Plain mem0 `Memory` on the same store kind and embedder, with mem0's own SQLite history.
 
-    `build_memory` is used so the parts match the service's (our ONNX embedder, the inert LLM, the
-    vector store client), and so mem0 makes no network call (it would fetch a BM25 model otherwise).
+    Only what mem0 cannot do by itself here is supplied: our ONNX embedder (mem0's FastEmbed wrapper
+    cannot load a model from a folder), the inert LLM, and no BM25 model (mem0 would fetch one from
+    a hub). None of the service's own store work is applied (shared.backends.build_memory wraps the
+    embedded Qdrant with a user index and tunes its SQLite commits): that is what we measure against.
     """
-    from mem0.memory.storage import SQLiteManager
-
-    from shared.backends import build_embedder, build_memory
+    from shared.backends import build_embedder, build_vector_store_config, prepare_mem0_environment
     from shared.llm import NoChatModel
 
+    prepare_mem0_environment(settings)
+    from mem0 import Memory
+    from mem0.configs.base import MemoryConfig
+    from mem0.memory.storage import SQLiteManager
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    history = SQLiteManager(str(settings.data_dir / "mem0-history.db"))
-    return build_memory(settings, build_embedder(settings), NoChatModel(), history)
+    embedder = build_embedder(settings)
+    config = MemoryConfig(
+        vector_store=build_vector_store_config(settings),
+        embedder={"provider": "openai", "config": {"api_key": "unused", "embedding_dims": embedder.dims}},
+        llm={"provider": "openai", "config": {"api_key": "unused"}},
+        history_db_path=str(settings.data_dir / "mem0-history.db"),
+    )
+    memory = Memory(config)
+    memory.embedding_model = embedder
+    memory.llm = NoChatModel()
+    if hasattr(memory.vector_store, "_bm25_encoder"):
+        memory.vector_store._bm25_encoder = False
+    if not isinstance(memory.db, SQLiteManager):
+        raise RuntimeError(f"mem0 built {type(memory.db).__name__} for its history, expected SQLiteManager")
+    return memory
 
 
 def close_memory(memory: Any) -> None:

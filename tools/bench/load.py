@@ -1,19 +1,24 @@
 """`python -m tools.bench load`: speed under synthetic load, on the embedded store and on a Chroma server.
 
 Per store, on a fresh data folder (and a fresh Chroma collection):
-1. start the dev host; seconds from Popen to the port opening and to the first search served (200);
-2. single adds (`POST /api/memory/add`) for their own user: latency and memories/s;
-3. other users' memories by batch-add (so the measured user is one among many);
-4. the measured user's memories by batch-add, grown to each size in turn, with search p50/p95
+1. a cold start in a fresh interpreter, step by step (tools/bench/coldstart.py);
+2. start the dev host; seconds from Popen to the port opening and to the first search served (200);
+3. single adds (`POST /api/memory/add`) for their own user: latency and memories/s;
+4. other users' memories by batch-add (so the measured user is one among many);
+5. the measured user's memories by batch-add, grown to each size in turn, with search p50/p95
    through HTTP at each size;
-5. the worker's peak RSS (VmHWM), then the host stops and the search path is profiled in-process
+6. the worker's peak RSS (VmHWM), then the host stops and the search path is profiled in-process
    on the same data (tools/bench/profile.py).
 `import function_app` is timed once per run, in fresh interpreters.
+
+Beside wall-clock figures, the worker's own CPU time per operation is reported: on a machine shared
+with other work it is inflated much less than latency is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import shutil
@@ -22,16 +27,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tools.bench.common import REPO_ROOT, BenchError, latency_summary, loadavg_1m, machine_info
-from tools.bench.host import Api, ServiceHost
+from tools.bench.host import Api, ServiceHost, service_env
 from tools.bench.synthetic import TextStream, memory_items, memory_stream, query_stream
 
 STORES = ("embedded", "chroma")
+Batches = list[tuple[str, list[dict[str, Any]]]]
 
 
 @dataclass
@@ -46,6 +52,7 @@ class LoadConfig:
     batch_size: int
     import_runs: int
     profile_queries: int
+    search_budget_s: float
     seed: int = 7
     chroma_host: str | None = None
     chroma_port: int | None = None
@@ -63,6 +70,7 @@ FULL_DEFAULTS: dict[str, Any] = {
     "batch_size": 100,
     "import_runs": 5,
     "profile_queries": 100,
+    "search_budget_s": 180.0,
 }
 # A smoke run for CI: every code path, small enough for well under a minute per store.
 QUICK_DEFAULTS: dict[str, Any] = {
@@ -75,15 +83,16 @@ QUICK_DEFAULTS: dict[str, Any] = {
     "batch_size": 100,
     "import_runs": 2,
     "profile_queries": 5,
+    "search_budget_s": 30.0,
 }
 
 
-# --- import time ---------------------------------------------------------------------------------
+# --- import time and cold start ------------------------------------------------------------------
 _IMPORT_SNIPPET = "import time; t=time.perf_counter(); import function_app; print(time.perf_counter()-t)"
 
 
 def measure_import(runs: int) -> dict[str, Any]:
-    """Median seconds of `import function_app` in fresh interpreters, and the slowest imports of one run."""
+    """Median seconds of `import function_app` in fresh interpreters, and what the time is spent on."""
     samples = []
     for _ in range(runs):
         done = subprocess.run(
@@ -102,36 +111,57 @@ def measure_import(runs: int) -> dict[str, Any]:
     return {
         "median_s": round(statistics.median(samples), 3),
         "runs_s": [round(s, 3) for s in samples],
-        "slowest_imports": slowest_imports(traced.stderr),
+        "import_time_by_package": import_time_by_package(traced.stderr),
     }
 
 
-def slowest_imports(importtime_output: str, top: int = 12) -> list[dict[str, Any]]:
-    """The top-level packages that cost the most (cumulative ms), from `python -X importtime`."""
+_IMPORTTIME_LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s*(\S+)")
+
+
+def import_time_by_package(importtime_output: str, top: int = 12) -> list[dict[str, Any]]:
+    """Self time of every imported module (`python -X importtime`), summed per top-level package.
+
+    Self times add up to the whole import, so this attributes all of it: which dependencies make
+    `import function_app` slow.
+    """
     by_package: dict[str, float] = {}
-    pattern = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
     for line in importtime_output.splitlines():
-        match = pattern.match(line)
-        if not match:
-            continue
-        cumulative_us, indent, module = int(match.group(2)), len(match.group(3)), match.group(4)
-        if indent <= 1:  # direct imports of the entry point, or packages it pulls in at top level
-            package = module.split(".")[0] if not module.startswith(("functions", "shared")) else module
-            by_package[package] = by_package.get(package, 0.0) + cumulative_us / 1000
+        match = _IMPORTTIME_LINE.match(line)
+        if match:
+            package = match.group(3).split(".")[0]
+            by_package[package] = by_package.get(package, 0.0) + int(match.group(1)) / 1000
     ranked = sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:top]
-    return [{"module": name, "cumulative_ms": round(ms, 1)} for name, ms in ranked]
+    return [{"package": name, "self_ms": round(ms, 1)} for name, ms in ranked]
 
 
-# --- one store -----------------------------------------------------------------------------------
+def measure_cold_start(data_dir: Path, extra: dict[str, str]) -> dict[str, Any]:
+    """The worker's cold start split into steps, in a fresh interpreter on a fresh data folder."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench.coldstart", repr(time.time())],
+        cwd=REPO_ROOT,
+        env=service_env(data_dir, extra),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"the cold start probe failed:\n{done.stderr[-2000:]}")
+    steps: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return steps
+
+
+# --- writes --------------------------------------------------------------------------------------
 @dataclass
 class AddTimer:
-    """Batch-add throughput, per phase (others, then each growth step of the measured user)."""
+    """Batch-add throughput per phase (others, then each growth step of the measured user)."""
 
-    phases: dict[str, list[float]] = field(default_factory=dict)  # phase -> [memories, seconds]
+    cpu: Callable[[], float | None]
+    phases: dict[str, list[float]] = field(default_factory=dict)  # phase -> [memories, seconds, cpu seconds]
     batch_ms: list[float] = field(default_factory=list)
 
-    def run(self, api: Api, phase: str, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        totals = self.phases.setdefault(phase, [0, 0.0])
+    def run(self, api: Api, phase: str, batches: Batches) -> None:
+        totals = self.phases.setdefault(phase, [0, 0.0, 0.0])
+        cpu_before = self.cpu()
         for user_id, items in batches:
             began = time.perf_counter()
             api.batch_add(user_id, items)
@@ -139,20 +169,25 @@ class AddTimer:
             totals[0] += len(items)
             totals[1] += elapsed
             self.batch_ms.append(elapsed * 1000)
+        cpu_after = self.cpu()
+        if cpu_before is not None and cpu_after is not None:
+            totals[2] += cpu_after - cpu_before
 
     def summary(self, batch_size: int) -> dict[str, Any]:
         count = int(sum(p[0] for p in self.phases.values()))
         seconds = sum(p[1] for p in self.phases.values())
+        cpu = sum(p[2] for p in self.phases.values())
         batches = latency_summary(self.batch_ms)
         return {
             "memories": count,
             "batch_size": batch_size,
             "per_s": _rate(count, seconds),
+            "worker_cpu_ms_per_memory": round(cpu / count * 1000, 2) if count else None,
             "batch_ms_p50": batches["ms_p50"],
             "batch_ms_p95": batches["ms_p95"],
             "phases": [
                 {"phase": name, "memories": int(n), "s": round(s, 2), "per_s": _rate(int(n), s)}
-                for name, (n, s) in self.phases.items()
+                for name, (n, s, _) in self.phases.items()
                 if n
             ],
         }
@@ -162,40 +197,54 @@ def _rate(count: int, seconds: float) -> float | None:
     return round(count / seconds, 1) if seconds > 0 else None
 
 
-def _batches(user_id: str, stream: TextStream, n: int, start: int, size: int) -> list[tuple[str, list[dict[str, Any]]]]:
-    out = []
-    for offset in range(0, n, size):
-        out.append((user_id, memory_items(stream, min(size, n - offset), start + offset)))
-    return out
+def _batches(user_id: str, stream: TextStream, n: int, start: int, size: int) -> Batches:
+    return [(user_id, memory_items(stream, min(size, n - offset), start + offset)) for offset in range(0, n, size)]
 
 
-def measure_single_adds(api: Api, user_id: str, n: int, seed: int) -> dict[str, Any]:
-    stream = memory_stream(seed, user_id)
+def measure_single_adds(api: Api, host: ServiceHost, user_id: str, n: int, seed: int) -> dict[str, Any]:
     ms = []
-    for item in memory_items(stream, n, 0):
+    cpu_before = host.cpu_seconds()
+    for item in memory_items(memory_stream(seed, user_id), n, 0):
         began = time.perf_counter()
-        api.add(user_id, str(item["content"]), item["metadata"])  # type: ignore[arg-type]
+        api.add(user_id, item["content"], item["metadata"])
         ms.append((time.perf_counter() - began) * 1000)
     summary = latency_summary(ms)
     summary["per_s"] = _rate(n, sum(ms) / 1000)
+    summary["worker_cpu_ms"] = _cpu_ms_per_op(cpu_before, host.cpu_seconds(), n)
     return summary
 
 
-def measure_searches(api: Api, user_id: str, queries: list[str], warmup: int) -> dict[str, Any]:
+def _cpu_ms_per_op(before: float | None, after: float | None, n: int) -> float | None:
+    if before is None or after is None or n == 0:
+        return None
+    return round((after - before) / n * 1000, 2)
+
+
+# --- searches ------------------------------------------------------------------------------------
+def measure_searches(
+    api: Api, host: ServiceHost, user_id: str, queries: list[str], warmup: int, budget_s: float
+) -> dict[str, Any]:
+    """Timed searches, one at a time; stops early once `budget_s` is spent (at least 20 done)."""
     for query in queries[:warmup]:
         api.search(user_id, query, 10)
     ms = []
     returned = 0
+    cpu_before = host.cpu_seconds()
+    deadline = time.perf_counter() + budget_s
     for query in queries[warmup:]:
         began = time.perf_counter()
         results = api.search(user_id, query, 10)
         ms.append((time.perf_counter() - began) * 1000)
         returned += len(results)
+        if len(ms) >= 20 and time.perf_counter() > deadline:
+            break
     summary = latency_summary(ms)
+    summary["worker_cpu_ms"] = _cpu_ms_per_op(cpu_before, host.cpu_seconds(), len(ms))
     summary["mean_results"] = round(returned / len(ms), 1) if ms else 0
     return summary
 
 
+# --- stores --------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def chroma_for(config: LoadConfig, run_id: str) -> Iterator[dict[str, str]]:
     """Settings for a Chroma server: the one given, or one started (and removed) for this run."""
@@ -203,8 +252,7 @@ def chroma_for(config: LoadConfig, run_id: str) -> Iterator[dict[str, str]]:
     if config.chroma_host:
         port = config.chroma_port or 8000
         try:
-            yield {"VECTOR_STORE": "chroma", "CHROMA_HOST": config.chroma_host, "CHROMA_PORT": str(port),
-                   "COLLECTION_NAME": collection}  # fmt: skip
+            yield _chroma_env(config.chroma_host, port, collection)
         finally:
             _drop_collections(config.chroma_host, port, collection)
         return
@@ -215,8 +263,11 @@ def chroma_for(config: LoadConfig, run_id: str) -> Iterator[dict[str, str]]:
     except HarnessMissing as error:
         raise BenchError(str(error)) from error
     with server:
-        yield {"VECTOR_STORE": "chroma", "CHROMA_HOST": server.host, "CHROMA_PORT": str(server.port),
-               "COLLECTION_NAME": collection}  # fmt: skip
+        yield _chroma_env(server.host, server.port, collection)
+
+
+def _chroma_env(host: str, port: int, collection: str) -> dict[str, str]:
+    return {"VECTOR_STORE": "chroma", "CHROMA_HOST": host, "CHROMA_PORT": str(port), "COLLECTION_NAME": collection}
 
 
 def _drop_collections(host: str, port: int, collection: str) -> None:
@@ -239,68 +290,90 @@ def run_store(store: str, config: LoadConfig, run_id: str, root: Path) -> dict[s
 
 
 def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: dict[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {"store": store, "loadavg_1m_at_start": loadavg_1m()}
+    _progress(store, "cold start, step by step, in a fresh interpreter")
+    # Its own folder: the embedded store admits one process, and the host's folder must start empty.
+    result["cold_start_steps_s"] = measure_cold_start(root / "coldstart" / "data", extra)
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[{store}] starting the dev host (data in {data_dir})", file=sys.stderr, flush=True)
+    _progress(store, f"starting the dev host (data in {data_dir})")
     host = ServiceHost(data_dir, extra, name=f"devhost-{store}")
-    result: dict[str, Any] = {"store": store, "loadavg_1m_at_start": loadavg_1m()}
     startup = host.start()
+    result["startup"] = {"listening_s": startup.listening_s, "first_search_s": startup.first_search_s}
     api = Api(host.url)
     user = f"bench-{run_id}-user"
+    queries = query_stream(config.seed).take(config.queries + config.warmup)
     try:
-        result["startup"] = {"listening_s": startup.listening_s, "first_search_s": startup.first_search_s}
         _progress(store, f"first search served {startup.first_search_s:.2f}s after start; single adds")
-        result["single_add"] = measure_single_adds(api, f"bench-{run_id}-single", config.single_adds, config.seed)
-        adds = AddTimer()
+        result["single_add"] = measure_single_adds(api, host, f"bench-{run_id}-single", config.single_adds, config.seed)
+        adds = AddTimer(host.cpu_seconds)
         _add_others(api, adds, config, run_id, store)
-        total = config.single_adds + config.others
-        result["search"] = []
-        have = 0
-        queries = query_stream(config.seed).take(config.queries + config.warmup)
-        user_stream = memory_stream(config.seed, user)
-        for size in sorted(config.sizes):
-            _progress(store, f"user memories {have} -> {size}")
-            adds.run(api, f"user to {size}", _batches(user, user_stream, size - have, have, config.batch_size))
-            total += size - have
-            have = size
-            row = measure_searches(api, user, queries, config.warmup)
-            result["search"].append({"user_memories": size, "total_memories": total, **row})
-            _progress(store, f"search p50 {row['ms_p50']:.1f} ms, p95 {row['ms_p95']:.1f} ms at {size}/{total}")
+        result["search"] = _grow_and_search(api, host, adds, config, user, queries, store)
         result["batch_add"] = adds.summary(config.batch_size)
         result["worker_peak_rss_mb"] = host.peak_rss_mb()
     finally:
         api.close()
         host.stop()
-    if config.profile_queries > 0 and config.sizes:
-        _progress(store, "profiling the search path in-process")
-        http_p50 = result["search"][-1]["ms_p50"]
-        result["profile"] = _profile(data_dir, extra, user, config, http_p50)
-        result["profile"]["user_memories"] = result["search"][-1]["user_memories"]
-        result["profile"]["total_memories"] = result["search"][-1]["total_memories"]
+    if config.profile_queries > 0 and result["search"]:
+        _progress(store, "profiling the search path in-process on the same data")
+        last = result["search"][-1]
+        timed = queries[config.warmup :][: config.profile_queries]  # the very queries HTTP was timed on
+        profile = _profile(data_dir, extra, user, timed, last["ms_p50"], config.search_budget_s)
+        result["profile"] = {
+            "user_memories": last["user_memories"],
+            "total_memories": last["total_memories"],
+            **profile,
+        }
     result["loadavg_1m_at_end"] = loadavg_1m()
     return result
 
 
+def _grow_and_search(
+    api: Api, host: ServiceHost, adds: AddTimer, config: LoadConfig, user: str, queries: list[str], store: str
+) -> list[dict[str, Any]]:
+    rows = []
+    have = 0
+    total = config.single_adds + config.others
+    stream = memory_stream(config.seed, user)
+    for size in sorted(config.sizes):
+        _progress(store, f"measured user's memories {have} -> {size}")
+        adds.run(api, f"user to {size}", _batches(user, stream, size - have, have, config.batch_size))
+        total += size - have
+        have = size
+        row = measure_searches(api, host, user, queries, config.warmup, config.search_budget_s)
+        rows.append({"user_memories": size, "total_memories": total, **row})
+        _progress(store, f"search p50 {row['ms_p50']:.1f} ms, p95 {row['ms_p95']:.1f} ms at {size}/{total}")
+    return rows
+
+
 def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store: str) -> None:
     users = max(1, config.other_users)
-    per_user, extra = divmod(config.others, users)
+    per_user, remainder = divmod(config.others, users)
     _progress(store, f"adding {config.others} memories of {users} other users")
     for i in range(users):
-        count = per_user + (1 if i < extra else 0)
+        count = per_user + (1 if i < remainder else 0)
         other = f"bench-{run_id}-other-{i}"
         adds.run(api, "others", _batches(other, memory_stream(config.seed, other), count, 0, config.batch_size))
 
 
-def _profile(data_dir: Path, extra: dict[str, str], user: str, config: LoadConfig, http_p50: float) -> dict[str, Any]:
-    from tools.bench.inproc import build_service, close_memory, settings_for
-    from tools.bench.profile import profile_search
+def _profile(
+    data_dir: Path, extra: dict[str, str], user: str, queries: list[str], http_p50: float, budget_s: float
+) -> dict[str, Any]:
+    from tools.bench.inproc import build_plain_mem0, build_service, close_memory, settings_for
+    from tools.bench.profile import profile_search, time_plain_mem0
 
-    service = build_service(settings_for(data_dir, extra))
+    settings = settings_for(data_dir, extra)
+    service = build_service(settings)
     try:
-        queries = query_stream(config.seed, "profile").take(config.profile_queries)
-        return profile_search(service, user, queries, http_p50)
+        profile = profile_search(service, user, queries, http_p50, budget_s=budget_s)
     finally:
         close_memory(service.memory)
+    plain = build_plain_mem0(settings)
+    try:
+        profile.update(time_plain_mem0(plain, user, queries, budget_s=budget_s))
+    finally:
+        close_memory(plain)
+    return profile
 
 
 def _progress(store: str, message: str) -> None:
@@ -313,7 +386,7 @@ def run_load(config: LoadConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "load",
         "run_id": run_id,
-        "config": {k: v for k, v in vars(config).items() if k not in ("keep_data",)},
+        "config": {k: v for k, v in vars(config).items() if k != "keep_data"},
         "machine": machine_info(),
     }
     print("timing `import function_app` in fresh interpreters", file=sys.stderr, flush=True)

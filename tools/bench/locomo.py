@@ -8,14 +8,16 @@ asked as a search with limit 10; the ranking is the dia_id of each returned memo
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
+import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tools.bench.common import BenchError, percentile
 
@@ -65,6 +67,10 @@ class Backend(Protocol):
     def add_turns(self, user_id: str, turns: Sequence[Turn]) -> None: ...
 
     def search(self, user_id: str, query: str, limit: int) -> list[str | None]: ...
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the system under test, if it can be read."""
+        ...
 
 
 # --- the data ------------------------------------------------------------------------------------
@@ -120,7 +126,8 @@ def parse_conversation(sample: dict[str, Any], index: int) -> Conversation:
 def load_locomo(path: Path) -> list[Conversation]:
     if not path.is_file():
         raise BenchError(
-            f"LoCoMo data not found at {path}: pass --data FILE (the team copy is ../shared/data/locomo/locomo_dev.json)"
+            f"LoCoMo data not found at {path}: pass --data FILE "
+            "(the team copy is ../shared/data/locomo/locomo_dev.json beside the repo)"
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -180,39 +187,74 @@ class Scores:
 
 
 # --- the protocol --------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+class Meter:
+    """Wall time of each call, and the CPU time the system under test spent on them.
+
+    CPU time is the worker's (or, in-process, this process's): on a machine shared with other work
+    it is inflated much less than wall time, so it is the fairer figure for comparing overheads.
+    """
+
+    def __init__(self, cpu: Callable[[], float | None]) -> None:
+        self._cpu = cpu
+        self.wall_ms: list[float] = []
+        self.cpu_s: float | None = 0.0
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        cpu_before = self._cpu()
+        began = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.wall_ms.append((time.perf_counter() - began) * 1000)
+            cpu_after = self._cpu()
+            if self.cpu_s is not None and cpu_before is not None and cpu_after is not None:
+                self.cpu_s += cpu_after - cpu_before
+            else:
+                self.cpu_s = None
+
+    def cpu_ms_per(self, count: int) -> float | None:
+        return round(self.cpu_s / count * 1000, 2) if self.cpu_s is not None and count else None
+
+
 def run_protocol(backend: Backend, conversations: Sequence[Conversation], run_tag: str) -> dict[str, Any]:
     """Add every conversation, then ask its questions; return the scores and timings."""
     overall = Scores()
     by_category: dict[int, Scores] = {c: Scores() for c in CATEGORIES}
-    search_ms: list[float] = []
-    add_seconds = 0.0
-    memories = 0
+    adds, searches = Meter(backend.cpu_seconds), Meter(backend.cpu_seconds)
     for conversation in conversations:
         user_id = f"{run_tag}-{backend.name}-{conversation.sample_id}"
-        began = time.perf_counter()
-        backend.add_turns(user_id, conversation.turns)
-        add_seconds += time.perf_counter() - began
-        memories += len(conversation.turns)
+        adds(functools.partial(backend.add_turns, user_id, conversation.turns))
         for question in conversation.questions:
-            began = time.perf_counter()
-            ranking = backend.search(user_id, question.question, SEARCH_LIMIT)
-            search_ms.append((time.perf_counter() - began) * 1000)
+            ranking = searches(functools.partial(backend.search, user_id, question.question, SEARCH_LIMIT))
             overall.add(question, ranking, conversation.session_of)
             by_category[question.category].add(question, ranking, conversation.session_of)
+        print(
+            f"[{backend.name}] {conversation.sample_id}: {len(conversation.turns)} turns, "
+            f"{len(conversation.questions)} questions",
+            file=sys.stderr,
+            flush=True,
+        )
+    memories = sum(len(c.turns) for c in conversations)
+    add_seconds = sum(adds.wall_ms) / 1000
     result = overall.summary()
-    per_category = {}
-    for category, scores in by_category.items():
-        if scores.r10:
-            per_category[str(category)] = {"name": CATEGORY_NAMES[category], **scores.summary()}
     result.update(
         {
-            "per_category": per_category,
-            "search_ms_p50": round(percentile(search_ms, 50), 2),
-            "search_ms_p95": round(percentile(search_ms, 95), 2),
+            "per_category": {
+                str(category): {"name": CATEGORY_NAMES[category], **scores.summary()}
+                for category, scores in by_category.items()
+                if scores.r10
+            },
+            "search_ms_p50": round(percentile(searches.wall_ms, 50), 2),
+            "search_ms_p95": round(percentile(searches.wall_ms, 95), 2),
             "add_per_s": round(memories / add_seconds, 1) if add_seconds > 0 else None,
             "memories": memories,
             "add_s": round(add_seconds, 2),
             "skipped_questions": sum(c.skipped_questions for c in conversations),
+            "cpu_ms_per_search": searches.cpu_ms_per(len(searches.wall_ms)),
+            "cpu_ms_per_memory_added": adds.cpu_ms_per(memories),
         }
     )
     return result
@@ -223,9 +265,13 @@ class HttpBackend:
 
     name = "ours"
 
-    def __init__(self, api: Any, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, api: Any, batch_size: int = BATCH_SIZE, cpu: Callable[[], float | None] | None = None) -> None:
         self.api = api
         self.batch_size = batch_size
+        self._cpu = cpu
+
+    def cpu_seconds(self) -> float | None:
+        return self._cpu() if self._cpu is not None else None
 
     def add_turns(self, user_id: str, turns: Sequence[Turn]) -> None:
         for start in range(0, len(turns), self.batch_size):

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
-NAMES = (
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+NAMES = _words(
     "Alice Bruno Chen Dana Elif Farid Greta Hiro Ines Jonas Kemal Lena Mateo Nadia Omar Priya Quinn Rosa Sven Tara "
     "Umar Vera Wen Ximena Yusuf Zoe Arjun Bea Carlos Dmitri Emma Fatima Goran Hana Ivan Julia Kofi Lucia Malik Nora "
     "Oskar Paula Rahul Sara Tomas Uma Viktor Wanda Yara Zheng"
-).split()
-THINGS = (
+)
+THINGS = _words(
     "coffee tea jazz opera chess tennis sushi ramen tacos pizza hiking cycling sailing surfing yoga pilates "
     "painting pottery knitting gardening photography poetry novels podcasts documentaries anime football "
     "basketball volleyball climbing skiing snowboarding baking barbecue curry dumplings croissants espresso "
@@ -25,31 +31,31 @@ THINGS = (
     "linguistics chemistry origami calligraphy karaoke bowling archery fencing rowing marathons triathlons "
     "crosswords sudoku puzzles boardgames videogames vinyl cassettes comics manga sneakers watches perfume "
     "candles houseplants succulents bonsai aquariums birdwatching stargazing camping kayaking fishing"
-).split()
-PLACES = (
+)
+PLACES = _words(
     "Lisbon Berlin Tokyo Nairobi Lima Oslo Seoul Cairo Dublin Hanoi Quito Prague Vienna Mumbai Denver Austin "
     "Toronto Melbourne Reykjavik Marrakesh Istanbul Krakow Porto Naples Kyoto Bangkok Santiago Havana Tbilisi "
     "the-park the-library the-gym the-beach the-office the-market the-museum the-cafe the-mountains the-lake "
     "the-river the-stadium the-theatre the-garden the-harbour the-bakery the-university the-hospital "
     "the-airport the-station"
-).split()
-ADJECTIVES = (
+)
+ADJECTIVES = _words(
     "relaxing exciting boring expensive cheap delicious overrated underrated noisy peaceful tiring healthy "
     "spicy sweet bitter creative difficult easy nostalgic inspiring crowded cozy elegant rustic modern"
-).split()
-TIMES = (
+)
+TIMES = _words(
     "last-week yesterday every-morning on-weekends in-summer in-winter after-work before-breakfast "
     "twice-a-month on-holidays next-spring last-autumn at-night on-mondays on-fridays"
-).split()
-VERBS = "enjoys practises plays shares discusses studies collects teaches avoids recommends cooks orders".split()
-JOBS = (
+)
+VERBS = _words("enjoys practises plays shares discusses studies collects teaches avoids recommends cooks orders")
+JOBS = _words(
     "nurse teacher engineer chef pilot lawyer designer farmer librarian plumber dentist journalist "
     "architect accountant firefighter pharmacist carpenter musician translator electrician"
-).split()
-PETS = "dog cat parrot rabbit hamster turtle goldfish ferret".split()
+)
+PETS = _words("dog cat parrot rabbit hamster turtle goldfish ferret")
 CATEGORIES = ("preferences", "habits", "facts", "plans", "health", "work")
 
-_Pick = Callable[[tuple[str, ...] | list[str]], str]
+_Pick = Callable[[tuple[str, ...]], str]
 
 MEMORY_TEMPLATES: tuple[Callable[[_Pick], str], ...] = (
     lambda p: f"{p(NAMES)} likes {p(THINGS)} in {p(PLACES)}",
@@ -84,7 +90,7 @@ class TextStream:
         self._rng = random.Random(f"{seed}:{name}")
         self._templates = templates
 
-    def _pick(self, words: tuple[str, ...] | list[str]) -> str:
+    def _pick(self, words: tuple[str, ...]) -> str:
         return self._rng.choice(words).replace("-", " ")
 
     def next(self) -> str:
@@ -102,7 +108,7 @@ def query_stream(seed: int, name: str = "queries") -> TextStream:
     return TextStream(seed, name, QUERY_TEMPLATES)
 
 
-def memory_items(stream: TextStream, n: int, start_index: int) -> list[dict[str, object]]:
+def memory_items(stream: TextStream, n: int, start_index: int) -> list[dict[str, Any]]:
     """`n` batch-add items; the category is derived from the index so it is reproducible too."""
     return [
         {"content": stream.next(), "metadata": {"category": CATEGORIES[(start_index + i) % len(CATEGORIES)]}}

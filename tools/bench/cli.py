@@ -1,0 +1,187 @@
+"""Command line of the benchmarks: `python -m tools.bench locomo|load ...` (see tools/bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.bench.common import DEFAULT_LOCOMO, BenchError, clean_nans, loadavg_1m, machine_info, write_json
+from tools.bench.host import Api, ServiceHost
+from tools.bench.load import FULL_DEFAULTS, QUICK_DEFAULTS, STORES, LoadConfig, run_load
+from tools.bench.locomo import SEARCH_LIMIT, HttpBackend, load_locomo, run_protocol
+from tools.bench.report import load_tables, load_targets, locomo_comparison, locomo_tables
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(part.replace("_", "")) for part in text.split(",") if part.strip()})
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"sizes are integers separated by commas: {text!r}") from error
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    loc = sub.add_parser("locomo", help="retrieval recall on LoCoMo (our service, optionally beside plain mem0)")
+    loc.add_argument("--data", type=Path, default=DEFAULT_LOCOMO, help=f"LoCoMo JSON file (default {DEFAULT_LOCOMO})")
+    loc.add_argument("--url", help="a running service to test; default: start a dev host on a fresh data folder")
+    loc.add_argument("--baseline", choices=["mem0"], help="also run the protocol on plain mem0, in this process")
+    loc.add_argument("--out", type=Path, help="write the results as JSON here")
+    loc.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
+
+    load = sub.add_parser("load", help="latency, throughput, start time and memory under synthetic load")
+    load.add_argument("--sizes", type=_sizes, help="memories of the measured user (default 1000,10000)")
+    load.add_argument("--others", type=int, help="memories of other users added first (default 50000)")
+    load.add_argument("--other-users", type=int, help="how many other users share them (default 50)")
+    load.add_argument("--store", choices=[*STORES, "both"], default="both", help="vector store (default both)")
+    load.add_argument("--queries", type=int, help="timed searches per size (default 200)")
+    load.add_argument("--single-adds", type=int, help="single adds timed (default 1000)")
+    load.add_argument("--batch-size", type=int, help="memories per batch-add call (default 100)")
+    load.add_argument("--import-runs", type=int, help="fresh interpreters timing `import function_app` (default 5)")
+    load.add_argument("--profile-queries", type=int, help="searches of the in-process profile; 0 skips it")
+    load.add_argument(
+        "--search-budget",
+        type=float,
+        dest="search_budget_s",
+        help="seconds of timed searches per size before stopping early, at least 20 run (default 180)",
+    )
+    load.add_argument("--profile", action="store_true", help="also print cProfile's hottest functions")
+    load.add_argument("--chroma-host", help="use this Chroma server instead of starting one")
+    load.add_argument("--chroma-port", type=int, help="its port (default 8000)")
+    load.add_argument("--seed", type=int, default=7, help="seed of the synthetic texts (default 7)")
+    load.add_argument("--quick", action="store_true", help="a small smoke configuration (CI), not for timing")
+    load.add_argument("--out", type=Path, help="write the results as JSON here")
+    load.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "locomo":
+            result = run_locomo(args)
+            print(locomo_tables(result))
+        else:
+            result = run_load(load_config(args))
+            result["targets"] = load_targets(result)
+            print(load_tables(result, show_cprofile=args.profile))
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_json(args.out, clean_nans(result))
+        print(f"\nresults written to {args.out}")
+    return 0
+
+
+def load_config(args: argparse.Namespace) -> LoadConfig:
+    preset = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
+
+    def pick(name: str) -> Any:
+        value = getattr(args, name)
+        return preset[name] if value is None else value
+
+    config = LoadConfig(
+        sizes=pick("sizes"),
+        others=pick("others"),
+        other_users=pick("other_users"),
+        stores=list(STORES) if args.store == "both" else [args.store],
+        queries=pick("queries"),
+        warmup=preset["warmup"],
+        single_adds=pick("single_adds"),
+        batch_size=pick("batch_size"),
+        import_runs=pick("import_runs"),
+        profile_queries=pick("profile_queries"),
+        search_budget_s=pick("search_budget_s"),
+        seed=args.seed,
+        chroma_host=args.chroma_host,
+        chroma_port=args.chroma_port,
+        keep_data=args.keep_data,
+        quick=args.quick,
+    )
+    if config.queries < 1 or config.batch_size < 1 or config.import_runs < 1:
+        raise BenchError("--queries, --batch-size and --import-runs must be at least 1")
+    if min(config.others, config.single_adds, config.profile_queries) < 0:
+        raise BenchError("--others, --single-adds and --profile-queries cannot be negative")
+    return config
+
+
+# --- locomo --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="bench-locomo-"))
+    try:
+        yield root
+    finally:
+        if keep:
+            print(f"data kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run_locomo(args: argparse.Namespace) -> dict[str, Any]:
+    data_path = args.data.expanduser().resolve()
+    conversations = load_locomo(data_path)
+    run_tag = f"locomo-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+    result: dict[str, Any] = {
+        "benchmark": "locomo",
+        "data": str(data_path),
+        "run_id": run_tag,
+        "conversations": len(conversations),
+        "limit": SEARCH_LIMIT,
+        "machine": machine_info(),
+    }
+    with _workdir(args.keep_data) as root:
+        result.update(_run_ours(args.url, conversations, run_tag, root))
+        if args.baseline == "mem0":
+            print("running the same protocol on plain mem0 (in-process)", file=sys.stderr, flush=True)
+            result["baseline"] = _run_mem0(conversations, run_tag, root)
+            result["comparison"] = locomo_comparison(result, result["baseline"])
+    result["machine"]["loadavg_1m_at_end"] = loadavg_1m()
+    return result
+
+
+def _run_ours(url: str | None, conversations: Any, run_tag: str, root: Path) -> dict[str, Any]:
+    host = None
+    extra: dict[str, Any] = {"url": url}
+    if url is None:
+        host = ServiceHost(root / "service" / "data")
+        print(f"starting the dev host (data in {host.data_dir})", file=sys.stderr, flush=True)
+        startup = host.start()
+        url = host.url
+        extra.update({"url": None, "first_search_s": startup.first_search_s})
+    api = Api(url)
+    try:
+        api.check_reachable()
+        print(f"adding and searching through {url}", file=sys.stderr, flush=True)
+        cpu = host.cpu_seconds if host is not None else None
+        scores = run_protocol(HttpBackend(api, cpu=cpu), conversations, run_tag)
+        if host is not None:
+            extra["worker_peak_rss_mb"] = host.peak_rss_mb()
+    finally:
+        api.close()
+        if host is not None:
+            host.stop()
+    return {**scores, **extra}
+
+
+def _run_mem0(conversations: Any, run_tag: str, root: Path) -> dict[str, Any]:
+    from tools.bench.baseline import Mem0Backend
+
+    backend = Mem0Backend(root / "mem0" / "data")
+    try:
+        return {"name": "mem0", **run_protocol(backend, conversations, run_tag)}
+    finally:
+        backend.close()
