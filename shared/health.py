@@ -68,16 +68,43 @@ def check_llm(settings: Settings) -> dict[str, Any]:
     return {"kind": settings.llm_provider, "status": "configured"}
 
 
+def _tcp_ok(host: str, port: int) -> dict[str, Any]:
+    """Reachability without credentials or protocol: cheap enough for every health probe."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=_TIMEOUT):
+        return {"status": "ok"}
+
+
+def _endpoint(url: str, default_port: int) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, default_port)
+    return parts.hostname or "localhost", port
+
+
+def _table_endpoint(settings: Settings) -> str:
+    target = settings.table_connection or ""
+    if target.startswith(("http://", "https://")):
+        return target
+    fields = dict(part.split("=", 1) for part in target.split(";") if "=" in part)
+    if "TableEndpoint" in fields:
+        return fields["TableEndpoint"]
+    account = fields.get("AccountName", "devstoreaccount1")
+    return f"https://{account}.table.{fields.get('EndpointSuffix', 'core.windows.net')}"
+
+
 def check_state_store(settings: Settings) -> dict[str, Any]:
     if settings.resolved_state_store == "local":
         return {"kind": "local", "status": "ok"}
-    return {"kind": "azure_table", "status": "configured"}
+    return {"kind": "azure_table", **_tcp_ok(*_endpoint(_table_endpoint(settings), 443))}
 
 
 def check_graph(settings: Settings) -> dict[str, Any]:
     if settings.graph_store == "none":
         return {"kind": "none", "status": "not_configured"}
-    return {"kind": "neo4j", "status": "configured"}
+    return {"kind": "neo4j", **_tcp_ok(*_endpoint(settings.neo4j_uri or "", 7687))}
 
 
 def run_checks(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -199,6 +199,7 @@ def test_chroma_outage_is_a_503_and_heals_without_restart(
         assert one.client.post("/api/memory/search", json={"user_id": carol, "query": "x"}).status_code == 503
         health = one.client.get("/health").json()
         assert health["status"] == "degraded" and health["checks"]["vector_store"]["status"] == "down"
+        assert health["checks"]["state_store"]["status"] == "ok"  # Azurite is still up
     after = data(one.client.get(f"/api/memory/user/{carol}"))
     assert [r["memory"] for r in after["results"]] == ["before the outage"]
     data(one.client.post("/api/memory/add", json={"user_id": carol, "content": "after the outage"}))

@@ -161,7 +161,9 @@ def _run_ours(url: str | None, conversations: Any, run_tag: str, root: Path) -> 
         print(f"starting the dev host (data in {host.data_dir})", file=sys.stderr, flush=True)
         startup = host.start()
         url = host.url
-        extra.update({"url": None, "first_search_s": startup.first_search_s})
+        extra.update(
+            {"url": None, "first_search_s": startup.first_search_s, "rss_after_first_search_mb": host.memory_mb()}
+        )
     api = Api(url)
     try:
         api.check_reachable()

@@ -98,6 +98,10 @@ class ServiceHost:
 
     def peak_rss_mb(self) -> float | None:
         """VmHWM (peak resident set) of the worker process, from /proc; None off Linux."""
+        return self.memory_mb("VmHWM")
+
+    def memory_mb(self, field: str = "VmRSS") -> float | None:
+        """A memory figure of the worker from /proc/<pid>/status (VmRSS now, VmHWM peak), in MB."""
         if self.pid is None:
             return None
         try:
@@ -105,7 +109,7 @@ class ServiceHost:
         except OSError:
             return None
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return None
 

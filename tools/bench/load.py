@@ -299,7 +299,12 @@ def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: d
     _progress(store, f"starting the dev host (data in {data_dir})")
     host = ServiceHost(data_dir, extra, name=f"devhost-{store}")
     startup = host.start()
-    result["startup"] = {"listening_s": startup.listening_s, "first_search_s": startup.first_search_s}
+    result["startup"] = {
+        "listening_s": startup.listening_s,
+        "first_search_s": startup.first_search_s,
+        # What the worker holds before any memory is added: libraries, the model, an empty store.
+        "rss_after_first_search_mb": host.memory_mb("VmRSS"),
+    }
     api = Api(host.url)
     user = f"bench-{run_id}-user"
     queries = query_stream(config.seed).take(config.queries + config.warmup)

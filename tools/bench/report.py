@@ -96,7 +96,10 @@ def locomo_tables(result: dict[str, Any]) -> str:
             f"(target <= {OVERHEAD_MAX:.0%}; ours includes HTTP)"
         )
     if result.get("worker_peak_rss_mb") is not None:
-        out.append(f"dev host worker peak RSS: {result['worker_peak_rss_mb']:.1f} MB")
+        out.append(
+            f"dev host worker RSS: {fmt_num(result.get('rss_after_first_search_mb'))} MB after the first search, "
+            f"peak {result['worker_peak_rss_mb']:.1f} MB"
+        )
     return "\n\n".join(out)
 
 
@@ -156,6 +159,7 @@ def _start_table(result: dict[str, Any]) -> str:
                 fmt_num(batch["memories"]),
                 fmt_num(batch["per_s"]),
                 fmt_ms(batch["worker_cpu_ms_per_memory"]),
+                fmt_num(s["startup"].get("rss_after_first_search_mb")),
                 fmt_num(s["worker_peak_rss_mb"]),
             ]
         )
