@@ -3,9 +3,10 @@ then records the turn and what it learned.
 
 A turn is recorded fully or not at all. "Fully" means: the session holds the exchange, and the
 memories the LLM extracted from it are stored. Nothing is written until the answer exists; the
-extraction (mem0 `add` with inference) writes only after its own LLM call succeeded; if storing
-the session turn then fails, the memories just added are deleted again. So an LLM outage at any
-step answers 503 and leaves no trace.
+extraction (mem0 `add` with inference) writes only after its own LLM call succeeded. Every memory
+learned in a turn carries that turn's id, so if anything after the first write fails (a store
+dropping mid-extraction, the session write), the turn's memories are found by that id and
+deleted before the error is answered. An LLM outage at any step answers 503 and leaves no trace.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from shared.errors import LlmNotConfigured, utc_now_iso
 from shared.memory_service import MemoryService, vector_store_calls
-from shared.models import ChatMessageResponse, MemoryRecord
+from shared.models import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
 from shared.sessions import SessionStore, Turn
 from shared.settings import Settings
 
@@ -46,7 +47,7 @@ class ChatAgent:
         memories = self._relevant_memories(user_id, message)
         messages = self.build_prompt(memories, history, message)
         answer = self.llm.complete(messages)
-        added = self._learn(user_id, session_id, message, answer)
+        turn_id = uuid.uuid4().hex
         turn = Turn(
             user_message=message,
             assistant_message=answer,
@@ -54,14 +55,10 @@ class ChatAgent:
             memories_used=[m.id for m in memories],
         )
         try:
+            self._learn(user_id, session_id, turn_id, message, answer, metadata)
             self.sessions.append_turn(user_id, session_id, turn)
         except Exception:
-            logger.exception("session write failed; undoing the %d memories learned from this turn", len(added))
-            for memory_id in added:
-                try:
-                    self.service.delete_memory(memory_id, user_id)
-                except Exception:
-                    logger.exception("could not undo memory %s", memory_id)
+            self._forget_turn(user_id, turn_id)
             raise
         return ChatMessageResponse(
             response=answer,
@@ -86,16 +83,39 @@ class ChatAgent:
         messages.append({"role": "user", "content": message})
         return messages
 
-    def _learn(self, user_id: str, session_id: str, message: str, answer: str) -> list[str]:
+    def _learn(
+        self,
+        user_id: str,
+        session_id: str,
+        turn_id: str,
+        message: str,
+        answer: str,
+        metadata: dict[str, Any] | None,
+    ) -> list[str]:
         """Let mem0 extract facts from the exchange (LLM inference); returns the ids it added."""
         exchange = [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
-        with vector_store_calls():
-            result = self.service.memory.add(
-                exchange, user_id=user_id, metadata={"source": "chat", "session_id": session_id}, infer=True
-            )
-        added = [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
-        self.service.forget_cached(user_id)
-        return added
+        # The request's flat metadata travels with what was learned (mem0's own keys cannot be set).
+        learned = {
+            k: v
+            for k, v in (metadata or {}).items()
+            if isinstance(v, str | int | float | bool) and k not in RESERVED_METADATA_KEYS
+        }
+        learned.update({"learned_from": "chat", "session_id": session_id, "turn_id": turn_id})
+        try:
+            with vector_store_calls():
+                result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
+        finally:
+            self.service.forget_cached(user_id)
+        return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
+
+    def _forget_turn(self, user_id: str, turn_id: str) -> None:
+        """Delete whatever a failed turn had already learned (best effort: the error is reported anyway)."""
+        try:
+            removed = self.service.delete_where(user_id, {"turn_id": turn_id})
+            if removed:
+                logger.warning("turn %s failed after learning %d memories; removed them", turn_id, removed)
+        except Exception:
+            logger.exception("turn %s failed and its memories could not be removed", turn_id)
 
 
 def build_chat_agent(settings: Settings, service: MemoryService, sessions: SessionStore) -> ChatAgent:

@@ -743,8 +743,9 @@ class GraphStore:
                 reverse=True,  # best score first, newest first among equal scores
             )
             kept = {rid: score for score, _, rid in ranked[:limit] if score >= min_similarity}
-            best = list(kept)
-            details = [dict(r.items()) for r in tx.run(RELATION_DETAILS, user_id=user_id, relation_ids=best)]
+            if not kept:
+                return []
+            details = [dict(r.items()) for r in tx.run(RELATION_DETAILS, user_id=user_id, relation_ids=list(kept))]
             for row in details:
                 row["score"] = round(kept[row["id"]], 4)
             return details

@@ -247,6 +247,21 @@ class MemoryService:
             self.searcher.invalidate(user_id)
         return deleted
 
+    def delete_where(self, user_id: str, conditions: dict[str, Any]) -> int:
+        """Delete the user's memories whose metadata matches every condition exactly."""
+        with vector_store_calls():
+            rows = _rows(self.memory.vector_store.list(filters={"user_id": user_id, **conditions}, top_k=_SCAN_PAGE))
+            matching = [
+                row
+                for row in rows
+                if (row.payload or {}).get("user_id") == user_id
+                and all((row.payload or {}).get(k) == v for k, v in conditions.items())
+            ]
+            for row in matching:
+                self.memory.delete(str(row.id))
+        self.forget_cached(user_id)
+        return len(matching)
+
     # --- reads -------------------------------------------------------------------------------
     def get_memory(self, memory_id: str, user_id: str | None = None) -> MemoryRecord:
         return self._owned(memory_id, user_id)

@@ -365,6 +365,7 @@ class UserIndex:
         previous: UserIndex | None = None,
     ) -> None:
         self.user_id = user_id
+        self.weights = weights
         self.built_at = time.monotonic()
         self.ids = [memory_id for memory_id, _ in rows]
         self.payloads = [payload for _, payload in rows]
@@ -409,6 +410,17 @@ class UserIndex:
         self.month = np.array([a.month[1] if a.month[1] is not None else -1 for a in analysed], dtype=np.int64)
 
         self.previous, self.next = _neighbours(analysed)
+
+    def version_of(self, memory_id: str) -> str | None:
+        position = self.position.get(memory_id)
+        return None if position is None else self.versions[position]
+
+    def patched(self, upserts: Mapping[str, dict[str, Any]], removed: Iterable[str]) -> UserIndex:
+        """A new index with `upserts` written over and `removed` (ids not in `upserts`) left out."""
+        gone = set(removed) - set(upserts)
+        rows = [(i, p) for i, p in zip(self.ids, self.payloads, strict=True) if i not in upserts and i not in gone]
+        rows.extend(upserts.items())
+        return UserIndex(self.user_id, rows, self.weights, previous=self)
 
     def keyword_scores(self, terms: Iterable[str]) -> tuple[np.ndarray, bool]:
         """The idf-weighted share of the query's known terms each memory holds (BM25, in [0, 1]).
@@ -548,7 +560,19 @@ def _as_utc(moment: datetime) -> float:
 
 # --- the searcher ----------------------------------------------------------------------------
 class HybridSearcher:
-    """The memory service's search: dense candidates from the store, re-ranked with the user's index."""
+    """The memory service's search: dense candidates from the store, re-ranked with the user's index.
+
+    The index is a cache of what the store holds, and every way it can fall behind is covered:
+
+    - this worker's writes: `invalidate` (with the changed ids, only those are re-read);
+    - another worker's writes among this query's dense candidates: the store returns their current
+      payloads, which are patched in at once, and a background refresh looks for more;
+    - another worker's deletes or rewrites of a result found through the index alone: each such
+      result is re-read before it is returned (one store call), so a deleted memory or an old text
+      is never returned;
+    - anything else another worker did (a memory far in meaning from the queries so far): the
+      index is re-read in the background once it is SEARCH_INDEX_MAX_AGE_SECONDS old.
+    """
 
     def __init__(self, memory: Any, embedder: Embedder, settings: Settings) -> None:
         self.memory = memory
@@ -559,98 +583,119 @@ class HybridSearcher:
         self.cache_limit = int(getattr(settings, "search_cache_max_memories", 200_000))
         self.weights = DEFAULT_WEIGHTS
         self._indexes: OrderedDict[str, UserIndex] = OrderedDict()
-        self._stale: set[str] = set()
+        self._reread: set[str] = set()  # users whose index must be read again in full
+        self._changed: dict[str, set[str]] = {}  # ids this worker changed since the index was built
         self._refreshing: set[str] = set()
-        self._lock = threading.Lock()
-        self._user_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the five fields above; held briefly, never across I/O
+        self._user_locks: dict[str, threading.Lock] = {}  # one index build or patch per user at a time
         self._similarity = _similarity_function(memory.vector_store)
 
     # --- cache -------------------------------------------------------------------------------
-    def invalidate(self, user_id: str) -> None:
-        """This worker changed the user's memories: the next search rebuilds the user's index."""
+    def invalidate(self, user_id: str, memory_ids: Iterable[str] | None = None) -> None:
+        """This worker changed the user's memories: `memory_ids` if given, else possibly any."""
         with self._lock:
-            self._stale.add(user_id)
+            if memory_ids is None:
+                self._reread.add(user_id)
+            else:
+                self._changed.setdefault(user_id, set()).update(memory_ids)
 
-    def _user_lock(self, user_id: str) -> threading.Lock:
-        with self._lock:
-            lock = self._user_locks.get(user_id)
-            if lock is None:
-                if len(self._user_locks) > 10_000:
-                    self._user_locks = {u: lk for u, lk in self._user_locks.items() if lk.locked()}
-                lock = self._user_locks[user_id] = threading.Lock()
-            return lock
-
-    def index_for(self, user_id: str, behind: UserIndex | None = None) -> UserIndex:
-        """The user's index, rebuilt from the store first when it is missing or stale.
-
-        `behind` is an index a search found out of date; it is rebuilt unless another thread has
-        replaced it meanwhile. An index older than SEARCH_INDEX_MAX_AGE_SECONDS is still used, and
-        refreshed in the background: it only matters for memories another worker wrote that this
-        query's dense candidates do not include.
-        """
+    def index_for(self, user_id: str) -> UserIndex:
+        """The user's index, first built or brought up to date with this worker's own writes."""
         with self._lock:
             cached = self._indexes.get(user_id)
-            usable = cached is not None and user_id not in self._stale and cached is not behind
-            if usable and cached is not None:
+            if cached is not None and user_id not in self._reread and not self._changed.get(user_id):
                 self._indexes.move_to_end(user_id)
-                if time.monotonic() - cached.built_at >= self.max_age and user_id not in self._refreshing:
-                    self._refreshing.add(user_id)
-                    threading.Thread(target=self._refresh, args=(user_id,), daemon=True).start()
+                if time.monotonic() - cached.built_at >= self.max_age:
+                    self._refresh_in_background(user_id)
                 return cached
-        return self._rebuild(user_id, seen=cached)
-
-    def _rebuild(self, user_id: str, seen: UserIndex | None) -> UserIndex:
-        """Reads the user's memories and indexes them, unless another thread just did (`seen` is what
-        the caller found wanting)."""
         with self._user_lock(user_id):
             with self._lock:
                 cached = self._indexes.get(user_id)
-                if cached is not None and cached is not seen and user_id not in self._stale:
-                    return cached  # rebuilt by another thread while this one waited for the lock
-                # Cleared before the store is read: a write landing during the read marks it again.
-                self._stale.discard(user_id)
-            started = time.perf_counter()
-            index = UserIndex(user_id, self._read_user(user_id), self.weights, previous=cached)
-            logger.debug(
-                "search index of %s: %d memories in %.0f ms",
-                user_id,
-                index.size,
-                1000 * (time.perf_counter() - started),
-            )
-            with self._lock:
-                self._indexes[user_id] = index
-                self._indexes.move_to_end(user_id)
-                self._evict()
+                reread = cached is None or user_id in self._reread
+                changed = self._changed.pop(user_id, set())
+                if reread:
+                    self._reread.discard(user_id)  # before the read: a write landing during it marks it again
+            try:
+                if reread:
+                    index = UserIndex(user_id, self._read_user(user_id), self.weights, previous=cached)
+                elif changed and cached is not None:
+                    index = cached.patched(self._read_ids(user_id, changed), changed)
+                else:
+                    return cached  # type: ignore[return-value]  # cached is set when neither applies
+            except Exception:
+                with self._lock:  # not read: still to do
+                    if reread:
+                        self._reread.add(user_id)
+                    self._changed.setdefault(user_id, set()).update(changed)
+                raise
+            self._install(user_id, index)
             return index
 
-    def _refresh(self, user_id: str) -> None:
+    def _patch(self, user_id: str, seen: UserIndex, upserts: dict[str, dict[str, Any]], removed: set[str]) -> UserIndex:
+        """Applies what a search learnt from the store (fresh payloads, vanished ids) to the index."""
+        with self._user_lock(user_id):
+            with self._lock:
+                current = self._indexes.get(user_id, seen)
+            index = current.patched(upserts, removed)
+            self._install(user_id, index)
+            return index
+
+    def _install(self, user_id: str, index: UserIndex) -> None:
         with self._lock:
-            seen = self._indexes.get(user_id)
+            self._indexes[user_id] = index
+            self._indexes.move_to_end(user_id)
+            total = sum(i.size for i in self._indexes.values())
+            # least recently searched users go first, past the memory budget or the user count
+            while len(self._indexes) > 1 and (total > self.cache_limit or len(self._indexes) > _MAX_CACHED_USERS):
+                _, dropped = self._indexes.popitem(last=False)
+                total -= dropped.size
+
+    def _refresh_in_background(self, user_id: str) -> None:
+        """Re-reads the user's memories without holding up searches (called with `_lock` held)."""
+        if user_id in self._refreshing:
+            return
+        self._refreshing.add(user_id)
+        threading.Thread(target=self._refresh, args=(user_id,), name=f"search-refresh-{user_id}", daemon=True).start()
+
+    def _refresh(self, user_id: str) -> None:
         try:
-            self._rebuild(user_id, seen)
-        except Exception:  # the old index keeps serving; the next search past the age tries again
+            with self._lock:
+                seen = self._indexes.get(user_id)
+            rows = self._read_user(user_id)
+            with self._user_lock(user_id):
+                with self._lock:
+                    current = self._indexes.get(user_id)
+                if current is not seen or current is None:
+                    return  # rebuilt or patched during the read, which may be older than the patch
+                index = UserIndex(user_id, rows, self.weights, previous=current)
+                self._install(user_id, index)
+        except Exception:  # the current index keeps serving; the next search past the age tries again
             logger.warning("background refresh of the search index of %s failed", user_id, exc_info=True)
         finally:
             with self._lock:
                 self._refreshing.discard(user_id)
 
-    def _evict(self) -> None:
-        """Least recently searched users go first, past the memory budget or the user count."""
-        total = sum(index.size for index in self._indexes.values())
-        while len(self._indexes) > 1 and (total > self.cache_limit or len(self._indexes) > _MAX_CACHED_USERS):
-            _, dropped = self._indexes.popitem(last=False)
-            total -= dropped.size
+    def _user_lock(self, user_id: str) -> threading.Lock:
+        with self._lock:
+            lock = self._user_locks.get(user_id)
+            if lock is None:
+                if len(self._user_locks) > 2 * _MAX_CACHED_USERS:
+                    self._user_locks = {u: lk for u, lk in self._user_locks.items() if lk.locked()}
+                lock = self._user_locks[user_id] = threading.Lock()
+            return lock
 
     def _read_user(self, user_id: str) -> list[tuple[str, dict[str, Any]]]:
         from shared.memory_service import _rows
 
         listed = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=_SCAN_LIMIT))
-        rows = []
-        for row in listed:
-            payload = dict(row.payload or {})
-            if payload.get("user_id") == user_id and payload.get("data"):
-                rows.append((str(row.id), payload))
-        return rows
+        return [
+            (str(row.id), payload)
+            for row in listed
+            if _belongs(payload := dict(row.payload or {}), user_id)  # never trust a store filter alone
+        ]
+
+    def _read_ids(self, user_id: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {i: payload for i, payload in self._fetch(list(ids)).items() if _belongs(payload, user_id)}
 
     # --- search ------------------------------------------------------------------------------
     def search(
@@ -666,34 +711,25 @@ class HybridSearcher:
         dense: dict[str, tuple[float, dict[str, Any]]] = {}
         for hit in hits:
             payload = dict(hit.payload or {})
-            if payload.get("user_id") == user_id and payload.get("data") and hit.score is not None:
+            if _belongs(payload, user_id) and hit.score is not None:
                 dense[str(hit.id)] = (self._similarity(float(hit.score)), payload)
         pool_exhaustive = len(hits) < pool_size
         if self.mode == "dense":
             return self._dense_only(dense, limit, filters, threshold)
 
         index = self.index_for(user_id)
-        if self._behind(index, dense):
-            index = self.index_for(user_id, behind=index)
-        positions = [index.position[i] for i in dense if i in index.position]
-        similarities = [dense[i][0] for i in dense if i in index.position]
-        scores = rank(
-            index,
-            Query.parse(query),
-            np.asarray(positions, dtype=np.int64),
-            np.asarray(similarities, dtype=np.float64),
-            pool_exhaustive=pool_exhaustive,
-            weights=self.weights,
-        )
+        news = {i: payload for i, (_, payload) in dense.items() if index.version_of(i) != _version(payload)}
+        if news:
+            # Another worker wrote (or this one, before this index was read): take what the store
+            # just said, and look for the rest of what it wrote in the background.
+            index = self._patch(user_id, index, news, set())
+            if any(i not in index.position for i in news) or len(news) > 1:
+                with self._lock:
+                    self._refresh_in_background(user_id)
+        positions = np.fromiter((index.position[i] for i in dense), dtype=np.int64, count=len(dense))
+        similarities = np.fromiter((similarity for similarity, _ in dense.values()), dtype=np.float64, count=len(dense))
+        scores = rank(index, Query.parse(query), positions, similarities, pool_exhaustive, self.weights)
         return self._select(index, scores, dense, limit, filters, threshold)
-
-    def _behind(self, index: UserIndex, dense: Mapping[str, tuple[float, dict[str, Any]]]) -> bool:
-        """A dense hit the index does not know, or knows in an older version: another worker wrote."""
-        for memory_id, (_, payload) in dense.items():
-            position = index.position.get(memory_id)
-            if position is None or index.versions[position] != _version(payload):
-                return True
-        return False
 
     def _dense_only(
         self,
@@ -702,11 +738,11 @@ class HybridSearcher:
         filters: SearchFilters | None,
         threshold: float | None,
     ) -> list[MemoryRecord]:
+        """SEARCH_MODE=dense: the store's ranking, scored by cosine similarity."""
         from shared.memory_service import record_from_payload
 
-        ranked = sorted(dense.items(), key=lambda item: -item[1][0])
         records = []
-        for memory_id, (similarity, payload) in ranked:
+        for memory_id, (similarity, payload) in sorted(dense.items(), key=lambda item: -item[1][0]):
             score = min(max(similarity, 0.0), 1.0)
             if threshold is not None and score < threshold:
                 break
@@ -725,56 +761,61 @@ class HybridSearcher:
         filters: SearchFilters | None,
         threshold: float | None,
     ) -> list[MemoryRecord]:
-        """The best `limit` memories passing the filters and threshold, each read fresh.
+        """The best `limit` memories passing the filters and threshold, each as the store has it now.
 
-        Dense hits come with the payload the store just returned. Memories found through the
-        cached index alone are re-read from the store in one call: one that another worker deleted
-        is skipped (and the index is rebuilt on the next search), one it changed is returned as
-        it is now.
+        Dense hits come with the payload the store just returned. Memories found through the index
+        alone are re-read in one call per round: one another worker deleted is skipped, one it
+        rewrote is returned as it is now (ranked as it was), and the index learns both.
         """
         from shared.memory_service import record_from_payload
 
         order = _best_first(scores, 4 * limit + 64)
         chosen: list[tuple[str, float, dict[str, Any]]] = []
+        upserts: dict[str, dict[str, Any]] = {}
+        removed: set[str] = set()
         cursor = 0
-        while len(chosen) < limit and cursor < len(order):
-            batch: list[tuple[str, float, dict[str, Any] | None]] = []
-            while len(chosen) + len(batch) < limit and cursor < len(order):
-                if cursor == len(order) - 1 and len(order) < len(scores):
-                    order = _best_first(scores, len(scores))  # the filters rejected most: look further
+        while len(chosen) < limit and cursor < len(scores):
+            if cursor >= len(order):
+                order = _best_first(scores, len(scores))  # the filters rejected the first candidates
+            wanted: list[tuple[str, float, dict[str, Any] | None]] = []
+            while len(chosen) + len(wanted) < limit and cursor < len(order):
                 position = int(order[cursor])
                 cursor += 1
                 score = min(float(scores[position]), 1.0)
                 if threshold is not None and score < threshold:
-                    cursor = len(order)
+                    cursor = len(scores)  # best first: nothing further passes either
                     break
                 memory_id = index.ids[position]
-                payload = dense[memory_id][1] if memory_id in dense else None
-                if payload_matches(payload if payload is not None else index.payloads[position], filters):
-                    batch.append((memory_id, score, payload))
-            unread = [memory_id for memory_id, _, payload in batch if payload is None]
-            fresh = self._fetch(unread) if unread else {}
-            for memory_id, score, payload in batch:
-                current = payload if payload is not None else fresh.get(memory_id)
-                if current is None or current.get("user_id") != index.user_id or not current.get("data"):
-                    self.invalidate(index.user_id)
+                known = dense[memory_id][1] if memory_id in dense else None
+                if payload_matches(known if known is not None else index.payloads[position], filters):
+                    wanted.append((memory_id, score, known))
+            unread = [memory_id for memory_id, _, known in wanted if known is None]
+            fresh = self._read_ids(index.user_id, unread) if unread else {}
+            for memory_id, score, known in wanted:
+                current = known if known is not None else fresh.get(memory_id)
+                if current is None:
+                    removed.add(memory_id)
                     continue
-                if payload is None and not payload_matches(current, filters):
-                    self.invalidate(index.user_id)
-                    continue
-                chosen.append((memory_id, score, current))
+                if known is None and current.get("hash") != index.payloads[index.position[memory_id]].get("hash"):
+                    upserts[memory_id] = current
+                if payload_matches(current, filters):
+                    chosen.append((memory_id, score, current))
+        if upserts or removed:
+            self._patch(index.user_id, index, upserts, removed)
         return [record_from_payload(memory_id, payload, round(score, 6)) for memory_id, score, payload in chosen]
 
     def _fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Current payloads of `ids`, in one store call where the store allows it."""
+        """Current payloads of `ids`, in one store call where the adapter's client allows it."""
         store = self.memory.vector_store
         found: dict[str, dict[str, Any]] = {}
+        if not ids:
+            return found
         client = getattr(store, "client", None)
         collection = getattr(store, "collection", None)
         if type(store).__name__ == "Qdrant" and client is not None:
             for point in client.retrieve(collection_name=store.collection_name, ids=list(ids), with_payload=True):
                 found[str(point.id)] = dict(point.payload or {})
-        elif collection is not None and hasattr(collection, "get"):
+        elif type(store).__name__ == "ChromaDB" and collection is not None:
             got = collection.get(ids=list(ids), include=["metadatas"])
             for memory_id, payload in zip(got.get("ids") or [], got.get("metadatas") or [], strict=False):
                 found[str(memory_id)] = dict(payload or {})
@@ -784,6 +825,10 @@ class HybridSearcher:
                 if point is not None:
                     found[str(point.id)] = dict(point.payload or {})
         return found
+
+
+def _belongs(payload: Mapping[str, Any], user_id: str) -> bool:
+    return payload.get("user_id") == user_id and bool(payload.get("data"))
 
 
 def _best_first(scores: np.ndarray, count: int) -> np.ndarray:

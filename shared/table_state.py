@@ -29,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 _FORBIDDEN_KEY_CHARS = {"/", "\\", "#", "?", "%"}
 _REVERSE_BASE = 10**20
+# Table Storage caps a string property at 64 KiB (32K UTF-16 units); longer turns are cut, marked.
+_MAX_TEXT = 30_000
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 20] + " …[truncated]"
 
 
 def encode_key(value: str) -> str:
@@ -137,8 +143,8 @@ class TableSessionStore:
             "PartitionKey": encode_key(user_id),
             "RowKey": f"{encode_key(session_id)}|{_reverse_time_key()}",
             "session_id": session_id,
-            "user_message": turn.user_message,
-            "assistant_message": turn.assistant_message,
+            "user_message": _fit(turn.user_message),
+            "assistant_message": _fit(turn.assistant_message),
             "timestamp": turn.timestamp,
             "memories_used": json.dumps(turn.memories_used),
         }
@@ -226,7 +232,7 @@ class TableHistoryStore:
             }
             for key in ("old_memory", "new_memory", "created_at", "updated_at", "actor_id", "role"):
                 if record.get(key) is not None:
-                    entity[key] = record[key]
+                    entity[key] = _fit(str(record[key]))
             entities.append(entity)
         with table_calls("write history"):
             table = self._tables.table(self._name)
@@ -269,7 +275,7 @@ class TableHistoryStore:
                         "PartitionKey": "messages|" + encode_key(session_scope),
                         "RowKey": _reverse_time_key(),
                         "role": str(message.get("role", "")),
-                        "content": str(message.get("content", ""))[:30_000],
+                        "content": _fit(str(message.get("content", ""))),
                         "name": str(message.get("name") or ""),
                     }
                 )
