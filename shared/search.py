@@ -363,10 +363,13 @@ class UserIndex:
         rows: Sequence[tuple[str, dict[str, Any]]],
         weights: RankingWeights = DEFAULT_WEIGHTS,
         previous: UserIndex | None = None,
+        read_at: float | None = None,
     ) -> None:
         self.user_id = user_id
         self.weights = weights
-        self.built_at = time.monotonic()
+        # When the store was last read in full; a patched index keeps its base's time, so that
+        # patches never put off the periodic re-read.
+        self.built_at = read_at if read_at is not None else time.monotonic()
         self.ids = [memory_id for memory_id, _ in rows]
         self.payloads = [payload for _, payload in rows]
         self.position = {memory_id: i for i, memory_id in enumerate(self.ids)}
@@ -393,8 +396,9 @@ class UserIndex:
         tf = np.fromiter((count for a in analysed for count in a.counts), dtype=np.float64, count=len(term_of))
         order = np.argsort(term_of, kind="stable")
         self.vocabulary = vocabulary
-        self.posting_docs = doc_of[order]
-        self.posting_weights = tf[order] * (weights.k1 + 1) / (tf[order] + norm[self.posting_docs])
+        # 32-bit: half the memory of a cached index, and precision far beyond what ranking needs
+        self.posting_docs = doc_of[order].astype(np.int32)
+        self.posting_weights = (tf[order] * (weights.k1 + 1) / (tf[order] + norm[doc_of[order]])).astype(np.float32)
         df = np.bincount(term_of, minlength=len(vocabulary))
         self.posting_start = np.concatenate(([0], np.cumsum(df)))
         self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
@@ -420,7 +424,7 @@ class UserIndex:
         gone = set(removed) - set(upserts)
         rows = [(i, p) for i, p in zip(self.ids, self.payloads, strict=True) if i not in upserts and i not in gone]
         rows.extend(upserts.items())
-        return UserIndex(self.user_id, rows, self.weights, previous=self)
+        return UserIndex(self.user_id, rows, self.weights, previous=self, read_at=self.built_at)
 
     def keyword_scores(self, terms: Iterable[str]) -> tuple[np.ndarray, bool]:
         """The idf-weighted share of the query's known terms each memory holds (BM25, in [0, 1]).
@@ -580,7 +584,7 @@ class HybridSearcher:
         self.settings = settings
         self.mode = str(getattr(settings, "search_mode", "hybrid")).lower()
         self.max_age = float(getattr(settings, "search_index_max_age_seconds", 60.0))
-        self.cache_limit = int(getattr(settings, "search_cache_max_memories", 200_000))
+        self.cache_limit = int(getattr(settings, "search_cache_max_memories", 100_000))
         self.weights = DEFAULT_WEIGHTS
         self._indexes: OrderedDict[str, UserIndex] = OrderedDict()
         self._reread: set[str] = set()  # users whose index must be read again in full
@@ -615,13 +619,13 @@ class HybridSearcher:
                 changed = self._changed.pop(user_id, set())
                 if reread:
                     self._reread.discard(user_id)  # before the read: a write landing during it marks it again
+            if not reread and not changed and cached is not None:
+                return cached  # brought up to date by another thread while this one waited
             try:
-                if reread:
+                if reread or cached is None:
                     index = UserIndex(user_id, self._read_user(user_id), self.weights, previous=cached)
-                elif changed and cached is not None:
-                    index = cached.patched(self._read_ids(user_id, changed), changed)
                 else:
-                    return cached  # type: ignore[return-value]  # cached is set when neither applies
+                    index = cached.patched(self._read_ids(user_id, changed), changed)
             except Exception:
                 with self._lock:  # not read: still to do
                     if reread:
@@ -688,11 +692,13 @@ class HybridSearcher:
         from shared.memory_service import _rows
 
         listed = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=_SCAN_LIMIT))
-        return [
-            (str(row.id), payload)
-            for row in listed
-            if _belongs(payload := dict(row.payload or {}), user_id)  # never trust a store filter alone
-        ]
+        rows = []
+        for row in listed:
+            payload = dict(row.payload or {})
+            if _belongs(payload, user_id):  # never trust a store filter alone
+                payload.pop("text_lemmatized", None)  # a copy of the text (without spaCy): not kept twice
+                rows.append((str(row.id), payload))
+        return rows
 
     def _read_ids(self, user_id: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {i: payload for i, payload in self._fetch(list(ids)).items() if _belongs(payload, user_id)}
@@ -720,14 +726,16 @@ class HybridSearcher:
         index = self.index_for(user_id)
         news = {i: payload for i, (_, payload) in dense.items() if index.version_of(i) != _version(payload)}
         if news:
-            # Another worker wrote (or this one, before this index was read): take what the store
-            # just said, and look for the rest of what it wrote in the background.
+            # Another worker wrote: take what the store just said and, if it added memories, look
+            # for the rest of what it added in the background.
+            added = any(i not in index.position for i in news)
             index = self._patch(user_id, index, news, set())
-            if any(i not in index.position for i in news) or len(news) > 1:
+            if added:
                 with self._lock:
                     self._refresh_in_background(user_id)
-        positions = np.fromiter((index.position[i] for i in dense), dtype=np.int64, count=len(dense))
-        similarities = np.fromiter((similarity for similarity, _ in dense.values()), dtype=np.float64, count=len(dense))
+        known = [i for i in dense if i in index.position]
+        positions = np.array([index.position[i] for i in known], dtype=np.int64)
+        similarities = np.array([dense[i][0] for i in known], dtype=np.float64)
         scores = rank(index, Query.parse(query), positions, similarities, pool_exhaustive, self.weights)
         return self._select(index, scores, dense, limit, filters, threshold)
 
@@ -743,11 +751,11 @@ class HybridSearcher:
 
         records = []
         for memory_id, (similarity, payload) in sorted(dense.items(), key=lambda item: -item[1][0]):
-            score = min(max(similarity, 0.0), 1.0)
+            score = round(min(max(similarity, 0.0), 1.0), 6)
             if threshold is not None and score < threshold:
                 break
             if payload_matches(payload, filters):
-                records.append(record_from_payload(memory_id, payload, round(score, 6)))
+                records.append(record_from_payload(memory_id, payload, score))
             if len(records) == limit:
                 break
         return records
@@ -781,7 +789,7 @@ class HybridSearcher:
             while len(chosen) + len(wanted) < limit and cursor < len(order):
                 position = int(order[cursor])
                 cursor += 1
-                score = min(float(scores[position]), 1.0)
+                score = round(min(float(scores[position]), 1.0), 6)  # as returned, so as compared
                 if threshold is not None and score < threshold:
                     cursor = len(scores)  # best first: nothing further passes either
                     break
@@ -796,13 +804,13 @@ class HybridSearcher:
                 if current is None:
                     removed.add(memory_id)
                     continue
-                if known is None and current.get("hash") != index.payloads[index.position[memory_id]].get("hash"):
+                if known is None and _version(current) != index.versions[index.position[memory_id]]:
                     upserts[memory_id] = current
                 if payload_matches(current, filters):
                     chosen.append((memory_id, score, current))
         if upserts or removed:
             self._patch(index.user_id, index, upserts, removed)
-        return [record_from_payload(memory_id, payload, round(score, 6)) for memory_id, score, payload in chosen]
+        return [record_from_payload(memory_id, payload, score) for memory_id, score, payload in chosen]
 
     def _fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Current payloads of `ids`, in one store call where the adapter's client allows it."""

@@ -238,7 +238,7 @@ def workers(tmp_path: Path, embedder: Embedder) -> Iterator[Workers]:
 
 
 PLACES = ["the dentist", "the eye doctor", "the physiotherapist", "my GP", "the dermatologist", "the allergist"]
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "next week", "tomorrow", "the 14th"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "next week", "tomorrow", "soon"]
 # 60 memories close in meaning to the query below, none naming Okafor: more than the dense pool
 FILLER = [f"I have an appointment with {place} on {day}" for place in PLACES for day in DAYS]
 OKAFOR = "Okafor fixed my chipped tooth and was very gentle"
@@ -311,12 +311,28 @@ def test_filters_and_threshold_hold_for_keyword_only_matches(workers: Workers) -
     assert len(above) < len(everything)
 
 
-def test_another_worker_sees_a_new_memory_in_keyword_results(workers: Workers) -> None:
+def test_another_worker_sees_a_new_memory_at_once_when_it_is_a_dense_candidate(workers: Workers) -> None:
     user = _user()
-    _add(workers.one, user, FILLER)
+    _add(workers.one, user, FILLER[:30])
     assert OKAFOR not in _ranked(workers.two.search_memories(user, QUERY, 10))  # worker two caches its index
     _add(workers.one, user, [OKAFOR])  # worker one's invalidate never reaches worker two
+    # 31 memories: all are dense candidates, and the store's answer shows worker two what is new
     assert workers.two.search_memories(user, QUERY, 10)[0].memory == OKAFOR
+
+
+def test_invalidate_with_ids_rereads_only_those(workers: Workers) -> None:
+    user = _user()
+    _add(workers.one, user, FILLER)
+    searcher = workers.two.searcher
+    assert isinstance(searcher, HybridSearcher)
+    workers.two.search_memories(user, QUERY, 10)
+    before = searcher.index_for(user)
+    ids = _add(workers.one, user, [OKAFOR])
+    searcher.invalidate(user, ids)
+    assert workers.two.search_memories(user, QUERY, 10)[0].memory == OKAFOR
+    after = searcher.index_for(user)
+    assert after.size == before.size + 1
+    assert after.built_at == before.built_at  # patched, not re-read
 
 
 def test_a_memory_far_from_the_query_shows_up_on_another_worker_within_the_max_age(workers: Workers) -> None:
@@ -358,20 +374,41 @@ def test_this_worker_sees_its_own_writes_at_once(workers: Workers) -> None:
     assert workers.one.search_memories(user, "zanzibar", 10) == []
 
 
+VET_CHAT = [
+    "Ben: How was the weekend?",
+    "Ana: Busy! We took Max to the vet on Saturday.",
+    "Ben: Oh no, what did the vet say about his limp?",
+    "Ana: Nothing serious, just a sprain. Two weeks of rest and short walks.",
+    "Ben: Glad to hear it. I started a pottery class.",
+    "Ana: Fun! Send me a photo of your first bowl.",
+]
+VET_DISTRACTORS = [
+    "Ben: My neighbour's dog limps after long walks",
+    "Ana: The vet clinic on Elm Street closes at six",
+    "Ben: I twisted my ankle playing football last year",
+    "Ana: Max loves chasing squirrels in the park",
+]
+
+
 def test_conversation_context_through_the_store(workers: Workers, embedder: Embedder) -> None:
-    """Turns written as one batch with their `seq`: the answer turn is found through its neighbour."""
+    """Turns written as one batch with their `seq`: an answer that shares no word with the question
+    is found through the turn before it, which does."""
     user = _user()
     created = datetime.now(UTC).isoformat()
-    texts = [*FILLER[:30], *CONVERSATION]
+    texts = [*FILLER[:30], *VET_DISTRACTORS, *VET_CHAT]
     payloads = [
         {**_payload(text, created, seq), "user_id": user, "role": "user", "text_lemmatized": text}
         for seq, text in enumerate(texts)
     ]
-    ids = [str(uuid.uuid4()) for _ in texts]
-    workers.memory.vector_store.insert(vectors=embedder.embed_batch(texts), ids=ids, payloads=payloads)
-    answer = "Ana: A border collie. She is full of energy."
-    hybrid = _ranked(workers.one.search_memories(user, "Which dog did Ana adopt?", 3))
-    assert answer in hybrid
+    workers.memory.vector_store.insert(
+        vectors=embedder.embed_batch(texts), ids=[str(uuid.uuid4()) for _ in texts], payloads=payloads
+    )
+    question, answer = "What did the vet say about Max's limp?", VET_CHAT[3]
+    assert answer in _ranked(workers.one.search_memories(user, question, 4))
+    searcher = workers.two.searcher
+    assert isinstance(searcher, HybridSearcher)
+    searcher.weights = replace(DEFAULT_WEIGHTS, context=0)
+    assert answer not in _ranked(workers.two.search_memories(user, question, 5))
 
 
 def test_dense_mode_is_plain_cosine_search(workers: Workers, embedder: Embedder) -> None:

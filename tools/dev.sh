@@ -63,7 +63,7 @@ setup_test_services() {
   # Neo4j for the graph tests, built from Maven Central once (cached in ~/.m2 and target/).
   if [ -f tests/neo4j_launcher/pom.xml ]; then
     log "building the Neo4j test launcher (cached)"
-    "$PY" -c 'from tests.support.neo4j_server import Neo4jServer; Neo4jServer().ensure_built()'
+    "$PY" -m tests.support.neo4j_server build
   fi
   # Bicep/checkov tools for the infrastructure checks, in their own venv (checkov pins many packages).
   if [ -f requirements-infra.txt ]; then

@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"
-CACHE_DIR = Path("/tmp/retrieval_lab")
+CACHE_DIR = Path(tempfile.gettempdir()) / "retrieval_lab"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 
 
@@ -123,7 +124,8 @@ def embed_all(conversations: list[Conversation], model_path: Path) -> None:
 
 # --- evaluation ------------------------------------------------------------------------------
 # A ranker gets the conversation and the question index and returns turn indices, best first.
-Ranker = Callable[[Conversation, int], Sequence[int]]
+Ranking = Sequence[int] | np.ndarray
+Ranker = Callable[[Conversation, int], Ranking]
 
 
 @dataclass
@@ -131,8 +133,13 @@ class Result:
     name: str
     per_question: list[tuple[str, int, float, float]]  # (sample_id, category, recall@5, recall@10)
 
-    def mean(self, k: int, where: Callable[[tuple[str, int, float, float]], bool] = lambda _: True) -> float:
-        values = [(r[2] if k == 5 else r[3]) for r in self.per_question if where(r)]
+    def mean(self, k: int, category: int | None = None, samples: Sequence[str] | None = None) -> float:
+        """Mean recall@k, over one category and/or some conversations if given."""
+        values = [
+            (r[2] if k == 5 else r[3])
+            for r in self.per_question
+            if (category is None or r[1] == category) and (samples is None or r[0] in samples)
+        ]
         return float(np.mean(values)) if values else float("nan")
 
 
@@ -155,7 +162,7 @@ def top(scores: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 # --- baselines -------------------------------------------------------------------------------
-def dense_ranker(conv: Conversation, qi: int) -> Sequence[int]:
+def dense_ranker(conv: Conversation, qi: int) -> Ranking:
     return top(conv.vectors @ conv.query_vectors[qi])
 
 
@@ -200,7 +207,7 @@ def _counts(tokens: list[str]) -> dict[str, int]:
     return counts
 
 
-def rrf(rankings: list[Sequence[int]], k: int = 60) -> list[int]:
+def rrf(rankings: list[Ranking], k: int = 60) -> list[int]:
     fused: dict[int, float] = {}
     for ranking in rankings:
         for rank, doc in enumerate(ranking):
@@ -256,7 +263,7 @@ def product_ranker(
     indexes = {c.sample_id: UserIndex(c.sample_id, payloads(c, batching, with_seq), chosen) for c in conversations}
     parsed = {(c.sample_id, qi): Query.parse(q.text) for c in conversations for qi, q in enumerate(c.questions)}
 
-    def ranker(conv: Conversation, qi: int) -> Sequence[int]:
+    def ranker(conv: Conversation, qi: int) -> Ranking:
         index = indexes[conv.sample_id]
         similarities = conv.vectors @ conv.query_vectors[qi]
         candidates = top(similarities, pool)  # index positions equal turn positions here
@@ -280,14 +287,14 @@ def table(results: list[Result], conversations: list[Conversation], detail: bool
     for r in results:
         row = f"| {r.name} | {r.mean(5):.3f} | {r.mean(10):.3f} |"
         if detail:
-            row += "".join(f" {r.mean(10, lambda x, c=c: x[1] == c):.3f} |" for c in CATEGORIES)
+            row += "".join(f" {r.mean(10, category=c):.3f} |" for c in CATEGORIES)
         lines.append(row)
     if detail:
         lines.append("")
         lines.append("| ranking | " + " | ".join(c.sample_id for c in conversations) + " | stdev |")
         lines.append("|---" * (len(conversations) + 2) + "|")
         for r in results:
-            values = [r.mean(10, lambda x, s=c.sample_id: x[0] == s) for c in conversations]
+            values = [r.mean(10, samples=[c.sample_id]) for c in conversations]
             lines.append(
                 f"| {r.name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {statistics.stdev(values):.3f} |"
             )
@@ -318,15 +325,15 @@ def sweep(conversations: list[Conversation]) -> str:
         others = [c.sample_id for c in conversations if c is not conv]
 
         def in_sample(r: Result, others: list[str] = others) -> float:
-            return r.mean(10, lambda x: x[0] in others)
+            return r.mean(10, samples=others)
 
         best = max(range(len(grid)), key=lambda i: in_sample(results[i]))
         w = grid[best]
-        held = results[best].mean(10, lambda x, s=conv.sample_id: x[0] == s)
+        held = results[best].mean(10, samples=[conv.sample_id])
         held_out_scores.append((held, len([q for q in conv.questions])))
         lines.append(
             f"| {conv.sample_id} | ({w.keyword}, {w.context}, {w.speaker}) | {held:.3f} | "
-            f"{results[default].mean(10, lambda x, s=conv.sample_id: x[0] == s):.3f} |"
+            f"{results[default].mean(10, samples=[conv.sample_id]):.3f} |"
         )
     total = sum(n for _, n in held_out_scores)
     pooled = sum(v * n for v, n in held_out_scores) / total
@@ -400,8 +407,10 @@ def fill(service: Any, conversations: list[Conversation], users: int, per_user: 
 
 
 def latency(args: argparse.Namespace, conversations: list[Conversation]) -> None:
-    import tempfile
+    import os
 
+    os.environ["MEM0_TELEMETRY"] = "false"  # before mem0 or chromadb is imported
+    os.environ["ANONYMIZED_TELEMETRY"] = "False"
     data_dir = Path(tempfile.mkdtemp(prefix="retrieval-lab-"))
     server = None
     port = None
@@ -441,9 +450,8 @@ def latency(args: argparse.Namespace, conversations: list[Conversation]) -> None
 
         started = time.perf_counter()
         UserIndex(user, rows)
-        print(
-            f"  of which: read {1000 * read:.0f} ms, analyse from scratch {1000 * (time.perf_counter() - started):.0f} ms"
-        )
+        analysis = 1000 * (time.perf_counter() - started)
+        print(f"  of which: read {1000 * read:.0f} ms, analyse from scratch {analysis:.0f} ms")
         for service in (plain, hybrid):  # warm both paths (model load, first calls)
             for q in queries[:20]:
                 service.search_memories(user, q, 10)
@@ -505,15 +513,15 @@ def main() -> None:
     plain = {c.sample_id: PlainBM25([t.content for t in c.turns]) for c in conversations}
     ours = {c.sample_id: UserIndex(c.sample_id, payloads(c)) for c in conversations}
 
-    def bm25_ranker(conv: Conversation, qi: int) -> Sequence[int]:
+    def bm25_ranker(conv: Conversation, qi: int) -> Ranking:
         return top(plain[conv.sample_id].scores(conv.questions[qi].text))
 
-    def our_bm25_ranker(conv: Conversation, qi: int) -> Sequence[int]:
+    def our_bm25_ranker(conv: Conversation, qi: int) -> Ranking:
         from shared.search import tokenize
 
         return top(ours[conv.sample_id].keyword_scores(tokenize(conv.questions[qi].text))[0])
 
-    def rrf_ranker(conv: Conversation, qi: int) -> Sequence[int]:
+    def rrf_ranker(conv: Conversation, qi: int) -> Ranking:
         dense = top(conv.vectors @ conv.query_vectors[qi], 60)
         keyword = top(plain[conv.sample_id].scores(conv.questions[qi].text), 60)
         return rrf([list(dense), list(keyword)])
