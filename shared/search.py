@@ -310,8 +310,8 @@ class Analysed:
     """What the index keeps of one memory; reused across rebuilds while the memory is unchanged."""
 
     version: str
-    terms: tuple[str, ...]  # distinct terms
-    counts: tuple[int, ...]  # their frequencies
+    term_ids: np.ndarray  # distinct terms, as ids of the user's vocabulary (int32)
+    counts: np.ndarray  # their frequencies (float32)
     length: int
     speaker: str | None
     month: Month
@@ -319,16 +319,18 @@ class Analysed:
     seq: int | None
 
 
-def analyse(payload: Mapping[str, Any]) -> Analysed:
+def analyse(payload: Mapping[str, Any], vocabulary: dict[str, int]) -> Analysed:
+    """`vocabulary` maps terms to ids and only grows (new terms are added to it here)."""
     terms = tokenize(str(payload.get("data") or ""))
-    counts: dict[str, int] = {}
+    counts: dict[int, int] = {}
     for term in terms:
-        counts[term] = counts.get(term, 0) + 1
+        term_id = vocabulary.setdefault(term, len(vocabulary))
+        counts[term_id] = counts.get(term_id, 0) + 1
     seq = payload.get("seq")
     return Analysed(
         version=_version(payload),
-        terms=tuple(counts),
-        counts=tuple(counts.values()),
+        term_ids=np.fromiter(counts, dtype=np.int32, count=len(counts)),
+        counts=np.fromiter(counts.values(), dtype=np.float32, count=len(counts)),
         length=len(terms),
         speaker=memory_speaker(payload),
         month=memory_month(payload),
@@ -374,32 +376,39 @@ class UserIndex:
         self.payloads = [payload for _, payload in rows]
         self.position = {memory_id: i for i, memory_id in enumerate(self.ids)}
         self.size = n = len(rows)
+        # Analyses (and the vocabulary their term ids refer to) carry over from the index this one
+        # replaces, so a rebuild or patch only tokenises memories that are new or rewritten. The
+        # vocabulary only grows, and only under the user's build lock; an index ignores ids added
+        # after it was built.
+        self.vocabulary: dict[str, int] = previous.vocabulary if previous is not None else {}
         reuse: dict[str, Analysed] = previous.analysed_by_id if previous is not None else {}
         analysed: list[Analysed] = []
         for memory_id, payload in rows:
             known = reuse.get(memory_id)
-            analysed.append(known if known is not None and known.version == _version(payload) else analyse(payload))
+            fresh = known is not None and known.version == _version(payload)
+            analysed.append(known if fresh and known is not None else analyse(payload, self.vocabulary))
         self.analysed_by_id: dict[str, Analysed] = dict(zip(self.ids, analysed, strict=True))
         self.versions = [a.version for a in analysed]
 
         # BM25 postings: for each term, the memories holding it and their saturated, length-
-        # normalised term frequency. idf is the Lucene form, always positive.
+        # normalised term frequency, in one flat list sorted by term: term t's postings are
+        # [start[t], start[t + 1]). idf is the Lucene form, always positive.
+        self.term_count = len(self.vocabulary)
         lengths = np.array([a.length for a in analysed], dtype=np.float64)
         average = float(lengths.mean()) if n and lengths.sum() else 1.0
         norm = weights.k1 * (1 - weights.b + weights.b * lengths / average)
-        # One flat posting list sorted by term: term t's postings are [start[t], start[t + 1]).
-        vocabulary: dict[str, int] = {}
-        term_of = np.fromiter(
-            (vocabulary.setdefault(term, len(vocabulary)) for a in analysed for term in a.terms), dtype=np.int64
-        )
-        doc_of = np.repeat(np.arange(n, dtype=np.int64), [len(a.terms) for a in analysed])
-        tf = np.fromiter((count for a in analysed for count in a.counts), dtype=np.float64, count=len(term_of))
+        if n:
+            term_of = np.concatenate([a.term_ids for a in analysed])
+            tf = np.concatenate([a.counts for a in analysed]).astype(np.float64)
+        else:
+            term_of, tf = np.zeros(0, dtype=np.int32), np.zeros(0)
+        doc_of = np.repeat(np.arange(n, dtype=np.int32), [len(a.term_ids) for a in analysed])
         order = np.argsort(term_of, kind="stable")
-        self.vocabulary = vocabulary
+        doc_of, tf = doc_of[order], tf[order]
         # 32-bit: half the memory of a cached index, and precision far beyond what ranking needs
-        self.posting_docs = doc_of[order].astype(np.int32)
-        self.posting_weights = (tf[order] * (weights.k1 + 1) / (tf[order] + norm[doc_of[order]])).astype(np.float32)
-        df = np.bincount(term_of, minlength=len(vocabulary))
+        self.posting_docs = doc_of
+        self.posting_weights = (tf * (weights.k1 + 1) / (tf + norm[doc_of])).astype(np.float32)
+        df = np.bincount(term_of, minlength=self.term_count)
         self.posting_start = np.concatenate(([0], np.cumsum(df)))
         self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
 
@@ -437,8 +446,8 @@ class UserIndex:
         total = 0.0
         for term in set(terms):
             t = self.vocabulary.get(term)
-            if t is None:
-                continue
+            if t is None or t >= self.term_count or self.posting_start[t] == self.posting_start[t + 1]:
+                continue  # in no memory of this index
             start, end = self.posting_start[t], self.posting_start[t + 1]
             idf = float(self.idf[t])
             scores[self.posting_docs[start:end]] += idf * self.posting_weights[start:end]

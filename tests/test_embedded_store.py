@@ -33,8 +33,11 @@ def test_user_search_and_list_equal_local_mode_filtering(stores) -> None:
     rng = random.Random(7)
     users = ["alice", "bob", "carol"]
     ids = [str(uuid.uuid4()) for _ in range(300)]
-    fast.insert(vectors=[_vector(rng) for _ in ids], ids=ids,
-                payloads=[{"user_id": users[i % 3], "data": f"m{i}"} for i in range(len(ids))])
+    fast.insert(
+        vectors=[_vector(rng) for _ in ids],
+        ids=ids,
+        payloads=[{"user_id": users[i % 3], "data": f"m{i}"} for i in range(len(ids))],
+    )
     # writes through the wrapper after the index exists keep it exact
     fast.search(query="", vectors=_vector(rng), top_k=1, filters={"user_id": "alice"})
     extra = str(uuid.uuid4())
@@ -59,7 +62,10 @@ def test_other_filters_use_local_mode(stores) -> None:
     _, fast = stores
     rng = random.Random(3)
     ids = [str(uuid.uuid4()) for _ in range(20)]
-    fast.insert(vectors=[_vector(rng) for _ in ids], ids=ids,
-                payloads=[{"user_id": "alice", "data": f"m{i}", "category": "a" if i % 2 else "b"} for i in range(20)])
+    fast.insert(
+        vectors=[_vector(rng) for _ in ids],
+        ids=ids,
+        payloads=[{"user_id": "alice", "data": f"m{i}", "category": "a" if i % 2 else "b"} for i in range(20)],
+    )
     found = fast.search(query="", vectors=_vector(rng), top_k=50, filters={"user_id": "alice", "category": "a"})
     assert len(found) == 10 and {p.payload["category"] for p in found} == {"a"}

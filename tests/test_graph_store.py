@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -109,10 +109,11 @@ def rel(source: str, relation: str, target: str) -> dict[str, str]:
 
 
 def extraction(
-    entities: list[tuple[str, str]] = (),  # type: ignore[assignment]
-    relations: list[dict[str, str]] = (),  # type: ignore[assignment]
-    invalidates: list[str] = (),  # type: ignore[assignment]
+    entities: Sequence[tuple[str, str]] = (),
+    relations: Sequence[dict[str, str]] = (),
+    invalidates: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """An LLM answer in the shape the extraction prompt asks for."""
     return {
         "entities": [{"name": n, "type": t} for n, t in entities],
         "relations": list(relations),
@@ -168,9 +169,10 @@ def test_relation_types_that_cannot_be_normalised_are_refused(raw: str) -> None:
 
 def test_names_match_queries_on_word_boundaries_or_as_cjk_substrings() -> None:
     assert name_key("  Interstellar\tFILM ") == "interstellar film"
-    assert match_key("Al") == " al " and match_key("Al") not in query_match_text("I also like it")
-    assert match_key("Al") in query_match_text("What does Al like?")
-    assert match_key("星际穿越") in query_match_text("我喜欢《星际穿越》")
+    al, film = match_key("Al"), match_key("星际穿越")
+    assert al == " al " and film == "星际穿越"
+    assert al not in query_match_text("I also like it") and al in query_match_text("What does Al like?")
+    assert film in query_match_text("我喜欢《星际穿越》")
     assert match_key("{}") is None  # nothing to match on: found by similarity only
 
 
@@ -636,3 +638,85 @@ def test_concurrent_writes_of_the_same_facts_make_one_node_and_one_relation(stor
     assert sorted(n["name"] for n in graph["nodes"]) == sorted([alice, "Interstellar"])
     (edge,) = graph["edges"]
     assert sorted(edge["memory_ids"]) == [f"m{i}" for i in range(6)]
+
+
+# --- through the service (needs the wiring: shared.runtime.get_graph_store) --------------------------
+
+
+def _graph_wired() -> bool:
+    from shared import runtime
+
+    return hasattr(runtime, "get_graph_store")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not _graph_wired(), reason="graph memory is not wired into the service yet")
+def test_chat_learns_relations_that_the_next_prompt_search_and_graph_endpoint_show(
+    tmp_path,
+    neo4j_server,  # noqa: F811
+    llm,
+) -> None:
+    from tests.conftest import DevHost
+
+    env = {
+        "GRAPH_STORE": "neo4j",
+        "NEO4J_URI": neo4j_server.uri,
+        "NEO4J_USERNAME": neo4j_server.user,
+        "NEO4J_PASSWORD": neo4j_server.password,
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "LLM_MAX_RETRIES": "0",
+    }
+    host = DevHost(tmp_path / "data", env, name="graph-devhost").start()
+    api = host.client
+    alice, bob = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
+    try:
+        # Turn 1 of each user: the answer, mem0's extraction (one memory), the graph extraction.
+        for user in (alice, bob):
+            answer_next_extraction(
+                llm,
+                extraction(
+                    [("Interstellar", "film"), ("sci-fi film", "genre")],
+                    [rel("I", "LIKES", "Interstellar"), rel("Interstellar", "IS_A", "sci-fi film")],
+                ),
+            )
+            llm.when(
+                match=lambda r: bool(r.get("response_format")),
+                reply={"memory": [{"id": "0", "text": "Loves Interstellar, a sci-fi film"}]},
+                times=1,
+            )
+            reply = api.post(
+                "/api/chat/message",
+                json={"user_id": user, "message": "I love Interstellar, a sci-fi film", "session_id": "s1"},
+            )
+            assert reply.status_code == 200, reply.text
+
+        # The graph holds it, per user.
+        graph = api.get(f"/api/memory/graph/{alice}").json()["data"]
+        assert edge_triples(graph) == {(alice, "LIKES", "Interstellar"), ("Interstellar", "IS_A", "sci-fi film")}
+        (memory,) = api.get(f"/api/memory/user/{alice}").json()["data"]["results"]
+        assert all(e["memory_ids"] == [memory["id"]] for e in graph["edges"])
+
+        # The next turn's prompt contains alice's relations and none of bob's.
+        reply = api.post("/api/chat/message", json={"user_id": alice, "message": "Which film should I rewatch?"})
+        assert reply.status_code == 200, reply.text
+        answer_request = [r for r in llm.chat_requests() if not r.json.get("response_format")][-1]
+        system = answer_request.messages[0]["content"]
+        assert f"{alice} -[LIKES]-> Interstellar" in system and bob not in system
+
+        # Search returns them as `relations` next to `results`.
+        found = api.post("/api/memory/search", json={"user_id": alice, "query": "Interstellar"}).json()["data"]
+        assert (alice, "LIKES", "Interstellar") in triples(found["relations"])
+        assert all(bob not in json.dumps(r) for r in found["relations"])
+
+        # Deleting the memory removes what only it supported; deleting a user removes only that graph.
+        assert api.delete(f"/api/memory/memory/{memory['id']}?user_id={alice}").status_code == 200
+        assert api.get(f"/api/memory/graph/{alice}").json()["data"]["edges"] == []
+        assert api.delete(f"/api/memory/user/{bob}").status_code == 200
+        assert api.get(f"/api/memory/graph/{bob}").json()["data"]["nodes"] == []
+    finally:
+        host.stop()
+        for user in (alice, bob):
+            with GraphDatabase.driver(neo4j_server.uri, auth=neo4j_server.auth) as driver:
+                driver.execute_query("MATCH (e:MemoryEntity {user_id: $u}) DETACH DELETE e", u=user)

@@ -45,33 +45,57 @@ def main(argv: list[str] | None = None) -> int:
 
     model = Path(os.environ.get("LOCAL_EMBEDDING_MODEL_PATH", DEFAULT_MODEL))
     with FakeOpenAIServer() as llm, tempfile.TemporaryDirectory() as tmp:
-        llm.when(match=lambda r: bool(r.get("response_format")),
-                 reply=lambda r: {"memory": [{"id": "0", "text": f"fact {time.time_ns()}"}]})
+        llm.when(
+            match=lambda r: bool(r.get("response_format")),
+            reply=lambda r: {"memory": [{"id": "0", "text": f"fact {time.time_ns()}"}]},
+        )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "VECTOR_", "LLM_"))}
-        env.update(DATA_DIR=tmp, LOCAL_EMBEDDING_MODEL_PATH=str(model), LLM_PROVIDER="openai",
-                   OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="bench", LOG_LEVEL="WARNING")
-        host = ServerProcess("devhost", [sys.executable, "-m", "tools.devhost", "--port", str(port)],
-                             ready=lambda: http_status(f"{base}/health") == 200, log_path=Path(tmp) / "devhost.log",
-                             env=env, cwd=REPO, start_timeout=90)
+        env.update(
+            DATA_DIR=tmp,
+            LOCAL_EMBEDDING_MODEL_PATH=str(model),
+            LLM_PROVIDER="openai",
+            OPENAI_BASE_URL=llm.base_url,
+            OPENAI_API_KEY="bench",
+            LOG_LEVEL="WARNING",
+        )
+        host = ServerProcess(
+            "devhost",
+            [sys.executable, "-m", "tools.devhost", "--port", str(port)],
+            ready=lambda: http_status(f"{base}/health") == 200,
+            log_path=Path(tmp) / "devhost.log",
+            env=env,
+            cwd=REPO,
+            start_timeout=90,
+        )
         host.start()
         try:
             client = httpx.Client(base_url=base, timeout=60)
             user = "bench-user"
             for start in range(0, args.memories, 100):
-                batch = [{"content": f"memory {i}: the user mentioned topic {i % 37} and item {i % 11}"}
-                         for i in range(start, min(start + 100, args.memories))]
+                batch = [
+                    {"content": f"memory {i}: the user mentioned topic {i % 37} and item {i % 11}"}
+                    for i in range(start, min(start + 100, args.memories))
+                ]
                 client.post("/api/memory/batch-add", json={"user_id": user, "memories": batch}).raise_for_status()
             client.post("/api/chat/message", json={"user_id": user, "message": "warm up"}).raise_for_status()
             llm.reset()
-            llm.when(match=lambda r: bool(r.get("response_format")),
-                     reply=lambda r: {"memory": [{"id": "0", "text": f"fact {time.time_ns()}"}]})
+            llm.when(
+                match=lambda r: bool(r.get("response_format")),
+                reply=lambda r: {"memory": [{"id": "0", "text": f"fact {time.time_ns()}"}]},
+            )
             totals: list[float] = []
             for turn in range(args.turns):
                 started = time.perf_counter()
-                response = client.post("/api/chat/message", json={
-                    "user_id": user, "message": f"turn {turn}: tell me about topic {turn % 37}", "session_id": "s"})
+                response = client.post(
+                    "/api/chat/message",
+                    json={
+                        "user_id": user,
+                        "message": f"turn {turn}: tell me about topic {turn % 37}",
+                        "session_id": "s",
+                    },
+                )
                 response.raise_for_status()
                 totals.append((time.perf_counter() - started) * 1000)
             llm_ms = [r.duration_ms for r in llm.chat_requests() if getattr(r, "duration_ms", None) is not None]

@@ -1,7 +1,7 @@
 """Write the generated OpenAPI document to infra/openapi.json (what API Management imports).
 
-    python -m tools.export_openapi           # write it
-    python -m tools.export_openapi --check   # exit 1 if the committed file is stale
+python -m tools.export_openapi           # write it
+python -m tools.export_openapi --check   # exit 1 if the committed file is stale
 """
 
 from __future__ import annotations

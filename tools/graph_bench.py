@@ -1,6 +1,7 @@
 """Graph memory latency on a real Neo4j: write and read p50/p95 with 1,000 entities per user.
 
     python -m tools.graph_bench                      # starts a private Neo4j (tests/neo4j_launcher)
+    python -m tools.graph_bench --java-opts "-Xms1g -Xmx1g"   # ... with a server-like JVM
     NEO4J_URI=bolt://localhost:7687 NEO4J_PASSWORD=... python -m tools.graph_bench --users 3
 
 Each user first gets ENTITIES entities and about as many relations (a third of them on the user's
@@ -217,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=3)
     parser.add_argument("--entities", type=int, default=1000, help="entities per user")
     parser.add_argument("--samples", type=int, default=300, help="measured writes and reads")
+    parser.add_argument(
+        "--java-opts",
+        default=None,
+        help="JVM options of the private Neo4j; default: the test harness's (C1-only JIT, 512 MB heap, tuned "
+        "for fast starts). '-Xms1g -Xmx1g' gives a server-like JIT.",
+    )
     args = parser.parse_args(argv)
     uri = os.environ.get("NEO4J_URI")
     if uri:
@@ -231,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         sys.path.insert(0, str(REPO))
-        from tests.support.neo4j_server import Neo4jServer
+        from tests.support.neo4j_server import DEFAULT_JAVA_OPTS, Neo4jServer
 
-        with tempfile.TemporaryDirectory() as tmp, Neo4jServer(Path(tmp) / "data") as server:
+        java_opts = tuple(args.java_opts.split()) if args.java_opts else DEFAULT_JAVA_OPTS
+        with tempfile.TemporaryDirectory() as tmp, Neo4jServer(Path(tmp) / "data", java_opts=java_opts) as server:
             figures = run(server.uri, server.user, server.password, "neo4j", args.users, args.entities, args.samples)
     print(json.dumps(figures, indent=2))
     return 0
