@@ -1,7 +1,7 @@
 """Graph memory on Neo4j: the entities a user talks about and the typed relations between them.
 
 mem0 2.x has no graph store, so this module is the whole graph layer, on the official `neo4j`
-driver (Neo4j 5.18+ Community, Enterprise or Aura; no APOC, no GDS, no plugin of any kind).
+driver (any Neo4j 5: Community, Enterprise or Aura, tested on 5.26; no APOC, no GDS, no plugin at all).
 
 API — what the rest of the service calls (one `GraphStore` per worker, built by `build_graph_store`)
 ---------------------------------------------------------------------------------------------------
@@ -13,9 +13,9 @@ API — what the rest of the service calls (one `GraphStore` per worker, built b
         text). Malformed LLM output -> status "rejected", logged, nothing written. Neo4j down ->
         raises GraphUnavailable (a 503 BackendUnavailable) *before* the LLM is called when possible.
     store.revert_write(user_id, result) -> None          # undo one write (a chat turn that failed later)
-    store.search(user_id, query, limit=10) -> list[dict] # relations relevant to `query`; raises GraphUnavailable
-    store.search_safe(user_id, query, limit=10) -> GraphReadResult(relations, warning)  # never raises
-    store.user_graph(user_id, include_history=False) -> {"nodes": [...], "edges": [...], "truncated": bool}
+    store.search(user_id, query, limit=10, *, vector=None) -> list[dict]  # relevant relations; raises GraphUnavailable
+    store.search_safe(user_id, query, limit=10, *, vector=None) -> GraphReadResult(relations, warning)  # never raises
+    store.user_graph(user_id, *, include_history=False) -> {"nodes": [...], "edges": [...], "truncated": bool}
     store.delete_memory(user_id, memory_id) -> int       # relations removed (those only that memory supported)
     store.delete_user(user_id) -> int                    # entities removed (with all their relations)
     store.health() -> dict                               # {"kind": "neo4j", "status": "ok"|"down", ...}
@@ -41,7 +41,7 @@ Data model
 Every query names the user as a parameter and matches both endpoints of every relationship by it;
 no statement is built from text (labels and property names are literals in this file).
 
-Why the choices (contradiction rule, write-failure policy, similarity in Cypher) are explained in
+Why the choices (contradiction rule, write-failure policy, similarity on the worker) are explained in
 shared/GRAPH.md.
 """
 
@@ -303,7 +303,8 @@ SCHEMA_STATEMENTS = (
 )
 
 # Search reads everything it ranks in one read transaction, in two statements, and ranks in Python:
-# 1. every entity of the user, as one row of parallel lists (id, name key, match key, vector);
+# 1. every entity of the user as one row of parallel lists (ids, vectors), with those the query names
+#    and the user's own node;
 # 2. the valid relations around the seed entities, with their fact-sentence vectors.
 # The similarity is computed on the worker (numpy over int8 vectors), not in Cypher: at 1,000
 # entities per user that is ~5x faster than vector.similarity.cosine over float lists (see GRAPH.md),
@@ -311,18 +312,18 @@ SCHEMA_STATEMENTS = (
 # the arithmetic on the horizontally scaled workers instead of the one shared database.
 SEARCH_ENTITIES = """
 MATCH (e:MemoryEntity {user_id: $user_id})
-RETURN collect(e.id) AS ids, collect(e.name_key) AS keys, collect(coalesce(e.match_key, '')) AS match_keys,
-       collect(coalesce(e.vector, $no_vector)) AS vectors
+RETURN collect(e.id) AS ids, collect(coalesce(e.vector, $no_vector)) AS vectors,
+       collect(CASE WHEN e.match_key IS NOT NULL AND $query_match CONTAINS e.match_key THEN e.id END) AS named,
+       collect(CASE WHEN e.name_key = $self_key THEN e.id END) AS self
 """
 
 SEARCH_RELATIONS = """
 UNWIND $seed_ids AS seed_id
-MATCH (e:MemoryEntity {user_id: $user_id, id: seed_id})
-MATCH (e)-[r:MEMORY_RELATION {valid: true}]-(:MemoryEntity {user_id: $user_id})
+MATCH (seed:MemoryEntity {user_id: $user_id, id: seed_id})
+MATCH (seed)-[r:MEMORY_RELATION {valid: true}]-(:MemoryEntity {user_id: $user_id})
 WHERE r.user_id = $user_id
 WITH DISTINCT r
-MATCH (s:MemoryEntity {user_id: $user_id})-[r]->(o:MemoryEntity {user_id: $user_id})
-RETURN collect(r.id) AS ids, collect(s.id) AS source_ids, collect(o.id) AS destination_ids,
+RETURN collect(r.id) AS ids, collect(startNode(r).id) AS source_ids, collect(endNode(r).id) AS destination_ids,
        collect(coalesce(r.created_at, '')) AS created, collect(coalesce(r.vector, $no_vector)) AS vectors
 """
 
@@ -709,20 +710,20 @@ class GraphStore:
         seed_limit = self.seed_limit
 
         def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
-            entities = tx.run(SEARCH_ENTITIES, user_id=user_id, no_vector=b"").single(strict=True)
+            entities = tx.run(
+                SEARCH_ENTITIES, user_id=user_id, query_match=query_match, self_key=self_key, no_vector=b""
+            ).single(strict=True)
             ids: list[str] = entities["ids"]
             if not ids:
                 return []
-            named = np.array([bool(mk) and mk in query_match for mk in entities["match_keys"]])
-            relevance = np.where(named, 1.0, _cosines(entities["vectors"], query_vector))
+            named = set(entities["named"])
+            relevance = np.where([i in named for i in ids], 1.0, _cosines(entities["vectors"], query_vector))
             order = np.argsort(-relevance, kind="stable")
-            seeds = [int(i) for i in order[:seed_limit] if relevance[i] >= min_similarity]
-            seeds += [i for i, key in enumerate(entities["keys"]) if key == self_key and i not in seeds]
+            seeds = [ids[i] for i in order[:seed_limit] if relevance[i] >= min_similarity]
+            seeds += [i for i in entities["self"] if i not in seeds]
             if not seeds:
                 return []
-            around = tx.run(SEARCH_RELATIONS, user_id=user_id, seed_ids=[ids[i] for i in seeds], no_vector=b"").single(
-                strict=True
-            )
+            around = tx.run(SEARCH_RELATIONS, user_id=user_id, seed_ids=seeds, no_vector=b"").single(strict=True)
             if not around["ids"]:
                 return []
             # A relation is as relevant as the best of its two entities and its fact sentence.
