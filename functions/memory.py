@@ -77,8 +77,13 @@ def memory_search(req: func.HttpRequest) -> Reply:
     from shared.models import MemoryResults, MemorySearchRequest
 
     body = parse_body(req, MemorySearchRequest)
-    results = get_memory_service().search_memories(body.user_id, body.query, body.limit, body.filters, body.threshold)
-    return Reply(MemoryResults(results=results))
+    service = get_memory_service()
+    results = service.search_memories(body.user_id, body.query, body.limit, body.filters, body.threshold)
+    graph = service.search_relations(body.user_id, body.query)
+    if graph is None:
+        return Reply(MemoryResults(results=results))
+    warnings = [graph.warning] if graph.warning else None
+    return Reply(MemoryResults(results=results, relations=graph.relations, warnings=warnings))
 
 
 @bp.function_name("memory_list_user")
@@ -193,4 +198,38 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
         session_id: [ExportedTurn(**asdict(turn)) for turn in turns]
         for session_id, turns in get_session_store().export_user(user_id).items()
     }
-    return Reply(UserExport(user_id=user_id, exported_at=utc_now_iso(), memories=memories, sessions=sessions))
+    graph = get_memory_service().user_graph(user_id, include_history=True)
+    return Reply(
+        UserExport(user_id=user_id, exported_at=utc_now_iso(), memories=memories, sessions=sessions, graph=graph)
+    )
+
+
+@bp.function_name("memory_graph_user")
+@bp.route(route="api/memory/graph/{user_id}", methods=["GET"], auth_level=API)
+@endpoint(
+    EndpointSpec(
+        "A user's graph memory (entities and relations)",
+        TAG,
+        None,
+        "UserGraph",
+        success_message="获取用户图谱成功",
+        query_params={"include_history": "`true` also returns relations that were replaced (valid=false)."},
+    )
+)
+def memory_graph_user(req: func.HttpRequest) -> Reply:
+    from shared.models import UserGraph
+
+    user_id = user_from_route(req)
+    include_history = (req.params.get("include_history") or "").lower() in ("1", "true", "yes")
+    graph = get_memory_service().user_graph(user_id, include_history=include_history)
+    if graph is None:
+        return Reply(UserGraph(user_id=user_id, enabled=False, nodes=[], edges=[]))
+    return Reply(
+        UserGraph(
+            user_id=user_id,
+            enabled=True,
+            nodes=graph["nodes"],
+            edges=graph["edges"],
+            truncated=bool(graph.get("truncated")),
+        )
+    )

@@ -29,7 +29,7 @@ the most recent. Answer in the language the user writes in.
 
 What you remember about the user:
 {memories}
-"""
+{relations}"""
 
 
 class ChatAgent:
@@ -45,7 +45,14 @@ class ChatAgent:
         session_id = session_id or f"session_{uuid.uuid4().hex[:16]}"
         history = self.sessions.recent_turns(user_id, session_id, self.settings.chat_history_turns)
         memories = self._relevant_memories(user_id, message)
-        messages = self.build_prompt(memories, history, message)
+        graph = self.service.search_relations(user_id, message)
+        if graph is not None and graph.warning and graph.warning.get("code") == "graph_unavailable":
+            # The turn's graph write would fail too: say so before spending two LLM calls.
+            from shared.graph import GraphUnavailable
+
+            raise GraphUnavailable(graph.warning.get("message") or "the graph store is unavailable; retry later")
+        relations = graph.relations if graph is not None else []
+        messages = self.build_prompt(memories, history, message, relations)
         answer = self.llm.complete(messages)
         turn_id = uuid.uuid4().hex
         turn = Turn(
@@ -54,11 +61,15 @@ class ChatAgent:
             timestamp=utc_now_iso(),
             memories_used=[m.id for m in memories],
         )
+        graph_write = None
         try:
-            self._learn(user_id, session_id, turn_id, message, answer, metadata)
+            learned = self._learn(user_id, session_id, turn_id, message, answer, metadata)
+            if self.service.graph is not None:
+                # What the user said is what the graph learns from ("I" is the user's own node).
+                graph_write = self.service.graph.extract_and_store(user_id, message, learned)
             self.sessions.append_turn(user_id, session_id, turn)
         except Exception:
-            self._forget_turn(user_id, turn_id)
+            self._forget_turn(user_id, turn_id, graph_write)
             raise
         return ChatMessageResponse(
             response=answer,
@@ -74,9 +85,17 @@ class ChatAgent:
         return self.service.search_memories(user_id, message, self.settings.chat_memory_limit)
 
     @staticmethod
-    def build_prompt(memories: list[MemoryRecord], history: list[Turn], message: str) -> list[dict[str, str]]:
+    def build_prompt(
+        memories: list[MemoryRecord], history: list[Turn], message: str, relations: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, str]]:
         listed = "\n".join(f"- {m.memory}" for m in memories) or "- (nothing yet)"
-        messages = [{"role": "system", "content": SYSTEM_PROMPT.format(memories=listed)}]
+        known = ""
+        if relations:
+            from shared.graph import format_relations
+
+            heading = "How the things the user mentioned relate (from their graph memory):"
+            known = f"\n{heading}\n{format_relations(relations)}\n"
+        messages = [{"role": "system", "content": SYSTEM_PROMPT.format(memories=listed, relations=known)}]
         for turn in history:
             messages.append({"role": "user", "content": turn.user_message})
             messages.append({"role": "assistant", "content": turn.assistant_message})
@@ -108,8 +127,13 @@ class ChatAgent:
             self.service.forget_cached(user_id)
         return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
 
-    def _forget_turn(self, user_id: str, turn_id: str) -> None:
+    def _forget_turn(self, user_id: str, turn_id: str, graph_write: Any = None) -> None:
         """Delete whatever a failed turn had already learned (best effort: the error is reported anyway)."""
+        if graph_write is not None and self.service.graph is not None:
+            try:
+                self.service.graph.revert_write(user_id, graph_write)
+            except Exception:
+                logger.exception("turn %s failed and its graph write could not be reverted", turn_id)
         try:
             removed = self.service.delete_where(user_id, {"turn_id": turn_id})
             if removed:

@@ -104,6 +104,10 @@ def check_state_store(settings: Settings) -> dict[str, Any]:
 def check_graph(settings: Settings) -> dict[str, Any]:
     if settings.graph_store == "none":
         return {"kind": "none", "status": "not_configured"}
+    service = peek_memory_service()
+    if service is not None and service.graph is not None:
+        health: dict[str, Any] = service.graph.health()  # a real round trip on the worker's driver
+        return health
     return {"kind": "neo4j", **_tcp_ok(*_endpoint(settings.neo4j_uri or "", 7687))}
 
 

@@ -129,11 +129,14 @@ def _rows(listed: Any) -> list[Any]:
 class MemoryService:
     """Memory operations for the API. Every method takes the acting user and never crosses users."""
 
-    def __init__(self, memory: Any, embedder: Embedder, settings: Settings, searcher: Any = None) -> None:
+    def __init__(
+        self, memory: Any, embedder: Embedder, settings: Settings, searcher: Any = None, graph: Any = None
+    ) -> None:
         self.memory = memory
         self.embedder = embedder
         self.settings = settings
         self.searcher = searcher
+        self.graph = graph  # shared.graph.GraphStore when GRAPH_STORE=neo4j
 
     # --- writes ------------------------------------------------------------------------------
     def add_memory(self, user_id: str, content: str, metadata: dict[str, Any] | None = None) -> MemoryRecord:
@@ -222,6 +225,10 @@ class MemoryService:
 
     def delete_memory(self, memory_id: str, user_id: str | None = None) -> str:
         owner = self._owned(memory_id, user_id)
+        if self.graph is not None:
+            # Graph first: if Neo4j is down this is a 503 before anything is deleted, and a retry
+            # redoes the whole deletion (the graph step is idempotent; the memory still exists).
+            self.graph.delete_memory(owner.user_id, memory_id)
         with vector_store_calls():
             self.memory.delete(memory_id)
         if self.searcher is not None:
@@ -229,7 +236,9 @@ class MemoryService:
         return memory_id
 
     def delete_user_memories(self, user_id: str) -> int:
-        """Delete every memory of `user_id`; returns how many were deleted."""
+        """Delete every memory of `user_id` (and the user's graph); returns how many memories were deleted."""
+        if self.graph is not None:
+            self.graph.delete_user(user_id)
         deleted = 0
         with vector_store_calls():
             while True:
@@ -260,6 +269,9 @@ class MemoryService:
             for row in matching:
                 self.memory.delete(str(row.id))
         self.forget_cached(user_id)
+        if self.graph is not None:
+            for row in matching:
+                self.graph.delete_memory(user_id, str(row.id))
         return len(matching)
 
     # --- reads -------------------------------------------------------------------------------
@@ -307,6 +319,21 @@ class MemoryService:
             found = self.memory.search(query, top_k=limit, filters=store_filters, threshold=threshold or 0.0)
         records = [record_from_item(item) for item in found["results"]]
         return [r for r in records if r.user_id == user_id]
+
+    def search_relations(self, user_id: str, query: str, limit: int = 10) -> Any:
+        """Graph relations relevant to `query` (`GraphReadResult`), or None when graph memory is off.
+
+        Never raises: a graph outage gives no relations and a warning, and memory search goes on.
+        """
+        if self.graph is None:
+            return None
+        return self.graph.search_safe(user_id, query, limit)
+
+    def user_graph(self, user_id: str, include_history: bool = False) -> dict[str, Any] | None:
+        if self.graph is None:
+            return None
+        graph: dict[str, Any] = self.graph.user_graph(user_id, include_history=include_history)
+        return graph
 
     def stats(self, user_id: str) -> MemoryStats:
         """Counts by creation day (UTC) and by `metadata.category` ("other" when absent)."""

@@ -185,7 +185,20 @@ class MemoryList(BaseModel):
 
 class MemoryResults(BaseModel):
     results: list[MemoryRecord]
-    relations: list[dict[str, Any]] | None = Field(None, description="Graph relations (when graph memory is on).")
+    relations: list[dict[str, Any]] | None = Field(
+        None, description="Graph relations relevant to the query (present when graph memory is on)."
+    )
+    warnings: list[dict[str, str]] | None = Field(
+        None, description="Degraded parts of the answer, e.g. `graph_unavailable` while Neo4j is down."
+    )
+
+
+class UserGraph(BaseModel):
+    user_id: str
+    enabled: bool = Field(description="False when graph memory is off (GRAPH_STORE=none).")
+    nodes: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    truncated: bool = False
 
 
 class AddedMemory(BaseModel):

@@ -41,14 +41,17 @@ def _build_memory_service(settings: Settings) -> MemoryService:
     from shared.backends import build_embedder, build_memory, prepare_mem0_environment
 
     prepare_mem0_environment(settings)
+    from shared.graph import build_graph_store
     from shared.history import build_history_store
     from shared.llm import build_chat_model
     from shared.memory_service import MemoryService, vector_store_calls
 
     embedder = build_embedder(settings)
     history = build_history_store(settings)
+    llm = build_chat_model(settings)
     with vector_store_calls():
-        memory = build_memory(settings, embedder, build_chat_model(settings), history)
+        memory = build_memory(settings, embedder, llm, history)
+    graph = build_graph_store(settings, embedder, llm)
     logger.info(
         "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
         settings.vector_store,
@@ -56,7 +59,7 @@ def _build_memory_service(settings: Settings) -> MemoryService:
         settings.llm_provider,
         settings.resolved_state_store,
     )
-    return MemoryService(memory, embedder, settings)
+    return MemoryService(memory, embedder, settings, graph=graph)
 
 
 def get_chat_agent() -> ChatAgent:

@@ -640,17 +640,10 @@ def test_concurrent_writes_of_the_same_facts_make_one_node_and_one_relation(stor
     assert sorted(edge["memory_ids"]) == [f"m{i}" for i in range(6)]
 
 
-# --- through the service (needs the wiring: shared.runtime.get_graph_store) --------------------------
-
-
-def _graph_wired() -> bool:
-    from shared import runtime
-
-    return hasattr(runtime, "get_graph_store")
+# --- through the service: dev host, chat agent, HTTP ----------------------------------------------
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not _graph_wired(), reason="graph memory is not wired into the service yet")
 def test_chat_learns_relations_that_the_next_prompt_search_and_graph_endpoint_show(
     tmp_path,
     neo4j_server,  # noqa: F811

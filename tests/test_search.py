@@ -34,6 +34,7 @@ from shared.search import (
 )
 from shared.settings import Settings
 from tests.conftest import local_model_path
+from tests.support.chroma_server import chroma_server  # noqa: F401 - registers the fixture
 
 
 # --- text analysis ------------------------------------------------------------------------------
@@ -342,7 +343,8 @@ def test_a_memory_far_from_the_query_shows_up_on_another_worker_within_the_max_a
     assert isinstance(searcher, HybridSearcher)
     workers.two.search_memories(user, "zanzibar", 10)  # builds worker two's index
     _add(workers.one, user, ["We booked the Zanzibar trip"])
-    searcher.max_age = 0.0  # the next search refreshes the index in the background
+    # searches past this age compare the ids in the store with the index's in the background
+    searcher.max_age = 0.5
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if "We booked the Zanzibar trip" in _ranked(workers.two.search_memories(user, "zanzibar", 10)):
@@ -350,6 +352,20 @@ def test_a_memory_far_from_the_query_shows_up_on_another_worker_within_the_max_a
         time.sleep(0.2)
     else:
         pytest.fail("worker two never saw the memory worker one added")
+
+
+def test_a_full_reread_in_the_background_sees_rewrites(workers: Workers) -> None:
+    user = _user()
+    ids = _add(workers.one, user, [f"{text} (copy {i})" for i in range(3) for text in FILLER])
+    searcher = workers.two.searcher
+    assert isinstance(searcher, HybridSearcher)
+    workers.two.search_memories(user, "zanzibar", 10)
+    workers.one.update_memory(ids[0], "We booked the Zanzibar trip", None, user)
+    searcher.max_age = 0.0  # past ten ages: the refresh reads every payload again
+    deadline = time.monotonic() + 30
+    while "We booked the Zanzibar trip" not in _ranked(workers.two.search_memories(user, "zanzibar", 10)):
+        assert time.monotonic() < deadline, "worker two never saw the rewrite"
+        time.sleep(0.2)
 
 
 def test_another_worker_never_returns_a_deleted_memory_and_returns_the_current_text(workers: Workers) -> None:
@@ -442,3 +458,51 @@ def test_concurrent_searches_build_one_consistent_index(workers: Workers) -> Non
         thread.join()
     assert not errors
     assert firsts == [OKAFOR] * 8
+
+
+# --- two workers with their own clients of a Chroma server ----------------------------------------
+@pytest.fixture
+def chroma_workers(
+    chroma_server: Any,  # noqa: F811 - the fixture imported above
+    embedder: Embedder,
+) -> Iterator[tuple[MemoryService, MemoryService]]:
+    """Two MemoryServices with separate Chroma clients, as two Function App instances have."""
+    from shared.backends import build_memory
+    from shared.history import build_history_store
+    from shared.llm import build_chat_model
+
+    collection = f"search-{uuid.uuid4().hex[:8]}"
+    services = []
+    for name in ("one", "two"):
+        settings = _settings(chroma_server.root / name).model_copy(
+            update={
+                "vector_store": "chroma",
+                "chroma_host": chroma_server.host,
+                "chroma_port": chroma_server.port,
+                "collection_name": collection,
+            }
+        )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings))
+        services.append(MemoryService(memory, embedder, settings, HybridSearcher(memory, embedder, settings)))
+    yield services[0], services[1]
+    services[0].memory.vector_store.client.delete_collection(collection)
+
+
+def test_on_chroma_workers_share_writes_deletes_and_rewrites(
+    chroma_workers: tuple[MemoryService, MemoryService],
+) -> None:
+    one, two = chroma_workers
+    user = _user()
+    ids = _add(one, user, [*FILLER, OKAFOR, "Okafor moved his practice to Elm Street"])
+    # the scores are cosine-based on Chroma too: the same ranking as on Qdrant
+    first = two.search_memories(user, QUERY, 10)
+    assert first[0].memory == OKAFOR
+    assert all(r.score is not None and 0 <= r.score <= 1 for r in first)
+    one.delete_memory(ids[60], user)
+    one.update_memory(ids[61], "Okafor retired last spring", None, user)
+    results = _ranked(two.search_memories(user, "Okafor", 10))  # both are keyword-only matches here
+    assert OKAFOR not in results
+    assert "Okafor retired last spring" in results
+    assert "Okafor moved his practice to Elm Street" not in results
+    assert {r.user_id for r in two.search_memories(user, QUERY, 10)} == {user}

@@ -216,11 +216,11 @@ def rrf(rankings: list[Ranking], k: int = 60) -> list[int]:
 
 
 # --- the product ranking ------------------------------------------------------------------------
-def payloads(conv: Conversation, batching: str = "session", with_seq: bool = True) -> list[tuple[str, dict[str, Any]]]:
-    """The stored payloads, as MemoryService.add_memories writes them (one batch per session by default).
+def payloads(conv: Conversation, batching: str = "100", with_seq: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """The stored payloads, as MemoryService.add_memories writes them.
 
-    batching="session": one batch-add per session; "500": batches of 500 turns (MAX_BATCH_SIZE);
-    with_seq=False: the payload without the requested `seq` field (what is written today).
+    batching="100": batch-adds of 100 turns, as tools/bench does; "session": one batch per
+    session; with_seq=False: the payload without the requested `seq` field (what is written today).
     """
     from datetime import UTC, datetime, timedelta
 
@@ -252,7 +252,7 @@ def payloads(conv: Conversation, batching: str = "session", with_seq: bool = Tru
 def product_ranker(
     conversations: list[Conversation],
     weights: Any = None,
-    batching: str = "session",
+    batching: str = "100",
     with_seq: bool = True,
     pool: int = 60,
 ) -> Ranker:
@@ -541,7 +541,7 @@ def main() -> None:
         evaluate("hybrid without speaker", conversations, product_ranker(conversations, replace(w, speaker=0))),
         evaluate("hybrid without date", conversations, product_ranker(conversations, replace(w, date=0))),
         evaluate("hybrid, payloads without seq", conversations, product_ranker(conversations, with_seq=False)),
-        evaluate("hybrid, batches of 500", conversations, product_ranker(conversations, batching="500")),
+        evaluate("hybrid, one batch per session", conversations, product_ranker(conversations, batching="session")),
         evaluate("hybrid, dense pool 200", conversations, product_ranker(conversations, pool=200)),
         evaluate("**hybrid (product default)**", conversations, product_ranker(conversations)),
     ]
