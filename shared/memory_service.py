@@ -18,32 +18,13 @@ from typing import Any
 
 from shared.embeddings import Embedder
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
-from shared.models import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
+from shared.models import RESERVED_METADATA_KEYS, MemoryInput, MemoryRecord, MemoryStats, SearchFilters
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Payload keys mem0 owns; user metadata can never overwrite them (see shared/models.py).
-CORE_PAYLOAD_KEYS = frozenset(
-    {
-        "data",
-        "hash",
-        "created_at",
-        "updated_at",
-        "id",
-        "text_lemmatized",
-        "attributed_to",
-        "user_id",
-        "agent_id",
-        "run_id",
-        "actor_id",
-        "role",
-        "expiration_date",
-        "score",
-        "memory",
-        "metadata",
-    }
-)
+# Payload keys mem0 owns; user metadata can never overwrite them (validated in shared/models.py).
+CORE_PAYLOAD_KEYS = RESERVED_METADATA_KEYS
 
 # Modules whose exceptions mean "the store could not answer", as opposed to a bug of ours.
 _STORE_ERROR_MODULES = ("qdrant_client", "chromadb", "httpx", "httpcore", "urllib3", "requests", "grpc", "portalocker")
