@@ -148,7 +148,7 @@ class MemoryService:
         now = utc_now()
         ids = [str(uuid.uuid4()) for _ in items]
         payloads = []
-        for item in items:
+        for position, item in enumerate(items):
             payload: dict[str, Any] = dict(item.metadata or {})
             payload.update(
                 {
@@ -159,6 +159,8 @@ class MemoryService:
                     "created_at": now,
                     "updated_at": now,
                     "text_lemmatized": lemmatize_for_bm25(item.content),
+                    # One instant for the whole batch; `seq` keeps its order (search uses it as context).
+                    "seq": position,
                 }
             )
             payloads.append(payload)

@@ -36,6 +36,7 @@ RESERVED_METADATA_KEYS = frozenset(
         "score",
         "memory",
         "metadata",
+        "seq",
     }
 )
 

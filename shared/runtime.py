@@ -52,6 +52,9 @@ def _build_memory_service(settings: Settings) -> MemoryService:
     with vector_store_calls():
         memory = build_memory(settings, embedder, llm, history)
     graph = build_graph_store(settings, embedder, llm)
+    from shared.search import HybridSearcher
+
+    searcher = HybridSearcher(memory, embedder, settings)
     logger.info(
         "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
         settings.vector_store,
@@ -59,7 +62,7 @@ def _build_memory_service(settings: Settings) -> MemoryService:
         settings.llm_provider,
         settings.resolved_state_store,
     )
-    return MemoryService(memory, embedder, settings, graph=graph)
+    return MemoryService(memory, embedder, settings, searcher=searcher, graph=graph)
 
 
 def get_chat_agent() -> ChatAgent:

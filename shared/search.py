@@ -92,16 +92,15 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*")
 _APOSTROPHE = re.compile(r"['’]")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
-# English function words (and the stems contractions leave behind: "don't" -> "don"). Question
-# words are among them: "when did" carries no topic.
+# English function words: NLTK's list, plus the stems contractions leave behind ("don't" -> "don").
+# Question words are among them: "when did" carries no topic.
 _STOP_WORDS_TEXT = """
-    a about above after again against all also am an and any are as at be because been before being below
-    between both but by can cannot could did do does doing done down during each else ever few for from further
-    get got had has have having he her here hers herself him himself his how i if in into is it its itself just
-    let like me more most much my myself no nor not now of off on once only or other ought our ours ourselves out
-    over own really same she should so some such than that the their theirs them themselves then there these they
-    this those through to too under until up us very was way we were what when where which while who whom whose
-    why will with would yeah yes you your yours yourself yourselves
+    a about above after again against all am an and any are as at be because been before being below between
+    both but by can cannot could did do does doing down during each few for from further had has have having he
+    her here hers herself him himself his how i if in into is it its itself me more most my myself no nor not of
+    off on once only or other ought our ours ourselves out over own same she should so some such than that the
+    their theirs them themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom whose why with would you your yours yourself yourselves
     don doesn didn isn wasn aren weren hasn haven hadn won wouldn shouldn couldn mustn shan t s ll re ve d m"""
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
@@ -636,6 +635,9 @@ class HybridSearcher:
     def invalidate(self, user_id: str, memory_ids: Iterable[str] | None = None) -> None:
         """This worker changed the user's memories: `memory_ids` if given, else possibly any."""
         with self._lock:
+            lock = self._user_locks.get(user_id)
+            if user_id not in self._indexes and not (lock is not None and lock.locked()):
+                return  # nothing cached and nothing being built: the first search reads the store
             if memory_ids is None:
                 self._reread.add(user_id)
             else:
@@ -691,6 +693,8 @@ class HybridSearcher:
             while len(self._indexes) > 1 and (total > self.cache_limit or len(self._indexes) > _MAX_CACHED_USERS):
                 dropped_user, dropped = self._indexes.popitem(last=False)
                 self._checked.pop(dropped_user, None)
+                self._reread.discard(dropped_user)
+                self._changed.pop(dropped_user, None)
                 total -= dropped.size
 
     def _refresh_in_background(self, user_id: str) -> None:

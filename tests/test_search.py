@@ -157,6 +157,20 @@ def test_a_batch_without_seq_has_no_known_order_and_no_context() -> None:
     assert (index.next == -1).all()
 
 
+def test_a_batch_without_seq_is_a_break_between_the_batches_around_it() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    first, middle, last = (start + timedelta(seconds=s) for s in (0, 1, 2))
+    rows = [
+        ("a", _payload("a", first.isoformat())),
+        ("b", _payload("b", middle.isoformat())),  # a batch of two, order unknown
+        ("c", _payload("c", middle.isoformat())),
+        ("d", _payload("d", last.isoformat())),
+    ]
+    index = UserIndex("u", rows)
+    assert index.next.tolist() == [-1, -1, -1, -1]
+    assert index.previous.tolist() == [-1, -1, -1, -1]
+
+
 def test_memories_written_apart_are_neighbours_only_within_the_window() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     times = [start, start + timedelta(minutes=5), start + timedelta(days=2)]

@@ -12,6 +12,11 @@ product's number (up to ANN approximation in the store).
     .venv/bin/python -m tools.retrieval_lab                 # the summary table
     .venv/bin/python -m tools.retrieval_lab --detail        # per category and per conversation
     .venv/bin/python -m tools.retrieval_lab --sweep         # parameter sensitivity (leave-one-out)
+    .venv/bin/python -m tools.retrieval_lab --latency chroma   # in-process search timing, hybrid vs plain
+                                                               # (qdrant = embedded; chroma starts a server)
+
+Nothing here is product code: the data stays in ../shared (never copied into the repo), and no
+product setting or weight reads anything from it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,7 +406,7 @@ def fill(service: Any, conversations: list[Conversation], users: int, per_user: 
                         "seq": j,
                     }
                 )
-            ids = [str(__import__("uuid").uuid4()) for _ in range(size)]
+            ids = [str(uuid.uuid4()) for _ in range(size)]
             store.insert(vectors=vectors.tolist(), ids=ids, payloads=payloads)
         written += count
     return target_user

@@ -16,7 +16,7 @@ from typing import Any
 from tools.bench.common import DEFAULT_LOCOMO, BenchError, clean_nans, loadavg_1m, machine_info, write_json
 from tools.bench.host import Api, ServiceHost
 from tools.bench.load import FULL_DEFAULTS, QUICK_DEFAULTS, STORES, LoadConfig, run_load
-from tools.bench.locomo import SEARCH_LIMIT, HttpBackend, load_locomo, run_protocol
+from tools.bench.locomo import SEARCH_LIMIT, Conversation, HttpBackend, load_locomo, run_protocol
 from tools.bench.report import load_tables, load_targets, locomo_comparison, locomo_tables
 
 
@@ -72,16 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "locomo":
             result = run_locomo(args)
-            print(locomo_tables(result))
         else:
             result = run_load(load_config(args))
             result["targets"] = load_targets(result)
-            print(load_tables(result, show_cprofile=args.profile))
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
+    # The file first: a long run's figures must survive a problem in printing them.
     if args.out:
         write_json(args.out, clean_nans(result))
+    if args.command == "locomo":
+        print(locomo_tables(result))
+    else:
+        print(load_tables(result, show_cprofile=args.profile))
+    if args.out:
         print(f"\nresults written to {args.out}")
     return 0
 
@@ -153,7 +157,7 @@ def run_locomo(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _run_ours(url: str | None, conversations: Any, run_tag: str, root: Path) -> dict[str, Any]:
+def _run_ours(url: str | None, conversations: Sequence[Conversation], run_tag: str, root: Path) -> dict[str, Any]:
     host = None
     extra: dict[str, Any] = {"url": url}
     if url is None:
@@ -179,7 +183,7 @@ def _run_ours(url: str | None, conversations: Any, run_tag: str, root: Path) -> 
     return {**scores, **extra}
 
 
-def _run_mem0(conversations: Any, run_tag: str, root: Path) -> dict[str, Any]:
+def _run_mem0(conversations: Sequence[Conversation], run_tag: str, root: Path) -> dict[str, Any]:
     from tools.bench.baseline import Mem0Backend
 
     backend = Mem0Backend(root / "mem0" / "data")

@@ -176,6 +176,7 @@ def _start_table(result: dict[str, Any]) -> str:
             "batch-added",
             "batch adds/s",
             "cpu ms/memory",
+            "RSS at start MB",
             "peak RSS MB",
         ],
         rows,
