@@ -125,6 +125,7 @@ class MemoryService:
         with vector_store_calls():
             result = self.memory.add(content, user_id=user_id, metadata=dict(metadata or {}), infer=False)
         added = result["results"][0]
+        self.forget_cached(user_id, [str(added["id"])])
         now = utc_now()
         return MemoryRecord(
             id=str(added["id"]),
@@ -184,8 +185,7 @@ class MemoryService:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
             raise
-        if self.searcher is not None:
-            self.searcher.invalidate(user_id)
+        self.forget_cached(user_id, ids)
         return ids
 
     def _remove_quietly(self, ids: Sequence[str]) -> None:
@@ -202,8 +202,7 @@ class MemoryService:
         owner = self._owned(memory_id, user_id)
         with vector_store_calls():
             self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
-        if self.searcher is not None:
-            self.searcher.invalidate(owner.user_id)
+        self.forget_cached(owner.user_id, [memory_id])
         return self.get_memory(memory_id, user_id)
 
     def delete_memory(self, memory_id: str, user_id: str | None = None) -> str:
@@ -214,8 +213,7 @@ class MemoryService:
             self.graph.delete_memory(owner.user_id, memory_id)
         with vector_store_calls():
             self.memory.delete(memory_id)
-        if self.searcher is not None:
-            self.searcher.invalidate(owner.user_id)
+        self.forget_cached(owner.user_id, [memory_id])
         return memory_id
 
     def delete_user_memories(self, user_id: str) -> int:
@@ -235,8 +233,7 @@ class MemoryService:
                     deleted += 1
                 if len(batch) < _SCAN_PAGE:
                     break
-        if self.searcher is not None:
-            self.searcher.invalidate(user_id)
+        self.forget_cached(user_id)
         return deleted
 
     def delete_where(self, user_id: str, conditions: dict[str, Any]) -> int:
@@ -360,10 +357,10 @@ class MemoryService:
             rows = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=limit))
         return [row for row in rows if (row.payload or {}).get("user_id") == user_id]
 
-    def forget_cached(self, user_id: str) -> None:
-        """Tell the searcher (if any) that the user's memories changed behind its back."""
+    def forget_cached(self, user_id: str, memory_ids: Sequence[str] | None = None) -> None:
+        """Tell the searcher (if any) that these memories (or all of the user's) changed."""
         if self.searcher is not None:
-            self.searcher.invalidate(user_id)
+            self.searcher.invalidate(user_id, memory_ids)
 
 
 def _utc_day(timestamp: str) -> str:

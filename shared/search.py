@@ -21,11 +21,8 @@ The weights are round numbers chosen on LoCoMo dev conversations with leave-one-
 checks (tools/retrieval_lab.py); none is specific to a conversation or a question.
 
 Per user, the worker keeps a keyword index (postings, memory order, speakers, dates) built from
-the vector store. Workers are stateless: the index is only a cache, rebuilt when this worker
-changes the user's memories (`invalidate`), when a dense hit is unknown to it or newer than it
-(another worker wrote), when it is older than SEARCH_INDEX_MAX_AGE_SECONDS, and results found only
-through it are re-read from the store before they are returned (another worker may have deleted
-or changed them).
+the vector store. Workers are stateless: the index is only a cache of the store, kept current as
+`HybridSearcher` describes, and any worker can serve any request.
 """
 
 from __future__ import annotations
