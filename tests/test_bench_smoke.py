@@ -162,6 +162,9 @@ def _check_load(result: dict[str, Any], store: str) -> None:
     assert profile["queries"] == 5 and profile["service_ms_p50"] > 0 and profile["plain_mem0_ms_p50"] > 0
     assert profile["stages_ms_mean"]["embed query"] > 0
     assert profile["cprofile_top"]
+    assert profile["batch_add"]["memories"] == 500 and profile["batch_add"]["stages_ms_per_batch"]["embed batch"] > 0
+    if store == "chroma":
+        assert profile["chroma_server_query_ms"]["user filter, 60 results, metadatas+documents"]["ms_p50"] > 0
     targets = {(t["target"], t["store"]) for t in result["targets"]}
     assert ("worker peak RSS (MB)", store) in targets
 

@@ -105,6 +105,25 @@ def machine_info() -> dict[str, Any]:
         "qdrant_client": _version("qdrant-client"),
         "chromadb_client": _version("chromadb-client"),
         "fastembed": _version("fastembed"),
+        **git_state(),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the working tree differed from it (figures follow the code)."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_modified_files": None if status is None else len(status.splitlines()),
     }
 
 

@@ -37,6 +37,7 @@ from tools.bench.host import Api, ServiceHost, service_env
 from tools.bench.synthetic import TextStream, memory_items, memory_stream, query_stream
 
 STORES = ("embedded", "chroma")
+ADD_PROFILE_BATCHES = 5
 Batches = list[tuple[str, list[dict[str, Any]]]]
 
 
@@ -323,7 +324,7 @@ def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: d
         _progress(store, "profiling the search path in-process on the same data")
         last = result["search"][-1]
         timed = queries[config.warmup :][: config.profile_queries]  # the very queries HTTP was timed on
-        profile = _profile(data_dir, extra, user, timed, last["ms_p50"], config.search_budget_s)
+        profile = _profile(data_dir, extra, user, timed, last["ms_p50"], config)
         result["profile"] = {
             "user_memories": last["user_memories"],
             "total_memories": last["total_memories"],
@@ -362,20 +363,37 @@ def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store
 
 
 def _profile(
-    data_dir: Path, extra: dict[str, str], user: str, queries: list[str], http_p50: float, budget_s: float
+    data_dir: Path, extra: dict[str, str], user: str, queries: list[str], http_p50: float, config: LoadConfig
 ) -> dict[str, Any]:
+    """Search and batch-add profiles in-process on the host's data, then plain mem0 on the same data."""
+    from shared.models import MemoryInput
     from tools.bench.inproc import build_plain_mem0, build_service, close_memory, settings_for
-    from tools.bench.profile import profile_search, time_plain_mem0
+    from tools.bench.profile import probe_chroma, profile_adds, profile_search, time_plain_mem0
 
     settings = settings_for(data_dir, extra)
     service = build_service(settings)
     try:
-        profile = profile_search(service, user, queries, http_p50, budget_s=budget_s)
+        profile = profile_search(service, user, queries, http_p50, budget_s=config.search_budget_s)
+        if settings.vector_store == "chroma":
+            profile["chroma_server_query_ms"] = probe_chroma(
+                service.memory.vector_store, service.embedder, user, queries[:30]
+            )
+        # Last, and for a user of its own: these writes must not change what was measured above.
+        scratch = f"{user}-add-profile"
+        stream = memory_stream(config.seed, scratch)
+        batches = [
+            [
+                MemoryInput.model_validate(item)
+                for item in memory_items(stream, config.batch_size, i * config.batch_size)
+            ]
+            for i in range(ADD_PROFILE_BATCHES)
+        ]
+        profile["batch_add"] = profile_adds(service, batches, scratch)
     finally:
         close_memory(service.memory)
     plain = build_plain_mem0(settings)
     try:
-        profile.update(time_plain_mem0(plain, user, queries, budget_s=budget_s))
+        profile.update(time_plain_mem0(plain, user, queries, budget_s=config.search_budget_s))
     finally:
         close_memory(plain)
     return profile

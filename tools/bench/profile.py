@@ -15,6 +15,7 @@ import cProfile
 import functools
 import io
 import pstats
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,40 +24,64 @@ from typing import Any
 
 from tools.bench.common import percentile
 
-# (object path from the service, attribute, stage name). mem0 2.2.1's search calls these in turn.
-STAGES: tuple[tuple[str, str, str], ...] = (
+# (owner, attribute, stage name) of the search path: the service's hybrid searcher and mem0's own
+# search, whichever the service uses; a step a version does not have is skipped.
+SEARCH_STAGES: tuple[tuple[str, str, str], ...] = (
     ("embedder", "embed", "embed query"),
     ("embedder", "embed_batch", "embed batch"),
     ("vector_store", "search", "vector search"),
     ("vector_store", "keyword_search", "keyword search"),
     ("vector_store", "list", "store list"),
     ("vector_store", "get", "store get"),
+    ("searcher", "index_for", "keyword index build/update"),
+    ("search_module", "lexical_scores", "keyword scoring"),
+    ("search_module", "rank", "hybrid rank"),
+    ("searcher", "_select", "select + re-read"),
     ("memory", "_compute_entity_boosts", "entity boosts"),
     ("mem0_main", "lemmatize_for_bm25", "lemmatize"),
     ("mem0_main", "extract_entities", "entity extraction"),
     ("mem0_main", "score_and_rank", "score and rank"),
 )
+# The batch-add path (MemoryService.add_memories).
+ADD_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("embedder", "embed_batch", "embed batch"),
+    ("vector_store", "insert", "store insert"),
+    ("history", "batch_add_history", "history write"),
+    ("lemmatization", "lemmatize_for_bm25", "lemmatize"),
+    ("searcher", "invalidate", "search cache invalidate"),
+)
 
 
 @dataclass
 class StageTimer:
-    """Wraps functions so that the time spent in them adds up per stage while `active`."""
+    """Wraps functions so that the time spent in them adds up per stage while `active`.
+
+    Only calls on the thread that activated the timer count, and only the outermost wrapped call:
+    embed() calls embed_batch(), an index build lists the store, and each second belongs to one
+    stage. Work a search hands to other threads (prefetching) overlaps it and is not counted.
+    """
 
     totals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    active: bool = False
+    _thread: int | None = None
     _depth: int = 0
     _undo: list[tuple[Any, str, Any, bool]] = field(default_factory=list)
 
+    @property
+    def active(self) -> bool:
+        return self._thread is not None
+
+    @active.setter
+    def active(self, on: bool) -> None:
+        self._thread = threading.get_ident() if on else None
+
     def wrap(self, owner: Any, attr: str, stage: str) -> None:
-        original = getattr(owner, attr, None)
+        original = getattr(owner, attr, None) if owner is not None else None
         if original is None:
-            return  # this mem0 version has no such step
+            return  # this version has no such step
         own = attr in getattr(owner, "__dict__", {})
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            # Only the outermost wrapped call counts: embed() calls embed_batch(), entity boosts embed
-            # and search, and each second belongs to one stage.
-            if not self.active or self._depth:
+            if self._thread != threading.get_ident() or self._depth:
                 return original(*args, **kwargs)
             self._depth += 1
             began = time.perf_counter()
@@ -69,6 +94,10 @@ class StageTimer:
         setattr(owner, attr, timed)
         self._undo.append((owner, attr, original, own))
 
+    def wrap_all(self, owners: dict[str, Any], stages: Sequence[tuple[str, str, str]]) -> None:
+        for owner_name, attr, stage in stages:
+            self.wrap(owners.get(owner_name), attr, stage)
+
     def restore(self) -> None:
         for owner, attr, original, own in reversed(self._undo):
             if own:
@@ -80,13 +109,24 @@ class StageTimer:
 
 def _owners(service: Any) -> dict[str, Any]:
     import mem0.memory.main as mem0_main
+    import mem0.utils.lemmatization as lemmatization
 
-    return {
+    owners = {
         "embedder": service.memory.embedding_model,
         "vector_store": service.memory.vector_store,
         "memory": service.memory,
+        "history": service.memory.db,
+        "searcher": getattr(service, "searcher", None),
         "mem0_main": mem0_main,
+        "lemmatization": lemmatization,
     }
+    try:
+        import shared.search as search_module
+
+        owners["search_module"] = search_module
+    except ImportError:  # a service without the hybrid searcher
+        pass
+    return owners
 
 
 def _timed_ms(call: Callable[[], Any]) -> float:
@@ -115,8 +155,7 @@ def profile_search(
         service.search_memories(user_id, query, 10)
 
     timer = StageTimer()
-    for owner_name, attr, stage in STAGES:
-        timer.wrap(_owners(service)[owner_name], attr, stage)
+    timer.wrap_all(_owners(service), SEARCH_STAGES)
     service_ms: list[float] = []
     mem0_ms: list[float] = []
     deadline = time.perf_counter() + budget_s
@@ -134,7 +173,7 @@ def profile_search(
     n = len(service_ms)
     stages = {name: round(total / n * 1000, 2) for name, total in timer.totals.items()}
     service_mean = sum(service_ms) / n
-    stages["other (mem0 formatting + service)"] = round(service_mean - sum(stages.values()), 2)
+    stages["other"] = round(service_mean - sum(stages.values()), 2)
     profiled = list(queries[: min(n, cprofile_queries)])
     return {
         "queries": n,
@@ -165,6 +204,58 @@ def time_plain_mem0(memory: Any, user_id: str, queries: Sequence[str], budget_s:
         "plain_mem0_ms_p50": round(percentile(ms, 50), 2),
         "plain_mem0_ms_p95": round(percentile(ms, 95), 2),
     }
+
+
+def profile_adds(service: Any, batches: Sequence[Sequence[Any]], user_id: str) -> dict[str, Any]:
+    """`MemoryService.add_memories` (what batch-add calls) in-process, its stages timed per batch."""
+    timer = StageTimer()
+    timer.wrap_all(_owners(service), ADD_STAGES)
+    batch_ms: list[float] = []
+    try:
+        for batch in batches:
+            timer.active = True
+            batch_ms.append(_timed_ms(functools.partial(service.add_memories, user_id, batch)))
+            timer.active = False
+    finally:
+        timer.restore()
+    n = len(batch_ms)
+    memories = sum(len(b) for b in batches)
+    stages = {name: round(total / n * 1000, 2) for name, total in timer.totals.items()}
+    stages["other"] = round(sum(batch_ms) / n - sum(stages.values()), 2)
+    return {
+        "batches": n,
+        "memories": memories,
+        "per_s": round(memories / (sum(batch_ms) / 1000), 1),
+        "batch_ms_mean": round(sum(batch_ms) / n, 2),
+        "stages_ms_per_batch": stages,
+    }
+
+
+def probe_chroma(store: Any, embedder: Any, user_id: str, queries: Sequence[str]) -> dict[str, Any]:
+    """The Chroma server's own query time, with and without the user filter and at two sizes.
+
+    mem0 asks for max(4 x limit, 60) results with metadata and documents; these variants show what
+    the filter, the result count and the payload each cost on the server.
+    """
+    collection = store.collection
+    vectors = [embedder.embed(q, "search") for q in queries]
+    variants: dict[str, dict[str, Any]] = {
+        "user filter, 60 results, metadatas+documents": {"n_results": 60, "where": {"user_id": user_id}},
+        "user filter, 10 results, metadatas+documents": {"n_results": 10, "where": {"user_id": user_id}},
+        "user filter, 60 results, ids only": {"n_results": 60, "where": {"user_id": user_id}, "include": []},
+        "no filter, 60 results, metadatas+documents": {"n_results": 60},
+    }
+    out: dict[str, Any] = {}
+    for name, kwargs in variants.items():
+        collection.query(query_embeddings=[vectors[0]], **kwargs)  # warm
+        ms = [_timed_ms(functools.partial(collection.query, query_embeddings=[v], **kwargs)) for v in vectors]
+        out[name] = {"ms_p50": round(percentile(ms, 50), 2), "ms_p95": round(percentile(ms, 95), 2)}
+    heartbeat = [_timed_ms(store.client.heartbeat) for _ in range(20)]
+    out["heartbeat (HTTP round trip)"] = {
+        "ms_p50": round(percentile(heartbeat, 50), 2),
+        "ms_p95": round(percentile(heartbeat, 95), 2),
+    }
+    return out
 
 
 def _cprofile(call: Callable[[], Any], top: int) -> list[str]:

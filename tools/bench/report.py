@@ -139,6 +139,10 @@ def load_tables(result: dict[str, Any], show_cprofile: bool = False) -> str:
                 top = "\n".join(s["profile"]["cprofile_top"])
                 out.append(f"cProfile of the service search path ({name}), by own time:\n{top}")
     out.append(_phase_table(stores))
+    out.append(_add_profile_table(stores))
+    probe = _chroma_probe_table(stores)
+    if probe:
+        out.append(probe)
     out.append(targets_table(result["targets"]))
     return "\n\n".join(out)
 
@@ -268,6 +272,42 @@ def _phase_table(stores: dict[str, Any]) -> str:
         for p in s["batch_add"]["phases"]
     ]
     return format_table(["store", "phase", "memories", "s", "memories/s"], rows, "Batch-add throughput by phase")
+
+
+def _add_profile_table(stores: dict[str, Any]) -> str:
+    profiles = {name: s["profile"]["batch_add"] for name, s in stores.items() if "batch_add" in s.get("profile", {})}
+    stage_names: list[str] = []
+    for p in profiles.values():
+        stage_names += [k for k in p["stages_ms_per_batch"] if k not in stage_names]
+    rows = [
+        [
+            name,
+            p["memories"],
+            fmt_num(stores[name]["batch_add"]["per_s"]),
+            fmt_num(p["per_s"]),
+            fmt_ms(p["batch_ms_mean"]),
+        ]
+        + [fmt_ms(p["stages_ms_per_batch"].get(stage)) for stage in stage_names]
+        for name, p in profiles.items()
+    ]
+    return format_table(
+        ["store", "memories", "HTTP adds/s", "in-process adds/s", "ms/batch", *stage_names],
+        rows,
+        "Where a batch-add's time goes, ms per batch (MemoryService.add_memories in-process, after the host stopped)",
+    )
+
+
+def _chroma_probe_table(stores: dict[str, Any]) -> str | None:
+    probe = stores.get("chroma", {}).get("profile", {}).get("chroma_server_query_ms")
+    if not probe:
+        return None
+    rows = [[name, fmt_ms(v["ms_p50"]), fmt_ms(v["ms_p95"])] for name, v in probe.items()]
+    user = stores["chroma"]["profile"]["user_memories"]
+    return format_table(
+        ["Chroma collection.query", "p50 ms", "p95 ms"],
+        rows,
+        f"The Chroma server's own time (chromadb client straight to the server; the user has {user:,} memories)",
+    )
 
 
 def load_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
