@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 response.raise_for_status()
                 totals.append((time.perf_counter() - started) * 1000)
-            llm_ms = [r.duration_ms for r in llm.chat_requests() if getattr(r, "duration_ms", None) is not None]
+            llm_ms = [r.duration_ms for r in llm.chat_requests() if r.duration_ms is not None]
         finally:
             host.stop()
 
-    llm_per_turn = (sum(llm_ms) / args.turns) if llm_ms else 0.0
+    llm_per_turn = sum(ms for ms in llm_ms if ms is not None) / args.turns
     result: dict[str, Any] = {
         "turns": args.turns,
         "seeded_memories": args.memories,
