@@ -33,6 +33,8 @@ class EmbeddedQdrantStore:
         self._store = store
         self._lock = threading.RLock()
         self._by_user: dict[str, set[str]] | None = None
+        # Each user's row numbers in local mode's arrays, rebuilt after a write touching the user.
+        self._rows_cache: dict[str, np.ndarray] = {}
         self._fast = True
 
     # --- pass-through, serialised ------------------------------------------------------------
@@ -116,23 +118,30 @@ class EmbeddedQdrantStore:
     def _index(self, point_id: str, user_id: Any) -> None:
         if self._by_user is not None and user_id is not None:
             self._by_user.setdefault(str(user_id), set()).add(point_id)
+            self._rows_cache.pop(str(user_id), None)
 
     def _unindex(self, point_id: str) -> None:
         if self._by_user is not None:
-            for ids in self._by_user.values():
-                ids.discard(point_id)
+            for user, ids in self._by_user.items():
+                if point_id in ids:
+                    ids.discard(point_id)
+                    self._rows_cache.pop(user, None)
 
-    def _rows(self, user_id: str) -> tuple[Any, builtins.list[int]]:
+    def _rows(self, user_id: str) -> tuple[Any, np.ndarray]:
         collection = self._collection()
-        ids = self._user_index().get(user_id, set())
-        internal = [collection.ids[_point_key(collection, point_id)] for point_id in ids]
-        return collection, [i for i in internal if not collection.deleted[i]]
+        rows = self._rows_cache.get(user_id)
+        if rows is None:
+            ids = self._user_index().get(user_id, set())
+            internal = (collection.ids[_point_key(collection, point_id)] for point_id in ids)
+            rows = np.array(sorted(i for i in internal if not collection.deleted[i]), dtype=np.int64)
+            self._rows_cache[user_id] = rows
+        return collection, rows
 
     def _user_search(self, user_id: str, query_vector: Any, top_k: int) -> builtins.list[Any]:
         from qdrant_client.http.models import ScoredPoint
 
         collection, rows = self._rows(user_id)
-        if not rows:
+        if not len(rows):
             return []
         name = next(iter(collection.vectors))
         matrix = collection.vectors[name][rows]
@@ -157,10 +166,9 @@ class EmbeddedQdrantStore:
     def _user_list(self, user_id: str, top_k: int) -> tuple[builtins.list[Any], None]:
         from qdrant_client.http.models import Record
 
-        collection, rows = self._rows(user_id)
-        rows.sort()
+        collection, rows = self._rows(user_id)  # already in row order
         return (
-            [Record(id=collection.ids_inv[i], payload=deepcopy(collection.payload[i])) for i in rows[:top_k]],
+            [Record(id=collection.ids_inv[int(i)], payload=deepcopy(collection.payload[int(i)])) for i in rows[:top_k]],
             None,
         )
 
