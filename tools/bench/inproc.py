@@ -45,13 +45,14 @@ def build_service(settings: Settings) -> MemoryService:
     return runtime._build_memory_service(settings)
 
 
-def build_plain_mem0(settings: Settings) -> Any:
+def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
     """Plain mem0 `Memory` on the same store kind and embedder, with mem0's own SQLite history.
 
     Only what mem0 cannot do by itself here is supplied: our ONNX embedder (mem0's FastEmbed wrapper
     cannot load a model from a folder), the inert LLM, and no BM25 model (mem0 would fetch one from
     a hub). None of the service's own store work is applied (shared.backends.build_memory wraps the
     embedded Qdrant with a user index and tunes its SQLite commits): that is what we measure against.
+    `client` shares an open store client (the embedded Qdrant folder admits one client per process).
     """
     from shared.backends import build_embedder, build_vector_store_config, prepare_mem0_environment
     from shared.llm import NoChatModel
@@ -63,8 +64,9 @@ def build_plain_mem0(settings: Settings) -> Any:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = build_embedder(settings)
+    store = build_vector_store_config(settings) if client is None else _store_config(settings, client)
     config = MemoryConfig(
-        vector_store=build_vector_store_config(settings),
+        vector_store=store,
         embedder={"provider": "openai", "config": {"api_key": "unused", "embedding_dims": embedder.dims}},
         llm={"provider": "openai", "config": {"api_key": "unused"}},
         history_db_path=str(settings.data_dir / "mem0-history.db"),
@@ -77,6 +79,19 @@ def build_plain_mem0(settings: Settings) -> Any:
     if not isinstance(memory.db, SQLiteManager):
         raise RuntimeError(f"mem0 built {type(memory.db).__name__} for its history, expected SQLiteManager")
     return memory
+
+
+def _store_config(settings: Settings, client: Any) -> dict[str, Any]:
+    if settings.vector_store == "chroma":
+        return {"provider": "chroma", "config": {"collection_name": settings.collection_name, "client": client}}
+    return {
+        "provider": "qdrant",
+        "config": {
+            "collection_name": settings.collection_name,
+            "embedding_model_dims": settings.resolved_embedding_dims,
+            "client": client,
+        },
+    }
 
 
 def close_memory(memory: Any) -> None:

@@ -365,15 +365,18 @@ def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store
 def _profile(
     data_dir: Path, extra: dict[str, str], user: str, queries: list[str], http_p50: float, config: LoadConfig
 ) -> dict[str, Any]:
-    """Search and batch-add profiles in-process on the host's data, then plain mem0 on the same data."""
+    """Search and batch-add profiles in-process on the host's data, beside plain mem0 on the same data."""
     from shared.models import MemoryInput
     from tools.bench.inproc import build_plain_mem0, build_service, close_memory, settings_for
-    from tools.bench.profile import probe_chroma, profile_adds, profile_search, time_plain_mem0
+    from tools.bench.profile import probe_chroma, profile_adds, profile_search
 
     settings = settings_for(data_dir, extra)
     service = build_service(settings)
+    plain = None
     try:
-        profile = profile_search(service, user, queries, http_p50, budget_s=config.search_budget_s)
+        # The raw client under the service's store wrapper: plain mem0 gets none of the wrapper.
+        plain = build_plain_mem0(settings, client=service.memory.vector_store.client)
+        profile = profile_search(service, plain, user, queries, http_p50, budget_s=config.search_budget_s)
         if settings.vector_store == "chroma":
             profile["chroma_server_query_ms"] = probe_chroma(
                 service.memory.vector_store, service.embedder, user, queries[:30]
@@ -381,21 +384,16 @@ def _profile(
         # Last, and for a user of its own: these writes must not change what was measured above.
         scratch = f"{user}-add-profile"
         stream = memory_stream(config.seed, scratch)
+        size = config.batch_size
         batches = [
-            [
-                MemoryInput.model_validate(item)
-                for item in memory_items(stream, config.batch_size, i * config.batch_size)
-            ]
-            for i in range(ADD_PROFILE_BATCHES)
+            [MemoryInput.model_validate(item) for item in memory_items(stream, size, i * size)]
+            for i in range(ADD_PROFILE_BATCHES + 1)
         ]
         profile["batch_add"] = profile_adds(service, batches, scratch)
     finally:
+        if plain is not None:
+            close_memory(plain)
         close_memory(service.memory)
-    plain = build_plain_mem0(settings)
-    try:
-        profile.update(time_plain_mem0(plain, user, queries, budget_s=config.search_budget_s))
-    finally:
-        close_memory(plain)
     return profile
 
 

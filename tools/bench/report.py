@@ -341,7 +341,7 @@ def load_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             add(label, name, f"<= {SEARCH_P95_MS:.0f}", None, None)
         p = s.get("profile")
         if p:
-            base = p.get("plain_mem0_ms_p50")
+            base = p["plain_mem0_ms_p50"]
             http = overhead(p["http_ms_p50"], base)
             add(
                 "search p50 overhead over plain mem0, through HTTP (ratio)",
