@@ -4,5 +4,5 @@
     python -m tools.bench load [--sizes 1000,10000] [--others 50000] [--store embedded|chroma|both] [--quick]
 
 Both talk to the service over HTTP, as a client would; unless `--url` is given they start their own
-dev host on the zero-setup default with a fresh data folder, and stop it. See tools/bench/README.md.
+dev host on the zero-setup default with a fresh data folder, and stop it. See "Benchmarks" in README.md.
 """

@@ -1,4 +1,4 @@
-"""Command line of the benchmarks: `python -m tools.bench locomo|load ...` (see tools/bench/README.md)."""
+"""Command line of the benchmarks: `python -m tools.bench locomo|load ...` (see "Benchmarks" in README.md)."""
 
 from __future__ import annotations
 
