@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from shared.breaker import Admission, CircuitBreaker
 from shared.errors import BackendUnavailable, ConfigurationProblem, ServiceError
 
 if TYPE_CHECKING:
@@ -533,7 +534,6 @@ class GraphStore:
         context_limit: int = 40,
         max_entities: int = 30,
         max_relations: int = 30,
-        failure_cooldown: float = 5.0,
         connection_timeout: float = 3.0,
         max_retry_time: float = 2.0,
         query_timeout: float = 15.0,
@@ -547,14 +547,14 @@ class GraphStore:
         self.context_limit = context_limit
         self.max_entities = max_entities
         self.max_relations = max_relations
-        self.failure_cooldown = failure_cooldown
         self.connection_timeout = connection_timeout
         self.max_retry_time = max_retry_time
         self.query_timeout = query_timeout
         self._driver: Driver | None = None
         self._schema_ready = False
         self._lock = threading.Lock()
-        self._down_until = 0.0
+        # Fail fast during an outage, serve again on the first call after it (see shared/breaker.py).
+        self.breaker = CircuitBreaker()
 
     # --- connection ------------------------------------------------------------------------------
     def driver(self) -> Driver:
@@ -622,25 +622,33 @@ class GraphStore:
 
     @contextmanager
     def _neo4j(self, what: str) -> Iterator[None]:
-        """Map driver errors to service errors and trip the breaker on an outage."""
-        if time.monotonic() < self._down_until:
-            raise GraphUnavailable("the graph store failed moments ago; retry later")
+        """Map driver errors to service errors, and pass through the breaker.
+
+        While the breaker is open the call is refused if another one is already trying; otherwise
+        it is the trial, and a connectivity probe runs first: a refused connection costs
+        milliseconds, where the real work would spend the driver's whole retry budget.
+        """
+        admission = self.breaker.admit()
+        if admission is Admission.REFUSED:
+            raise GraphUnavailable("the graph store is unavailable; retry later")
+        reached: bool | None = None
         try:
+            if admission is Admission.TRIAL:
+                self.driver().verify_connectivity()
             yield
+            reached = True
         except Exception as error:
             mapped = _classify(error)
             if mapped is None:
                 raise
             if isinstance(mapped, GraphUnavailable):
-                # Fail fast for a few seconds instead of paying the driver's connect and retry
-                # budget on every request while Neo4j is down.
-                self._down_until = time.monotonic() + self.failure_cooldown
+                reached = False
                 logger.warning("graph %s failed: %s: %s", what, type(error).__name__, error)
             if mapped is error:
                 raise
             raise mapped from error
-        else:
-            self._down_until = 0.0
+        finally:
+            self.breaker.record(admission, reached=reached)
 
     def _run(self, access: Literal["read", "write"], work: Callable[[ManagedTransaction], T], what: str) -> T:
         """Run `work` as one managed transaction (retried by the driver on transient errors)."""
@@ -657,12 +665,15 @@ class GraphStore:
             return session.execute_write(timed)
 
     def health(self) -> dict[str, Any]:
-        """A real round trip to Neo4j (ignores the breaker); never raises."""
+        """A real round trip to Neo4j (whatever the breaker says, and it tells the breaker); never raises."""
         started = time.perf_counter()
         try:
             self.driver().verify_connectivity()
+            self.breaker.succeeded()
             status: dict[str, Any] = {"kind": "neo4j", "status": "ok", "schema_ready": self._schema_ready}
         except Exception as error:
+            if isinstance(_classify(error), GraphUnavailable):
+                self.breaker.failed()
             status = {"kind": "neo4j", "status": "down", "error": f"{type(error).__name__}: {error}"[:300]}
         status["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return status
@@ -699,9 +710,9 @@ class GraphStore:
 
         if limit <= 0 or not query.strip():
             return []
-        # Check the breaker before embedding: an outage should cost nothing.
-        if time.monotonic() < self._down_until:
-            raise GraphUnavailable("the graph store failed moments ago; retry later")
+        # Check the breaker before embedding: a refused call should cost nothing.
+        if self.breaker.would_refuse():
+            raise GraphUnavailable("the graph store is unavailable; retry later")
         query_vector = np.asarray(vector if vector is not None else self.embedder.embed(query, "search"), np.float32)
         norm = float(np.linalg.norm(query_vector))
         query_vector = query_vector / norm if norm else query_vector

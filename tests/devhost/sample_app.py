@@ -171,6 +171,9 @@ def _conversion() -> func.Blueprint:
 
     @bp.route(route="slow", methods=["GET"])
     def slow(req: func.HttpRequest) -> str:
+        # `started` names a file to create once the handler runs, so a test can wait for that.
+        if started := req.params.get("started"):
+            open(started, "x").close()
         time.sleep(min(float(req.params.get("seconds", "0.5")), 5.0))
         return "done"
 

@@ -74,10 +74,9 @@ def test_python_m_tools_devhost_serves_over_http(tmp_path: Path) -> None:
             return f"exited with {proc.returncode}" if proc.poll() is not None else None
 
         try:
-            seconds = wait_until(lambda: http_status(f"{base}/ping") == 200, 30, what="dev host", abort=exited)
+            wait_until(lambda: http_status(f"{base}/ping") == 200, 30, what="dev host", abort=exited)
         except Exception as exc:
             raise AssertionError(log_path.read_text()) from exc
-        assert seconds < 15
 
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/items/special").json() == {"route": "special"}
@@ -111,6 +110,7 @@ def test_python_m_tools_devhost_serves_over_http(tmp_path: Path) -> None:
 def test_sigint_while_a_request_runs_finishes_it_then_exits(tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "devhost.log"
+    started = tmp_path / "handler-started"
     argv = [sys.executable, "-m", "tools.devhost", "--app", "tests.devhost.sample_app:app", "--port", str(port)]
     argv += ["--host-json", "tests/devhost/host.json"]
     base = f"http://127.0.0.1:{port}"
@@ -121,8 +121,11 @@ def test_sigint_while_a_request_runs_finishes_it_then_exits(tmp_path: Path) -> N
 
         async def slow_request_then_sigint() -> httpx.Response:
             async with httpx.AsyncClient(base_url=base, timeout=20) as client:
-                in_flight = asyncio.ensure_future(client.get("/slow", params={"seconds": "1"}))
-                await asyncio.sleep(0.3)
+                params = {"seconds": "2", "started": str(started)}
+                in_flight = asyncio.ensure_future(client.get("/slow", params=params))
+                while not started.exists():  # the request is in the handler before the signal
+                    assert not in_flight.done(), in_flight.result().text
+                    await asyncio.sleep(0.05)
                 proc.send_signal(signal.SIGINT)
                 return await in_flight
 
