@@ -243,11 +243,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         version: '3.11'
       }
     }
+    // App settings are not here but in the appsettings resource below, their one place.
     siteConfig: {
-      appSettings: [for setting in items(appSettings): {
-        name: setting.key
-        value: setting.value
-      }]
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -268,6 +265,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmIpSecurityRestrictionsUseMain: false
     }
   }
+}
+
+// The app settings, as their own resource (like the Flex Consumption azd template). Writing them
+// replaces the app's whole set, so the settings already on the app (added in the portal or by a tool)
+// are read first and kept; where a name is in both, the value declared here wins. A setting removed
+// from this file therefore stays on the app until it is deleted there.
+resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_63: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_65: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_66: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_80: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_88: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_222: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(list('${functionApp.id}/config/appsettings', '2024-04-01').properties, appSettings)
 }
 
 // No publishing with user names and passwords, neither FTP nor the deployment endpoint.

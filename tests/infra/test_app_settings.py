@@ -85,19 +85,45 @@ def function_app(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return templates["app/function-app.bicep"]
 
 
+def _app_settings_resources(function_app: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in function_app["resources"].items()
+        if resource["type"] == "Microsoft.Web/sites/config" and resource_body(resource)["name"] == "appsettings"
+    }
+
+
 @pytest.fixture(scope="module")
 def app_settings(function_app: dict[str, Any]) -> dict[str, list[Any]]:
     """Every app setting the Bicep can produce (all branches), with every value it can take."""
-    site = function_app["resources"]["functionApp"]["config"]
-    loop = site["properties"]["siteConfig"]["appSettings"]
-    # siteConfig.appSettings is `[for setting in items(appSettings): {name, value}]`.
-    assert "appSettings" in list(strings(loop)), "siteConfig.appSettings must be built from the appSettings variable"
+    resources = _app_settings_resources(function_app)
+    assert list(resources) == ["appSettingsConfig"], "the app settings are one sites/config 'appsettings' resource"
+    properties = resource_body(resources["appSettingsConfig"])["properties"]
+    # properties is `union(<the settings already on the app>, appSettings)`.
+    assert properties["function"]["type"] == "union"
+    assert properties["function"]["parameters"]["arg_2"] == "appSettings", "the declared settings must win"
     settings: dict[str, list[Any]] = {}
     for literal in object_literals("appSettings", function_app["variables"]):
         for key, value in literal.items():
             settings.setdefault(key, []).append(value)
     assert settings, "no app setting found in function-app.bicep"
     return settings
+
+
+def test_app_settings_are_declared_in_one_place(function_app: dict[str, Any]) -> None:
+    # Not inline in the site as well: siteConfig.appSettings would replace the set on every provision.
+    site = resource_body(function_app["resources"]["functionApp"])
+    assert "appSettings" not in site["properties"]["siteConfig"]
+    config = resource_body(function_app["resources"]["appSettingsConfig"])
+    assert config["parent"] == "functionApp"
+
+
+def test_settings_set_outside_bicep_are_kept(function_app: dict[str, Any]) -> None:
+    current = resource_body(function_app["resources"]["appSettingsConfig"])["properties"]["function"]["parameters"]
+    listed = current["arg_1"]["operator"]["operands"]["operand_1"]["function"]
+    assert listed["type"] == "list_func" and listed["parameters"]["func_name"] == "list"
+    assert listed["parameters"]["resource_identifier"] == "${functionApp.id}/config/appsettings"
+    assert current["arg_1"]["operator"]["operands"]["operand_2"] == "properties"
 
 
 def _upper(names: set[str]) -> dict[str, str]:
