@@ -16,6 +16,42 @@ param environmentName string
 
 @minLength(1)
 @description('Region of all resources; it must offer Flex Consumption (and the models, unless openAiLocation is set).')
+// The regions that offer Flex Consumption (the list of the official Flex Consumption azd template,
+// Nov 2025), so that another region fails before anything is created rather than at the plan.
+// `az functionapp list-flexconsumption-locations` gives the current list; add new regions here.
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'

@@ -73,6 +73,14 @@ def description(parameter: dict[str, Any]) -> str | None:
     return None
 
 
+def decorator(parameter: dict[str, Any], kind: str) -> Any:
+    """The argument of a parameter's decorator (`allowed`, `min_value`, `max_value`, `metadata`...), or None."""
+    for item in parameter.get("decorators") or []:
+        if item.get("type") == kind:
+            return item.get("argument")
+    return None
+
+
 def is_secure(parameter: dict[str, Any]) -> bool:
     return any(decorator.get("type") == "secure" for decorator in parameter.get("decorators") or [])
 

@@ -1,0 +1,35 @@
+"""Parameters of main.bicep that decide whether `azd up` works at all: the region, and what azd must
+be able to fill without asking (`azd up --no-prompt`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from infra_support import REPO_ROOT, decorator
+
+
+def _deploy_section() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("## Deploy to Azure")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end > 0 else None]
+
+
+def test_location_is_limited_to_flex_consumption_regions(main_template: dict[str, Any]) -> None:
+    location = main_template["parameters"]["location"]
+    regions = decorator(location, "allowed")
+    assert regions, "location needs @allowed with the regions that offer Flex Consumption"
+    assert all(re.fullmatch(r"[a-z]+[0-9]?", region) for region in regions), "ARM region names: lowercase, no spaces"
+    assert regions == sorted(set(regions)), "keep the list sorted and without duplicates"
+    # Regions Flex Consumption has offered from its first release, and the ones the README suggests.
+    assert {"eastus", "eastus2", "swedencentral", "westeurope", "australiaeast"} <= set(regions)
+    examples = [
+        next(part for part in match if part)
+        for match in re.findall(r"AZURE_LOCATION (\w+)|--location (\w+)|location=(\w+)", _deploy_section())
+    ]
+    assert examples, "the deploy section shows the region in its commands"
+    for region in examples:
+        assert region in regions, f"the README deploys to {region}, which location does not allow"
+    # azd still offers its region picker, filtered to the allowed ones.
+    assert decorator(location, "metadata") == {"azd": {"type": "location"}}
