@@ -84,8 +84,8 @@ param principalType string = 'User'
 ])
 param apimSkuName string = 'BasicV2'
 
-@description('Email that receives API Management system notifications.')
-param apimPublisherEmail string
+@description('Email that receives API Management system notifications; the default is a placeholder that receives nothing.')
+param apimPublisherEmail string = 'noreply@example.com'
 
 @description('Organization name shown in API Management notifications and the developer portal.')
 param apimPublisherName string = 'Memory Layer'

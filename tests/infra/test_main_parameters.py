@@ -3,10 +3,11 @@ be able to fill without asking (`azd up --no-prompt`)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from infra_support import REPO_ROOT, decorator
+from infra_support import INFRA, REPO_ROOT, decorator, has_default
 
 
 def _deploy_section() -> str:
@@ -33,3 +34,32 @@ def test_location_is_limited_to_flex_consumption_regions(main_template: dict[str
         assert region in regions, f"the README deploys to {region}, which location does not allow"
     # azd still offers its region picker, filtered to the allowed ones.
     assert decorator(location, "metadata") == {"azd": {"type": "location"}}
+
+
+def _parameters_file() -> dict[str, Any]:
+    parameters: dict[str, Any] = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    return parameters
+
+
+def test_publisher_email_needs_no_prompt(main_template: dict[str, Any]) -> None:
+    # `azd up --no-prompt` stops at any parameter azd would have to ask for.
+    email = main_template["parameters"]["apimPublisherEmail"]
+    assert has_default(email) and re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", email["default"])
+    assert _parameters_file()["apimPublisherEmail"]["value"] == "${AZURE_APIM_PUBLISHER_EMAIL=" + email["default"] + "}"
+
+
+def test_azd_defaults_agree_with_the_bicep_defaults(main_template: dict[str, Any]) -> None:
+    # `${VARIABLE=default}` applies when the azd environment lacks the variable; it must not differ
+    # from what the same deployment does with the Azure CLI.
+    checked = 0
+    for name, entry in _parameters_file().items():
+        match = re.fullmatch(r"\$\{[A-Z0-9_]+=([^}]*)\}", entry["value"])
+        parameter = main_template["parameters"][name]
+        if match and has_default(parameter):
+            default = parameter["default"]
+            expected = str(default).lower() if isinstance(default, bool) else str(default)
+            assert match.group(1) == expected, (
+                f"{name}: {match.group(1)!r} in main.parameters.json, {expected!r} in main.bicep"
+            )
+            checked += 1
+    assert checked >= 4
