@@ -100,8 +100,9 @@ param corsAllowedOrigins array = [
 @minValue(1)
 param rateLimitCalls int = 60
 
-@description('Length of the rate-limit period, in seconds.')
+@description('Length of the rate-limit period, in seconds (API Management allows at most 300).')
 @minValue(1)
+@maxValue(300)
 param rateLimitPeriodSeconds int = 60
 
 @description('Calls allowed per subscription in each quota period.')

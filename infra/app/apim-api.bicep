@@ -28,8 +28,9 @@ param corsAllowedOrigins array
 @minValue(1)
 param rateLimitCalls int
 
-@description('Length of the rate-limit period, in seconds.')
+@description('Length of the rate-limit period, in seconds (API Management allows at most 300).')
 @minValue(1)
+@maxValue(300)
 param rateLimitPeriodSeconds int
 
 @description('Calls allowed per subscription in each quota period.')

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from infra_support import INFRA, module_body, resource_body, strings
+from infra_support import INFRA, decorator, module_body, resource_body, strings
 
 POLICIES = INFRA / "app" / "policies"
 APIM_API = INFRA / "app" / "apim-api.bicep"
@@ -72,6 +72,17 @@ def test_consumption_tier_falls_back_to_per_subscription_rate_limit(main_templat
         "apimSkuName == 'Consumption' ? loadTextContent('policies/product-consumption.xml')"
         " : loadTextContent('policies/product.xml')" in APIM_API.read_text()
     )
+
+
+def test_rate_limit_period_is_within_what_api_management_accepts(templates: dict[str, dict[str, Any]]) -> None:
+    # rate-limit and rate-limit-by-key reject a renewal-period over 300 s, and only when the policy is
+    # saved, late in the deployment: both templates refuse such a value up front.
+    for path in ("main.bicep", "app/apim-api.bicep"):
+        parameter = templates[path]["parameters"]["rateLimitPeriodSeconds"]
+        assert decorator(parameter, "min_value") == 1, path
+        assert decorator(parameter, "max_value") == 300, path
+    default = templates["main.bicep"]["parameters"]["rateLimitPeriodSeconds"]["default"]
+    assert 1 <= default <= 300
 
 
 @pytest.mark.parametrize("file_name", ["product.xml", "product-consumption.xml"])
