@@ -146,6 +146,9 @@ param logLevel string = 'INFO'
 ])
 param storageSkuName string = 'Standard_ZRS'
 
+@description('Purge protection on the Key Vault (irreversible once on): a deleted vault cannot be purged, and its name stays taken, for 90 days. Off, `azd down --purge` removes it for good.')
+param keyVaultPurgeProtection bool = false
+
 // --- Azure OpenAI ---------------------------------------------------------------------------
 
 @description('Region of the Azure OpenAI account when it differs from location (model availability); empty means location.')
@@ -298,6 +301,7 @@ module keyVault 'app/keyvault.bicep' = {
     tags: tags
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    purgeProtection: keyVaultPurgeProtection
     neo4jPassword: neo4jPassword
     qdrantApiKey: qdrantApiKey
     chromaAuthToken: chromaAuthToken

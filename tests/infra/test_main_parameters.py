@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from infra_support import INFRA, REPO_ROOT, decorator, has_default
+from infra_support import INFRA, REPO_ROOT, decorator, has_default, module_body, resource_body
 
 
 def _deploy_section() -> str:
@@ -63,3 +63,23 @@ def test_azd_defaults_agree_with_the_bicep_defaults(main_template: dict[str, Any
             )
             checked += 1
     assert checked >= 4
+
+
+def test_key_vault_name_can_be_reused_after_azd_down(templates: dict[str, dict[str, Any]]) -> None:
+    # The vault name is fixed per environment; a purge-protected vault keeps it taken for 90 days
+    # after `azd down`, so purge protection is opt-in and `azd down --purge` frees the name.
+    main = templates["main.bicep"]
+    assert main["parameters"]["keyVaultPurgeProtection"]["default"] is False
+    assert module_body(main["modules"]["keyVault"])["params"]["purgeProtection"] == "keyVaultPurgeProtection"
+    vault = resource_body(templates["app/keyvault.bicep"]["resources"]["vault"])["properties"]
+    assert vault["enableSoftDelete"] is True
+    # The API rejects false on a vault that has purge protection: leave it unset (null) instead.
+    assert vault["enablePurgeProtection"] == {
+        "operator": {
+            "type": "conditional",
+            "operands": {"condition": "purgeProtection", "true_value": True, "false_value": None},
+        }
+    }
+    section = _deploy_section()
+    for needle in ("azd down --purge", "az keyvault purge", "az keyvault recover", "KEY_VAULT_PURGE_PROTECTION"):
+        assert needle in section, f"the deploy section must say how to get past a soft-deleted vault: {needle}"
