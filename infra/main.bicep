@@ -113,6 +113,20 @@ param quotaCalls int = 10000
 @minValue(300)
 param quotaPeriodSeconds int = 86400
 
+@secure()
+@minLength(32)
+@description('Host key API Management sends to the Function App as x-functions-key (kept in Key Vault). azd generates it once and keeps it in the environment; with the Azure CLI, pass a random value and keep it (a new value rotates the key).')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 48
+      noSpecial: true
+    }
+  }
+})
+param functionHostKey string
+
 // --- Function App ---------------------------------------------------------------------------
 
 @description('Memory of each Function App instance, in MB.')
@@ -423,6 +437,7 @@ module apimApi 'app/apim-api.bicep' = {
     apimIdentityClientId: identities.outputs.apimIdentityClientId
     functionAppName: functionApp.outputs.name
     keyVaultName: keyVault.outputs.name
+    functionHostKey: functionHostKey
     corsAllowedOrigins: corsAllowedOrigins
     rateLimitCalls: rateLimitCalls
     rateLimitPeriodSeconds: rateLimitPeriodSeconds
@@ -430,6 +445,7 @@ module apimApi 'app/apim-api.bicep' = {
     quotaPeriodSeconds: quotaPeriodSeconds
   }
   // APIM reads the function key from Key Vault with its identity when the named value is created.
+  // The host key is written to the app after its settings (the module waits for functionApp).
   dependsOn: [
     rbac
   ]

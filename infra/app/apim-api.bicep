@@ -1,6 +1,6 @@
 // What API Management serves: the Memory Layer API imported from the app's OpenAPI document, the
-// product callers subscribe to, the policies (checked-in XML), and the function key APIM sends to the
-// Function App, kept in Key Vault and exposed to policies as a secret named value.
+// product callers subscribe to, the policies (checked-in XML), and the host key APIM sends to the
+// Function App: declared on the app, kept in Key Vault and exposed to policies as a secret named value.
 
 @description('Name of the API Management service.')
 param apimName string
@@ -16,6 +16,11 @@ param functionAppName string
 
 @description('Name of the Key Vault that stores the function key.')
 param keyVaultName string
+
+@secure()
+@description('Value of the host key APIM sends to the Function App (x-functions-key).')
+@minLength(32)
+param functionHostKey string
 
 @description('URL suffix of the API on the gateway; empty keeps the app paths (/api/..., /health) unchanged.')
 param apiPath string = ''
@@ -53,14 +58,26 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
-// The host key APIM presents as x-functions-key. It goes straight from the Function App into Key
-// Vault: it is never a template output, a parameter or a plain named value.
+// The host key APIM presents as x-functions-key: a named host key declared on the app, rather than
+// the default key read back with listKeys(), which a just-created app with no code yet may not be
+// able to answer. Its value comes from the deployment and goes to Key Vault unchanged, so the app
+// and APIM hold the same key by construction. Bicep has no types for this resource type (warning
+// BCP081, not an error); the Functions docs declare host keys this way ("Function access keys").
+resource apimHostKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
+  name: '${functionApp.name}/default/apim'
+  properties: {
+    name: 'apim'
+    value: functionHostKey
+  }
+}
+
+// The same value in Key Vault, where APIM reads it: never a template output or a plain named value.
 resource functionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_41: the value is the Function App's host key, rewritten on every deployment; an expiry date would cut API Management off the app.
+  // checkov:skip=CKV_AZURE_41: the value is the host key APIM sends; it changes only with the functionHostKey parameter, and an expiry date would cut API Management off the app.
   parent: vault
   name: 'function-key-apim'
   properties: {
-    value: listKeys('${functionApp.id}/host/default', '2024-04-01').functionKeys.default
+    value: functionHostKey
     contentType: 'text/plain'
   }
 }
@@ -77,6 +94,10 @@ resource functionKeyNamedValue 'Microsoft.ApiManagement/service/namedValues@2024
       identityClientId: apimIdentityClientId
     }
   }
+  // The app accepts the key before APIM starts sending it.
+  dependsOn: [
+    apimHostKey
+  ]
 }
 
 resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
