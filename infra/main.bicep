@@ -142,6 +142,11 @@ param functionInstanceMemoryMB int = 2048
 @maxValue(1000)
 param functionMaximumInstanceCount int = 100
 
+@description('Always-ready instances of the HTTP functions: kept running, so calls skip the cold start, and billed while idle. 0 (default) scales to zero.')
+@minValue(0)
+@maxValue(40)
+param functionAlwaysReadyInstances int = 0
+
 @description('Python log level of the service.')
 @allowed([
   'DEBUG'
@@ -393,6 +398,7 @@ module functionApp 'app/function-app.bicep' = {
     planName: '${abbrs.webServerFarms}${resourceToken}'
     instanceMemoryMB: functionInstanceMemoryMB
     maximumInstanceCount: functionMaximumInstanceCount
+    alwaysReadyInstances: functionAlwaysReadyInstances
     identityId: identities.outputs.functionIdentityId
     identityClientId: identities.outputs.functionIdentityClientId
     storageBlobEndpoint: storage.outputs.blobEndpoint

@@ -221,3 +221,33 @@ def test_access_restrictions_are_fed_with_the_apim_addresses(main_template: dict
 
     params = module_body(main_template["modules"]["functionApp"])["params"]
     assert "outboundIpAddresses" in list(strings(params["allowedCallerIpAddresses"]))
+
+
+def test_always_ready_instances_are_opt_in(function_app: dict[str, Any], main_template: dict[str, Any]) -> None:
+    from infra_support import REPO_ROOT, decorator, module_body
+
+    parameter = main_template["parameters"]["functionAlwaysReadyInstances"]
+    assert parameter["default"] == 0, "none by default: the app scales to zero and costs nothing at rest"
+    assert decorator(parameter, "min_value") == 0
+    # Never more than the instances the plan may run (its lowest allowed maximum).
+    maximum = main_template["parameters"]["functionMaximumInstanceCount"]
+    assert decorator(parameter, "max_value") <= decorator(maximum, "min_value")
+    params = module_body(main_template["modules"]["functionApp"])["params"]
+    assert params["alwaysReadyInstances"] == "functionAlwaysReadyInstances"
+
+    scale = resource_body(function_app["resources"]["functionApp"])["properties"]["functionAppConfig"]
+    always_ready = scale["scaleAndConcurrency"]["alwaysReady"]["operator"]
+    assert always_ready["type"] == "conditional"
+    assert always_ready["operands"]["condition"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "alwaysReadyInstances", "operand_2": 0}}
+    }
+    assert always_ready["operands"]["true_value"] == []
+    # Every function is HTTP-triggered: they form Flex Consumption's one 'http' scale group.
+    assert always_ready["operands"]["false_value"] == [{"name": "http", "instanceCount": "alwaysReadyInstances"}]
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    costs = readme[readme.index("### What it costs at rest") :]
+    costs = costs[: costs.index("\n### ", 4)]
+    assert "functionAlwaysReadyInstances" in costs and "always-ready" in costs, (
+        "the cost of always-ready instances belongs in the cost section"
+    )
