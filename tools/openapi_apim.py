@@ -97,8 +97,9 @@ def apim_document(document: dict[str, Any]) -> dict[str, Any]:
         "schemas": {**converted, **_named_response_bodies(out["paths"], set(converted))},
         **({"responses": responses} if responses else {}),
     }
-    if document.get("servers"):
-        out["servers"] = document["servers"]
+    for key in ("servers", "tags"):
+        if document.get(key):
+            out[key] = document[key]
     return out
 
 
@@ -110,19 +111,18 @@ def _shared_error_responses(paths: dict[str, Any]) -> dict[str, Any]:
     """
     shared: dict[str, Any] = {}
     names: dict[str, str] = {}
-    for item in paths.values():
-        for operation in item.values():
-            for code, response in (operation.get("responses") or {}).items():
-                if code.startswith("2"):
-                    continue
-                key = json.dumps(response, sort_keys=True)
-                if key not in names:
-                    name = f"Error{code}"
-                    suffix = 2
-                    while name in shared:
-                        name, suffix = f"Error{code}_{suffix}", suffix + 1
-                    names[key], shared[name] = name, response
-                operation["responses"][code] = {"$ref": f"#/components/responses/{names[key]}"}
+    for operation in _operations(paths):
+        for code, response in (operation.get("responses") or {}).items():
+            if code.startswith("2"):
+                continue
+            key = json.dumps(response, sort_keys=True)
+            if key not in names:
+                name = f"Error{code}"
+                suffix = 2
+                while name in shared:
+                    name, suffix = f"Error{code}_{suffix}", suffix + 1
+                names[key], shared[name] = name, response
+            operation["responses"][code] = {"$ref": f"#/components/responses/{names[key]}"}
     return shared
 
 
@@ -135,23 +135,26 @@ def _named_response_bodies(paths: dict[str, Any], taken: set[str]) -> dict[str, 
     """
     named: dict[str, Any] = {}
     names: dict[str, str] = {}
-    for item in paths.values():
-        for operation in item.values():
-            for code, response in (operation.get("responses") or {}).items():
-                media = (response.get("content") or {}).get("application/json")
-                if not code.startswith("2") or media is None or "$ref" in media["schema"]:
-                    continue
-                body = media["schema"]
-                key = json.dumps(body, sort_keys=True)
-                if key not in names:
-                    data_ref = str(((body.get("properties") or {}).get("data") or {}).get("$ref", ""))
-                    base = data_ref.rsplit("/", 1)[-1] if data_ref else _pascal(operation["operationId"])
-                    name, suffix = f"{base}Response", 2
-                    while name in taken or name in named:
-                        name, suffix = f"{base}Response{suffix}", suffix + 1
-                    names[key], named[name] = name, body
-                media["schema"] = {"$ref": f"#/components/schemas/{names[key]}"}
+    for operation in _operations(paths):
+        for code, response in (operation.get("responses") or {}).items():
+            media = (response.get("content") or {}).get("application/json")
+            if not code.startswith("2") or media is None or "$ref" in media["schema"]:
+                continue
+            body = media["schema"]
+            key = json.dumps(body, sort_keys=True)
+            if key not in names:
+                data_ref = str(((body.get("properties") or {}).get("data") or {}).get("$ref", ""))
+                base = data_ref.rsplit("/", 1)[-1] if data_ref else _pascal(operation["operationId"])
+                name, suffix = f"{base}Response", 2
+                while name in taken or name in named:
+                    name, suffix = f"{base}Response{suffix}", suffix + 1
+                names[key], named[name] = name, body
+            media["schema"] = {"$ref": f"#/components/schemas/{names[key]}"}
     return named
+
+
+def _operations(paths: dict[str, Any]) -> list[dict[str, Any]]:
+    return [operation for item in paths.values() for method, operation in item.items() if method in _METHODS]
 
 
 def _pascal(name: str) -> str:

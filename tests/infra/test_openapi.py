@@ -271,3 +271,35 @@ def test_what_30_cannot_say_is_refused_not_passed_through(schema: dict[str, Any]
     }
     with pytest.raises(UnsupportedConstruct):
         apim_document(source)
+
+
+def test_shared_responses_and_bodies_become_components() -> None:
+    error = {
+        "description": "Throttled",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/E"}}},
+    }
+    envelope = {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/D"}}}
+    ok = {"description": "OK", "content": {"application/json": {"schema": envelope}}}
+    source = {
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/a/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {"operationId": "a_get", "responses": {"200": ok, "429": error}},
+                "delete": {"operationId": "a_delete", "responses": {"200": ok, "429": error}},
+            }
+        },
+        "components": {"schemas": {"E": {"type": "object"}, "D": {"type": "object"}}},
+    }
+    rendered = apim_document(source)
+    item = rendered["paths"]["/a/{id}"]
+    assert item["parameters"][0]["name"] == "id"
+    for method in ("get", "delete"):
+        assert item[method]["responses"]["429"] == {"$ref": "#/components/responses/Error429"}
+        assert item[method]["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/DResponse"
+        }
+    assert rendered["components"]["responses"] == {"Error429": error}
+    assert rendered["components"]["schemas"]["DResponse"] == envelope
+    validate(rendered, cls=OpenAPIV30SpecValidator)
