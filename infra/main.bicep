@@ -16,6 +16,42 @@ param environmentName string
 
 @minLength(1)
 @description('Region of all resources; it must offer Flex Consumption (and the models, unless openAiLocation is set).')
+// The regions that offer Flex Consumption (the list of the official Flex Consumption azd template,
+// Nov 2025), so that another region fails before anything is created rather than at the plan.
+// `az functionapp list-flexconsumption-locations` gives the current list; add new regions here.
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -48,8 +84,8 @@ param principalType string = 'User'
 ])
 param apimSkuName string = 'BasicV2'
 
-@description('Email that receives API Management system notifications.')
-param apimPublisherEmail string
+@description('Email that receives API Management system notifications; the default is a placeholder that receives nothing.')
+param apimPublisherEmail string = 'noreply@example.com'
 
 @description('Organization name shown in API Management notifications and the developer portal.')
 param apimPublisherName string = 'Memory Layer'
@@ -64,8 +100,9 @@ param corsAllowedOrigins array = [
 @minValue(1)
 param rateLimitCalls int = 60
 
-@description('Length of the rate-limit period, in seconds.')
+@description('Length of the rate-limit period, in seconds (API Management allows at most 300).')
 @minValue(1)
+@maxValue(300)
 param rateLimitPeriodSeconds int = 60
 
 @description('Calls allowed per subscription in each quota period.')
@@ -75,6 +112,20 @@ param quotaCalls int = 10000
 @description('Length of the quota period, in seconds (86400 = one day).')
 @minValue(300)
 param quotaPeriodSeconds int = 86400
+
+@secure()
+@minLength(32)
+@description('Host key API Management sends to the Function App as x-functions-key (kept in Key Vault). azd generates it once and keeps it in the environment; with the Azure CLI, pass a random value and keep it (a new value rotates the key).')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 48
+      noSpecial: true
+    }
+  }
+})
+param functionHostKey string
 
 // --- Function App ---------------------------------------------------------------------------
 
@@ -90,6 +141,11 @@ param functionInstanceMemoryMB int = 2048
 @minValue(40)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 100
+
+@description('Always-ready instances of the HTTP functions: kept running, so calls skip the cold start, and billed while idle. 0 (default) scales to zero.')
+@minValue(0)
+@maxValue(40)
+param functionAlwaysReadyInstances int = 0
 
 @description('Python log level of the service.')
 @allowed([
@@ -108,6 +164,9 @@ param logLevel string = 'INFO'
   'Standard_GZRS'
 ])
 param storageSkuName string = 'Standard_ZRS'
+
+@description('Purge protection on the Key Vault (irreversible once on): a deleted vault cannot be purged, and its name stays taken, for 90 days. Off, `azd down --purge` removes it for good.')
+param keyVaultPurgeProtection bool = false
 
 // --- Azure OpenAI ---------------------------------------------------------------------------
 
@@ -261,6 +320,7 @@ module keyVault 'app/keyvault.bicep' = {
     tags: tags
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    purgeProtection: keyVaultPurgeProtection
     neo4jPassword: neo4jPassword
     qdrantApiKey: qdrantApiKey
     chromaAuthToken: chromaAuthToken
@@ -338,6 +398,7 @@ module functionApp 'app/function-app.bicep' = {
     planName: '${abbrs.webServerFarms}${resourceToken}'
     instanceMemoryMB: functionInstanceMemoryMB
     maximumInstanceCount: functionMaximumInstanceCount
+    alwaysReadyInstances: functionAlwaysReadyInstances
     identityId: identities.outputs.functionIdentityId
     identityClientId: identities.outputs.functionIdentityClientId
     storageBlobEndpoint: storage.outputs.blobEndpoint
@@ -382,6 +443,7 @@ module apimApi 'app/apim-api.bicep' = {
     apimIdentityClientId: identities.outputs.apimIdentityClientId
     functionAppName: functionApp.outputs.name
     keyVaultName: keyVault.outputs.name
+    functionHostKey: functionHostKey
     corsAllowedOrigins: corsAllowedOrigins
     rateLimitCalls: rateLimitCalls
     rateLimitPeriodSeconds: rateLimitPeriodSeconds
@@ -389,6 +451,7 @@ module apimApi 'app/apim-api.bicep' = {
     quotaPeriodSeconds: quotaPeriodSeconds
   }
   // APIM reads the function key from Key Vault with its identity when the named value is created.
+  // The host key is written to the app after its settings (the module waits for functionApp).
   dependsOn: [
     rbac
   ]

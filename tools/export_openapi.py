@@ -1,4 +1,7 @@
-"""Write the generated OpenAPI document to infra/openapi.json (what API Management imports).
+"""Write infra/openapi.json: the OpenAPI 3.0 rendition of the app's API that API Management imports.
+
+The app serves its OpenAPI 3.1 document itself (/openapi.json); this file is made from the same
+document by tools.openapi_apim (3.0 spelling, without what APIM does not use), see that module.
 
 python -m tools.export_openapi           # write it
 python -m tools.export_openapi --check   # exit 1 if the committed file is stale
@@ -11,15 +14,16 @@ import sys
 from pathlib import Path
 
 from shared.openapi import build_openapi_document, render
+from tools.openapi_apim import apim_document
 
 TARGET = Path(__file__).resolve().parent.parent / "infra" / "openapi.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare, do not write")
     args = parser.parse_args(argv)
-    text = render(build_openapi_document())
+    text = render(apim_document(build_openapi_document()))
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
@@ -27,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
+    print(f"wrote {TARGET} ({len(text):,} characters)")
     return 0
 
 

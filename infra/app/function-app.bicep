@@ -28,6 +28,11 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+@description('Always-ready instances of the HTTP function group (no cold start, billed while idle); 0 for none.')
+@minValue(0)
+@maxValue(40)
+param alwaysReadyInstances int = 0
+
 @description('Resource id of the user-assigned identity the app runs as.')
 param identityId string
 
@@ -204,7 +209,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: API Management (no VNet on the default tiers) calls the app over its public endpoint; every non-anonymous route requires the function key, and classic tiers add an IP allow-list.
   // checkov:skip=CKV_AZURE_17: the caller (API Management) authenticates with the function key from Key Vault; client certificates would add a certificate lifecycle for no extra guarantee.
-  // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design (no cost at rest); always-ready instances can be added if cold starts matter.
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design (no cost at rest); always-ready instances are the alwaysReadyInstances parameter (default 0) for when cold starts matter.
   // checkov:skip=CKV_AZURE_213: the App Service health check is not available on Flex Consumption; /health is served by the app and monitored through Application Insights.
   name: name
   location: location
@@ -235,6 +240,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
       }
       scaleAndConcurrency: {
+        // Every function of the app is HTTP-triggered, so they scale as Flex's one 'http' group; the
+        // always-ready count applies to that group. At most 40, the lowest maximumInstanceCount.
+        alwaysReady: (alwaysReadyInstances == 0) ? [] : [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstances
+          }
+        ]
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
       }
@@ -243,11 +256,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         version: '3.11'
       }
     }
+    // App settings are not here but in the appsettings resource below, their one place.
     siteConfig: {
-      appSettings: [for setting in items(appSettings): {
-        name: setting.key
-        value: setting.value
-      }]
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -268,6 +278,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmIpSecurityRestrictionsUseMain: false
     }
   }
+}
+
+// The app settings, as their own resource (like the Flex Consumption azd template). Writing them
+// replaces the app's whole set, so the settings already on the app (added in the portal or by a tool)
+// are read first and kept; where a name is in both, the value declared here wins. A setting removed
+// from this file therefore stays on the app until it is deleted there.
+resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_63: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_65: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_66: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_80: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_88: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_222: false positive: this sites/config resource is 'appsettings' (environment variables); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(list('${functionApp.id}/config/appsettings', '2024-04-01').properties, appSettings)
 }
 
 // No publishing with user names and passwords, neither FTP nor the deployment endpoint.

@@ -1,6 +1,7 @@
 // Key Vault for the few secrets that have no Entra ID alternative: the Neo4j password, the Qdrant
 // API key, the Chroma token, and (written by apim-api.bicep) the function key API Management sends.
-// Access is Azure RBAC only; soft delete and purge protection keep a deleted secret recoverable.
+// Access is Azure RBAC only; soft delete keeps a deleted secret recoverable for 90 days, and purge
+// protection (optional, see purgeProtection) keeps it from being purged in that time.
 
 @description('Azure region of the vault.')
 param location string
@@ -16,6 +17,9 @@ param name string
 @description('Log Analytics workspace that receives the vault audit log.')
 param logAnalyticsId string
 
+@description('Turn on purge protection (irreversible): a deleted vault and its secrets cannot be purged for 90 days, and the vault name stays taken that long.')
+param purgeProtection bool = false
+
 @secure()
 @description('Neo4j password; stored as the secret neo4j-password when not empty.')
 param neo4jPassword string = ''
@@ -29,6 +33,8 @@ param qdrantApiKey string = ''
 param chromaAuthToken string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_42: the vault is recoverable: soft delete is on for 90 days; the check also wants purge protection, which is a parameter (see CKV_AZURE_110).
+  // checkov:skip=CKV_AZURE_110: purge protection is a parameter (purgeProtection, off by default so that azd down --purge and azd up can reuse the environment's vault name); the vault only holds copies of secrets kept elsewhere.
   // checkov:skip=CKV_AZURE_109: Flex Consumption without VNet integration and API Management (v2/Consumption tiers) reach the vault over its public endpoint; access is Entra ID + RBAC only.
   // checkov:skip=CKV_AZURE_189: same reason: the callers have no private network path to the vault.
   name: name
@@ -43,8 +49,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
-    // Purge protection cannot be turned off again: a deleted vault name stays reserved for 90 days.
-    enablePurgeProtection: true
+    // Off by default (purgeProtection): the vault name is fixed per environment, and a purge-protected
+    // vault keeps it taken for 90 days after azd down, which breaks the next azd up. Its secrets are
+    // copies (store credentials and the function host key come from the azd environment); see README.
+    // Once on, the API refuses false: null leaves the setting as it is.
+    enablePurgeProtection: purgeProtection ? true : null
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       // Flex Consumption (no VNet) resolves Key Vault references over the public endpoint and

@@ -208,48 +208,16 @@ resource environmentLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
   }
 }
 
-// An internal environment has no public DNS: this zone resolves the apps' names inside the VNet.
-resource dnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = {
-  name: environment.properties.defaultDomain
-  location: 'global'
-  tags: tags
-}
-
-resource wildcardRecord 'Microsoft.Network/privateDnsZones/A@2020-06-01' = {
-  parent: dnsZone
-  name: '*'
-  properties: {
-    ttl: 3600
-    aRecords: [
-      {
-        ipv4Address: environment.properties.staticIp
-      }
-    ]
-  }
-}
-
-resource internalWildcardRecord 'Microsoft.Network/privateDnsZones/A@2020-06-01' = {
-  parent: dnsZone
-  name: '*.internal'
-  properties: {
-    ttl: 3600
-    aRecords: [
-      {
-        ipv4Address: environment.properties.staticIp
-      }
-    ]
-  }
-}
-
-resource dnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = {
-  parent: dnsZone
-  name: 'vnet'
-  location: 'global'
-  properties: {
-    registrationEnabled: false
-    virtualNetwork: {
-      id: vnet.id
-    }
+// An internal environment has no public DNS: a private zone named after its default domain resolves
+// the apps' names inside the VNet. The domain is a runtime property of the environment, which cannot
+// name a resource here (BCP120), so the zone lives in a module that receives it as a parameter.
+module dns 'container-apps-dns.bicep' = {
+  name: 'container-apps-dns'
+  params: {
+    zoneName: environment.properties.defaultDomain
+    staticIp: environment.properties.staticIp
+    virtualNetworkId: vnet.id
+    tags: tags
   }
 }
 

@@ -7,8 +7,6 @@ INFRA_VENV environment variable. Tests that need it are skipped, with a reason, 
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,22 +19,13 @@ for _path in (Path(__file__).resolve().parent, Path(__file__).resolve().parents[
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from infra_support import INFRA, infra_tool  # noqa: E402
+from infra_support import INFRA, dump_bicep  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def bicep_files() -> dict[str, dict[str, Any]]:
     """Every .bicep file under infra/, keyed by its path relative to infra/, as both parsers see it."""
-    python = infra_tool("python")
-    completed = subprocess.run(
-        [str(python), str(Path(__file__).with_name("bicep_dump.py")), str(INFRA)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, f"bicep_dump.py failed:\n{completed.stderr}"
-    parsed: dict[str, dict[str, Any]] = json.loads(completed.stdout)
+    parsed = dump_bicep(INFRA)
     assert parsed, "no .bicep file found under infra/"
     return parsed
 

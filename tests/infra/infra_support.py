@@ -7,7 +7,9 @@ string literals both become plain strings. These helpers only walk that structur
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,21 @@ def infra_tool(name: str) -> Path:
     return path
 
 
+def dump_bicep(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every .bicep file under `folder`, keyed by its path relative to it, as both parsers see it
+    (bicep_dump.py, run with the infra venv's interpreter)."""
+    completed = subprocess.run(
+        [str(infra_tool("python")), str(Path(__file__).with_name("bicep_dump.py")), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, f"bicep_dump.py failed:\n{completed.stderr}"
+    parsed: dict[str, dict[str, Any]] = json.loads(completed.stdout)
+    return parsed
+
+
 def module_body(module: dict[str, Any]) -> dict[str, Any]:
     """The `{ name, scope, params }` object of a module, also when it is conditional (`= if (...)`)."""
     config = module["config"]
@@ -53,6 +70,14 @@ def description(parameter: dict[str, Any]) -> str | None:
     for decorator in parameter.get("decorators") or []:
         if decorator.get("type") == "description":
             return str(decorator.get("argument") or "")
+    return None
+
+
+def decorator(parameter: dict[str, Any], kind: str) -> Any:
+    """The argument of a parameter's decorator (`allowed`, `min_value`, `max_value`, `metadata`...), or None."""
+    for item in parameter.get("decorators") or []:
+        if item.get("type") == kind:
+            return item.get("argument")
     return None
 
 

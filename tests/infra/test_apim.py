@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from infra_support import INFRA, module_body, resource_body, strings
+from infra_support import INFRA, decorator, has_default, is_secure, module_body, resource_body, strings
 
 POLICIES = INFRA / "app" / "policies"
 APIM_API = INFRA / "app" / "apim-api.bicep"
@@ -74,6 +74,17 @@ def test_consumption_tier_falls_back_to_per_subscription_rate_limit(main_templat
     )
 
 
+def test_rate_limit_period_is_within_what_api_management_accepts(templates: dict[str, dict[str, Any]]) -> None:
+    # rate-limit and rate-limit-by-key reject a renewal-period over 300 s, and only when the policy is
+    # saved, late in the deployment: both templates refuse such a value up front.
+    for path in ("main.bicep", "app/apim-api.bicep"):
+        parameter = templates[path]["parameters"]["rateLimitPeriodSeconds"]
+        assert decorator(parameter, "min_value") == 1, path
+        assert decorator(parameter, "max_value") == 300, path
+    default = templates["main.bicep"]["parameters"]["rateLimitPeriodSeconds"]["default"]
+    assert 1 <= default <= 300
+
+
 @pytest.mark.parametrize("file_name", ["product.xml", "product-consumption.xml"])
 def test_quota_per_subscription(file_name: str, main_template: dict[str, Any]) -> None:
     quota = _render_product_policy(file_name, main_template).find("inbound/quota")
@@ -106,8 +117,35 @@ def test_backend_call_carries_the_function_key_from_key_vault(
     assert "value" not in named_value["properties"], "the key must come from Key Vault, not a plain value"
     assert "functionKeySecret" in list(strings(named_value["properties"]["keyVault"]["secretIdentifier"]))
     secret = resource_body(resources["functionKeySecret"])
-    assert "listKeys" in str(secret["properties"]["value"]) or "list_func" in str(secret["properties"]["value"])
-    assert "host/default" in " ".join(strings(secret["properties"]["value"]))
+    # Key Vault gets the very value the app's host key is declared with, not a read-back of the app.
+    assert secret["properties"]["value"] == "functionHostKey"
+
+
+def test_the_function_key_is_a_declared_host_key(
+    templates: dict[str, dict[str, Any]], main_template: dict[str, Any]
+) -> None:
+    apim_api = templates["app/apim-api.bicep"]
+    key = apim_api["resources"]["apimHostKey"]
+    assert key["type"] == "Microsoft.Web/sites/host/functionKeys"
+    body = resource_body(key)
+    # <site>/default/<key name>: a host-level key of the app (not tied to a function).
+    assert body["name"] == "${functionApp.name}/default/apim"
+    assert body["properties"] == {"name": "apim", "value": "functionHostKey"}
+    assert apim_api["resources"]["functionApp"]["existing"] is True
+    # APIM starts sending the key only once the app has it.
+    assert "apimHostKey" in resource_body(apim_api["resources"]["functionKeyNamedValue"])["dependsOn"]
+    # Nothing reads keys back from the app any more.
+    assert "listKeys" not in str(apim_api) and "list_func" not in str(apim_api)
+    # The value is a secret parameter that azd generates once and keeps in the environment.
+    for template in (apim_api, main_template):
+        parameter = template["parameters"]["functionHostKey"]
+        assert is_secure(parameter) and not has_default(parameter)
+        assert decorator(parameter, "min_length") >= 32
+    generate = decorator(main_template["parameters"]["functionHostKey"], "metadata")["azd"]
+    assert generate["type"] == "generate" and generate["config"]["length"] >= 32
+    # Function keys travel in a header: letters and digits only.
+    assert generate["config"]["noSpecial"] is True
+    assert module_body(main_template["modules"]["apimApi"])["params"]["functionHostKey"] == "functionHostKey"
 
 
 def test_named_values_used_by_policies_exist(templates: dict[str, dict[str, Any]]) -> None:

@@ -85,19 +85,45 @@ def function_app(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return templates["app/function-app.bicep"]
 
 
+def _app_settings_resources(function_app: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in function_app["resources"].items()
+        if resource["type"] == "Microsoft.Web/sites/config" and resource_body(resource)["name"] == "appsettings"
+    }
+
+
 @pytest.fixture(scope="module")
 def app_settings(function_app: dict[str, Any]) -> dict[str, list[Any]]:
     """Every app setting the Bicep can produce (all branches), with every value it can take."""
-    site = function_app["resources"]["functionApp"]["config"]
-    loop = site["properties"]["siteConfig"]["appSettings"]
-    # siteConfig.appSettings is `[for setting in items(appSettings): {name, value}]`.
-    assert "appSettings" in list(strings(loop)), "siteConfig.appSettings must be built from the appSettings variable"
+    resources = _app_settings_resources(function_app)
+    assert list(resources) == ["appSettingsConfig"], "the app settings are one sites/config 'appsettings' resource"
+    properties = resource_body(resources["appSettingsConfig"])["properties"]
+    # properties is `union(<the settings already on the app>, appSettings)`.
+    assert properties["function"]["type"] == "union"
+    assert properties["function"]["parameters"]["arg_2"] == "appSettings", "the declared settings must win"
     settings: dict[str, list[Any]] = {}
     for literal in object_literals("appSettings", function_app["variables"]):
         for key, value in literal.items():
             settings.setdefault(key, []).append(value)
     assert settings, "no app setting found in function-app.bicep"
     return settings
+
+
+def test_app_settings_are_declared_in_one_place(function_app: dict[str, Any]) -> None:
+    # Not inline in the site as well: siteConfig.appSettings would replace the set on every provision.
+    site = resource_body(function_app["resources"]["functionApp"])
+    assert "appSettings" not in site["properties"]["siteConfig"]
+    config = resource_body(function_app["resources"]["appSettingsConfig"])
+    assert config["parent"] == "functionApp"
+
+
+def test_settings_set_outside_bicep_are_kept(function_app: dict[str, Any]) -> None:
+    current = resource_body(function_app["resources"]["appSettingsConfig"])["properties"]["function"]["parameters"]
+    listed = current["arg_1"]["operator"]["operands"]["operand_1"]["function"]
+    assert listed["type"] == "list_func" and listed["parameters"]["func_name"] == "list"
+    assert listed["parameters"]["resource_identifier"] == "${functionApp.id}/config/appsettings"
+    assert current["arg_1"]["operator"]["operands"]["operand_2"] == "properties"
 
 
 def _upper(names: set[str]) -> dict[str, str]:
@@ -195,3 +221,33 @@ def test_access_restrictions_are_fed_with_the_apim_addresses(main_template: dict
 
     params = module_body(main_template["modules"]["functionApp"])["params"]
     assert "outboundIpAddresses" in list(strings(params["allowedCallerIpAddresses"]))
+
+
+def test_always_ready_instances_are_opt_in(function_app: dict[str, Any], main_template: dict[str, Any]) -> None:
+    from infra_support import REPO_ROOT, decorator, module_body
+
+    parameter = main_template["parameters"]["functionAlwaysReadyInstances"]
+    assert parameter["default"] == 0, "none by default: the app scales to zero and costs nothing at rest"
+    assert decorator(parameter, "min_value") == 0
+    # Never more than the instances the plan may run (its lowest allowed maximum).
+    maximum = main_template["parameters"]["functionMaximumInstanceCount"]
+    assert decorator(parameter, "max_value") <= decorator(maximum, "min_value")
+    params = module_body(main_template["modules"]["functionApp"])["params"]
+    assert params["alwaysReadyInstances"] == "functionAlwaysReadyInstances"
+
+    scale = resource_body(function_app["resources"]["functionApp"])["properties"]["functionAppConfig"]
+    always_ready = scale["scaleAndConcurrency"]["alwaysReady"]["operator"]
+    assert always_ready["type"] == "conditional"
+    assert always_ready["operands"]["condition"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "alwaysReadyInstances", "operand_2": 0}}
+    }
+    assert always_ready["operands"]["true_value"] == []
+    # Every function is HTTP-triggered: they form Flex Consumption's one 'http' scale group.
+    assert always_ready["operands"]["false_value"] == [{"name": "http", "instanceCount": "alwaysReadyInstances"}]
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    costs = readme[readme.index("### What it costs at rest") :]
+    costs = costs[: costs.index("\n### ", 4)]
+    assert "functionAlwaysReadyInstances" in costs and "always-ready" in costs, (
+        "the cost of always-ready instances belongs in the cost section"
+    )
