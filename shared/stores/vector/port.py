@@ -21,6 +21,8 @@ shown to callers (they are reserved metadata names):
 
 from __future__ import annotations
 
+import builtins
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +68,11 @@ class Candidates:
     # True when the engine ranked keyword matches itself (BM25); False when the adapter only knows
     # which memories contain query words (`keyword` is then a share of matched words).
     keyword_ranked: bool = True
+    # The keyword score of a memory holding every query word once, at average length (for BM25
+    # with the user's own statistics: the sum of the user's idf over the query words the user's
+    # memories hold); 0 when unknown. A keyword score over it is the idf-weighted share of the
+    # query a memory covers, the same scale for every query and every user.
+    keyword_ceiling: float = 0.0
 
 
 @runtime_checkable
@@ -85,11 +92,15 @@ class VectorStore(Protocol):
 
     def get(self, vector_id: str) -> Hit | None: ...
 
-    def update(self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None) -> None: ...
+    def update(
+        self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None
+    ) -> None: ...
 
     def delete(self, vector_id: str) -> None: ...
 
-    def list(self, filters: dict[str, Any] | None = None, top_k: int | None = None) -> list[list[Hit]]: ...
+    def list(
+        self, filters: dict[str, Any] | None = None, top_k: int | None = None
+    ) -> builtins.list[builtins.list[Hit]]: ...
 
     # --- the port's own calls ----------------------------------------------------------------
     def candidates(
@@ -98,15 +109,18 @@ class VectorStore(Protocol):
         """Up to `limit` dense and up to `limit` keyword matches of the user's memories passing `filters`."""
         ...
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float]) -> list[Candidate]:
-        """The user's memories whose `_seq` is one of `seqs` (any filters ignored), with their cosine to `vector`."""
+    def neighbours(
+        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+    ) -> builtins.list[Candidate]:
+        """The user's memories whose `_seq` is one of `seqs` (filters ignored), scored like candidates:
+        the cosine to `vector` and the keyword score for `text`, on the scale `candidates` used."""
         ...
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Current payloads of `ids` (missing ids are absent)."""
         ...
 
-    def list_user(self, user_id: str, limit: int | None = None) -> list[Hit]:
+    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
         """The user's memories (payloads only), at most `limit`."""
         ...
 
@@ -117,6 +131,173 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_QUERY_STOP_WORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "cannot",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "don",
+        "doesn",
+        "didn",
+        "isn",
+        "wasn",
+        "aren",
+        "weren",
+        "hasn",
+        "haven",
+        "hadn",
+        "won",
+        "wouldn",
+        "shouldn",
+        "couldn",
+        "t",
+        "s",
+        "ll",
+        "re",
+        "ve",
+        "d",
+        "m",
+    ]
+)
+MAX_QUERY_WORDS = 16
+
+
+def query_words(text: str) -> list[str]:
+    """The distinct content words of a query, as the engine's text index will tokenise them one by one.
+
+    Runs of CJK characters stay whole (the engine segments them into words itself).
+    """
+    words: list[str] = []
+    for word in _WORD.findall(text.casefold()):
+        if word not in _QUERY_STOP_WORDS and word not in words:
+            words.append(word)
+    return words[:MAX_QUERY_WORDS]
 
 
 def timestamp(value: Any) -> float | None:
@@ -138,6 +319,9 @@ def timestamp(value: Any) -> float | None:
 def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     """`payload` with the derived fields set (`seq` None keeps the one it has)."""
     out = dict(payload)
+    # mem0 keeps a lemmatised copy of the text for its own BM25, which needs spaCy; the engine's
+    # text index does that work here, so the copy is not stored twice.
+    out.pop("text_lemmatized", None)
     if seq is not None:
         out[SEQ_KEY] = seq
     ts = timestamp(out.get("created_at"))
