@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate, matches
+from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate, Hints, matches, month_keys
 
 if TYPE_CHECKING:
     from shared.embeddings import Embedder
@@ -413,6 +413,7 @@ class HybridSearcher:
         self.mode = str(getattr(settings, "search_mode", "hybrid")).lower()
         self.weights = DEFAULT_WEIGHTS
         self.keyword_scale = "ceiling"  # or "best": relative to the best keyword candidate
+        self.named_candidates = True  # also the nearest memories of months and speakers the query names
 
     def invalidate(self, user_id: str, memory_ids: Sequence[str] | None = None) -> None:
         """Nothing is cached: writes are seen by the next search wherever it runs."""
@@ -423,12 +424,16 @@ class HybridSearcher:
         """The user's memories best matching `query`, best first, scores in [0, 1]."""
         vector = self.embedder.embed(query, "search")
         pool = max(POOL_PER_RESULT * limit, MIN_POOL)
-        found = self.store.candidates(user_id, vector, query, pool, filters)
+        parsed = Query.parse(query)
+        hints = None
+        if self.mode != "dense" and self.named_candidates:
+            months = tuple(dict.fromkeys(k for y, m in parsed.months for k in month_keys(y, m)[:1]))
+            hints = Hints(months=months, speakers=tuple(dict.fromkeys(parsed.terms)))
+        found = self.store.candidates(user_id, vector, query, pool, filters, hints)
         if self.mode == "dense":
             ranked = [Scored(c, c.semantic, c.semantic) for c in found.items]
             ranked.sort(key=lambda r: -r.score)
             return self._records(ranked, limit, filters, threshold)
-        parsed = Query.parse(query)
         scale = found.keyword_ceiling if self.keyword_scale == "ceiling" else 0.0
         scored = own_scores(found.items, parsed, self.weights, scale)
         if self.weights.context and scored:
@@ -453,7 +458,7 @@ class HybridSearcher:
         known = {item.seq for item in scored if item.seq is not None}
         known_ids = {item.candidate.id for item in scored}
         best = sorted(scored, key=lambda s: -s.own)[: max(3 * limit, MIN_CONTEXT_SOURCES)]
-        wanted = set()
+        wanted: set[int] = set()
         for item in best:
             if item.seq is not None:
                 wanted.update(s for s in (item.seq - 1, item.seq + 1) if s >= 0 and s not in known)

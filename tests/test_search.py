@@ -17,8 +17,8 @@ from shared.embeddings import Embedder
 from shared.memory_service import MemoryService
 from shared.models import MemoryInput, SearchFilters
 from shared.search import (
-    DEFAULT_WEIGHTS,
     CONTEXT_WINDOW_SECONDS,
+    DEFAULT_WEIGHTS,
     HybridSearcher,
     Query,
     add_context,

@@ -349,10 +349,9 @@ def test_mem0_memory_works_on_the_adapter(tmp_path: Path, embedder: Embedder) ->
         embedding_provider="local",
     )
     prepare_mem0_environment(settings)
-    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings))
-    memory.vector_store.client.close()  # build_memory's own embedded store, replaced by the adapter
     qdrant = QdrantClient(path=str(tmp_path / "adapter"))
-    memory.vector_store = QdrantServerStore(qdrant, "memories", DIMS)
+    store = QdrantServerStore(qdrant, "memories", DIMS)
+    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
     try:
         first = memory.add("I moved to Lisbon in March", user_id="alice", infer=False)["results"][0]
         second = memory.add("My favourite food is ramen", user_id="alice", infer=False)["results"][0]

@@ -45,12 +45,12 @@ def read_old_store(root: Path) -> dict[str, tuple[int, list[tuple[str, list[floa
             while True:
                 page, offset = client.scroll(name, limit=PAGE, offset=offset, with_payload=True, with_vectors=True)
                 for point in page:
-                    vector = point.vector
+                    vector: Any = point.vector
                     if isinstance(vector, dict):
                         vector = next(iter(vector.values()), None)
                     if vector is None:
                         continue
-                    points.append((str(point.id), list(vector), dict(point.payload or {})))  # type: ignore[arg-type]
+                    points.append((str(point.id), list(vector), dict(point.payload or {})))
                 if offset is None:
                     break
             found[name] = (size, points)

@@ -32,7 +32,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "keyword-0.5": {"weights": {"semantic": 0.5, "keyword": 0.5}},
     "context-0.2": {"weights": {"context": 0.2}},
     "context-0.4": {"weights": {"context": 0.4}},
+    "context-0.25": {"weights": {"context": 0.25}},
+    "speaker-0.15": {"weights": {"speaker": 0.15}},
+    "date-0.15": {"weights": {"date": 0.15}},
+    "semantic-0.5": {"weights": {"semantic": 0.5}},
     "best-scale": {"keyword_scale": "best"},
+    "no-named": {"named": False},
     "pool-50": {"pool": 50},
     "pool-200": {"pool": 200},
 }
@@ -68,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     searcher = service.searcher
     assert searcher is not None
+    if os.environ.get("LAB_COVERAGE"):
+        _coverage(service, conversations)
     print(f"{'variant':<14} {'R@5':>6} {'R@10':>6} {'sR@10':>6} {'ms':>6}")
     for name in args.variants.split(","):
         variant = VARIANTS[name]
         searcher.weights = replace(search_module.DEFAULT_WEIGHTS, **variant.get("weights", {}))
         searcher.mode = variant.get("mode", "hybrid")
         searcher.keyword_scale = variant.get("keyword_scale", "ceiling")
+        searcher.named_candidates = variant.get("named", True)
         saved = search_module.MIN_POOL, search_module.POOL_PER_RESULT
         if "pool" in variant:
             search_module.MIN_POOL, search_module.POOL_PER_RESULT = variant["pool"], 1
@@ -90,12 +98,38 @@ def main(argv: list[str] | None = None) -> int:
         search_module.MIN_CONTEXT_SOURCES = saved_sources
         summary = scores.summary()
         print(
-            f"{name:<14} {summary['turn_recall@5']:>6.3f} {summary['turn_recall@10']:>6.3f} {summary['session_recall@10']:>6.3f} "
+            f"{name:<14} {summary['turn_recall@5']:>6.3f} {summary['turn_recall@10']:>6.3f} "
+            f"{summary['session_recall@10']:>6.3f} "
             f"{statistics.median(times):>6.1f}",
             flush=True,
         )
     service.close()
     return 0
+
+
+def _coverage(service: Any, conversations: Any) -> None:
+    """How often the gold turns are among the engine's candidates (or their fetched neighbours)."""
+    from shared import search as search_module
+
+    store, embedder = service.store, service.embedder
+    held = total = in_top = 0
+    for conversation in conversations:
+        for question in conversation.questions:
+            vector = embedder.embed(question.question, "search")
+            found = store.candidates(conversation.sample_id, vector, question.question, 100, None)
+            dia = {c.payload.get("dia_id") for c in found.items}
+            scored = search_module.own_scores(
+                found.items,
+                search_module.Query.parse(question.question),
+                search_module.DEFAULT_WEIGHTS,
+                found.keyword_ceiling,
+            )
+            top = {s.candidate.payload.get("dia_id") for s in sorted(scored, key=lambda s: -s.own)[:30]}
+            for gold in question.gold:
+                total += 1
+                held += gold in dia
+                in_top += gold in top
+    print(f"gold turns among candidates: {held / total:.3f}; among the 30 best by own score: {in_top / total:.3f}")
 
 
 if __name__ == "__main__":

@@ -29,18 +29,12 @@ from tools.bench.common import percentile
 SEARCH_STAGES: tuple[tuple[str, str, str], ...] = (
     ("embedder", "embed", "embed query"),
     ("embedder", "embed_batch", "embed batch"),
+    ("vector_store", "candidates", "engine: dense + keyword candidates"),
+    ("vector_store", "neighbours", "engine: write-order neighbours"),
     ("vector_store", "search", "vector search"),
-    ("vector_store", "keyword_search", "keyword search"),
-    ("vector_store", "list", "store list"),
-    ("vector_store", "get", "store get"),
-    ("searcher", "index_for", "keyword index build/update"),
-    ("search_module", "lexical_scores", "keyword scoring"),
-    ("search_module", "rank", "hybrid rank"),
-    ("searcher", "_select", "select + re-read"),
-    ("memory", "_compute_entity_boosts", "entity boosts"),
-    ("mem0_main", "lemmatize_for_bm25", "lemmatize"),
-    ("mem0_main", "extract_entities", "entity extraction"),
-    ("mem0_main", "score_and_rank", "score and rank"),
+    ("search_module", "own_scores", "own scores"),
+    ("search_module", "add_context", "context"),
+    ("searcher", "_records", "results"),
 )
 # The batch-add path (MemoryService.add_memories).
 ADD_STAGES: tuple[tuple[str, str, str], ...] = (
@@ -48,7 +42,6 @@ ADD_STAGES: tuple[tuple[str, str, str], ...] = (
     ("vector_store", "insert", "store insert"),
     ("history", "batch_add_history", "history write"),
     ("lemmatization", "lemmatize_for_bm25", "lemmatize"),
-    ("searcher", "invalidate", "search cache invalidate"),
 )
 
 
@@ -113,7 +106,7 @@ def _owners(service: Any) -> dict[str, Any]:
 
     owners = {
         "embedder": service.memory.embedding_model,
-        "vector_store": service.memory.vector_store,
+        "vector_store": service.store,
         "memory": service.memory,
         "history": service.memory.db,
         "searcher": getattr(service, "searcher", None),
@@ -156,8 +149,9 @@ def profile_search(
     calls: dict[str, Callable[[str], Any]] = {
         "service": lambda q: service.search_memories(user_id, q, 10),
         "mem0_same_store": lambda q: service.memory.search(q, top_k=10, filters=filters),
-        "plain_mem0": lambda q: plain.search(q, top_k=10, filters=filters),
     }
+    if plain is not None:
+        calls["plain_mem0"] = lambda q: plain.search(q, top_k=10, filters=filters)
     for query in queries[:2]:  # warm caches (model session, store, search index) before timing
         for call in calls.values():
             call(query)

@@ -13,6 +13,7 @@ with a message naming the folder. Calls from many threads of the owning process 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import threading
@@ -26,12 +27,15 @@ import numpy as np
 
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
+    MONTH_KEY,
     SEQ_KEY,
+    SPEAKER_KEY,
     TEXT_KEY,
     TS_KEY,
     USER_KEY,
     Candidate,
     Candidates,
+    Hints,
     Hit,
     belongs,
     carry_derived,
@@ -157,6 +161,8 @@ class EdgeVectorStore:
             SEQ_KEY: IntegerIndexParams(lookup=True, range=True),
             TS_KEY: FloatIndexParams(),
             "category": KeywordIndexParams(),
+            MONTH_KEY: KeywordIndexParams(),
+            SPEAKER_KEY: KeywordIndexParams(),
         }
         present = set(self.shard.info().payload_schema)
         for name, params in wanted.items():
@@ -309,7 +315,7 @@ class EdgeVectorStore:
     def list(self, filters: dict[str, Any] | None = None, top_k: int | None = None) -> list[list[Hit]]:
         return [list(self._scroll(self._mem0_filter(filters), top_k))]
 
-    def list_cols(self) -> list[str]:
+    def list_cols(self) -> builtins.list[str]:
         return [self.collection_name]
 
     def delete_col(self) -> None:
@@ -326,28 +332,34 @@ class EdgeVectorStore:
 
     # --- the port ----------------------------------------------------------------------------
     def candidates(
-        self, user_id: str, vector: Sequence[float], text: str, limit: int, filters: SearchFilters | None
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        limit: int,
+        filters: SearchFilters | None,
+        hints: Hints | None = None,
     ) -> Candidates:
-        from qdrant_edge import Query, QueryBatchRequest, QueryRequest
+        from qdrant_edge import FieldCondition, Filter, MatchAny, Query, QueryBatchRequest, QueryRequest
 
         query = _unit(vector)
         only = self._search_filter(user_id, filters)
         bm25 = self._bm25(user_id, text)
-        dense, keyword = self.shard.query_batch(
-            QueryBatchRequest(
-                [
-                    QueryRequest(limit=limit, query=Query.Nearest(query.tolist()), filter=only, with_payload=True),
-                    QueryRequest(
-                        limit=limit,
-                        query=bm25.query,
-                        params=bm25.params,
-                        filter=only,
-                        with_payload=True,
-                        with_vector=True,
-                    ),
-                ]
-            )
-        )
+        nearest = Query.Nearest(query.tolist())
+        requests = [
+            QueryRequest(limit=limit, query=nearest, filter=only, with_payload=True),
+            QueryRequest(
+                limit=limit, query=bm25.query, params=bm25.params, filter=only, with_payload=True, with_vector=True
+            ),
+        ]
+        # The nearest memories of a month or a speaker the query names, however far their words are.
+        for key, values in ((MONTH_KEY, hints.months if hints else ()), (SPEAKER_KEY, hints.speakers if hints else ())):
+            if values:
+                named = Filter(must=[*only.must, FieldCondition(key=key, match=MatchAny(list(values)))])
+                requests.append(QueryRequest(limit=max(1, limit // 2), query=nearest, filter=named, with_payload=True))
+        dense, keyword, *named_lists = self.shard.query_batch(QueryBatchRequest(requests))
+        for extra in named_lists:
+            dense = [*dense, *extra]
         found: dict[str, Candidate] = {}
         for point in dense:
             payload = dict(point.payload or {})
@@ -414,7 +426,9 @@ class EdgeVectorStore:
                 ceiling += math.log(1 + (total - df + 0.5) / (df + 0.5))
         return ceiling
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = "") -> list[Candidate]:
+    def neighbours(
+        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+    ) -> builtins.list[Candidate]:
         from qdrant_edge import FieldCondition, Filter, MatchAny, QueryRequest
 
         wanted = sorted({int(s) for s in seqs if s >= 0})
@@ -444,7 +458,7 @@ class EdgeVectorStore:
             return {}
         return {str(r.id): dict(r.payload or {}) for r in self.shard.retrieve(list(ids), with_payload=True)}
 
-    def list_user(self, user_id: str, limit: int | None = None) -> list[Hit]:
+    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
         from qdrant_edge import Filter
 
         rows = self._scroll(Filter(must=[self._user_condition(user_id)]), limit)
@@ -471,7 +485,7 @@ class EdgeVectorStore:
                 shard.flush()
             finally:
                 shard.close()
-            self.shard = None
+            self.shard = None  # type: ignore[assignment]
 
     def _scroll(self, only: Any, limit: int | None) -> Iterable[Hit]:
         from qdrant_edge import ScrollRequest
@@ -501,7 +515,11 @@ def _equals(key: str, value: Any) -> Any:
     """Exact equality on a payload value; numbers compare as numbers (1 == 1.0), booleans apart."""
     from qdrant_edge import FieldCondition, MatchValue, RangeFloat
 
-    if isinstance(value, bool | str):
+    if isinstance(value, bool):
+        # The bindings read a Python bool as the integer 0/1 (which matches no stored boolean);
+        # NumPy's bool reaches the engine as a boolean.
+        return FieldCondition(key=key, match=MatchValue(np.bool_(value)))  # type: ignore[arg-type]
+    if isinstance(value, str):
         return FieldCondition(key=key, match=MatchValue(value))
     if isinstance(value, int) and not isinstance(value, bool):
         return FieldCondition(key=key, match=MatchValue(value))

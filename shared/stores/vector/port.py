@@ -16,7 +16,10 @@ shown to callers (they are reserved metadata names):
 
 - `_seq`: the memory's place in its user's write order (0, 1, 2, ... per user), so that the
   neighbours of a memory are one filtered lookup (`_seq` in {s - 1, s + 1});
-- `_ts`: the creation instant as epoch seconds, for range filters and the context window.
+- `_ts`: the creation instant as epoch seconds, for range filters and the context window;
+- `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
+  `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
+  can be candidates even when neither their embedding nor their words match.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ if TYPE_CHECKING:
 
 SEQ_KEY = "_seq"
 TS_KEY = "_ts"
-DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY})
+MONTH_KEY = "_month"
+SPEAKER_KEY = "_speaker"
+DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY})
 TEXT_KEY = "data"  # mem0's name for the memory text
 USER_KEY = "user_id"
 
@@ -56,6 +61,14 @@ class Candidate:
     payload: dict[str, Any]
     semantic: float  # cosine similarity of the query and the memory, in [-1, 1]
     keyword: float = 0.0  # the engine's keyword score (BM25 where it has one), 0 when none
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What a query names beyond its words: months (as `month_keys`) and possible speaker words."""
+
+    months: tuple[str, ...] = ()
+    speakers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -104,9 +117,16 @@ class VectorStore(Protocol):
 
     # --- the port's own calls ----------------------------------------------------------------
     def candidates(
-        self, user_id: str, vector: Sequence[float], text: str, limit: int, filters: SearchFilters | None
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        limit: int,
+        filters: SearchFilters | None,
+        hints: Hints | None = None,
     ) -> Candidates:
-        """Up to `limit` dense and up to `limit` keyword matches of the user's memories passing `filters`."""
+        """Up to `limit` dense and up to `limit` keyword matches of the user's memories passing `filters`,
+        and (when `hints` name months or speakers the adapter can look up) the nearest of those."""
         ...
 
     def neighbours(
@@ -327,7 +347,24 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     ts = timestamp(out.get("created_at"))
     if ts is not None:
         out[TS_KEY] = ts
+    from shared.search import memory_month, memory_speaker, tokenize
+
+    out[MONTH_KEY] = month_keys(*memory_month(out))
+    speaker = memory_speaker(out)
+    out[SPEAKER_KEY] = sorted(set(tokenize(speaker))) if speaker else []
     return out
+
+
+def month_keys(year: int | None, month: int | None) -> list[str]:
+    """The keys a (year, month) is found under: "2023-05", "2023" and "m05" where known."""
+    keys = []
+    if year is not None and month is not None:
+        keys.append(f"{year}-{month:02d}")
+    if year is not None:
+        keys.append(str(year))
+    if month is not None:
+        keys.append(f"m{month:02d}")
+    return keys
 
 
 def carry_derived(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:

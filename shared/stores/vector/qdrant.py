@@ -50,6 +50,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
+import math
 import numbers
 import threading
 import uuid
@@ -64,17 +65,21 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
+    MONTH_KEY,
     SEQ_KEY,
+    SPEAKER_KEY,
     TEXT_KEY,
     TS_KEY,
     USER_KEY,
     Candidate,
     Candidates,
+    Hints,
     Hit,
     belongs,
     carry_derived,
     derive,
     matches,
+    query_words,
     timestamp,
 )
 
@@ -119,6 +124,8 @@ def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
         ),
         TS_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
         CATEGORY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        MONTH_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        SPEAKER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
     }
 
 
@@ -539,7 +546,13 @@ class QdrantServerStore:
 
     # --- the port's own calls ------------------------------------------------------------------
     def candidates(
-        self, user_id: str, vector: Sequence[float], text: str, limit: int, filters: SearchFilters | None
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        limit: int,
+        filters: SearchFilters | None,
+        hints: Hints | None = None,
     ) -> Candidates:
         if limit <= 0:
             return Candidates()
@@ -552,15 +565,27 @@ class QdrantServerStore:
                     query=models.TextQuery(text=text),
                     using=TEXT_KEY,
                     filter=engine_filter,
+                    params=self._bm25_params(user_id),
                     limit=limit,
                     with_payload=True,
                     with_vector=True,
                 )
             )
+        # The nearest memories of a month or a speaker the query names, however far their words are.
+        named_requests = []
+        for key, values in ((MONTH_KEY, hints.months if hints else ()), (SPEAKER_KEY, hints.speakers if hints else ())):
+            if values:
+                condition = models.FieldCondition(key=key, match=models.MatchAny(any=builtins.list(values)))
+                named = models.Filter(must=[*(engine_filter.must or []), condition])
+                named_requests.append(
+                    models.QueryRequest(query=query.values, filter=named, limit=max(1, limit // 2), with_payload=True)
+                )
         with self._guard:
-            responses = self.client.query_batch_points(self.collection_name, requests=requests)
-        dense = responses[0].points
-        keyword = responses[1].points if len(responses) > 1 else []
+            responses = self.client.query_batch_points(self.collection_name, requests=[*requests, *named_requests])
+        dense = builtins.list(responses[0].points)
+        keyword = responses[1].points if len(requests) > 1 else []
+        for extra in responses[len(requests) :]:
+            dense.extend(extra.points)
 
         found: dict[str, Candidate] = {}
         for point in dense:
@@ -578,9 +603,68 @@ class QdrantServerStore:
             stored = _dense(point.vector)
             semantic = query.cosine(stored) if stored is not None else 0.0
             found[point_id] = Candidate(id=point_id, payload=payload, semantic=semantic, keyword=float(point.score))
-        return Candidates(items=builtins.list(found.values()), keyword_exhaustive=len(keyword) < limit)
+        if len(keyword) >= limit:
+            # The keyword list was cut: dense candidates outside it may still hold query words.
+            self._score_keywords(user_id, text, [c for c in found.values() if c.keyword == 0.0])
+        return Candidates(
+            items=builtins.list(found.values()),
+            keyword_exhaustive=len(keyword) < limit,
+            keyword_ceiling=self._keyword_ceiling(user_id, text),
+        )
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float]) -> builtins.list[Candidate]:
+    def _bm25_params(self, user_id: str) -> models.SearchParams | None:
+        """The user's own BM25 statistics on a server; local mode refuses a corpus and counts globally."""
+        if self.local:
+            return None
+        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[_user_condition(user_id)])))
+
+    def _score_keywords(self, user_id: str, text: str, items: Sequence[Candidate]) -> None:
+        """Sets the BM25 score of each of `items` (0 stays for those holding no query word)."""
+        if not items or not text.strip():
+            return
+        by_id = {c.id: c for c in items}
+        only = models.Filter(must=[_user_condition(user_id), models.HasIdCondition(has_id=builtins.list(by_id))])
+        with self._guard:
+            points = self.client.query_points(
+                self.collection_name,
+                query=models.TextQuery(text=text),
+                using=TEXT_KEY,
+                query_filter=only,
+                search_params=self._bm25_params(user_id),
+                limit=len(by_id),
+            ).points
+        for point in points:
+            item = by_id.get(str(point.id))
+            if item is not None:
+                item.keyword = float(point.score)
+
+    def _keyword_ceiling(self, user_id: str, text: str) -> float:
+        """The sum of the idf over the query words some memory holds (the user's own on a server).
+
+        BM25 gives a memory holding a word once, at average length, that word's idf: a keyword score
+        over this sum is the idf-weighted share of the query a memory covers. One count per word.
+        """
+        words = query_words(text)
+        if not words:
+            return 0.0
+        scope = [] if self.local else [_user_condition(user_id)]
+        with self._guard:
+            total = self.client.count(
+                self.collection_name, count_filter=models.Filter(must=scope) if scope else None, exact=True
+            ).count
+            ceiling = 0.0
+            for word in words:
+                held = models.Filter(
+                    must=[*scope, models.FieldCondition(key=TEXT_KEY, match=models.MatchTextAny(text_any=word))]
+                )
+                df = self.client.count(self.collection_name, count_filter=held, exact=True).count
+                if df:
+                    ceiling += math.log(1 + (total - df + 0.5) / (df + 0.5))
+        return ceiling
+
+    def neighbours(
+        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+    ) -> builtins.list[Candidate]:
         wanted = sorted(
             {int(s) for s in seqs if isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0}
         )
@@ -611,6 +695,7 @@ class QdrantServerStore:
                 )
             )
         out.sort(key=lambda c: c.payload[SEQ_KEY])
+        self._score_keywords(user_id, text, out)
         return out
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
