@@ -124,12 +124,6 @@ class Settings(BaseSettings):
     search_mode: Literal["hybrid", "dense"] = Field(
         "hybrid", description="`hybrid` (semantic + keyword + speaker/date + conversation context) or `dense`."
     )
-    search_index_max_age_seconds: float = Field(
-        60.0, gt=0, description="Age after which a worker re-reads a user's keyword index in the background."
-    )
-    search_cache_max_memories: int = Field(
-        50_000, ge=0, description="Memories kept in a worker's keyword indexes (least recently searched dropped)."
-    )
 
     # --- telemetry -------------------------------------------------------------------------
     applicationinsights_connection_string: str | None = Field(

@@ -75,7 +75,7 @@ def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
     memory.embedding_model = embedder
     memory.llm = NoChatModel()
     if hasattr(memory.vector_store, "_bm25_encoder"):
-        memory.vector_store._bm25_encoder = False
+        memory.vector_store._bm25_encoder = False  # mem0 would fetch a BM25 model from a hub
     if not isinstance(memory.db, SQLiteManager):
         raise RuntimeError(f"mem0 built {type(memory.db).__name__} for its history, expected SQLiteManager")
     return memory
