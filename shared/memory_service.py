@@ -244,10 +244,11 @@ class MemoryService:
     def delete_where(self, user_id: str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
         with vector_store_calls():
+            listed = self.store.list(filters={"user_id": user_id, **conditions}, top_k=None)
             matching = [
                 row
-                for row in self.store.list_user(user_id)
-                if all(row.payload.get(k) == v for k, v in conditions.items())
+                for row in _rows(listed)
+                if belongs(row.payload, user_id) and all(row.payload.get(k) == v for k, v in conditions.items())
             ]
             for row in matching:
                 self.memory.delete(row.id)

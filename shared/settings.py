@@ -7,6 +7,8 @@ local ONNX embeddings, no LLM, sessions and history in local files.
 
 from __future__ import annotations
 
+import os
+
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -145,6 +147,13 @@ class Settings(BaseSettings):
             problems.append("OPENAI_BASE_URL or OPENAI_API_KEY is required for the openai provider")
         if self.vector_store == "chroma" and not self.chroma_host:
             problems.append("CHROMA_HOST is required when VECTOR_STORE=chroma")
+        if self.vector_store == "qdrant" and not self.qdrant_url and os.environ.get("WEBSITE_INSTANCE_ID"):
+            # On an Azure Functions instance the embedded engine would keep memories on that
+            # instance's temporary disk: gone on scale-in, and invisible to every other instance.
+            problems.append(
+                "QDRANT_URL (a Qdrant server) or VECTOR_STORE=chroma is required on Azure: the embedded store "
+                "keeps memories on one instance's temporary disk"
+            )
         if self.graph_store == "neo4j" and not self.neo4j_uri:
             problems.append("NEO4J_URI is required when GRAPH_STORE=neo4j")
         if self.resolved_state_store == "azure_table" and not self.table_connection:
