@@ -8,7 +8,6 @@ local ONNX embeddings, no LLM, sessions and history in local files.
 from __future__ import annotations
 
 import os
-
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
