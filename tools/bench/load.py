@@ -356,6 +356,9 @@ def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: d
         result["search"] = _grow_and_search(api, host, adds, config, user, warm_user, queries, store)
         result["batch_add"] = adds.summary(config.batch_size)
         result["worker_peak_rss_mb"] = host.peak_rss_mb()
+        # RSS counts the engine's memory-mapped files too: page cache the kernel can reclaim.
+        result["worker_rss_anon_mb_at_end"] = host.memory_mb("RssAnon")
+        result["worker_rss_file_mb_at_end"] = host.memory_mb("RssFile")
     finally:
         api.close()
         host.stop()

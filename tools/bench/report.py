@@ -168,6 +168,8 @@ def _start_table(result: dict[str, Any]) -> str:
                 fmt_ms(batch["worker_cpu_ms_per_memory"]),
                 fmt_num(s["startup"].get("rss_after_first_search_mb")),
                 fmt_num(s["worker_peak_rss_mb"]),
+                fmt_num(s.get("worker_rss_anon_mb_at_end")),
+                fmt_num(s.get("worker_rss_file_mb_at_end")),
             ]
         )
     config = result["config"]
@@ -185,10 +187,13 @@ def _start_table(result: dict[str, Any]) -> str:
             "cpu ms/memory",
             "RSS at start MB",
             "peak RSS MB",
+            "RSS anon MB (end)",
+            "RSS file MB (end)",
         ],
         rows,
         f"Start, writes and memory (times from Popen; {config['single_adds']} single adds; batches of "
-        f"{config['batch_size']}; cpu = the worker's own CPU time per operation)",
+        f"{config['batch_size']}; cpu = the worker's own CPU time per operation; RSS file = mapped files, "
+        "the embedded engine's shard among them, which the kernel can reclaim)",
     )
 
 
