@@ -59,10 +59,10 @@ class RankingWeights:
 
 
 DEFAULT_WEIGHTS = RankingWeights()
-# Candidates asked of the engine on each side (dense, keyword): the engine does the scan, so the
-# pool can be generous; what the worker ranks stays small (at most twice this, plus neighbours).
-MIN_POOL = 100
-POOL_PER_RESULT = 8
+# Candidates asked of the engine on each side (dense, keyword). On LoCoMo 50 and 100 give the same
+# recall to the third decimal (tools/retrieval_lab.py); what the worker ranks stays small.
+MIN_POOL = 50
+POOL_PER_RESULT = 5
 # The neighbours of this many of the best candidates are fetched for the context signal.
 MIN_CONTEXT_SOURCES = 30
 # Memories written within this many seconds of each other, one after the other, are context for

@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "best-scale": {"keyword_scale": "best"},
     "no-named": {"named": False},
     "pool-50": {"pool": 50},
+    "pool-60": {"pool": 60},
     "pool-200": {"pool": 200},
 }
 

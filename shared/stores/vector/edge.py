@@ -92,6 +92,8 @@ EXTRA_STOP_WORDS = frozenset(
     ]
 )
 _PAGE = 1000
+# Word counts for the user's idf: estimated from the indexes, counted exactly below this estimate.
+EXACT_COUNT_BELOW = 256
 
 
 def text_index_params() -> Any:
@@ -440,7 +442,10 @@ class EdgeVectorStore:
         ceiling = 0.0
         for word in words:
             held = Filter(must=[user, FieldCondition(key=TEXT_KEY, match=MatchTextAny(word))])
-            df = min(int(self.shard.count(CountRequest(exact=False, filter=held))), total)
+            df = int(self.shard.count(CountRequest(exact=False, filter=held)))
+            if df < EXACT_COUNT_BELOW:  # rare words weigh most and an exact count of few is cheap
+                df = int(self.shard.count(CountRequest(exact=True, filter=held)))
+            df = min(df, total)
             if df:
                 ceiling += math.log(1 + (total - df + 0.5) / (df + 0.5))
         return ceiling
