@@ -3,13 +3,10 @@
 Timing: fills the store with `--total` memories (random unit vectors, sentences drawn from the
 LoCoMo dev turns) of which `--user` belong to one user and the rest to `--others` other users,
 then times `candidates` (and its engine calls alone, `neighbours`, `count_user`) over `--calls`
-LoCoMo questions. Quality (`--quality`): one user per LoCoMo dev conversation, one memory per
-turn embedded with the local model, and the share of each question's evidence turns that the
-candidate pool holds (dense only, and dense + keyword). Without `--port` it starts a throwaway
-server from the test harness's venv on a free port.
+LoCoMo questions. Retrieval quality on Chroma is `python -m tools.retrieval_lab --store chroma`.
+Without `--port` it starts a throwaway server from the test harness's venv on a free port.
 
     .venv/bin/python -m tools.chroma_probe                       # 10,000 of 60,000, 100 calls
-    .venv/bin/python -m tools.chroma_probe --quality             # LoCoMo dev pool recall
     .venv/bin/python -m tools.chroma_probe --port 8000 --keep    # an existing server; keep the data
 
 The question texts and turn texts come from ../shared/data (never copied into the repo).
@@ -92,41 +89,6 @@ def timed(name: str, calls: int, fn: Callable[[int], Any]) -> None:
     print(f"{name:<42} median {statistics.median(times):6.1f} ms   p95 {p95:6.1f} ms   ({calls} calls)")
 
 
-def quality(store: Any, limit: int, model: Path, data: Path) -> None:
-    """Share of LoCoMo evidence turns in the candidate pool: dense only vs dense + keyword."""
-    from tools.retrieval_lab import embed_all, load, payloads
-
-    conversations = load(data)
-    embed_all(conversations, model)
-    for conv in conversations:
-        rows = payloads(conv)
-        for at in range(0, len(rows), 100):  # batch-adds of 100 turns, as tools/bench writes them
-            chunk = rows[at : at + 100]
-            store.insert(
-                conv.vectors[at : at + 100].tolist(), [p for _, p in chunk], [str(uuid.uuid4()) for _ in chunk]
-            )
-    dense_recall = pool_recall = sizes = exhaustive = 0.0
-    asked = 0
-    for conv in conversations:
-        for qi, question in enumerate(conv.questions):
-            found = store.candidates(conv.sample_id, conv.query_vectors[qi].tolist(), question.text, limit, None)
-            # the dense side is the top `limit` by cosine (keyword-only hits rank below it)
-            by_semantic = sorted(found.items, key=lambda c: -c.semantic)
-            dense_ids = {c.payload["dia_id"] for c in by_semantic[:limit]}
-            pool = {c.payload["dia_id"] for c in found.items}
-            dense_recall += len(question.gold & dense_ids) / len(question.gold)
-            pool_recall += len(question.gold & pool) / len(question.gold)
-            sizes += len(found.items)
-            exhaustive += found.keyword_exhaustive
-            asked += 1
-    print(
-        f"LoCoMo dev, {asked} questions, limit {limit}: "
-        f"evidence in the top-{limit} by cosine {dense_recall / asked:.3f}, "
-        f"in the whole pool {pool_recall / asked:.3f} (mean pool {sizes / asked:.0f} memories, "
-        f"keyword side exhaustive for {exhaustive / asked:.2f})"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -139,7 +101,6 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--limit", type=int, default=60, help="candidates asked of each side")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--quality", action="store_true", help="LoCoMo pool recall instead of timings")
     parser.add_argument("--model", type=Path, default=REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx")
     parser.add_argument("--keep", action="store_true", help="reuse a filled store and keep it afterwards")
     parser.add_argument("--seed", type=int, default=7)
@@ -161,12 +122,6 @@ def main() -> None:
         host, port = server.host, server.port
     try:
         client = chromadb.HttpClient(host=host, port=port)
-        if args.quality:
-            store = ChromaVectorStore(client, f"{args.collection}-locomo", 384)
-            store.reset()
-            quality(store, args.limit, args.model, args.data)
-            store.delete_col()
-            return
         store = ChromaVectorStore(client, args.collection, args.dims)
         user, limit = "probe-user", args.limit
         if not (args.keep and store.catalog.count() >= args.total):

@@ -1,6 +1,6 @@
 """Ranking experiments on LoCoMo, in process: ingest once into the default engine, then score variants.
 
-    python -m tools.retrieval_lab [--data FILE] [--variants NAME,...]
+    python -m tools.retrieval_lab [--data FILE] [--variants NAME,...] [--store edge|chroma]
 
 The protocol is `tools.bench.locomo`'s (one user per conversation, one memory per turn, limit 10,
 categories 1-4), run on `shared.search.HybridSearcher` with the weights or pool of each variant, so
@@ -11,6 +11,7 @@ exists to choose the ranking's constants; none of them may be specific to a conv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -48,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_LOCOMO))
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--store", choices=["edge", "chroma"], default="edge", help="the engine (default edge)")
     args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     conversations = load_locomo(__import__("pathlib").Path(args.data))
     os.environ.setdefault(
         "LOCAL_EMBEDDING_MODEL_PATH", str(DEFAULT_LOCOMO.parents[2] / "models" / "all-MiniLM-L6-v2-onnx")
@@ -59,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     from shared.settings import Settings
 
     data = tempfile.mkdtemp(prefix="lab-")
-    service = runtime._build_memory_service(Settings(data_dir=data, graph_store="none", llm_provider="none"))
+    store_settings: dict[str, Any] = {}
+    if args.store == "chroma":
+        from tests.support.chroma_server import ChromaServer
+
+        server = stack.enter_context(ChromaServer())
+        store_settings = {"vector_store": "chroma", "chroma_host": server.host, "chroma_port": server.port}
+    settings = Settings(data_dir=data, graph_store="none", llm_provider="none", **store_settings)
+    service = runtime._build_memory_service(settings)
     started = time.perf_counter()
     for conversation in conversations:
         turns = conversation.turns

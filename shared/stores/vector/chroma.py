@@ -86,6 +86,7 @@ from shared.stores.vector.port import (
     USER_KEY,
     Candidate,
     Candidates,
+    Hints,
     Hit,
     belongs,
     carry_derived,
@@ -656,13 +657,20 @@ class ChromaVectorStore:
 
     # --- the port's own calls ------------------------------------------------------------------
     def candidates(
-        self, user_id: str, vector: Sequence[float], text: str, limit: int, filters: SearchFilters | None
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        limit: int,
+        filters: SearchFilters | None,
+        hints: Hints | None = None,
     ) -> Candidates:
         """Up to `limit` dense and up to `limit` keyword matches from the user's collection.
 
         Three concurrent engine calls (the dense query and the two keyword scans, see the module),
         then one fetch by id of the vectors and payloads of keyword-only hits, whose cosine is
-        computed here; dense hits' cosine is the engine's distance.
+        computed here; dense hits' cosine is the engine's distance. `hints` are not looked up:
+        Chroma's list metadata cannot be matched against several values in one indexed call.
         """
         return self._on_user(
             user_id,
@@ -702,7 +710,9 @@ class ChromaVectorStore:
                 share = matched_terms(document, payload.get(TEXT_KEY), terms) / len(terms) if terms else 0.0
                 found[memory_id] = Candidate(memory_id, payload, similarity(space, distance), share)
         if first is None:
-            return Candidates(items=list(found.values()), keyword_exhaustive=True, keyword_ranked=False)
+            return Candidates(
+                items=list(found.values()), keyword_exhaustive=True, keyword_ranked=False, keyword_ceiling=1.0
+            )
         documents, complete = first.result()
         if len(patterns) > 1 and not small:
             # The first scan asked for memories holding two or more query terms; with `limit` of
@@ -724,7 +734,10 @@ class ChromaVectorStore:
                 if belongs(payload, user_id) and matches(payload, filters):
                     share = counts[memory_id] / len(terms)
                     found[memory_id] = Candidate(memory_id, payload, cosine(q, embedding), share)
-        return Candidates(items=list(found.values()), keyword_exhaustive=exhaustive, keyword_ranked=False)
+        # `keyword` is already the share of the query's terms a memory holds: its ceiling is 1.
+        return Candidates(
+            items=list(found.values()), keyword_exhaustive=exhaustive, keyword_ranked=False, keyword_ceiling=1.0
+        )
 
     @staticmethod
     def _dense(
@@ -790,20 +803,23 @@ class ChromaVectorStore:
         rows = ask(where, ["documents"])
         return {memory_id: document for memory_id, document, _ in rows}, len(rows) < window
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float]) -> list[Candidate]:
-        """The user's memories at the given write positions, with their cosine to `vector`: one call."""
+    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = "") -> list[Candidate]:
+        """The user's memories at the given write positions, with their cosine to `vector` and the
+        share of `text`'s terms they hold (the scale of `candidates`): one call."""
         wanted = sorted({int(s) for s in seqs})
         if not wanted:
             return []
         q = np.asarray([float(x) for x in vector], dtype=np.float32)
+        terms = query_terms(text)
 
         def lookup(collection: Collection, _space: str) -> list[Candidate]:
-            got = collection.get(where={SEQ_KEY: {"$in": wanted}}, include=["metadatas", "embeddings"])
+            got = collection.get(where={SEQ_KEY: {"$in": wanted}}, include=["metadatas", "embeddings", "documents"])
             out = []
-            for memory_id, metadata, embedding in _rows(got, "metadatas", "embeddings"):
+            for memory_id, metadata, embedding, document in _rows(got, "metadatas", "embeddings", "documents"):
                 payload = dict(metadata or {})
                 if belongs(payload, user_id) and payload.get(SEQ_KEY) in wanted:
-                    out.append(Candidate(memory_id, payload, cosine(q, embedding), 0.0))
+                    share = matched_terms(document, payload.get(TEXT_KEY), terms) / len(terms) if terms else 0.0
+                    out.append(Candidate(memory_id, payload, cosine(q, embedding), share))
             return out
 
         none: list[Candidate] = []
