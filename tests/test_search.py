@@ -256,9 +256,7 @@ def workers(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) 
         ]
 
         def cleanup() -> None:
-            import chromadb
-
-            chromadb.HttpClient(host=server.host, port=server.port).delete_collection(collection)
+            services[0].store.delete_col()  # every collection of the store (one per user on Chroma)
 
         built = Workers(services[0], services[1], cleanup)
     yield built

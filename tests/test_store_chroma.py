@@ -237,7 +237,7 @@ def test_a_keyword_only_hit_comes_back_with_its_exact_cosine(store: ChromaVector
     assert found.keyword_exhaustive and not found.keyword_ranked
 
 
-def test_keyword_share_counts_distinct_query_terms(store: ChromaVectorStore) -> None:
+def test_keyword_share_is_idf_weighted_over_distinct_query_terms(store: ChromaVectorStore) -> None:
     q = unit(21)
     both, one = add(
         store,
@@ -248,7 +248,10 @@ def test_keyword_share_counts_distinct_query_terms(store: ChromaVectorStore) -> 
     )
     items = by_id(store.candidates("alice", q.tolist(), "marathon running MARATHON", 10, None))
     assert items[both].keyword == 1.0  # "running" and "marathon" (stems, case folded)
-    assert items[one].keyword == 0.5  # "ran" is not "run" to a stemmer
+    # "ran" is not "run" to a stemmer; "marathon" is in both of the user's two memories, so it
+    # weighs less than "run", held by one: BM25's idf over the user's memories
+    marathon, run = math.log(1 + 0.5 / 2.5), math.log(1 + 1.5 / 1.5)
+    assert items[one].keyword == pytest.approx(marathon / (marathon + run))
 
 
 def test_multi_term_matches_are_found_past_the_keyword_window(store: ChromaVectorStore) -> None:
@@ -330,7 +333,8 @@ def test_chinese_memories_are_keyword_candidates(store: ChromaVectorStore, embed
     keyword = sorted((c for c in found.items if c.keyword > 0), key=lambda c: -c.keyword)
     # CJK text is matched on character bigrams: 偏好 is shared by the query and the Python memory only
     assert [c.id for c in keyword] == [ids[0]]
-    assert keyword[0].keyword == pytest.approx(1 / 5)  # 编程 程语 语言 言偏 偏好
+    # of the query's bigrams (编程 程语 语言 言偏 偏好) only 偏好 is in any memory: it is the whole share
+    assert keyword[0].keyword == pytest.approx(1.0)
     assert analysed(texts[0]).split()[:3] == ["用户", "户偏", "偏好"]
 
 
@@ -371,8 +375,7 @@ def test_mem0_memory_works_on_the_adapter(
         llm_provider="none",
         embedding_provider="local",
     )
-    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings))
-    memory.vector_store = store
+    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
     added = memory.add("I moved to Porto last spring", user_id="alice", infer=False)["results"]
     memory.add("I play the cello", user_id="alice", infer=False)
     memory_id = added[0]["id"]
@@ -395,8 +398,6 @@ def test_mem0_memory_works_on_the_adapter(
     memory.delete(memory_id)
     assert memory.get(memory_id) is None and store.get(memory_id) is None
     assert store.count_user("alice") == 1
-    # mem0's own adapter made the single collection `build_memory` asked for; it is left empty
-    store.client.delete_collection(store.collection_name)
 
 
 # --- other layouts, other embedders, outages -------------------------------------------------------

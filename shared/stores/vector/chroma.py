@@ -67,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import re
 import threading
 import uuid
@@ -148,8 +149,33 @@ def keyword_patterns(terms: Sequence[str]) -> list[str]:
 
 def matched_terms(document: str | None, text: str | None, terms: Sequence[str]) -> int:
     """How many of `terms` the memory holds, from its analysed document (or its text, if it has none)."""
-    held = set(document.split()) if document and document.strip() else set(tokenize(text or ""))
+    held = held_terms(document, text)
     return sum(1 for term in terms if term in held)
+
+
+def held_terms(document: str | None, text: str | None) -> set[str]:
+    """The terms a memory holds: its analysed document, or its text analysed when it has none."""
+    return set(document.split()) if document and document.strip() else set(tokenize(text or ""))
+
+
+def idf_weights(terms: Sequence[str], held: Sequence[set[str]], total: int) -> dict[str, float]:
+    """BM25's idf of each query term over `total` memories, `held` being the term sets of those seen.
+
+    Exact when `held` covers every memory holding a query term (a small user's scan); otherwise a
+    common term's count is cut at what the scans returned, which overstates its weight a little.
+    """
+    weights = {}
+    for term in terms:
+        df = sum(1 for terms_of in held if term in terms_of)
+        if df:
+            weights[term] = math.log(1 + (max(total, df) - df + 0.5) / (df + 0.5))
+    return weights
+
+
+def weighted_share(held: set[str], weights: Mapping[str, float]) -> float:
+    """The idf-weighted share of the query's terms (those some memory holds) that `held` holds."""
+    total = sum(weights.values())
+    return sum(w for term, w in weights.items() if term in held) / total if total else 0.0
 
 
 # --- filters -----------------------------------------------------------------------------------
@@ -331,6 +357,7 @@ class ChromaVectorStore:
         self._locks: dict[str, threading.Lock] = {}
         # For `candidates`: the dense query and the first keyword scan go out together.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chroma-store")
+        self._recent = threading.local()  # the idf weights of this thread's last `candidates`
         self._warn_if_legacy()
 
     # --- collections -------------------------------------------------------------------------
@@ -704,14 +731,15 @@ class ChromaVectorStore:
             if patterns
             else None
         )
-        found: dict[str, Candidate] = {}
-        for memory_id, payload, document, distance in dense.result():
-            if belongs(payload, user_id) and matches(payload, filters):
-                share = matched_terms(document, payload.get(TEXT_KEY), terms) / len(terms) if terms else 0.0
-                found[memory_id] = Candidate(memory_id, payload, similarity(space, distance), share)
+        dense_rows = dense.result()
         if first is None:
+            only_dense = {
+                memory_id: Candidate(memory_id, payload, similarity(space, distance), 0.0)
+                for memory_id, payload, _document, distance in dense_rows
+                if belongs(payload, user_id) and matches(payload, filters)
+            }
             return Candidates(
-                items=list(found.values()), keyword_exhaustive=True, keyword_ranked=False, keyword_ceiling=1.0
+                items=list(only_dense.values()), keyword_exhaustive=True, keyword_ranked=False, keyword_ceiling=1.0
             )
         documents, complete = first.result()
         if len(patterns) > 1 and not small:
@@ -721,9 +749,21 @@ class ChromaVectorStore:
             if len(documents) < limit:
                 singles, complete = self._scan(collection, patterns[0], window, filters)
                 documents = {**documents, **singles}
-        counts = {memory_id: matched_terms(document, None, terms) for memory_id, document in documents.items()}
+        # The user's idf of each query term, from every memory seen holding one (see idf_weights).
+        held = {memory_id: held_terms(document, None) for memory_id, document in documents.items()}
+        for memory_id, payload, document, _distance in dense_rows:
+            held.setdefault(memory_id, held_terms(document, payload.get(TEXT_KEY)))
+        weights = idf_weights(terms, list(held.values()), collection.count())
+        # The neighbours call of the same search (same thread, next) scores on this scale.
+        self._recent.weights = (user_id, text, weights)
+        found: dict[str, Candidate] = {}
+        for memory_id, payload, _document, distance in dense_rows:
+            if belongs(payload, user_id) and matches(payload, filters):
+                share = weighted_share(held[memory_id], weights)
+                found[memory_id] = Candidate(memory_id, payload, similarity(space, distance), share)
+        shares = {memory_id: weighted_share(held[memory_id], weights) for memory_id in documents}
         # Best share first; among equals, storage order (the order the scans returned them).
-        ranked = sorted((m for m in counts if counts[m] > 0), key=lambda m: -counts[m])
+        ranked = sorted((m for m in shares if shares[m] > 0), key=lambda m: -shares[m])
         exhaustive = complete and len(ranked) <= limit
         missing = [memory_id for memory_id in ranked[:limit] if memory_id not in found]
         if missing:
@@ -732,9 +772,8 @@ class ChromaVectorStore:
             for memory_id, metadata, embedding in _rows(got, "metadatas", "embeddings"):
                 payload = dict(metadata or {})
                 if belongs(payload, user_id) and matches(payload, filters):
-                    share = counts[memory_id] / len(terms)
-                    found[memory_id] = Candidate(memory_id, payload, cosine(q, embedding), share)
-        # `keyword` is already the share of the query's terms a memory holds: its ceiling is 1.
+                    found[memory_id] = Candidate(memory_id, payload, cosine(q, embedding), shares[memory_id])
+        # `keyword` is already the idf-weighted share of the query a memory holds: its ceiling is 1.
         return Candidates(
             items=list(found.values()), keyword_exhaustive=exhaustive, keyword_ranked=False, keyword_ceiling=1.0
         )
@@ -811,6 +850,8 @@ class ChromaVectorStore:
             return []
         q = np.asarray([float(x) for x in vector], dtype=np.float32)
         terms = query_terms(text)
+        recent = getattr(self._recent, "weights", None)
+        weights = recent[2] if recent is not None and recent[:2] == (user_id, text) else None
 
         def lookup(collection: Collection, _space: str) -> list[Candidate]:
             got = collection.get(where={SEQ_KEY: {"$in": wanted}}, include=["metadatas", "embeddings", "documents"])
@@ -818,7 +859,11 @@ class ChromaVectorStore:
             for memory_id, metadata, embedding, document in _rows(got, "metadatas", "embeddings", "documents"):
                 payload = dict(metadata or {})
                 if belongs(payload, user_id) and payload.get(SEQ_KEY) in wanted:
-                    share = matched_terms(document, payload.get(TEXT_KEY), terms) / len(terms) if terms else 0.0
+                    held = held_terms(document, payload.get(TEXT_KEY))
+                    if weights is not None:
+                        share = weighted_share(held, weights)
+                    else:
+                        share = sum(1 for t in terms if t in held) / len(terms) if terms else 0.0
                     out.append(Candidate(memory_id, payload, cosine(q, embedding), share))
             return out
 
