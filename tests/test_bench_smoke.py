@@ -169,7 +169,7 @@ def _check_load(result: dict[str, Any], store: str) -> None:
     assert profile["cprofile_top"]
     assert profile["batch_add"]["memories"] == 500 and profile["batch_add"]["stages_ms_per_batch"]["embed batch"] > 0
     if store == "chroma":
-        assert profile["chroma_server_query_ms"]["user filter, 60 results, metadatas+documents"]["ms_p50"] > 0
+        assert profile["chroma_server_query_ms"]["user's collection, 50 results, metadatas+documents"]["ms_p50"] > 0
     targets = {(t["target"], t["store"]) for t in result["targets"]}
     assert ("worker peak RSS (MB)", store) in targets
     assert ("a user's first search on a fresh worker / a warm search, at 300 (ratio)", store) in targets

@@ -216,24 +216,38 @@ def profile_adds(service: Any, batches: Sequence[Sequence[Any]], user_id: str) -
 
 
 def probe_chroma(store: Any, embedder: Any, user_id: str, queries: Sequence[str]) -> dict[str, Any]:
-    """The Chroma server's own query time, with and without the user filter and at two sizes.
+    """The Chroma server's own query time on the user's collection (the adapter keeps one per user).
 
-    mem0 asks for max(4 x limit, 60) results with metadata and documents; these variants show what
-    the filter, the result count and the payload each cost on the server.
+    What the adapter's candidates cost on the server: the dense query at two result counts, with
+    and without payloads, and one keyword scan (`$regex` over the analysed documents), beside the
+    bare HTTP round trip.
     """
-    collection = store.collection
+    from shared.stores.vector.chroma import keyword_patterns, query_terms
+
+    collection = store.client.get_collection(name=store.user_collection_name(user_id), embedding_function=None)
     vectors = [embedder.embed(q, "search") for q in queries]
     variants: dict[str, dict[str, Any]] = {
-        "user filter, 60 results, metadatas+documents": {"n_results": 60, "where": {"user_id": user_id}},
-        "user filter, 10 results, metadatas+documents": {"n_results": 10, "where": {"user_id": user_id}},
-        "user filter, 60 results, ids only": {"n_results": 60, "where": {"user_id": user_id}, "include": []},
-        "no filter, 60 results, metadatas+documents": {"n_results": 60},
+        "user's collection, 50 results, metadatas+documents": {"n_results": 50},
+        "user's collection, 10 results, metadatas+documents": {"n_results": 10},
+        "user's collection, 50 results, ids only": {"n_results": 50, "include": []},
     }
     out: dict[str, Any] = {}
     for name, kwargs in variants.items():
         collection.query(query_embeddings=[vectors[0]], **kwargs)  # warm
         ms = [_timed_ms(functools.partial(collection.query, query_embeddings=[v], **kwargs)) for v in vectors]
         out[name] = {"ms_p50": round(percentile(ms, 50), 2), "ms_p95": round(percentile(ms, 95), 2)}
+    patterns = [p for q in queries if (p := keyword_patterns(query_terms(q)))]
+    if patterns:
+        scans = [
+            _timed_ms(
+                functools.partial(collection.get, where_document={"$regex": p[0]}, limit=100, include=["documents"])
+            )
+            for p in patterns
+        ]
+        out["keyword scan ($regex, any query term, 100 documents)"] = {
+            "ms_p50": round(percentile(scans, 50), 2),
+            "ms_p95": round(percentile(scans, 95), 2),
+        }
     heartbeat = [_timed_ms(store.client.heartbeat) for _ in range(20)]
     out["heartbeat (HTTP round trip)"] = {
         "ms_p50": round(percentile(heartbeat, 50), 2),
