@@ -428,6 +428,9 @@ def test_migrate_moves_the_single_collection_layout(
     legacy.insert([r[3] for r in rows], [payload(r[0], r[1], r[2]) for r in rows], ids)
 
     assert store.count_user("alice") == 0  # not searched until moved
+    with pytest.raises(ConfigurationProblem, match=r"tools\.migrate_store"):  # a worker refuses to start on it
+        ChromaVectorStore(client, store.collection_name, DIMS)
+    store = ChromaVectorStore(client, store.collection_name, DIMS, allow_legacy=True)  # what the command opens
     assert store.migrate() == 4
     assert store.migrate() == 0  # a re-run moves nothing twice
     order = sorted(store.list_user("alice"), key=lambda h: h.payload[SEQ_KEY])
@@ -493,3 +496,28 @@ def test_an_outage_raises_and_heals(store: ChromaVectorStore, chroma_server: Chr
             store.candidates("alice", unit(60).tolist(), "outage", 5, None)
     assert store.ping()["kind"] == "chroma"
     assert store.get(memory_id) is not None
+
+
+def test_the_migration_command_moves_the_old_layout(
+    client: chromadb.api.ClientAPI, chroma_server: ChromaServer, mem0_ready: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mem0.vector_stores.chroma import ChromaDB
+
+    from shared.settings import get_settings
+    from tools.migrate_store import main
+
+    name = f"old-{uuid.uuid4().hex[:8]}"
+    legacy = ChromaDB(collection_name=name, client=client)
+    legacy.insert([at_cosine(unit(60), 0.5, 601)], [payload("carol", "An old memory", 10)], [str(uuid.uuid4())])
+    env = {"VECTOR_STORE": "chroma", "CHROMA_HOST": chroma_server.host, "CHROMA_PORT": str(chroma_server.port)}
+    for key, value in {**env, "COLLECTION_NAME": name}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        assert main([]) == 0
+        store = ChromaVectorStore(client, name, DIMS, allow_legacy=True)
+        assert [h.payload["data"] for h in store.list_user("carol")] == ["An old memory"]
+    finally:
+        get_settings.cache_clear()
+        client.delete_collection(name)
+        ChromaVectorStore(client, name, DIMS).delete_col()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigurationProblem
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.stores.vector.port import VectorStore
 
-MIGRATE_COMMAND = "python -m tools.migrate_embedded_store"
+MIGRATE_COMMAND = "python -m tools.migrate_store"
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
@@ -19,20 +19,9 @@ def build_vector_store(settings: Settings) -> VectorStore:
     dims = settings.resolved_embedding_dims
     name = settings.collection_name
     if settings.vector_store == "chroma":
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
         from shared.stores.vector.chroma import ChromaVectorStore
 
-        headers = {"Authorization": f"Bearer {settings.chroma_auth_token}"} if settings.chroma_auth_token else None
-        client = chromadb.HttpClient(
-            host=settings.chroma_host or "localhost",
-            port=settings.chroma_port,
-            ssl=settings.chroma_ssl,
-            headers=headers,
-            settings=ChromaSettings(anonymized_telemetry=False),
-        )
-        return ChromaVectorStore(client, name, dims)
+        return ChromaVectorStore(chroma_client(settings), name, dims)
     if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
@@ -47,6 +36,21 @@ def build_vector_store(settings: Settings) -> VectorStore:
     root = settings.resolved_qdrant_path
     refuse_old_embedded_store(root)
     return EdgeVectorStore(root / name, name, dims)
+
+
+def chroma_client(settings: Settings) -> Any:
+    """A client of the configured Chroma server (HTTPS and a bearer token when set)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    headers = {"Authorization": f"Bearer {settings.chroma_auth_token}"} if settings.chroma_auth_token else None
+    return chromadb.HttpClient(
+        host=settings.chroma_host or "localhost",
+        port=settings.chroma_port,
+        ssl=settings.chroma_ssl,
+        headers=headers,
+        settings=ChromaSettings(anonymized_telemetry=False),
+    )
 
 
 def is_old_embedded_store(root: Path) -> bool:

@@ -340,7 +340,7 @@ class ChromaVectorStore:
 
     kind = "chroma"
 
-    def __init__(self, client: ClientAPI, collection_name: str, dims: int) -> None:
+    def __init__(self, client: ClientAPI, collection_name: str, dims: int, *, allow_legacy: bool = False) -> None:
         self.client = client
         self.collection_name = collection_name
         self.dims = dims
@@ -358,7 +358,8 @@ class ChromaVectorStore:
         # For `candidates`: the dense query and the first keyword scan go out together.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chroma-store")
         self._recent = threading.local()  # the idf weights of this thread's last `candidates`
-        self._warn_if_legacy()
+        if not allow_legacy:
+            self._refuse_legacy()
 
     # --- collections -------------------------------------------------------------------------
     def create_col(self, name: str, vector_size: int | None = None, distance: str | None = "cosine") -> Collection:
@@ -470,19 +471,24 @@ class ChromaVectorStore:
         self.delete_col()
         self.catalog = self.create_col(f"{self.collection_name}{CATALOG_SUFFIX}", self.dims)
 
-    def _warn_if_legacy(self) -> None:
-        """mem0's own Chroma adapter kept everything in one collection named `collection_name`."""
+    def _refuse_legacy(self) -> None:
+        """mem0's own Chroma adapter kept everything in one collection named `collection_name`.
+
+        Those memories are not in this layout: serving without them would look like data loss, so
+        the store refuses to start and names the command that moves them.
+        """
+        from shared.stores.vector import MIGRATE_COMMAND
+
         try:
             legacy = self.client.get_collection(name=self.collection_name, embedding_function=None)
         except NotFoundError:
             return
         count = legacy.count()
         if count:
-            logger.warning(
-                "Chroma collection '%s' holds %d memories in the old single-collection layout; they are not "
-                "searched until moved with ChromaVectorStore.migrate()",
-                self.collection_name,
-                count,
+            raise ConfigurationProblem(
+                f"Chroma collection '{self.collection_name}' holds {count} memories in the layout of earlier "
+                f"versions (one collection for all users): run `{MIGRATE_COMMAND}` once to move them into this "
+                "version's layout (the old collection is left as it was), or use another COLLECTION_NAME"
             )
 
     # --- write order ---------------------------------------------------------------------------

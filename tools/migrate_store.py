@@ -1,11 +1,14 @@
-"""Move the memories of the previous embedded store (qdrant-client local mode) into Qdrant Edge.
+"""Move memories written by earlier versions into this version's store layout.
 
-    python -m tools.migrate_embedded_store [--path QDRANT_PATH]
+    python -m tools.migrate_store [--path QDRANT_PATH]      # the embedded store (default settings)
+    VECTOR_STORE=chroma CHROMA_HOST=... python -m tools.migrate_store   # a Chroma server
 
-Versions before the store-engine change kept the zero-setup store with qdrant-client's local mode
-under DATA_DIR/qdrant (a `meta.json` and one SQLite file per collection). This version reads the
-same folder with the Qdrant engine in process, which cannot read that layout, so the service
-refuses to start on it and names this command. The command:
+The service refuses to start on either old layout and names this command.
+
+**Embedded store.** Versions before the store-engine change kept the zero-setup store with
+qdrant-client's local mode under DATA_DIR/qdrant (a `meta.json` and one SQLite file per
+collection). This version reads that folder with the Qdrant engine in process (Qdrant Edge),
+which cannot read the old layout. The command:
 
 1. reads every point of every collection (ids, vectors, payloads) with qdrant-client;
 2. renames the old folder to `<folder>.local-mode-<UTC time>` (kept: delete it once satisfied);
@@ -13,8 +16,16 @@ refuses to start on it and names this command. The command:
    the memories were written (creation time, then the batch position `seq` the old store kept),
    so each memory gets its place in its user's write order (`_seq`) as new writes do.
 
-Run it with the service stopped (the old store admits one process). Memory ids, texts, metadata,
-creation times and vectors are kept; the history (a separate store) is untouched.
+Run it with the service stopped (the old store admits one process).
+
+**Chroma.** Earlier versions kept every user's memories in one collection named COLLECTION_NAME
+(mem0's own adapter); this version keeps a collection per user. The command copies each memory
+into its user's collection, in creation order, and leaves the old collection as it was (delete it
+once satisfied); a re-run skips what was moved. Workers may keep running: until the copy is done
+they refuse to start, and the ones running still serve.
+
+Memory ids, texts, metadata, creation times and vectors are kept; the history (a separate store)
+is untouched.
 """
 
 from __future__ import annotations
@@ -98,15 +109,37 @@ def migrate(root: Path) -> dict[str, int]:
     return counts
 
 
+def migrate_chroma() -> int:
+    """Copies the single-collection Chroma layout into the per-user one; returns how many moved."""
+    from shared.settings import get_settings
+    from shared.stores.vector import chroma_client
+    from shared.stores.vector.chroma import ChromaVectorStore
+
+    settings = get_settings()
+    store = ChromaVectorStore(
+        chroma_client(settings), settings.collection_name, settings.resolved_embedding_dims, allow_legacy=True
+    )
+    moved = store.migrate()
+    print(
+        f"moved {moved} memories into the per-user collections of '{settings.collection_name}'; the old collection "
+        f"'{settings.collection_name}' is left as it was: delete it once satisfied",
+        file=sys.stderr,
+    )
+    return moved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", type=Path, help="the store folder (default: QDRANT_PATH, else DATA_DIR/qdrant)")
+    parser.add_argument(
+        "--path", type=Path, help="the embedded store folder (default: QDRANT_PATH, else DATA_DIR/qdrant)"
+    )
     args = parser.parse_args(argv)
-    root = args.path
-    if root is None:
-        from shared.settings import get_settings
+    from shared.settings import get_settings
 
-        root = get_settings().resolved_qdrant_path
+    if args.path is None and get_settings().vector_store == "chroma":
+        migrate_chroma()
+        return 0
+    root = args.path if args.path is not None else get_settings().resolved_qdrant_path
     for name, count in migrate(root).items():
         print(f"{name}: {count}")
     return 0
