@@ -163,8 +163,7 @@ def _check_load(result: dict[str, Any], store: str) -> None:
     assert s["worker_peak_rss_mb"] > 50
     profile = s["profile"]
     assert profile["queries"] == 5 and profile["service_ms_p50"] > 0
-    # plain mem0 runs its own adapter on the Chroma server; it has none for the embedded engine
-    assert (profile.get("plain_mem0_ms_p50", 0) > 0) == (store == "chroma")
+    assert "plain_mem0_ms_p50" not in profile  # mem0 reads neither store's layout (see tools/bench/load.py)
     assert profile["stages_ms_mean"]["embed query"] > 0
     assert profile["cprofile_top"]
     assert profile["batch_add"]["memories"] == 500 and profile["batch_add"]["stages_ms_per_batch"]["embed batch"] > 0

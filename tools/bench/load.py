@@ -420,21 +420,20 @@ def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store
 def _profile(
     data_dir: Path, extra: dict[str, str], user: str, queries: list[str], http_p50: float, config: LoadConfig
 ) -> dict[str, Any]:
-    """Search and batch-add profiles in-process on the host's data, beside plain mem0 on the same data."""
+    """Search and batch-add profiles in-process on the host's data.
+
+    No plain-mem0 comparison on the same data: mem0 has no adapter for the embedded Qdrant Edge, and
+    its Chroma adapter reads one shared collection, not the per-user layout the service writes
+    (`tools.bench locomo --baseline mem0` compares with plain mem0 on a store of its own).
+    """
     from shared.models import MemoryInput
-    from tools.bench.inproc import build_plain_mem0, build_service, close_memory, settings_for
+    from tools.bench.inproc import build_service, settings_for
     from tools.bench.profile import probe_chroma, profile_adds, profile_search
 
     settings = settings_for(data_dir, extra)
     service = build_service(settings)
-    plain = None
     try:
-        # Plain mem0 runs its own adapter on the same server; it has none for the embedded Qdrant
-        # Edge, so the default store is profiled without that comparison.
-        client = getattr(service.store, "client", None)
-        if settings.vector_store == "chroma" and client is not None:
-            plain = build_plain_mem0(settings, client=client)
-        profile = profile_search(service, plain, user, queries, http_p50, budget_s=config.search_budget_s)
+        profile = profile_search(service, None, user, queries, http_p50, budget_s=config.search_budget_s)
         if settings.vector_store == "chroma":
             profile["chroma_server_query_ms"] = probe_chroma(service.store, service.embedder, user, queries[:30])
         # Last, and for a user of its own: these writes must not change what was measured above.
@@ -447,8 +446,6 @@ def _profile(
         ]
         profile["batch_add"] = profile_adds(service, batches, scratch)
     finally:
-        if plain is not None:
-            close_memory(plain)
         service.close()
     return profile
 
