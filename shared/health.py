@@ -43,12 +43,11 @@ def check_vector_store(settings: Settings) -> dict[str, Any]:
         headers = {"api-key": settings.qdrant_api_key} if settings.qdrant_api_key else None
         return {"kind": "qdrant", **_http_ok(settings.qdrant_url.rstrip("/") + "/readyz", headers)}
     if service is not None:
-        service.memory.vector_store.client.get_collections()
-        return {"kind": "qdrant_embedded", "status": "ok"}
+        return {"kind": service.store.kind, "status": "ok", **service.store.ping()}
     path = settings.resolved_qdrant_path
     parent = path if path.exists() else path.parent
     writable = (parent.exists() and os.access(parent, os.W_OK)) or not parent.exists()
-    return {"kind": "qdrant_embedded", "status": "ok" if writable else "down", "loaded": False}
+    return {"kind": "edge", "status": "ok" if writable else "down", "loaded": False}
 
 
 def check_embedder(settings: Settings) -> dict[str, Any]:

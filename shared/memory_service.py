@@ -14,17 +14,21 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.embeddings import Embedder
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
 from shared.models import RESERVED_METADATA_KEYS, MemoryInput, MemoryRecord, MemoryStats, SearchFilters
 from shared.settings import Settings
+from shared.stores.vector.port import DERIVED_KEYS, VectorStore, belongs
+
+if TYPE_CHECKING:
+    from shared.search import HybridSearcher
 
 logger = logging.getLogger(__name__)
 
 # Payload keys mem0 owns; user metadata can never overwrite them (validated in shared/models.py).
-CORE_PAYLOAD_KEYS = RESERVED_METADATA_KEYS
+CORE_PAYLOAD_KEYS = RESERVED_METADATA_KEYS | DERIVED_KEYS
 
 # Modules whose exceptions mean "the store could not answer", as opposed to a bug of ours.
 _STORE_ERROR_MODULES = ("qdrant_client", "chromadb", "httpx", "httpcore", "urllib3", "requests", "grpc", "portalocker")
@@ -111,9 +115,16 @@ class MemoryService:
     """Memory operations for the API. Every method takes the acting user and never crosses users."""
 
     def __init__(
-        self, memory: Any, embedder: Embedder, settings: Settings, searcher: Any = None, graph: Any = None
+        self,
+        memory: Any,
+        store: VectorStore,
+        embedder: Embedder,
+        settings: Settings,
+        searcher: HybridSearcher | None = None,
+        graph: Any = None,
     ) -> None:
-        self.memory = memory
+        self.memory = memory  # mem0's Memory, writing through `store`
+        self.store = store
         self.embedder = embedder
         self.settings = settings
         self.searcher = searcher
@@ -142,14 +153,12 @@ class MemoryService:
         If the history write fails the inserted vectors are removed again, so a failed batch
         leaves nothing behind.
         """
-        from mem0.utils.lemmatization import lemmatize_for_bm25
-
         texts = [item.content for item in items]
         vectors = self.embedder.embed_batch(texts, "add")
         now = utc_now()
         ids = [str(uuid.uuid4()) for _ in items]
         payloads = []
-        for position, item in enumerate(items):
+        for item in items:
             payload: dict[str, Any] = dict(item.metadata or {})
             payload.update(
                 {
@@ -159,9 +168,7 @@ class MemoryService:
                     "hash": hashlib.md5(item.content.encode()).hexdigest(),
                     "created_at": now,
                     "updated_at": now,
-                    "text_lemmatized": lemmatize_for_bm25(item.content),
-                    # One instant for the whole batch; `seq` keeps its order (search uses it as context).
-                    "seq": position,
+                    # One instant for the whole batch; the store numbers the memories in this order.
                 }
             )
             payloads.append(payload)
@@ -178,7 +185,7 @@ class MemoryService:
             for mid, text in zip(ids, texts, strict=True)
         ]
         with vector_store_calls():
-            self.memory.vector_store.insert(vectors=vectors, ids=ids, payloads=payloads)
+            self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
         try:
             self.memory.db.batch_add_history(history)
         except Exception:
@@ -191,7 +198,7 @@ class MemoryService:
     def _remove_quietly(self, ids: Sequence[str]) -> None:
         for memory_id in ids:
             try:
-                self.memory.vector_store.delete(vector_id=memory_id)
+                self.store.delete(vector_id=memory_id)
             except Exception:
                 logger.exception("could not remove memory %s while undoing a failed batch", memory_id)
 
@@ -221,15 +228,13 @@ class MemoryService:
         if self.graph is not None:
             self.graph.delete_user(user_id)
         deleted = 0
+        seen: set[str] = set()
         with vector_store_calls():
             while True:
-                batch = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=_SCAN_PAGE))
-                if not batch:
-                    break
+                batch = [row for row in self.store.list_user(user_id, _SCAN_PAGE) if row.id not in seen]
                 for row in batch:
-                    if (row.payload or {}).get("user_id") != user_id:
-                        continue  # never trust a store filter alone with another user's data
-                    self.memory.delete(str(row.id))
+                    self.memory.delete(row.id)  # mem0's path: the history records the deletion
+                    seen.add(row.id)
                     deleted += 1
                 if len(batch) < _SCAN_PAGE:
                     break
@@ -239,15 +244,14 @@ class MemoryService:
     def delete_where(self, user_id: str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
         with vector_store_calls():
-            rows = _rows(self.memory.vector_store.list(filters={"user_id": user_id, **conditions}, top_k=_SCAN_PAGE))
+            listed = self.store.list(filters={"user_id": user_id, **conditions}, top_k=None)
             matching = [
                 row
-                for row in rows
-                if (row.payload or {}).get("user_id") == user_id
-                and all((row.payload or {}).get(k) == v for k, v in conditions.items())
+                for row in _rows(listed)
+                if belongs(row.payload, user_id) and all(row.payload.get(k) == v for k, v in conditions.items())
             ]
             for row in matching:
-                self.memory.delete(str(row.id))
+                self.memory.delete(row.id)
         self.forget_cached(user_id)
         if self.graph is not None:
             for row in matching:
@@ -263,7 +267,7 @@ class MemoryService:
         if not is_valid_memory_id(memory_id):
             raise NotFound(f"memory {memory_id!r} not found")
         with vector_store_calls():
-            point = self.memory.vector_store.get(vector_id=memory_id)
+            point = self.store.get(vector_id=memory_id)
         if point is None or not (point.payload or {}).get("data"):
             raise NotFound(f"memory {memory_id!r} not found")
         record = record_from_payload(str(point.id), point.payload)
@@ -289,16 +293,12 @@ class MemoryService:
         threshold: float | None = None,
     ) -> list[MemoryRecord]:
         """The user's memories most relevant to `query`, best first."""
-        store_filters = {"user_id": user_id}
-        if filters is not None:
-            store_filters.update(filters.to_store_filters())
-        if self.searcher is not None:
-            with vector_store_calls():
-                return self.searcher.search(user_id, query, limit, filters, threshold)
+        if self.searcher is None:
+            from shared.search import HybridSearcher
+
+            self.searcher = HybridSearcher(self.store, self.embedder, self.settings)
         with vector_store_calls():
-            found = self.memory.search(query, top_k=limit, filters=store_filters, threshold=threshold or 0.0)
-        records = [record_from_item(item) for item in found["results"]]
-        return [r for r in records if r.user_id == user_id]
+            return self.searcher.search(user_id, query, limit, filters, threshold)
 
     def search_relations(self, user_id: str, query: str, limit: int = 10) -> Any:
         """Graph relations relevant to `query` (`GraphReadResult`), or None when graph memory is off.
@@ -352,10 +352,17 @@ class MemoryService:
 
     def _scan_user(self, user_id: str, cap: int | None) -> list[Any]:
         """Every stored point of `user_id` (payloads only), up to `cap`."""
-        limit = cap if cap is not None else 1_000_000
         with vector_store_calls():
-            rows = _rows(self.memory.vector_store.list(filters={"user_id": user_id}, top_k=limit))
-        return [row for row in rows if (row.payload or {}).get("user_id") == user_id]
+            return [row for row in self.store.list_user(user_id, cap) if belongs(row.payload, user_id)]
+
+    def count_memories(self, user_id: str) -> int:
+        """How many memories the user has (counted by the engine)."""
+        with vector_store_calls():
+            return self.store.count_user(user_id)
+
+    def close(self) -> None:
+        """Release the store (the embedded engine's folder lock with it)."""
+        self.store.close()
 
     def forget_cached(self, user_id: str, memory_ids: Sequence[str] | None = None) -> None:
         """Tell the searcher (if any) that these memories (or all of the user's) changed."""

@@ -49,12 +49,15 @@ def _build_memory_service(settings: Settings) -> MemoryService:
     embedder = build_embedder(settings)
     history = build_history_store(settings)
     llm = build_chat_model(settings)
+    from shared.stores.vector import build_vector_store
+
     with vector_store_calls():
-        memory = build_memory(settings, embedder, llm, history)
+        store = build_vector_store(settings)
+        memory = build_memory(settings, embedder, llm, history, store)
     graph = build_graph_store(settings, embedder, llm)
     from shared.search import HybridSearcher
 
-    searcher = HybridSearcher(memory, embedder, settings)
+    searcher = HybridSearcher(store, embedder, settings)
     logger.info(
         "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
         settings.vector_store,
@@ -62,7 +65,7 @@ def _build_memory_service(settings: Settings) -> MemoryService:
         settings.llm_provider,
         settings.resolved_state_store,
     )
-    return MemoryService(memory, embedder, settings, searcher=searcher, graph=graph)
+    return MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
 
 
 def get_chat_agent() -> ChatAgent:

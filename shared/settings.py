@@ -7,6 +7,7 @@ local ONNX embeddings, no LLM, sessions and history in local files.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -124,12 +125,6 @@ class Settings(BaseSettings):
     search_mode: Literal["hybrid", "dense"] = Field(
         "hybrid", description="`hybrid` (semantic + keyword + speaker/date + conversation context) or `dense`."
     )
-    search_index_max_age_seconds: float = Field(
-        60.0, gt=0, description="Age after which a worker re-reads a user's keyword index in the background."
-    )
-    search_cache_max_memories: int = Field(
-        50_000, ge=0, description="Memories kept in a worker's keyword indexes (least recently searched dropped)."
-    )
 
     # --- telemetry -------------------------------------------------------------------------
     applicationinsights_connection_string: str | None = Field(
@@ -151,6 +146,13 @@ class Settings(BaseSettings):
             problems.append("OPENAI_BASE_URL or OPENAI_API_KEY is required for the openai provider")
         if self.vector_store == "chroma" and not self.chroma_host:
             problems.append("CHROMA_HOST is required when VECTOR_STORE=chroma")
+        if self.vector_store == "qdrant" and not self.qdrant_url and os.environ.get("WEBSITE_INSTANCE_ID"):
+            # On an Azure Functions instance the embedded engine would keep memories on that
+            # instance's temporary disk: gone on scale-in, and invisible to every other instance.
+            problems.append(
+                "QDRANT_URL (a Qdrant server) or VECTOR_STORE=chroma is required on Azure: the embedded store "
+                "keeps memories on one instance's temporary disk"
+            )
         if self.graph_store == "neo4j" and not self.neo4j_uri:
             problems.append("NEO4J_URI is required when GRAPH_STORE=neo4j")
         if self.resolved_state_store == "azure_table" and not self.table_connection:

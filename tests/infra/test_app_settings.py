@@ -42,8 +42,6 @@ NOT_SET_IN_THE_CLOUD = {
     "CHAT_HISTORY_TURNS": "chat behaviour keeps its default",
     "CHAT_MEMORY_LIMIT": "chat behaviour keeps its default",
     "SEARCH_MODE": "hybrid ranking (the default) is what the product documents",
-    "SEARCH_INDEX_MAX_AGE_SECONDS": "search cache tuning keeps its default",
-    "SEARCH_CACHE_MAX_MEMORIES": "search cache tuning keeps its default",
 }
 
 # Settings of the Functions host (or the platform), set by the deployment but not read by app code.

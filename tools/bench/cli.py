@@ -57,6 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="search_budget_s",
         help="seconds of timed searches per size before stopping early, at least 20 run (default 180)",
     )
+    load.add_argument(
+        "--cold-restarts",
+        type=int,
+        dest="cold_restarts",
+        help="worker restarts per size timing a user's first search against warm ones (default 5)",
+    )
     load.add_argument("--profile", action="store_true", help="also print cProfile's hottest functions")
     load.add_argument("--chroma-host", help="use this Chroma server instead of starting one")
     load.add_argument("--chroma-port", type=int, help="its port (default 8000)")
@@ -109,6 +115,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         import_runs=pick("import_runs"),
         profile_queries=pick("profile_queries"),
         search_budget_s=pick("search_budget_s"),
+        cold_restarts=pick("cold_restarts"),
         seed=args.seed,
         chroma_host=args.chroma_host,
         chroma_port=args.chroma_port,

@@ -51,10 +51,10 @@ def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
     Only what mem0 cannot do by itself here is supplied: our ONNX embedder (mem0's FastEmbed wrapper
     cannot load a model from a folder), the inert LLM, and no BM25 model (mem0 would fetch one from
     a hub). None of the service's own store work is applied (shared.backends.build_memory wraps the
-    embedded Qdrant with a user index and tunes its SQLite commits): that is what we measure against.
+    store in our own adapter): that is what we measure against.
     `client` shares an open store client (the embedded Qdrant folder admits one client per process).
     """
-    from shared.backends import build_embedder, build_vector_store_config, prepare_mem0_environment
+    from shared.backends import build_embedder, prepare_mem0_environment
     from shared.llm import NoChatModel
 
     prepare_mem0_environment(settings)
@@ -64,7 +64,7 @@ def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = build_embedder(settings)
-    store = build_vector_store_config(settings) if client is None else _store_config(settings, client)
+    store = _store_config(settings, client if client is not None else _mem0_client(settings))
     config = MemoryConfig(
         vector_store=store,
         embedder={"provider": "openai", "config": {"api_key": "unused", "embedding_dims": embedder.dims}},
@@ -75,10 +75,25 @@ def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
     memory.embedding_model = embedder
     memory.llm = NoChatModel()
     if hasattr(memory.vector_store, "_bm25_encoder"):
-        memory.vector_store._bm25_encoder = False
+        memory.vector_store._bm25_encoder = False  # mem0 would fetch a BM25 model from a hub
     if not isinstance(memory.db, SQLiteManager):
         raise RuntimeError(f"mem0 built {type(memory.db).__name__} for its history, expected SQLiteManager")
     return memory
+
+
+def _mem0_client(settings: Settings) -> Any:
+    """The client mem0's own adapter would be given: a Chroma server, a Qdrant server, or local mode."""
+    if settings.vector_store == "chroma":
+        import chromadb
+
+        return chromadb.HttpClient(host=settings.chroma_host or "localhost", port=settings.chroma_port)
+    from qdrant_client import QdrantClient
+
+    if settings.qdrant_url:
+        return QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    path = settings.data_dir / "mem0-local-qdrant"
+    path.mkdir(parents=True, exist_ok=True)
+    return QdrantClient(path=str(path))
 
 
 def _store_config(settings: Settings, client: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.bench.common import REPO_ROOT, BenchError, latency_summary, loadavg_1m, machine_info
+from tools.bench.common import REPO_ROOT, BenchError, latency_summary, loadavg_1m, machine_info, percentile
 from tools.bench.host import Api, ServiceHost, service_env
 from tools.bench.synthetic import TextStream, memory_items, memory_stream, query_stream
 
@@ -54,6 +54,7 @@ class LoadConfig:
     import_runs: int
     profile_queries: int
     search_budget_s: float
+    cold_restarts: int = 3
     seed: int = 7
     chroma_host: str | None = None
     chroma_port: int | None = None
@@ -62,7 +63,7 @@ class LoadConfig:
 
 
 FULL_DEFAULTS: dict[str, Any] = {
-    "sizes": [1000, 10000],
+    "sizes": [300, 1000, 10000],
     "others": 50000,
     "other_users": 50,
     "queries": 200,
@@ -72,6 +73,7 @@ FULL_DEFAULTS: dict[str, Any] = {
     "import_runs": 5,
     "profile_queries": 100,
     "search_budget_s": 180.0,
+    "cold_restarts": 5,
 }
 # A smoke run for CI: every code path, small enough for well under a minute per store.
 QUICK_DEFAULTS: dict[str, Any] = {
@@ -85,6 +87,7 @@ QUICK_DEFAULTS: dict[str, Any] = {
     "import_runs": 2,
     "profile_queries": 5,
     "search_budget_s": 30.0,
+    "cold_restarts": 1,
 }
 
 
@@ -245,6 +248,41 @@ def measure_searches(
     return summary
 
 
+def measure_cold_user(
+    api: Api, host: ServiceHost, user_id: str, other_id: str, queries: list[str], restarts: int
+) -> dict[str, Any]:
+    """A user's first search on a freshly started worker, against that worker's warm searches.
+
+    Each round restarts the dev host, warms it with two searches of another user who has memories
+    (so that the model, the libraries and every code path of a search have run once: a worker's own
+    start, measured apart), times this user's first search, then its next ten. What is left is what
+    the worker does for a user it has not seen. One run, so the ratio compares like with like.
+    """
+    first: list[float] = []
+    warm: list[float] = []
+    for round_ in range(max(1, restarts)):
+        host.stop()
+        host.start()
+        for warmup in queries[-2:]:
+            api.search(other_id, warmup, 10)
+        query = queries[round_ % len(queries)]
+        began = time.perf_counter()
+        api.search(user_id, query, 10)
+        first.append((time.perf_counter() - began) * 1000)
+        for other in queries[round_ + 1 : round_ + 11]:
+            began = time.perf_counter()
+            api.search(user_id, other, 10)
+            warm.append((time.perf_counter() - began) * 1000)
+    first_p50, warm_p50 = percentile(first, 50), percentile(warm, 50)
+    return {
+        "restarts": len(first),
+        "first_ms_p50": round(first_p50, 2),
+        "first_ms_max": round(max(first), 2),
+        "warm_ms_p50": round(warm_p50, 2),
+        "first_over_warm": round(first_p50 / warm_p50, 2) if warm_p50 else None,
+    }
+
+
 # --- stores --------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def chroma_for(config: LoadConfig, run_id: str) -> Iterator[dict[str, str]]:
@@ -314,9 +352,13 @@ def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: d
         result["single_add"] = measure_single_adds(api, host, f"bench-{run_id}-single", config.single_adds, config.seed)
         adds = AddTimer(host.cpu_seconds)
         _add_others(api, adds, config, run_id, store)
-        result["search"] = _grow_and_search(api, host, adds, config, user, queries, store)
+        warm_user = f"bench-{run_id}-single"  # has memories already: warms a restarted worker
+        result["search"] = _grow_and_search(api, host, adds, config, user, warm_user, queries, store)
         result["batch_add"] = adds.summary(config.batch_size)
         result["worker_peak_rss_mb"] = host.peak_rss_mb()
+        # RSS counts the engine's memory-mapped files too: page cache the kernel can reclaim.
+        result["worker_rss_anon_mb_at_end"] = host.memory_mb("RssAnon")
+        result["worker_rss_file_mb_at_end"] = host.memory_mb("RssFile")
     finally:
         api.close()
         host.stop()
@@ -335,7 +377,14 @@ def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: d
 
 
 def _grow_and_search(
-    api: Api, host: ServiceHost, adds: AddTimer, config: LoadConfig, user: str, queries: list[str], store: str
+    api: Api,
+    host: ServiceHost,
+    adds: AddTimer,
+    config: LoadConfig,
+    user: str,
+    warm_user: str,
+    queries: list[str],
+    store: str,
 ) -> list[dict[str, Any]]:
     rows = []
     have = 0
@@ -347,8 +396,14 @@ def _grow_and_search(
         total += size - have
         have = size
         row = measure_searches(api, host, user, queries, config.warmup, config.search_budget_s)
-        rows.append({"user_memories": size, "total_memories": total, **row})
-        _progress(store, f"search p50 {row['ms_p50']:.1f} ms, p95 {row['ms_p95']:.1f} ms at {size}/{total}")
+        cold = measure_cold_user(api, host, user, warm_user, queries, config.cold_restarts)
+        rows.append({"user_memories": size, "total_memories": total, **row, "cold_user": cold})
+        _progress(
+            store,
+            f"search p50 {row['ms_p50']:.1f} ms, p95 {row['ms_p95']:.1f} ms at {size}/{total}; "
+            f"a user's first search on a fresh worker {cold['first_ms_p50']:.1f} ms, "
+            f"warm {cold['warm_ms_p50']:.1f} ms",
+        )
     return rows
 
 
@@ -365,22 +420,22 @@ def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store
 def _profile(
     data_dir: Path, extra: dict[str, str], user: str, queries: list[str], http_p50: float, config: LoadConfig
 ) -> dict[str, Any]:
-    """Search and batch-add profiles in-process on the host's data, beside plain mem0 on the same data."""
+    """Search and batch-add profiles in-process on the host's data.
+
+    No plain-mem0 comparison on the same data: mem0 has no adapter for the embedded Qdrant Edge, and
+    its Chroma adapter reads one shared collection, not the per-user layout the service writes
+    (`tools.bench locomo --baseline mem0` compares with plain mem0 on a store of its own).
+    """
     from shared.models import MemoryInput
-    from tools.bench.inproc import build_plain_mem0, build_service, close_memory, settings_for
+    from tools.bench.inproc import build_service, settings_for
     from tools.bench.profile import probe_chroma, profile_adds, profile_search
 
     settings = settings_for(data_dir, extra)
     service = build_service(settings)
-    plain = None
     try:
-        # The raw client under the service's store wrapper: plain mem0 gets none of the wrapper.
-        plain = build_plain_mem0(settings, client=service.memory.vector_store.client)
-        profile = profile_search(service, plain, user, queries, http_p50, budget_s=config.search_budget_s)
+        profile = profile_search(service, None, user, queries, http_p50, budget_s=config.search_budget_s)
         if settings.vector_store == "chroma":
-            profile["chroma_server_query_ms"] = probe_chroma(
-                service.memory.vector_store, service.embedder, user, queries[:30]
-            )
+            profile["chroma_server_query_ms"] = probe_chroma(service.store, service.embedder, user, queries[:30])
         # Last, and for a user of its own: these writes must not change what was measured above.
         scratch = f"{user}-add-profile"
         stream = memory_stream(config.seed, scratch)
@@ -391,9 +446,7 @@ def _profile(
         ]
         profile["batch_add"] = profile_adds(service, batches, scratch)
     finally:
-        if plain is not None:
-            close_memory(plain)
-        close_memory(service.memory)
+        service.close()
     return profile
 
 

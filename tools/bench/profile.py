@@ -29,18 +29,12 @@ from tools.bench.common import percentile
 SEARCH_STAGES: tuple[tuple[str, str, str], ...] = (
     ("embedder", "embed", "embed query"),
     ("embedder", "embed_batch", "embed batch"),
+    ("vector_store", "candidates", "engine: dense + keyword candidates"),
+    ("vector_store", "neighbours", "engine: write-order neighbours"),
     ("vector_store", "search", "vector search"),
-    ("vector_store", "keyword_search", "keyword search"),
-    ("vector_store", "list", "store list"),
-    ("vector_store", "get", "store get"),
-    ("searcher", "index_for", "keyword index build/update"),
-    ("search_module", "lexical_scores", "keyword scoring"),
-    ("search_module", "rank", "hybrid rank"),
-    ("searcher", "_select", "select + re-read"),
-    ("memory", "_compute_entity_boosts", "entity boosts"),
-    ("mem0_main", "lemmatize_for_bm25", "lemmatize"),
-    ("mem0_main", "extract_entities", "entity extraction"),
-    ("mem0_main", "score_and_rank", "score and rank"),
+    ("search_module", "own_scores", "own scores"),
+    ("search_module", "add_context", "context"),
+    ("searcher", "_records", "results"),
 )
 # The batch-add path (MemoryService.add_memories).
 ADD_STAGES: tuple[tuple[str, str, str], ...] = (
@@ -48,7 +42,6 @@ ADD_STAGES: tuple[tuple[str, str, str], ...] = (
     ("vector_store", "insert", "store insert"),
     ("history", "batch_add_history", "history write"),
     ("lemmatization", "lemmatize_for_bm25", "lemmatize"),
-    ("searcher", "invalidate", "search cache invalidate"),
 )
 
 
@@ -113,7 +106,7 @@ def _owners(service: Any) -> dict[str, Any]:
 
     owners = {
         "embedder": service.memory.embedding_model,
-        "vector_store": service.memory.vector_store,
+        "vector_store": service.store,
         "memory": service.memory,
         "history": service.memory.db,
         "searcher": getattr(service, "searcher", None),
@@ -156,8 +149,9 @@ def profile_search(
     calls: dict[str, Callable[[str], Any]] = {
         "service": lambda q: service.search_memories(user_id, q, 10),
         "mem0_same_store": lambda q: service.memory.search(q, top_k=10, filters=filters),
-        "plain_mem0": lambda q: plain.search(q, top_k=10, filters=filters),
     }
+    if plain is not None:
+        calls["plain_mem0"] = lambda q: plain.search(q, top_k=10, filters=filters)
     for query in queries[:2]:  # warm caches (model session, store, search index) before timing
         for call in calls.values():
             call(query)
@@ -222,24 +216,38 @@ def profile_adds(service: Any, batches: Sequence[Sequence[Any]], user_id: str) -
 
 
 def probe_chroma(store: Any, embedder: Any, user_id: str, queries: Sequence[str]) -> dict[str, Any]:
-    """The Chroma server's own query time, with and without the user filter and at two sizes.
+    """The Chroma server's own query time on the user's collection (the adapter keeps one per user).
 
-    mem0 asks for max(4 x limit, 60) results with metadata and documents; these variants show what
-    the filter, the result count and the payload each cost on the server.
+    What the adapter's candidates cost on the server: the dense query at two result counts, with
+    and without payloads, and one keyword scan (`$regex` over the analysed documents), beside the
+    bare HTTP round trip.
     """
-    collection = store.collection
+    from shared.stores.vector.chroma import keyword_patterns, query_terms
+
+    collection = store.client.get_collection(name=store.user_collection_name(user_id), embedding_function=None)
     vectors = [embedder.embed(q, "search") for q in queries]
     variants: dict[str, dict[str, Any]] = {
-        "user filter, 60 results, metadatas+documents": {"n_results": 60, "where": {"user_id": user_id}},
-        "user filter, 10 results, metadatas+documents": {"n_results": 10, "where": {"user_id": user_id}},
-        "user filter, 60 results, ids only": {"n_results": 60, "where": {"user_id": user_id}, "include": []},
-        "no filter, 60 results, metadatas+documents": {"n_results": 60},
+        "user's collection, 50 results, metadatas+documents": {"n_results": 50},
+        "user's collection, 10 results, metadatas+documents": {"n_results": 10},
+        "user's collection, 50 results, ids only": {"n_results": 50, "include": []},
     }
     out: dict[str, Any] = {}
     for name, kwargs in variants.items():
         collection.query(query_embeddings=[vectors[0]], **kwargs)  # warm
         ms = [_timed_ms(functools.partial(collection.query, query_embeddings=[v], **kwargs)) for v in vectors]
         out[name] = {"ms_p50": round(percentile(ms, 50), 2), "ms_p95": round(percentile(ms, 95), 2)}
+    patterns = [p for q in queries if (p := keyword_patterns(query_terms(q)))]
+    if patterns:
+        scans = [
+            _timed_ms(
+                functools.partial(collection.get, where_document={"$regex": p[0]}, limit=100, include=["documents"])
+            )
+            for p in patterns
+        ]
+        out["keyword scan ($regex, any query term, 100 documents)"] = {
+            "ms_p50": round(percentile(scans, 50), 2),
+            "ms_p95": round(percentile(scans, 95), 2),
+        }
     heartbeat = [_timed_ms(store.client.heartbeat) for _ in range(20)]
     out["heartbeat (HTTP round trip)"] = {
         "ms_p50": round(percentile(heartbeat, 50), 2),

@@ -7,14 +7,17 @@ from typing import Any
 from tools.bench.common import fmt_ms, fmt_num, format_table
 
 # The issue's speed targets. Each is checked where the run measured it and reported either way.
-SEARCH_P95_MS = 50.0
+# Issue 10's targets: search p95 per store, batch-add and RSS on the default store, cold/warm ratio.
+SEARCH_P95_MS = {"embedded": 10.0, "chroma": 40.0}
 SEARCH_TARGET_USER = 10_000
-SEARCH_TARGET_TOTAL = 50_000
+SEARCH_TARGET_TOTAL = 60_000
 OVERHEAD_MAX = 0.15
-BATCH_ADD_PER_S = 300.0
+BATCH_ADD_PER_S = 700.0
 IMPORT_S = 0.3
 FIRST_SEARCH_S = 2.0
-PEAK_RSS_MB = 400.0
+PEAK_RSS_MB = 350.0
+COLD_OVER_WARM_MAX = 1.5
+COLD_SIZES = (300, 10_000)
 
 
 def _r(value: Any) -> str:
@@ -165,6 +168,8 @@ def _start_table(result: dict[str, Any]) -> str:
                 fmt_ms(batch["worker_cpu_ms_per_memory"]),
                 fmt_num(s["startup"].get("rss_after_first_search_mb")),
                 fmt_num(s["worker_peak_rss_mb"]),
+                fmt_num(s.get("worker_rss_anon_mb_at_end")),
+                fmt_num(s.get("worker_rss_file_mb_at_end")),
             ]
         )
     config = result["config"]
@@ -182,10 +187,13 @@ def _start_table(result: dict[str, Any]) -> str:
             "cpu ms/memory",
             "RSS at start MB",
             "peak RSS MB",
+            "RSS anon MB (end)",
+            "RSS file MB (end)",
         ],
         rows,
         f"Start, writes and memory (times from Popen; {config['single_adds']} single adds; batches of "
-        f"{config['batch_size']}; cpu = the worker's own CPU time per operation)",
+        f"{config['batch_size']}; cpu = the worker's own CPU time per operation; RSS file = mapped files, "
+        "the embedded engine's shard among them, which the kernel can reclaim)",
     )
 
 
@@ -210,14 +218,20 @@ def _search_table(stores: dict[str, Any]) -> str:
             fmt_ms(r["ms_p95"]),
             fmt_ms(r["ms_mean"]),
             fmt_ms(r["worker_cpu_ms"]),
+            fmt_ms((r.get("cold_user") or {}).get("first_ms_p50")),
+            fmt_ms((r.get("cold_user") or {}).get("warm_ms_p50")),
+            _r((r.get("cold_user") or {}).get("first_over_warm")),
         ]
         for name, s in stores.items()
         for r in s["search"]
     ]
+    headers = ["store", "user memories", "all memories", "queries", "p50 ms", "p95 ms", "mean ms", "cpu ms"]
+    headers += ["user's 1st search, fresh worker ms", "warm ms", "1st/warm"]
     return format_table(
-        ["store", "user memories", "all memories", "queries", "p50 ms", "p95 ms", "mean ms", "cpu ms"],
+        headers,
         rows,
-        "Search through HTTP (limit 10, one client, sequential; cpu = the worker's CPU time per search)",
+        "Search through HTTP (limit 10, one client, sequential; cpu = the worker's CPU time per search; the last"
+        " three: p50 of a user's first search after a worker restart vs that worker's next searches, same run)",
     )
 
 
@@ -334,13 +348,21 @@ def load_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("worker peak RSS (MB)", name, f"<= {PEAK_RSS_MB:.0f}", rss, None if rss is None else rss <= PEAK_RSS_MB)
         row = next((r for r in s["search"] if _is_target_row(r)), None)
         label = f"search p95 via HTTP at {SEARCH_TARGET_USER:,} of >= {SEARCH_TARGET_TOTAL:,} memories (ms)"
-        if row is not None:
-            # The target is set on the Chroma server; the embedded store is reported against it for comparison.
-            add(label, name, f"<= {SEARCH_P95_MS:.0f}", row["ms_p95"], row["ms_p95"] <= SEARCH_P95_MS)
-        elif name == "chroma":
-            add(label, name, f"<= {SEARCH_P95_MS:.0f}", None, None)
+        limit_ms = SEARCH_P95_MS.get(name, SEARCH_P95_MS["chroma"])
+        p95 = row["ms_p95"] if row else None
+        add(label, name, f"<= {limit_ms:.0f}", p95, None if p95 is None else p95 <= limit_ms)
+        for size in COLD_SIZES:
+            at = next((r for r in s["search"] if r["user_memories"] == size and r.get("cold_user")), None)
+            ratio = at["cold_user"]["first_over_warm"] if at else None
+            add(
+                f"a user's first search on a fresh worker / a warm search, at {size:,} (ratio)",
+                name,
+                f"<= {COLD_OVER_WARM_MAX}",
+                ratio,
+                None if ratio is None else ratio <= COLD_OVER_WARM_MAX,
+            )
         p = s.get("profile")
-        if p:
+        if p and p.get("plain_mem0_ms_p50") is not None:
             base = p["plain_mem0_ms_p50"]
             http = overhead(p["http_ms_p50"], base)
             add(

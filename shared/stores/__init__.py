@@ -1,0 +1,1 @@
+"""Adapters to the stores the service writes: vectors (`vector/`)."""

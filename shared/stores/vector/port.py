@@ -1,0 +1,416 @@
+"""The vector-store port: what the memory service and the search need of a store engine.
+
+One adapter per engine lives next to this module (`edge.py`: Qdrant Edge in process, the
+zero-setup default; `qdrant.py`: a Qdrant server; `chroma.py`: a Chroma server). Each adapter is
+two things at once:
+
+- mem0's vector store (`insert`, `search`, `get`, `update`, `delete`, `list`, ...), so mem0 stays
+  the memory core and writes through it;
+- this port's own calls, which keep work that grows with a user's data inside the engine:
+  `candidates` (the hybrid query: dense + BM25, filtered to the user and the search filters),
+  `neighbours` (memories next to others in the user's write order), `fetch`, `list_user`,
+  `count_user`, `ping`.
+
+Adapters add derived payload fields on every write (`derive`), kept beside mem0's own and never
+shown to callers (they are reserved metadata names):
+
+- `_seq`: the memory's place in its user's write order (0, 1, 2, ... per user), so that the
+  neighbours of a memory are one filtered lookup (`_seq` in {s - 1, s + 1});
+- `_ts`: the creation instant as epoch seconds, for range filters and the context window;
+- `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
+  `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
+  can be candidates even when neither their embedding nor their words match.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from shared.models import SearchFilters
+
+SEQ_KEY = "_seq"
+TS_KEY = "_ts"
+MONTH_KEY = "_month"
+SPEAKER_KEY = "_speaker"
+DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY})
+TEXT_KEY = "data"  # mem0's name for the memory text
+USER_KEY = "user_id"
+
+
+@dataclass
+class Hit:
+    """One stored memory as an engine returns it; mem0 reads `.id`, `.score` and `.payload`."""
+
+    id: str
+    payload: dict[str, Any]
+    score: float | None = None
+    vector: Sequence[float] | None = None
+
+
+@dataclass
+class Candidate:
+    """A memory the hybrid query found, with what the engine knows of it."""
+
+    id: str
+    payload: dict[str, Any]
+    semantic: float  # cosine similarity of the query and the memory, in [-1, 1]
+    keyword: float = 0.0  # the engine's keyword score (BM25 where it has one), 0 when none
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What a query names beyond its words: months (as `month_keys`) and possible speaker words."""
+
+    months: tuple[str, ...] = ()
+    speakers: tuple[str, ...] = ()
+
+
+@dataclass
+class Candidates:
+    """The result of one hybrid query."""
+
+    items: list[Candidate] = field(default_factory=list)
+    # True when the keyword side returned every memory that matched a query word (fewer than asked).
+    keyword_exhaustive: bool = True
+    # True when the engine ranked keyword matches itself (BM25); False when the adapter only knows
+    # which memories contain query words (`keyword` is then a share of matched words).
+    keyword_ranked: bool = True
+    # The keyword score of a memory holding every query word once, at average length (for BM25
+    # with the user's own statistics: the sum of the user's idf over the query words the user's
+    # memories hold); 0 when unknown. A keyword score over it is the idf-weighted share of the
+    # query a memory covers, the same scale for every query and every user.
+    keyword_ceiling: float = 0.0
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """The typed port (mem0's calls are also present, untyped as mem0 calls them)."""
+
+    kind: str  # "edge", "qdrant", "chroma"
+
+    # --- mem0's interface --------------------------------------------------------------------
+    def insert(
+        self, vectors: list[Any], payloads: list[dict[str, Any]] | None = None, ids: list[str] | None = None
+    ) -> None: ...
+
+    def search(
+        self, query: str, vectors: Sequence[float], top_k: int = 5, filters: dict[str, Any] | None = None
+    ) -> list[Hit]: ...
+
+    def get(self, vector_id: str) -> Hit | None: ...
+
+    def update(
+        self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None
+    ) -> None: ...
+
+    def delete(self, vector_id: str) -> None: ...
+
+    def list(
+        self, filters: dict[str, Any] | None = None, top_k: int | None = None
+    ) -> builtins.list[builtins.list[Hit]]: ...
+
+    # --- the port's own calls ----------------------------------------------------------------
+    def candidates(
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        limit: int,
+        filters: SearchFilters | None,
+        hints: Hints | None = None,
+    ) -> Candidates:
+        """Up to `limit` dense and up to `limit` keyword matches of the user's memories passing `filters`,
+        and (when `hints` name months or speakers the adapter can look up) the nearest of those."""
+        ...
+
+    def neighbours(
+        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+    ) -> builtins.list[Candidate]:
+        """The user's memories whose `_seq` is one of `seqs` (filters ignored), scored like candidates:
+        the cosine to `vector` and the keyword score for `text`, on the scale `candidates` used."""
+        ...
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Current payloads of `ids` (missing ids are absent)."""
+        ...
+
+    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
+        """The user's memories (payloads only), at most `limit`."""
+        ...
+
+    def count_user(self, user_id: str) -> int: ...
+
+    def ping(self) -> dict[str, Any]:
+        """A cheap round trip; raises when the engine cannot answer."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_QUERY_STOP_WORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "cannot",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "don",
+        "doesn",
+        "didn",
+        "isn",
+        "wasn",
+        "aren",
+        "weren",
+        "hasn",
+        "haven",
+        "hadn",
+        "won",
+        "wouldn",
+        "shouldn",
+        "couldn",
+        "t",
+        "s",
+        "ll",
+        "re",
+        "ve",
+        "d",
+        "m",
+    ]
+)
+MAX_QUERY_WORDS = 16
+
+
+def query_words(text: str) -> list[str]:
+    """The distinct content words of a query, as the engine's text index will tokenise them one by one.
+
+    Runs of CJK characters stay whole (the engine segments them into words itself).
+    """
+    words: list[str] = []
+    for word in _WORD.findall(text.casefold()):
+        if word not in _QUERY_STOP_WORDS and word not in words:
+            words.append(word)
+    return words[:MAX_QUERY_WORDS]
+
+
+def timestamp(value: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 instant (naive means UTC), or None."""
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
+    """`payload` with the derived fields set (`seq` None keeps the one it has)."""
+    out = dict(payload)
+    # mem0 keeps a lemmatised copy of the text for its own BM25, which needs spaCy; the engine's
+    # text index does that work here, so the copy is not stored twice.
+    out.pop("text_lemmatized", None)
+    if seq is not None:
+        out[SEQ_KEY] = seq
+    ts = timestamp(out.get("created_at"))
+    if ts is not None:
+        out[TS_KEY] = ts
+    from shared.search import memory_month, memory_speaker, tokenize
+
+    out[MONTH_KEY] = month_keys(*memory_month(out))
+    speaker = memory_speaker(out)
+    out[SPEAKER_KEY] = sorted(set(tokenize(speaker))) if speaker else []
+    return out
+
+
+def month_keys(year: int | None, month: int | None) -> list[str]:
+    """The keys a (year, month) is found under: "2023-05", "2023" and "m05" where known."""
+    keys = []
+    if year is not None and month is not None:
+        keys.append(f"{year}-{month:02d}")
+    if year is not None:
+        keys.append(str(year))
+    if month is not None:
+        keys.append(f"m{month:02d}")
+    return keys
+
+
+def carry_derived(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A rewritten payload (mem0's update builds it afresh) keeps the memory's derived fields."""
+    out = dict(new)
+    if old:
+        for key in DERIVED_KEYS:
+            if key not in out and key in old:
+                out[key] = old[key]
+    return derive(out, None)
+
+
+def user_filter_value(filters: Mapping[str, Any] | None) -> str | None:
+    """The user id of a mem0 filter dict, when it names exactly one."""
+    value = (filters or {}).get(USER_KEY)
+    return value if isinstance(value, str) else None
+
+
+def matches(payload: Mapping[str, Any], filters: SearchFilters | None) -> bool:
+    """The API's search filters evaluated on a payload: what every adapter's engine filter means."""
+    if filters is None:
+        return True
+    for key, value in (filters.metadata or {}).items():
+        stored = payload.get(key)
+        if stored != value or isinstance(stored, bool) != isinstance(value, bool):
+            return False
+    if filters.categories and payload.get("category") not in filters.categories:
+        return False
+    if filters.created_after is not None or filters.created_before is not None:
+        created = payload.get(TS_KEY)
+        if not isinstance(created, int | float):
+            created = timestamp(payload.get("created_at"))
+        if created is None:
+            return False
+        if filters.created_after is not None and created < (timestamp(filters.created_after) or 0.0):
+            return False
+        if filters.created_before is not None and created >= (timestamp(filters.created_before) or 0.0):
+            return False
+    return True
+
+
+def mem0_filter_pairs(filters: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+    """mem0's filter dict as (key, value) pairs; a value `{"in": [...]}` means one of those."""
+    return [(k, v) for k, v in (filters or {}).items() if v is not None]
+
+
+def belongs(payload: Mapping[str, Any] | None, user_id: str) -> bool:
+    """Never trust an engine filter alone with another user's data."""
+    return bool(payload) and payload.get(USER_KEY) == user_id and bool(payload.get(TEXT_KEY))  # type: ignore[union-attr]

@@ -1,0 +1,752 @@
+"""The Qdrant server adapter (Qdrant Cloud, or the Container Apps option in `infra/`).
+
+Why this module exists: on a server the hybrid query belongs in the engine. One
+`query_batch_points` round trip asks for the user's dense nearest memories and their BM25 keyword
+matches over the memory text, both filtered by the user (a tenant index) and the search filters, so
+a search costs the same whether or not this worker has seen the user. The worker never reads a
+user's memories to rank them.
+
+Collection layout (created when missing, idempotently; two workers racing is fine):
+
+- one unnamed dense vector of `dims`, cosine (the layout mem0's own Qdrant adapter makes, so an
+  existing mem0 collection is readable; its extra sparse `bm25` slot is ignored);
+- payload indexes: `user_id` keyword with `is_tenant` (the server stores each user's points
+  together), `data` full text (Multilingual tokenizer, lowercase, English Snowball stemmer, English
+  stop words, BM25 scoring), `_seq` integer (lookup for neighbours, range for `order_by`), `_ts`
+  float (created_after/before), `category` keyword. Only `user_id` builds filter-aware HNSW links:
+  the others never narrow a dense search on their own, and per-value graphs for `_seq` (one block
+  per write position across all users) would only cost indexing time.
+
+Write order: `insert` numbers each user's new memories after the highest `_seq` that user has (one
+`scroll` ordered by `_seq` descending), holding a per-user lock in this process around "read the
+maximum + write". Two processes writing for the same user at the same instant can give two memories
+the same `_seq`; that is accepted (a neighbour lookup then returns both), because a cross-process
+lock would cost a round trip per write and the only effect is one extra neighbour candidate.
+
+Tested against qdrant-client's local mode (`tests/test_store_qdrant.py`). Verified ONLY against a
+real server, never here (no server runs on this machine):
+
+- the full-text index as configured above. Local mode refuses text queries on any index but the
+  default word tokenizer (NotImplementedError), so on a local-mode client this adapter creates the
+  `data` index with the default tokenizer (word, lowercase, no stemmer, no stop words, BM25) and
+  the query is otherwise identical. Stemming, stop-word removal and Chinese segmentation therefore
+  happen only on a server. The same index parameters were checked on Qdrant Edge 0.9 (the server's
+  engine in process), not on a server: `编程语言偏好` finds `用户偏好使用Python进行数据分析` (through
+  偏好), `like dog` finds `She likes hiking with her dogs`, `the and with` finds nothing. Local
+  mode's word tokenizer keeps a run of CJK characters and Latin letters as ONE token, so
+  `用户偏好使用Python进行数据分析` is never a keyword match there, not even for `python`;
+- BM25 figures: both compute IDF over the whole collection (the default `idf` scope; a server could
+  narrow it to the user with `SearchParams(idf=IdfCorpusParams(...))`, which local mode refuses, so
+  it is not used), but local mode's scores come from its own tokenizer and Python BM25 and can
+  differ from a server's;
+- payload indexes (keyword/tenant, integer, float): local mode accepts and ignores them, and
+  evaluates every filter by scanning payloads. `is_tenant`, the HNSW settings and index-backed
+  `order_by` on `_seq` are server behaviour only (local mode sorts payloads for `order_by`);
+- a server replacing an index whose parameters changed, and the 409 on a racing collection create.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+import math
+import numbers
+import threading
+import uuid
+import warnings
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from shared.errors import ConfigurationProblem
+from shared.stores.vector.port import (
+    MONTH_KEY,
+    SEQ_KEY,
+    SPEAKER_KEY,
+    TEXT_KEY,
+    TS_KEY,
+    USER_KEY,
+    Candidate,
+    Candidates,
+    Hints,
+    Hit,
+    belongs,
+    carry_derived,
+    derive,
+    matches,
+    query_words,
+    timestamp,
+)
+
+if TYPE_CHECKING:
+    from shared.models import SearchFilters
+
+logger = logging.getLogger(__name__)
+
+CATEGORY_KEY = "category"
+PAGE_SIZE = 256  # scroll page for listing a user's memories: bounded responses, few round trips
+LOGICAL_KEYS = frozenset({"AND", "OR", "NOT", "$and", "$or", "$not"})
+
+
+def text_index_params(local: bool) -> models.TextIndexParams:
+    """The `data` full-text index; local mode only runs text queries on the default tokenizer."""
+    bm25 = models.TextScoringParams(type=models.TextScoringType.BM25)
+    if local:
+        return models.TextIndexParams(
+            type=models.TextIndexType.TEXT,
+            tokenizer=models.TokenizerType.WORD,
+            lowercase=True,
+            scoring=bm25,
+            enable_hnsw=False,
+        )
+    return models.TextIndexParams(
+        type=models.TextIndexType.TEXT,
+        tokenizer=models.TokenizerType.MULTILINGUAL,
+        lowercase=True,
+        stemmer=models.SnowballParams(type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH),
+        stopwords=models.StopwordsSet(languages=[models.Language.ENGLISH]),
+        scoring=bm25,
+        enable_hnsw=False,
+    )
+
+
+def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
+    return {
+        USER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+        TEXT_KEY: text_index_params(local),
+        SEQ_KEY: models.IntegerIndexParams(
+            type=models.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
+        ),
+        TS_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
+        CATEGORY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        MONTH_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        SPEAKER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+    }
+
+
+def is_local(client: QdrantClient) -> bool:
+    """Whether the client runs qdrant-client's local mode (the same rule its constructor uses)."""
+    options = client.init_options
+    return options.get("location") == ":memory:" or options.get("path") is not None
+
+
+# --- filters -------------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _equals(key: str, value: Any) -> models.Condition:
+    """Exact equality with the port's meaning: bool only equals bool, 2 equals 2.0.
+
+    Qdrant keeps bool, integer and float apart in a match, and a match takes no float at all, so
+    numbers become a closed range (which never matches a bool); strings and bools a match.
+    """
+    if _is_number(value):
+        return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
+    if isinstance(value, bool | str):
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+    raise ValueError(f"unsupported filter value for '{key}': {value!r}")
+
+
+def _one_of(key: str, values: Sequence[Any]) -> models.Condition:
+    values = builtins.list(values)
+    if not values:
+        # "one of nothing" selects nothing, as in `_same_any`: no point has an id in an empty set.
+        return models.HasIdCondition(has_id=[])
+    if all(isinstance(v, str) for v in values):
+        return models.FieldCondition(key=key, match=models.MatchAny(any=values))
+    # Numbers and bools keep the rule of `_equals` (a MatchAny would mix them up or refuse floats).
+    return models.Filter(should=[_equals(key, v) for v in values])
+
+
+def _same(stored: Any, value: Any) -> bool:
+    if isinstance(stored, bool) != isinstance(value, bool):
+        return False
+    if _is_number(value):
+        return _is_number(stored) and stored == value
+    return bool(stored == value)
+
+
+def _same_any(stored: Any, values: Sequence[Any]) -> bool:
+    return any(_same(stored, v) for v in values)
+
+
+_RANGE_OPS = ("gt", "gte", "lt", "lte")
+
+
+def _mem0_conditions(filters: Mapping[str, Any] | None) -> tuple[builtins.list[Any], builtins.list[Any]]:
+    """mem0's filter dict as Qdrant conditions: (must, must_not).
+
+    Supported: `{key: scalar}`, `{key: [a, b]}` and `{key: {"in": [...]}}` (one of), `"*"` (any),
+    `{"eq"|"ne"|"nin": ...}` and numeric `gt/gte/lt/lte`. The logical forms (AND/OR/NOT) and text
+    operators are refused rather than half-supported: the service never sends them.
+    """
+    must: builtins.list[Any] = []
+    must_not: builtins.list[Any] = []
+    for key, value in (filters or {}).items():
+        if value is None or value == "*":
+            continue
+        if key in LOGICAL_KEYS:
+            raise ValueError(f"logical filter '{key}' is not supported by the Qdrant adapter")
+        if isinstance(value, builtins.list | tuple):
+            must.append(_one_of(key, value))
+        elif isinstance(value, Mapping):
+            ops = set(value)
+            if ops <= set(_RANGE_OPS):
+                if not all(_is_number(value[op]) for op in ops):
+                    raise ValueError(f"range filter on '{key}' needs numbers")
+                must.append(models.FieldCondition(key=key, range=models.Range(**{op: value[op] for op in ops})))
+            elif ops == {"eq"}:
+                must.append(_equals(key, value["eq"]))
+            elif ops == {"in"}:
+                must.append(_one_of(key, value["in"]))
+            elif ops == {"ne"}:
+                must_not.append(_equals(key, value["ne"]))
+            elif ops == {"nin"}:
+                must_not.extend(_equals(key, v) for v in value["nin"])
+            else:
+                raise ValueError(f"unsupported filter operator(s) for '{key}': {sorted(ops)}")
+        else:
+            must.append(_equals(key, value))
+    return must, must_not
+
+
+def _mem0_holds(payload: Mapping[str, Any], filters: Mapping[str, Any] | None) -> bool:
+    """The same filter dict evaluated on a payload (an engine filter is never trusted alone)."""
+    for key, value in (filters or {}).items():
+        if value is None or value == "*":
+            continue
+        stored = payload.get(key)
+        if isinstance(value, builtins.list | tuple):
+            ok = _same_any(stored, value)
+        elif isinstance(value, Mapping):
+            ops = set(value)
+            if ops <= set(_RANGE_OPS):
+                ok = _is_number(stored) and all(
+                    {"gt": stored > v, "gte": stored >= v, "lt": stored < v, "lte": stored <= v}[op]
+                    for op, v in value.items()
+                )
+            elif ops == {"eq"}:
+                ok = _same(stored, value["eq"])
+            elif ops == {"in"}:
+                ok = _same_any(stored, value["in"])
+            elif ops == {"ne"}:
+                ok = not _same(stored, value["ne"])
+            elif ops == {"nin"}:
+                ok = not _same_any(stored, value["nin"])
+            else:
+                ok = False
+        else:
+            ok = _same(stored, value)
+        if not ok:
+            return False
+    return True
+
+
+def _user_condition(user_id: str) -> models.FieldCondition:
+    return models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id))
+
+
+def search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
+    """The user and the API's search filters as one Qdrant filter (the meaning of `port.matches`)."""
+    must: builtins.list[Any] = [_user_condition(user_id)]
+    if filters is not None:
+        for key, value in (filters.metadata or {}).items():
+            must.append(_equals(key, value))
+        if filters.categories:
+            must.append(models.FieldCondition(key=CATEGORY_KEY, match=models.MatchAny(any=list(filters.categories))))
+        after = timestamp(filters.created_after) if filters.created_after is not None else None
+        before = timestamp(filters.created_before) if filters.created_before is not None else None
+        if after is not None or before is not None:
+            must.append(models.FieldCondition(key=TS_KEY, range=models.Range(gte=after, lt=before)))
+    return models.Filter(must=must)
+
+
+# --- vectors -------------------------------------------------------------------------------------
+def _dense(vector: Any) -> builtins.list[float] | None:
+    """The dense vector of a returned point: plain, or the unnamed one of a mem0 (dense + sparse) layout."""
+    if isinstance(vector, Mapping):
+        vector = vector.get("")
+    if vector is None or isinstance(vector, models.SparseVector):
+        return None
+    return [float(x) for x in vector]
+
+
+class _Query:
+    """A query vector, normalised once so that each cosine is one dot product."""
+
+    def __init__(self, vector: Sequence[float]) -> None:
+        self.values = [float(x) for x in vector]
+        array = np.asarray(self.values, dtype=np.float64)
+        norm = float(np.linalg.norm(array))
+        self._unit = array / norm if norm else array
+
+    def cosine(self, other: Sequence[float]) -> float:
+        array = np.asarray(other, dtype=np.float64)
+        norm = float(np.linalg.norm(array))
+        return float(self._unit @ array / norm) if norm else 0.0
+
+
+def _already_exists(error: Exception) -> bool:
+    if isinstance(error, UnexpectedResponse):
+        return error.status_code == 409 or "already exists" in str(error).lower()
+    # local mode says it with a ValueError
+    return isinstance(error, ValueError) and "already exists" in str(error).lower()
+
+
+class QdrantServerStore:
+    """mem0's vector store and the port's hybrid calls over a Qdrant server (or local mode in tests)."""
+
+    kind = "qdrant"
+
+    def __init__(self, client: QdrantClient, collection_name: str, dims: int) -> None:
+        self.client = client
+        self.collection_name = collection_name
+        self.dims = dims
+        self.local = is_local(client)
+        # Local mode keeps its state in plain Python structures without locks of its own; a server
+        # serialises for us.
+        self._guard: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self.local else contextlib.nullcontext()
+        )
+        # One lock per user while someone holds it (weak values: users come and go).
+        self._user_locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+        self._user_locks_guard = threading.Lock()
+        self._ensure_collection(collection_name, dims)
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _ensure_collection(self, name: str, dims: int) -> None:
+        with self._guard:
+            if not self.client.collection_exists(name):
+                try:
+                    self.client.create_collection(
+                        name, vectors_config=models.VectorParams(size=dims, distance=models.Distance.COSINE)
+                    )
+                except (UnexpectedResponse, ValueError) as error:
+                    if not _already_exists(error):  # another worker made it first: fine
+                        raise
+            info = self.client.get_collection(name)
+            self._check_vectors(name, info, dims)
+            self._ensure_indexes(name, info)
+
+    def _check_vectors(self, name: str, info: models.CollectionInfo, dims: int) -> None:
+        vectors: Any = info.config.params.vectors
+        if isinstance(vectors, Mapping):
+            vectors = vectors.get("")
+        if not isinstance(vectors, models.VectorParams):
+            raise ConfigurationProblem(f"collection '{name}' has no unnamed dense vector; use another COLLECTION_NAME")
+        if vectors.size != dims:
+            raise ConfigurationProblem(
+                f"collection '{name}' holds {vectors.size}-dimension vectors but the configured embedder makes "
+                f"{dims}: use another COLLECTION_NAME for this embedder (or set EMBEDDING_DIMS to match)"
+            )
+        if vectors.distance != models.Distance.COSINE:
+            raise ConfigurationProblem(
+                f"collection '{name}' uses {vectors.distance} distance; this service needs Cosine"
+            )
+
+    def _ensure_indexes(self, name: str, info: models.CollectionInfo) -> None:
+        existing = info.payload_schema or {}
+        for field_name, params in payload_indexes(self.local).items():
+            present = existing.get(field_name)
+            if present is not None and not self._needs_rebuild(field_name, present):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    # local mode warns that payload indexes do nothing there; that is known and documented
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.client.create_payload_index(name, field_name=field_name, field_schema=params, wait=True)
+            except UnexpectedResponse as error:
+                if not _already_exists(error):
+                    raise
+            if present is not None:
+                logger.warning("payload index '%s' of '%s' rebuilt for BM25 scoring", field_name, name)
+
+    @staticmethod
+    def _needs_rebuild(field_name: str, present: models.PayloadIndexInfo) -> bool:
+        """Only a `data` index without BM25 scoring (e.g. made by another tool) breaks the keyword
+        query, so only that one is replaced. Other differences, such as a `user_id` index that mem0's
+        own adapter made without `is_tenant`, are left alone: comparing every parameter against what a
+        server echoes back risks rebuilding an index on every worker start."""
+        if field_name != TEXT_KEY:
+            return False
+        params = present.params
+        return not (isinstance(params, models.TextIndexParams) and params.scoring)
+
+    # --- locks ---------------------------------------------------------------------------------
+    def _user_lock(self, user_id: str) -> threading.Lock:
+        with self._user_locks_guard:
+            lock = self._user_locks.get(user_id)
+            if lock is None:
+                lock = threading.Lock()
+                self._user_locks[user_id] = lock
+            return lock
+
+    @contextlib.contextmanager
+    def _users_locked(self, user_ids: Sequence[str]) -> Iterator[None]:
+        # Sorted, so two inserts over the same users never wait on each other in a cycle.
+        with contextlib.ExitStack() as stack:
+            for user_id in sorted(set(user_ids)):
+                stack.enter_context(self._user_lock(user_id))
+            yield
+
+    def _max_seq(self, user_id: str) -> int:
+        with self._guard:
+            records, _ = self.client.scroll(
+                self.collection_name,
+                scroll_filter=models.Filter(must=[_user_condition(user_id)]),
+                order_by=models.OrderBy(key=SEQ_KEY, direction=models.Direction.DESC),
+                limit=1,
+                with_payload=[SEQ_KEY],
+                with_vectors=False,
+            )
+        for record in records:
+            seq = (record.payload or {}).get(SEQ_KEY)
+            if isinstance(seq, int | float) and not isinstance(seq, bool):
+                return int(seq)
+        return -1
+
+    # --- mem0's interface ----------------------------------------------------------------------
+    def create_col(self, name: str | None = None, vector_size: int | None = None, distance: Any = None) -> None:
+        if distance is not None and str(distance).lower() not in {"cosine", str(models.Distance.COSINE).lower()}:
+            raise ValueError("this adapter stores cosine vectors only")
+        self._ensure_collection(name or self.collection_name, vector_size or self.dims)
+
+    def insert(
+        self,
+        vectors: builtins.list[Any],
+        payloads: builtins.list[dict[str, Any]] | None = None,
+        ids: builtins.list[str] | None = None,
+    ) -> None:
+        if not vectors:
+            return
+        payloads = payloads if payloads is not None else [{} for _ in vectors]
+        ids = ids if ids is not None else [str(uuid.uuid4()) for _ in vectors]
+        if not len(vectors) == len(payloads) == len(ids):
+            raise ValueError("insert needs as many payloads and ids as vectors")
+        users = [p.get(USER_KEY) if isinstance(p.get(USER_KEY), str) else None for p in payloads]
+        named = [u for u in users if u is not None]
+        with self._users_locked(named):
+            next_seq = {user: self._max_seq(user) + 1 for user in dict.fromkeys(named)}
+            points = []
+            for vector, payload, point_id, user in zip(vectors, payloads, ids, users, strict=True):
+                seq = None
+                if user is not None:
+                    seq = next_seq[user]
+                    next_seq[user] = seq + 1
+                points.append(
+                    models.PointStruct(
+                        id=str(point_id), vector=[float(x) for x in vector], payload=derive(payload, seq)
+                    )
+                )
+            with self._guard:
+                self.client.upsert(self.collection_name, points=points, wait=True)
+
+    def search(
+        self, query: str, vectors: Sequence[float], top_k: int = 5, filters: dict[str, Any] | None = None
+    ) -> builtins.list[Hit]:
+        must, must_not = _mem0_conditions(filters)
+        with self._guard:
+            response = self.client.query_points(
+                self.collection_name,
+                query=[float(x) for x in vectors],
+                query_filter=models.Filter(must=must or None, must_not=must_not or None),
+                limit=top_k,
+                with_payload=True,
+            )
+        return [
+            Hit(id=str(p.id), payload=dict(p.payload or {}), score=float(p.score))
+            for p in response.points
+            if _mem0_holds(p.payload or {}, filters)
+        ]
+
+    def keyword_search(
+        self, query: str, top_k: int = 5, filters: dict[str, Any] | None = None
+    ) -> builtins.list[Hit] | None:
+        """BM25 over the memory text (mem0 calls this beside `search`)."""
+        if not query.strip():
+            return []
+        must, must_not = _mem0_conditions(filters)
+        with self._guard:
+            response = self.client.query_points(
+                self.collection_name,
+                query=models.TextQuery(text=query),
+                using=TEXT_KEY,
+                query_filter=models.Filter(must=must or None, must_not=must_not or None),
+                limit=top_k,
+                with_payload=True,
+            )
+        return [
+            Hit(id=str(p.id), payload=dict(p.payload or {}), score=float(p.score))
+            for p in response.points
+            if _mem0_holds(p.payload or {}, filters)
+        ]
+
+    def get(self, vector_id: str) -> Hit | None:
+        with self._guard:
+            records = self.client.retrieve(self.collection_name, ids=[str(vector_id)], with_payload=True)
+        if not records:
+            return None
+        return Hit(id=str(records[0].id), payload=dict(records[0].payload or {}))
+
+    def update(
+        self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None
+    ) -> None:
+        point_id = str(vector_id)
+        if payload is not None:
+            old = self.get(point_id)
+            new = carry_derived(payload, old.payload if old else None)
+            with self._guard:
+                if vector is not None:
+                    point = models.PointStruct(id=point_id, vector=[float(x) for x in vector], payload=new)
+                    self.client.upsert(self.collection_name, points=[point], wait=True)
+                else:
+                    self.client.overwrite_payload(self.collection_name, payload=new, points=[point_id], wait=True)
+        elif vector is not None:
+            with self._guard:
+                self.client.update_vectors(
+                    self.collection_name,
+                    points=[models.PointVectors(id=point_id, vector=[float(x) for x in vector])],
+                    wait=True,
+                )
+
+    def delete(self, vector_id: str) -> None:
+        with self._guard:
+            self.client.delete(
+                self.collection_name, points_selector=models.PointIdsList(points=[str(vector_id)]), wait=True
+            )
+
+    def list(
+        self, filters: dict[str, Any] | None = None, top_k: int | None = None
+    ) -> builtins.list[builtins.list[Hit]]:
+        must, must_not = _mem0_conditions(filters)
+        hits = self._scroll(models.Filter(must=must or None, must_not=must_not or None), top_k)
+        return [[hit for hit in hits if _mem0_holds(hit.payload, filters)]]
+
+    def list_cols(self) -> models.CollectionsResponse:
+        with self._guard:
+            return self.client.get_collections()
+
+    def delete_col(self) -> None:
+        with self._guard:
+            self.client.delete_collection(self.collection_name)
+
+    def col_info(self) -> models.CollectionInfo:
+        with self._guard:
+            return self.client.get_collection(self.collection_name)
+
+    def reset(self) -> None:
+        self.delete_col()
+        self._ensure_collection(self.collection_name, self.dims)
+
+    # --- the port's own calls ------------------------------------------------------------------
+    def candidates(
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        limit: int,
+        filters: SearchFilters | None,
+        hints: Hints | None = None,
+    ) -> Candidates:
+        if limit <= 0:
+            return Candidates()
+        query = _Query(vector)
+        engine_filter = search_filter(user_id, filters)
+        requests = [models.QueryRequest(query=query.values, filter=engine_filter, limit=limit, with_payload=True)]
+        if text.strip():  # an empty text query has no terms; skip it rather than send it
+            requests.append(
+                models.QueryRequest(
+                    query=models.TextQuery(text=text),
+                    using=TEXT_KEY,
+                    filter=engine_filter,
+                    params=self._bm25_params(user_id),
+                    limit=limit,
+                    with_payload=True,
+                    with_vector=True,
+                )
+            )
+        # The nearest memories of a month or a speaker the query names, however far their words are.
+        named_requests = []
+        for key, values in ((MONTH_KEY, hints.months if hints else ()), (SPEAKER_KEY, hints.speakers if hints else ())):
+            if values:
+                condition = models.FieldCondition(key=key, match=models.MatchAny(any=builtins.list(values)))
+                named = models.Filter(must=[*(engine_filter.must or []), condition])
+                named_requests.append(
+                    models.QueryRequest(query=query.values, filter=named, limit=max(1, limit // 2), with_payload=True)
+                )
+        with self._guard:
+            responses = self.client.query_batch_points(self.collection_name, requests=[*requests, *named_requests])
+        dense = builtins.list(responses[0].points)
+        keyword = responses[1].points if len(requests) > 1 else []
+        for extra in responses[len(requests) :]:
+            dense.extend(extra.points)
+
+        found: dict[str, Candidate] = {}
+        for point in dense:
+            payload = dict(point.payload or {})
+            if belongs(payload, user_id) and matches(payload, filters):
+                found[str(point.id)] = Candidate(id=str(point.id), payload=payload, semantic=float(point.score))
+        for point in keyword:
+            payload = dict(point.payload or {})
+            if not (belongs(payload, user_id) and matches(payload, filters)):
+                continue
+            point_id = str(point.id)
+            if point_id in found:
+                found[point_id].keyword = float(point.score)
+                continue
+            stored = _dense(point.vector)
+            semantic = query.cosine(stored) if stored is not None else 0.0
+            found[point_id] = Candidate(id=point_id, payload=payload, semantic=semantic, keyword=float(point.score))
+        if len(keyword) >= limit:
+            # The keyword list was cut: dense candidates outside it may still hold query words.
+            self._score_keywords(user_id, text, [c for c in found.values() if c.keyword == 0.0])
+        return Candidates(
+            items=builtins.list(found.values()),
+            keyword_exhaustive=len(keyword) < limit,
+            keyword_ceiling=self._keyword_ceiling(user_id, text),
+        )
+
+    def _bm25_params(self, user_id: str) -> models.SearchParams | None:
+        """The user's own BM25 statistics on a server; local mode refuses a corpus and counts globally."""
+        if self.local:
+            return None
+        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[_user_condition(user_id)])))
+
+    def _score_keywords(self, user_id: str, text: str, items: Sequence[Candidate]) -> None:
+        """Sets the BM25 score of each of `items` (0 stays for those holding no query word)."""
+        if not items or not text.strip():
+            return
+        by_id = {c.id: c for c in items}
+        only = models.Filter(must=[_user_condition(user_id), models.HasIdCondition(has_id=builtins.list(by_id))])
+        with self._guard:
+            points = self.client.query_points(
+                self.collection_name,
+                query=models.TextQuery(text=text),
+                using=TEXT_KEY,
+                query_filter=only,
+                search_params=self._bm25_params(user_id),
+                limit=len(by_id),
+            ).points
+        for point in points:
+            item = by_id.get(str(point.id))
+            if item is not None:
+                item.keyword = float(point.score)
+
+    def _keyword_ceiling(self, user_id: str, text: str) -> float:
+        """The sum of the idf over the query words some memory holds (the user's own on a server).
+
+        BM25 gives a memory holding a word once, at average length, that word's idf: a keyword score
+        over this sum is the idf-weighted share of the query a memory covers. One count per word.
+        """
+        words = query_words(text)
+        if not words:
+            return 0.0
+        scope = [] if self.local else [_user_condition(user_id)]
+        with self._guard:
+            total = self.client.count(
+                self.collection_name, count_filter=models.Filter(must=scope) if scope else None, exact=True
+            ).count
+            ceiling = 0.0
+            for word in words:
+                held = models.Filter(
+                    must=[*scope, models.FieldCondition(key=TEXT_KEY, match=models.MatchTextAny(text_any=word))]
+                )
+                df = self.client.count(self.collection_name, count_filter=held, exact=True).count
+                if df:
+                    ceiling += math.log(1 + (total - df + 0.5) / (df + 0.5))
+        return ceiling
+
+    def neighbours(
+        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+    ) -> builtins.list[Candidate]:
+        wanted = sorted(
+            {int(s) for s in seqs if isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0}
+        )
+        if not wanted:
+            return []
+        query = _Query(vector)
+        engine_filter = models.Filter(
+            must=[_user_condition(user_id), models.FieldCondition(key=SEQ_KEY, match=models.MatchAny(any=wanted))]
+        )
+        with self._guard:
+            records, _ = self.client.scroll(
+                self.collection_name,
+                scroll_filter=engine_filter,
+                # Room for the rare duplicate `_seq` two processes can write (see the module docstring).
+                limit=2 * len(wanted),
+                with_payload=True,
+                with_vectors=True,
+            )
+        out = []
+        for record in records:
+            payload = dict(record.payload or {})
+            if not belongs(payload, user_id) or payload.get(SEQ_KEY) not in wanted:
+                continue
+            stored = _dense(record.vector)
+            out.append(
+                Candidate(
+                    id=str(record.id), payload=payload, semantic=query.cosine(stored) if stored is not None else 0.0
+                )
+            )
+        out.sort(key=lambda c: c.payload[SEQ_KEY])
+        self._score_keywords(user_id, text, out)
+        return out
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        with self._guard:
+            records = self.client.retrieve(self.collection_name, ids=[str(i) for i in ids], with_payload=True)
+        return {str(r.id): dict(r.payload or {}) for r in records}
+
+    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
+        hits = self._scroll(models.Filter(must=[_user_condition(user_id)]), limit)
+        return [hit for hit in hits if belongs(hit.payload, user_id)]
+
+    def count_user(self, user_id: str) -> int:
+        with self._guard:
+            result = self.client.count(
+                self.collection_name, count_filter=models.Filter(must=[_user_condition(user_id)]), exact=True
+            )
+        return int(result.count)
+
+    def ping(self) -> dict[str, Any]:
+        with self._guard:
+            info = self.client.get_collection(self.collection_name)
+        return {
+            "kind": self.kind,
+            "status": "ok",
+            "collection": self.collection_name,
+            "collection_status": str(info.status),
+            "local_mode": self.local,
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _scroll(self, engine_filter: models.Filter, limit: int | None) -> builtins.list[Hit]:
+        """Payloads matching `engine_filter`, at most `limit` (None: all), a page per round trip."""
+        hits: builtins.list[Hit] = []
+        offset: models.ExtendedPointId | None = None
+        while limit is None or len(hits) < limit:
+            page = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(hits))
+            with self._guard:
+                records, offset = self.client.scroll(
+                    self.collection_name,
+                    scroll_filter=engine_filter,
+                    limit=page,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
+                )
+            hits.extend(Hit(id=str(r.id), payload=dict(r.payload or {})) for r in records)
+            if offset is None:
+                break
+        return hits

@@ -1,0 +1,149 @@
+"""Move memories written by earlier versions into this version's store layout.
+
+    python -m tools.migrate_store [--path QDRANT_PATH]      # the embedded store (default settings)
+    VECTOR_STORE=chroma CHROMA_HOST=... python -m tools.migrate_store   # a Chroma server
+
+The service refuses to start on either old layout and names this command.
+
+**Embedded store.** Versions before the store-engine change kept the zero-setup store with
+qdrant-client's local mode under DATA_DIR/qdrant (a `meta.json` and one SQLite file per
+collection). This version reads that folder with the Qdrant engine in process (Qdrant Edge),
+which cannot read the old layout. The command:
+
+1. reads every point of every collection (ids, vectors, payloads) with qdrant-client;
+2. renames the old folder to `<folder>.local-mode-<UTC time>` (kept: delete it once satisfied);
+3. writes each collection into a new shard at `<folder>/<collection>`, user by user in the order
+   the memories were written (creation time, then the batch position `seq` the old store kept),
+   so each memory gets its place in its user's write order (`_seq`) as new writes do.
+
+Run it with the service stopped (the old store admits one process).
+
+**Chroma.** Earlier versions kept every user's memories in one collection named COLLECTION_NAME
+(mem0's own adapter); this version keeps a collection per user. The command copies each memory
+into its user's collection, in creation order, and leaves the old collection as it was (delete it
+once satisfied); a re-run skips what was moved. Workers may keep running: until the copy is done
+they refuse to start, and the ones running still serve.
+
+Memory ids, texts, metadata, creation times and vectors are kept; the history (a separate store)
+is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PAGE = 1000
+
+
+def read_old_store(root: Path) -> dict[str, tuple[int, list[tuple[str, list[float], dict[str, Any]]]]]:
+    """{collection: (vector size, [(id, vector, payload), ...])} of a local-mode folder."""
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(root))
+    try:
+        found = {}
+        for collection in client.get_collections().collections:
+            name = collection.name
+            info = client.get_collection(name)
+            vectors_config: Any = info.config.params.vectors
+            size = int(getattr(vectors_config, "size", 0) or 0)
+            points: list[tuple[str, list[float], dict[str, Any]]] = []
+            offset = None
+            while True:
+                page, offset = client.scroll(name, limit=PAGE, offset=offset, with_payload=True, with_vectors=True)
+                for point in page:
+                    vector: Any = point.vector
+                    if isinstance(vector, dict):
+                        vector = next(iter(vector.values()), None)
+                    if vector is None:
+                        continue
+                    points.append((str(point.id), list(vector), dict(point.payload or {})))
+                if offset is None:
+                    break
+            found[name] = (size, points)
+        return found
+    finally:
+        client.close()
+
+
+def _write_order(item: tuple[str, list[float], dict[str, Any]]) -> tuple[str, int, str]:
+    payload = item[2]
+    seq = payload.get("seq")
+    return (str(payload.get("created_at") or ""), seq if isinstance(seq, int) else 0, item[0])
+
+
+def migrate(root: Path) -> dict[str, int]:
+    """Migrates `root` in place (the old folder is kept beside it); returns the points per collection."""
+    from shared.stores.vector import is_old_embedded_store
+    from shared.stores.vector.edge import EdgeVectorStore
+
+    if not is_old_embedded_store(root):
+        raise SystemExit(f"{root} is not a folder of the previous embedded store: nothing to migrate")
+    collections = read_old_store(root)
+    backup = root.with_name(f"{root.name}.local-mode-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}")
+    root.rename(backup)
+    root.mkdir(parents=True)
+    counts = {}
+    for name, (size, points) in collections.items():
+        if name == "placeholder" or not size:
+            continue
+        store = EdgeVectorStore(root / name, name, size)
+        try:
+            by_user: dict[str, list[tuple[str, list[float], dict[str, Any]]]] = {}
+            for point in points:
+                by_user.setdefault(str(point[2].get("user_id") or ""), []).append(point)
+            for user_points in by_user.values():
+                user_points.sort(key=_write_order)
+                for start in range(0, len(user_points), PAGE):
+                    chunk = user_points[start : start + PAGE]
+                    payloads = [{k: v for k, v in p.items() if k != "seq"} for _, _, p in chunk]
+                    store.insert([v for _, v, _ in chunk], payloads, [i for i, _, _ in chunk])
+            counts[name] = store.count_all()
+        finally:
+            store.close()
+    print(f"moved {sum(counts.values())} memories into {root}; the old folder is {backup}", file=sys.stderr)
+    return counts
+
+
+def migrate_chroma() -> int:
+    """Copies the single-collection Chroma layout into the per-user one; returns how many moved."""
+    from shared.settings import get_settings
+    from shared.stores.vector import chroma_client
+    from shared.stores.vector.chroma import ChromaVectorStore
+
+    settings = get_settings()
+    store = ChromaVectorStore(
+        chroma_client(settings), settings.collection_name, settings.resolved_embedding_dims, allow_legacy=True
+    )
+    moved = store.migrate()
+    print(
+        f"moved {moved} memories into the per-user collections of '{settings.collection_name}'; the old collection "
+        f"'{settings.collection_name}' is left as it was: delete it once satisfied",
+        file=sys.stderr,
+    )
+    return moved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--path", type=Path, help="the embedded store folder (default: QDRANT_PATH, else DATA_DIR/qdrant)"
+    )
+    args = parser.parse_args(argv)
+    from shared.settings import get_settings
+
+    if args.path is None and get_settings().vector_store == "chroma":
+        migrate_chroma()
+        return 0
+    root = args.path if args.path is not None else get_settings().resolved_qdrant_path
+    for name, count in migrate(root).items():
+        print(f"{name}: {count}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
