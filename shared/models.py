@@ -37,6 +37,11 @@ RESERVED_METADATA_KEYS = frozenset(
         "memory",
         "metadata",
         "seq",
+        # Derived by the vector-store adapters (shared/stores/vector/port.py).
+        "_seq",
+        "_ts",
+        "_month",
+        "_speaker",
     }
 )
 
