@@ -6,6 +6,7 @@ no mem0 import. Everything heavy is built on first use (shared/runtime.py).
 
 import azure.functions as func
 
+from functions import docs
 from functions.chat import bp as chat_bp
 from functions.docs import bp as docs_bp
 from functions.memory import bp as memory_bp
@@ -17,3 +18,4 @@ configure_logging()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (chat_bp, memory_bp, system_bp, docs_bp):
     app.register_functions(blueprint)
+docs.bind(app)

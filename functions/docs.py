@@ -6,6 +6,7 @@ from __future__ import annotations
 import mimetypes
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 
@@ -34,11 +35,25 @@ _PAGE = """<!doctype html>
 """
 
 
+# The FunctionApp whose functions the document describes; `function_app.py` binds it once built, so
+# that this module never imports the app (which imports this module).
+_app: Any = None
+
+
+def bind(app: Any) -> None:
+    """Tells the docs endpoints which FunctionApp to describe (called by `function_app.py`)."""
+    global _app
+    _app = app
+    _document_json.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _document_json() -> str:
-    from shared.openapi import build_openapi_document, render
+    from functions.openapi import build_openapi_document, render
 
-    return render(build_openapi_document())
+    if _app is None:
+        raise RuntimeError("functions.docs.bind(app) was not called")
+    return render(build_openapi_document(_app))
 
 
 def _assets_dir() -> Path:

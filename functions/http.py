@@ -2,7 +2,7 @@
 mapping, metrics and logging. A function body only parses its inputs and calls one service method.
 
 `endpoint(...)` also records the request/response models on the function, which is where
-`/openapi.json` reads them from (see shared/openapi.py).
+`/openapi.json` reads them from (see functions/openapi.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.functions as func
 
+from functions.metrics import metrics
 from shared.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -27,7 +28,6 @@ from shared.errors import (
     request_id_var,
     utc_now_iso,
 )
-from shared.metrics import metrics
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError

@@ -7,8 +7,8 @@ import time
 import azure.functions as func
 
 from functions.http import EndpointSpec, Reply, endpoint
+from functions.metrics import metrics
 from shared import SERVICE_NAME, VERSION
-from shared.metrics import metrics
 
 bp = func.Blueprint()
 TAG = "system"

@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from shared.embeddings import Embedder
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
-from shared.models import RESERVED_METADATA_KEYS, MemoryInput, MemoryRecord, MemoryStats, SearchFilters
+from shared.models import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
+from shared.records import record_from_payload
 from shared.settings import Settings
-from shared.stores.vector.port import DERIVED_KEYS, VectorStore, belongs
+from shared.stores.vector.port import VectorStore, belongs
 
 if TYPE_CHECKING:
     from shared.search import HybridSearcher
 
 logger = logging.getLogger(__name__)
 
-# Payload keys mem0 owns; user metadata can never overwrite them (validated in shared/models.py).
-CORE_PAYLOAD_KEYS = RESERVED_METADATA_KEYS | DERIVED_KEYS
 
 # Modules whose exceptions mean "the store could not answer", as opposed to a bug of ours.
 _STORE_ERROR_MODULES = ("qdrant_client", "chromadb", "httpx", "httpcore", "urllib3", "requests", "grpc", "portalocker")
@@ -76,32 +75,6 @@ def is_valid_memory_id(memory_id: str) -> bool:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def record_from_item(item: dict[str, Any]) -> MemoryRecord:
-    """A mem0 result item (get/get_all/search) as the API's memory object."""
-    metadata = {k: v for k, v in (item.get("metadata") or {}).items() if k not in CORE_PAYLOAD_KEYS}
-    return MemoryRecord(
-        id=str(item["id"]),
-        memory=item.get("memory") or "",
-        user_id=item.get("user_id") or "",
-        metadata=metadata,
-        created_at=item.get("created_at"),
-        updated_at=item.get("updated_at"),
-        score=item.get("score"),
-    )
-
-
-def record_from_payload(memory_id: str, payload: dict[str, Any], score: float | None = None) -> MemoryRecord:
-    return MemoryRecord(
-        id=memory_id,
-        memory=payload.get("data") or "",
-        user_id=payload.get("user_id") or "",
-        metadata={k: v for k, v in payload.items() if k not in CORE_PAYLOAD_KEYS},
-        created_at=payload.get("created_at"),
-        updated_at=payload.get("updated_at"),
-        score=score,
-    )
 
 
 def _rows(listed: Any) -> list[Any]:

@@ -91,7 +91,7 @@ def get_session_store() -> SessionStore:
     """The worker's chat session store (local files or Table Storage)."""
     global _session_store
     if _session_store is None:
-        from shared.sessions import build_session_store
+        from shared.factory import build_session_store
         from shared.settings import get_settings
 
         with _lock:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    pass
 
 
 @dataclass
@@ -89,11 +89,3 @@ class LocalSessionStore:
                 data = json.loads(file.read_text(encoding="utf-8"))
                 sessions[data.get("session_id", file.stem)] = [Turn(**item) for item in data.get("turns", [])]
         return sessions
-
-
-def build_session_store(settings: Settings) -> SessionStore:
-    if settings.resolved_state_store == "azure_table":
-        from shared.table_state import TableSessionStore
-
-        return TableSessionStore(settings)
-    return LocalSessionStore(settings.data_dir / "sessions")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import function_app
-from shared.openapi import indexed_functions
+from functions.openapi import indexed_functions
 
 # Every route and method of API.md sections 1-3, plus our additions.
 CONTRACT = {

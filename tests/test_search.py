@@ -1,4 +1,4 @@
-"""Hybrid search (shared/search.py): text analysis, the ranking of engine candidates, and the search
+"""Hybrid search (shared/search.py, shared/text.py): text analysis, the ranking of engine candidates, and the search
 through the real store engines (Qdrant Edge in process; a Chroma server)."""
 
 from __future__ import annotations
@@ -22,15 +22,11 @@ from shared.search import (
     HybridSearcher,
     Query,
     add_context,
-    memory_month,
-    memory_speaker,
     own_scores,
-    parse_month,
-    query_months,
-    tokenize,
 )
 from shared.settings import Settings
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate
+from shared.text import memory_month, memory_speaker, parse_month, query_months, tokenize
 from tests.conftest import local_model_path
 from tests.support.chroma_server import chroma_server  # noqa: F401 - registers the fixture
 

@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.openapi import build_openapi_document, render
+from function_app import app
+from functions.openapi import build_openapi_document, render
 from tools.openapi_apim import apim_document
 
 TARGET = Path(__file__).resolve().parent.parent / "infra" / "openapi.json"
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare, do not write")
     args = parser.parse_args(argv)
-    text = render(apim_document(build_openapi_document()))
+    text = render(apim_document(build_openapi_document(app)))
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:

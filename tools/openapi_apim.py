@@ -1,6 +1,6 @@
 """The OpenAPI 3.0 rendition of the API that API Management imports (infra/openapi.json).
 
-The app serves OpenAPI 3.1 at /openapi.json (shared/openapi.py). API Management gets a document made
+The app serves OpenAPI 3.1 at /openapi.json (functions/openapi.py). API Management gets a document made
 from that same source, because:
   - its OpenAPI 3.1 import is partial, so the 3.1-only constructs pydantic emits are rewritten in
     their 3.0 spelling: `anyOf: [X, {type: null}]` and `type: [X, "null"]` become X with

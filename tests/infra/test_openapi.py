@@ -47,9 +47,10 @@ def _differences(committed: Any, generated: Any, path: str = "$") -> list[str]:
 
 @pytest.fixture(scope="module")
 def app_document() -> dict[str, Any]:
-    from shared.openapi import build_openapi_document
+    from function_app import app
+    from functions.openapi import build_openapi_document
 
-    return json.loads(json.dumps(build_openapi_document()))
+    return json.loads(json.dumps(build_openapi_document(app)))
 
 
 @pytest.fixture(scope="module")

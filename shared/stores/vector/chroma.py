@@ -20,7 +20,7 @@ Layout, all created in cosine space:
 
 Keyword candidates. Single-node Chroma has no sparse index, so no BM25. A record's document is not
 the raw text (that stays in the payload as mem0's `data`) but its analysed form ` term term `:
-the distinct terms of `shared.search.tokenize` (casefolded Snowball stems without stop words, CJK
+the distinct terms of `shared.text.tokenize` (casefolded Snowball stems without stop words, CJK
 character bigrams) between single spaces. `$contains` is a case-sensitive `LIKE` substring test
 (on raw text "python" misses "Python" and "art" hits "party"), and each `$contains` of an `$or`
 is another pass (measured ~20 ms a term), so the query is one `$regex`, ` (?:t1|t2|...) `: exact
@@ -79,7 +79,6 @@ import numpy as np
 from chromadb.errors import NotFoundError, UniqueConstraintError
 
 from shared.errors import ConfigurationProblem
-from shared.search import tokenize
 from shared.stores.vector.port import (
     SEQ_KEY,
     TEXT_KEY,
@@ -96,6 +95,7 @@ from shared.stores.vector.port import (
     timestamp,
     user_filter_value,
 )
+from shared.text import tokenize
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -930,7 +930,7 @@ class ChromaVectorStore:
     # --- maintenance ---------------------------------------------------------------------------
     def reanalyse(self) -> int:
         """Rewrites every document whose analysed form is not what `analysed` makes of its text
-        today (after a change to `shared.search.tokenize`). A full scan, for an operator to run
+        today (after a change to `shared.text.tokenize`). A full scan, for an operator to run
         once; returns how many documents changed."""
         changed = 0
         for collection in self._user_collections():

@@ -347,7 +347,7 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     ts = timestamp(out.get("created_at"))
     if ts is not None:
         out[TS_KEY] = ts
-    from shared.search import memory_month, memory_speaker, tokenize
+    from shared.text import memory_month, memory_speaker, tokenize
 
     out[MONTH_KEY] = month_keys(*memory_month(out))
     speaker = memory_speaker(out)

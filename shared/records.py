@@ -1,0 +1,29 @@
+"""Stored payloads as the API's memory objects: one place that knows which payload keys are the store's.
+
+Both the memory service (by-id reads, lists) and the search (results) build `MemoryRecord`s from
+what the engine returns; the names mem0 and the store adapters own never reach a caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.models import RESERVED_METADATA_KEYS, MemoryRecord
+from shared.stores.vector.port import DERIVED_KEYS
+
+# Payload keys mem0 and the store adapters own; user metadata can never overwrite them (validated
+# in shared/models.py) and they are not returned as metadata.
+CORE_PAYLOAD_KEYS = RESERVED_METADATA_KEYS | DERIVED_KEYS
+
+
+def record_from_payload(memory_id: str, payload: dict[str, Any], score: float | None = None) -> MemoryRecord:
+    """A stored payload as the API's memory object (`score` for search results)."""
+    return MemoryRecord(
+        id=memory_id,
+        memory=payload.get("data") or "",
+        user_id=payload.get("user_id") or "",
+        metadata={k: v for k, v in payload.items() if k not in CORE_PAYLOAD_KEYS},
+        created_at=payload.get("created_at"),
+        updated_at=payload.get("updated_at"),
+        score=score,
+    )
