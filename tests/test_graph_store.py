@@ -1,4 +1,4 @@
-"""Graph memory (shared/graph.py) against a real Neo4j 5.26, with the LLM served by the fake OpenAI
+"""Graph memory (shared/graph/) against a real Neo4j 5.26, with the LLM served by the fake OpenAI
 server over HTTP and the real local embedder (all-MiniLM-L6-v2 on ONNX Runtime).
 
 Each test works on user ids of its own, so the session's shared Neo4j never mixes test data; the
@@ -7,18 +7,20 @@ outage test takes that server down and brings it back with `neo4j_server.outage(
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from pkgutil import iter_modules
 from typing import Any
 
 import pytest
 from neo4j import GraphDatabase
 
-from shared import graph as graph_module
+from shared import graph as graph_package
 from shared.embeddings import LocalEmbedder
 from shared.errors import BackendUnavailable
 from shared.graph import (
@@ -33,6 +35,8 @@ from shared.graph import (
     quantise,
     query_match_text,
 )
+from shared.graph import cypher as cypher_module
+from shared.graph import extraction as extraction_module
 from shared.llm import build_chat_model
 from shared.settings import Settings
 from tests.conftest import local_model_path
@@ -181,7 +185,7 @@ def test_quantised_vectors_keep_cosines(embedder: LocalEmbedder) -> None:
     vectors = np.array(embedder.embed_batch(["Interstellar (film)", "Paris (city)", "my dog Rex"]), np.float32)
     query = np.array(embedder.embed("what films do I like"), np.float32)
     exact = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
-    approx = graph_module._cosines([quantise(v) for v in vectors], query / np.linalg.norm(query))
+    approx = extraction_module._cosines([quantise(v) for v in vectors], query / np.linalg.norm(query))
     assert np.max(np.abs(exact - approx)) < 0.005
 
 
@@ -463,10 +467,16 @@ def test_injection_strings_are_stored_verbatim_and_break_nothing(store, llm, new
 
 
 def test_every_statement_is_a_literal_without_plugins() -> None:
-    source = inspect.getsource(graph_module)
+    modules = [
+        graph_package,
+        *(importlib.import_module(f"shared.graph.{m.name}") for m in iter_modules(graph_package.__path__)),
+    ]
+    source = "".join(inspect.getsource(module) for module in modules)
     assert "apoc." not in source.lower() and "gds." not in source.lower()
-    statements = [v for k, v in vars(graph_module).items() if k.isupper() and isinstance(v, str) and "MATCH" in v]
+    statements = [v for k, v in vars(cypher_module).items() if k.isupper() and isinstance(v, str) and "MATCH" in v]
     assert len(statements) >= 10
+    for module in modules:  # the statements live in cypher.py, apart from the code that runs them
+        assert module is cypher_module or "MATCH (" not in inspect.getsource(module), module
     for statement in statements:
         # Values reach Cypher only as $parameters; no str.format/f-string slots are left in a statement.
         assert not re.search(r"(?<!\{)\{[a-z_]+\}(?!\})", statement), statement
