@@ -11,6 +11,8 @@ import time
 from collections import deque
 from typing import Any
 
+from shared.percentiles import percentile
+
 _WINDOW = 2048
 
 
@@ -75,10 +77,7 @@ class RequestMetrics:
 
 
 def _percentile(ordered: list[float], pct: float) -> float | None:
-    if not ordered:
-        return None
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
-    return round(ordered[rank], 3)
+    return round(percentile(ordered, pct), 3) if ordered else None
 
 
 metrics = RequestMetrics()

@@ -22,14 +22,10 @@ from typing import Any
 
 import httpx
 
+from shared.percentiles import percentile
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[rank]
 
 
 def main(argv: list[str] | None = None) -> int:

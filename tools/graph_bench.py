@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.percentiles import percentile
+
 REPO = Path(__file__).resolve().parent.parent
 
 _TOPICS = (
@@ -94,13 +96,6 @@ class TimedEmbedder:
 def entity_name(rng: random.Random, i: int) -> tuple[str, str]:
     topic = _TOPICS[i % len(_TOPICS)]
     return f"{rng.choice(_WORDS).title()} {rng.choice(_WORDS)} {i}", topic
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.percentiles import percentile  # the one definition, shared with /metrics
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The team's shared folder sits beside the repo (in CI too); data and models are never copied in.
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -33,15 +35,6 @@ def model_path() -> Path:
             "all-MiniLM-L6-v2 as ONNX (the team folder ../shared/models has one)"
         )
     return path.resolve()
-
-
-def percentile(samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile: the smallest sample with at least `pct`% of the samples at or below it."""
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_summary(ms: Sequence[float]) -> dict[str, Any]:
