@@ -11,15 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ports import ServerProcess, free_port, http_status
+from tools.harness.ports import ServerProcess, free_port, http_status
 
 # The harness fixtures (fake_openai, azurite, chroma_server, neo4j_server), available to every test.
-pytest_plugins = [
-    "tests.support.fake_openai",
-    "tests.support.azurite",
-    "tests.support.chroma_server",
-    "tests.support.neo4j_server",
-]
+pytest_plugins = ["tests.fixtures.harness"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"

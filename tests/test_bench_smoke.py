@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, local_model_path
-from tests.support.chroma_server import ChromaServer, chroma_server  # noqa: F401
 from tools.bench.common import format_table, percentile
 from tools.bench.locomo import parse_conversation, parse_evidence, ranked_sessions, session_recall, turn_recall
+from tools.harness.chroma_server import ChromaServer
 
 SMOKE_TIMEOUT = 180  # seconds; a smoke run takes ~25 s on a quiet 2-core machine
 
@@ -185,7 +185,7 @@ def test_load_quick_embedded(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_load_quick_chroma(tmp_path: Path, chroma_server: ChromaServer) -> None:  # noqa: F811
+def test_load_quick_chroma(tmp_path: Path, chroma_server: ChromaServer) -> None:
     args = ["load", "--quick", "--store", "chroma", "--chroma-host", chroma_server.host]
     result = run_bench([*args, "--chroma-port", str(chroma_server.port)], tmp_path)
     assert set(result["stores"]) == {"chroma"}

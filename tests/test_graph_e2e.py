@@ -13,8 +13,8 @@ import pytest
 
 from shared.graph import EXTRACTION_PROMPT_MARKER
 from tests.conftest import DevHost
-from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.neo4j_server import Neo4jServer
+from tools.harness.fake_openai import FakeOpenAIServer
+from tools.harness.neo4j_server import Neo4jServer
 
 pytestmark = pytest.mark.e2e
 

@@ -36,8 +36,9 @@ from shared.graph import (
 from shared.llm import build_chat_model
 from shared.settings import Settings
 from tests.conftest import local_model_path
-from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.neo4j_server import Neo4jServer, neo4j_server  # noqa: F401 - registers the fixture
+from tests.fixtures.harness import neo4j_server  # noqa: F401 - registers the fixture
+from tools.harness.fake_openai import FakeOpenAIServer
+from tools.harness.neo4j_server import Neo4jServer
 
 # --- fixtures and helpers --------------------------------------------------------------------------
 
@@ -618,7 +619,7 @@ def test_an_open_breaker_refuses_calls_while_a_trial_runs_and_health_closes_it(
 
 def test_construction_does_no_io_and_none_means_no_store(llm, embedder) -> None:
     assert build_graph_store(Settings(graph_store="none"), embedder, None) is None
-    from tests.support.ports import free_port
+    from tools.harness.ports import free_port
 
     settings = Settings(graph_store="neo4j", neo4j_uri=f"bolt://127.0.0.1:{free_port()}", neo4j_password="x" * 8)
     store = build_graph_store(settings, embedder, None)

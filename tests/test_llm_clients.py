@@ -9,7 +9,7 @@ from shared import llm
 from shared.embeddings import OpenAIEmbedder
 from shared.errors import BackendUnavailable
 from shared.settings import Settings
-from tests.support.fake_openai import FakeOpenAIServer, StaticTokenCredential
+from tools.harness.fake_openai import FakeOpenAIServer, StaticTokenCredential
 
 
 def azure_settings(server: FakeOpenAIServer, **extra: object) -> Settings:

@@ -11,8 +11,6 @@ import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError, ServiceUnavailable, SessionExpired
 
-from tests.support.neo4j_server import neo4j_server  # noqa: F401 - registers the fixture
-
 
 def _driver(server):
     return GraphDatabase.driver(server.uri, auth=server.auth, connection_timeout=5)
@@ -23,7 +21,7 @@ def _count(driver, marker):
     return records[0]["n"]
 
 
-def test_parameterised_write_and_read(neo4j_server):  # noqa: F811
+def test_parameterised_write_and_read(neo4j_server):
     marker = uuid.uuid4().hex
     with _driver(neo4j_server) as driver:
         summary = driver.execute_query(
@@ -40,14 +38,14 @@ def test_parameterised_write_and_read(neo4j_server):  # noqa: F811
         assert [(r["name"], r["n"]) for r in records] == [("a", 1), ("b", 2)]
 
 
-def test_auth_is_enforced(neo4j_server):  # noqa: F811
+def test_auth_is_enforced(neo4j_server):
     wrong = (neo4j_server.user, "not-the-password")
     with GraphDatabase.driver(neo4j_server.uri, auth=wrong) as driver, pytest.raises(AuthError):
         driver.verify_connectivity()
 
 
 @pytest.mark.slow  # two more Neo4j starts, ~10-15 s each on a 2-core runner
-def test_restart_keeps_data_and_driver_recovers(neo4j_server):  # noqa: F811
+def test_restart_keeps_data_and_driver_recovers(neo4j_server):
     marker = uuid.uuid4().hex
     uri_before = neo4j_server.uri
     with _driver(neo4j_server) as driver:

@@ -32,7 +32,6 @@ from shared.search import (
 from shared.settings import Settings
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate
 from tests.conftest import local_model_path
-from tests.support.chroma_server import chroma_server  # noqa: F401 - registers the fixture
 
 
 # --- text analysis ------------------------------------------------------------------------------

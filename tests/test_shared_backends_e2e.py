@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from tests.conftest import DevHost
-from tests.support.azurite import AzuriteServer
-from tests.support.chroma_server import ChromaServer
-from tests.support.fake_openai import FakeOpenAIServer
+from tools.harness.azurite import AzuriteServer
+from tools.harness.chroma_server import ChromaServer
+from tools.harness.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.e2e
 

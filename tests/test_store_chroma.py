@@ -25,7 +25,7 @@ from shared.models import SearchFilters
 from shared.stores.vector.chroma import ChromaVectorStore, analysed
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidates, VectorStore
 from tests.conftest import local_model_path
-from tests.support.chroma_server import ChromaServer
+from tools.harness.chroma_server import ChromaServer
 
 DIMS = 384
 START = datetime(2025, 3, 1, tzinfo=UTC)

@@ -18,17 +18,11 @@ from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.identity import get_bearer_token_provider
 
-from tests.support import azurite as azurite_mod
-from tests.support import chroma_server as chroma_mod
-from tests.support.azurite import AzuriteServer, azurite  # noqa: F401 - registers the fixture
-from tests.support.chroma_server import ChromaServer, chroma_server  # noqa: F401 - registers the fixture
-from tests.support.fake_openai import (  # noqa: F401 - registers the fixture
-    FakeOpenAIServer,
-    Reply,
-    StaticTokenCredential,
-    cosine,
-    fake_openai,
-)
+from tools.harness import azurite as azurite_mod
+from tools.harness import chroma_server as chroma_mod
+from tools.harness.azurite import AzuriteServer
+from tools.harness.chroma_server import ChromaServer
+from tools.harness.fake_openai import FakeOpenAIServer, Reply, StaticTokenCredential, cosine
 
 API_VERSION = "2024-10-21"
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -42,7 +36,7 @@ def openai_client(server: FakeOpenAIServer, **kw) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key="sk-test", **kw)
 
 
-def test_openai_chat_echo_and_bearer_header(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_openai_chat_echo_and_bearer_header(fake_openai: FakeOpenAIServer) -> None:
     client = openai_client(fake_openai)
     resp = client.chat.completions.create(
         model="gpt-4o-mini",
@@ -58,7 +52,7 @@ def test_openai_chat_echo_and_bearer_header(fake_openai: FakeOpenAIServer) -> No
     assert fake_openai.last_chat_messages()[-1] == {"role": "user", "content": "hello there"}
 
 
-def test_json_mode_default_and_rules(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_json_mode_default_and_rules(fake_openai: FakeOpenAIServer) -> None:
     client = openai_client(fake_openai)
     fmt = {"type": "json_object"}
     msgs = [{"role": "system", "content": "Extract facts as JSON"}, {"role": "user", "content": "I like tea"}]
@@ -79,7 +73,7 @@ def test_json_mode_default_and_rules(fake_openai: FakeOpenAIServer) -> None:  # 
     assert plain.choices[0].message.content == "custom 2"
 
 
-def test_tool_call_reply_parses(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_tool_call_reply_parses(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.when(reply=Reply(tool_calls=[{"name": "add_entities", "arguments": {"entities": ["tea"]}}]))
     resp = openai_client(fake_openai).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     call = resp.choices[0].message.tool_calls[0]
@@ -87,7 +81,7 @@ def test_tool_call_reply_parses(fake_openai: FakeOpenAIServer) -> None:  # noqa:
     assert call.function.name == "add_entities" and json.loads(call.function.arguments) == {"entities": ["tea"]}
 
 
-def test_batch_embeddings_deterministic_and_similar(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_batch_embeddings_deterministic_and_similar(fake_openai: FakeOpenAIServer) -> None:
     client = openai_client(fake_openai)
     texts = ["I love green tea", "I really love green tea", "the train leaves at noon"]
     resp = client.embeddings.create(model="text-embedding-3-small", input=texts)  # SDK asks for base64
@@ -111,7 +105,7 @@ def test_embedding_dims_per_server() -> None:
         assert [len(d.embedding) for d in resp.data] == [384, 384]
 
 
-def test_azure_api_key_deployment_path_and_api_version(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_azure_api_key_deployment_path_and_api_version(fake_openai: FakeOpenAIServer) -> None:
     client = openai.AzureOpenAI(
         azure_endpoint=fake_openai.url, api_key="az-key", api_version=API_VERSION, max_retries=0
     )
@@ -129,7 +123,7 @@ def test_azure_api_key_deployment_path_and_api_version(fake_openai: FakeOpenAISe
         assert "authorization" not in req.headers
 
 
-def test_azure_entra_token_provider(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_azure_entra_token_provider(fake_openai: FakeOpenAIServer) -> None:
     cred = StaticTokenCredential()
     client = openai.AzureOpenAI(
         azure_endpoint=fake_openai.url,
@@ -146,14 +140,14 @@ def test_azure_entra_token_provider(fake_openai: FakeOpenAIServer) -> None:  # n
     assert cred.scopes and all(s == (COGNITIVE_SCOPE,) for s in cred.scopes)
 
 
-def test_azure_v1_route(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_azure_v1_route(fake_openai: FakeOpenAIServer) -> None:
     client = openai.OpenAI(base_url=fake_openai.azure_v1_base_url, api_key="az-key", max_retries=0)
     resp = client.chat.completions.create(model="chat-deploy", messages=[{"role": "user", "content": "v1"}])
     assert resp.choices[0].message.content == "ACK: v1"
     assert fake_openai.chat_requests()[0].style == "azure"
 
 
-def test_auth_and_api_version_errors(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_auth_and_api_version_errors(fake_openai: FakeOpenAIServer) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     with httpx.Client(base_url=fake_openai.url) as http:
         r = http.post("/v1/chat/completions", json=body)
@@ -172,7 +166,7 @@ def test_auth_and_api_version_errors(fake_openai: FakeOpenAIServer) -> None:  # 
         openai_client(fake_openai).chat.completions.create(model="m", messages=body["messages"])
 
 
-def test_429_then_success_with_sdk_retries(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_429_then_success_with_sdk_retries(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.fail_next(1, status=429, retry_after="0.05")
     client = openai_client(fake_openai, max_retries=2)
     resp = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "again"}])
@@ -180,7 +174,7 @@ def test_429_then_success_with_sdk_retries(fake_openai: FakeOpenAIServer) -> Non
     assert [r.status for r in fake_openai.chat_requests()] == [429, 200]
 
 
-def test_retries_exhausted_and_fault_kinds(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_retries_exhausted_and_fault_kinds(fake_openai: FakeOpenAIServer) -> None:
     client = openai_client(fake_openai, max_retries=1)
     fake_openai.fail_next(2, status=503, retry_after="0.01", kind="chat")
     # embeddings are not affected by chat-only faults
@@ -191,7 +185,7 @@ def test_retries_exhausted_and_fault_kinds(fake_openai: FakeOpenAIServer) -> Non
     assert [r.status for r in fake_openai.chat_requests()] == [503, 503]
 
 
-def test_down_and_up(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_down_and_up(fake_openai: FakeOpenAIServer) -> None:
     client = openai_client(fake_openai)
     fake_openai.down()
     with pytest.raises(openai.APIStatusError) as err:
@@ -203,7 +197,7 @@ def test_down_and_up(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
     assert client.embeddings.create(model="m", input="x").data
 
 
-def test_delay_causes_client_timeout(fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
+def test_delay_causes_client_timeout(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.delay_next(1, seconds=3)
     client = openai_client(fake_openai, timeout=0.3)
     with pytest.raises(openai.APITimeoutError):
@@ -229,14 +223,14 @@ def test_missing_servers_name_the_install_command(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(azurite_mod.HarnessMissing, match=re.escape("npm install --prefix .cache/node")):
         azurite_mod.find_azurite()
-    with pytest.raises(chroma_mod.HarnessMissing, match=re.escape("tests.support.chroma_server install")):
+    with pytest.raises(chroma_mod.HarnessMissing, match=re.escape("tools.harness.chroma_server install")):
         chroma_mod.find_chroma(tmp_path / "no-venv")
 
 
 # --- Azurite -----------------------------------------------------------------------------------
 
 
-def test_azurite_table_round_trip(azurite: AzuriteServer) -> None:  # noqa: F811
+def test_azurite_table_round_trip(azurite: AzuriteServer) -> None:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
     assert service.url.startswith(azurite.table_endpoint)
     table = service.create_table_if_not_exists(f"t{uuid.uuid4().hex[:12]}")
@@ -247,7 +241,7 @@ def test_azurite_table_round_trip(azurite: AzuriteServer) -> None:  # noqa: F811
     assert [(r["RowKey"], r["text"], r["n"]) for r in rows] == [("a", "likes tea", 3), ("b", "likes trains", 2)]
 
 
-def test_azurite_restart_keeps_data(azurite: AzuriteServer) -> None:  # noqa: F811
+def test_azurite_restart_keeps_data(azurite: AzuriteServer) -> None:
     name = f"t{uuid.uuid4().hex[:12]}"
     table = TableServiceClient.from_connection_string(azurite.connection_string).create_table_if_not_exists(name)
     table.upsert_entity({"PartitionKey": "p", "RowKey": "r", "v": "kept"})
@@ -271,8 +265,8 @@ def chroma_client(server: ChromaServer):
     return chromadb.HttpClient(host=server.host, port=server.port, settings=Settings(anonymized_telemetry=False))
 
 
-def test_chroma_round_trip(chroma_server: ChromaServer) -> None:  # noqa: F811
-    from tests.support.fake_openai import embed
+def test_chroma_round_trip(chroma_server: ChromaServer) -> None:
+    from tools.harness.fake_openai import embed
 
     client = chroma_client(chroma_server)
     col = client.create_collection(f"c{uuid.uuid4().hex[:12]}", metadata={"hnsw:space": "cosine"})
@@ -289,7 +283,7 @@ def test_chroma_round_trip(chroma_server: ChromaServer) -> None:  # noqa: F811
     assert col.get(ids=["b"])["documents"] == ["takes the train to work"]
 
 
-def test_chroma_outage_and_recovery(chroma_server: ChromaServer) -> None:  # noqa: F811
+def test_chroma_outage_and_recovery(chroma_server: ChromaServer) -> None:
     name = f"c{uuid.uuid4().hex[:12]}"
     col = chroma_client(chroma_server).create_collection(name)
     col.add(ids=["x"], embeddings=[[0.1, 0.2, 0.3]])

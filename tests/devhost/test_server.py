@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests.devhost import sample_app
-from tests.support.ports import free_port, http_status, wait_until
 from tools.devhost import create_asgi_app, serve_in_thread
+from tools.harness.ports import free_port, http_status, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,15 +1,12 @@
-"""A real Neo4j 5.26 for tests, without Docker: an embedded DBMS with only Bolt.
+"""A real Neo4j 5.26 for tests and benchmarks, without Docker: an embedded DBMS with only Bolt.
 
-Use it from a conftest.py or a test module (importing the fixture registers it):
-
-    from tests.support.neo4j_server import neo4j_server  # noqa: F401
+Tests get it as the `neo4j_server` fixture (tests/fixtures/harness.py, registered for the whole
+suite by tests/conftest.py):
 
     def test_something(neo4j_server):
         driver = neo4j.GraphDatabase.driver(neo4j_server.uri, auth=neo4j_server.auth)
 
-or `pytest_plugins = ["tests.support.neo4j_server"]` in the root conftest.
-
-`neo4j_server` is session-scoped and shared by every test of the run (one per
+That fixture is session-scoped and shared by every test of the run (one per
 xdist worker), so:
   * keep test data apart (unique ids/labels) or delete what you create;
   * take it down only with `with neo4j_server.outage(): ...`, which brings it back
@@ -19,13 +16,13 @@ A driver made before an outage reconnects by itself afterwards: the URI does not
 change. For a private server: `with Neo4jServer(tmp_path) as server: ...`.
 
 Requirements: Java 17+ (JAVA_HOME or `java` on PATH) and Maven (`mvn`) for the
-first build of tests/neo4j_launcher (Maven Central once, ~30 s with an empty
+first build of tools/harness/neo4j_launcher (Maven Central once, ~30 s with an empty
 ~/.m2); it is rebuilt, offline, only when pom.xml or src/ is newer than the jar.
 Missing Java or Maven makes the fixture FAIL, not skip: CI must have them, and a
 skip would hide that the graph tests never ran. CI pre-warm, from the repo root:
 
-    python -m tests.support.neo4j_server build
-    # same as: mvn -q -B -f tests/neo4j_launcher/pom.xml package -DskipTests
+    python -m tools.harness.neo4j_server build
+    # same as: mvn -q -B -f tools/harness/neo4j_launcher/pom.xml package -DskipTests
 
 A start takes ~10-15 s on a 2-core runner (most of it Neo4j's own boot and the
 first Cypher compile); a clean stop ~2 s.
@@ -44,20 +41,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from neo4j import GraphDatabase
 
-from tests.support.ports import LOOPBACK, ServerProcess, free_port
+from tools.harness.ports import LOOPBACK, ServerProcess, free_port
 
-LAUNCHER_DIR = Path(__file__).resolve().parent.parent / "neo4j_launcher"
+LAUNCHER_DIR = Path(__file__).resolve().parent / "neo4j_launcher"
 JAR = LAUNCHER_DIR / "target" / "neo4j-launcher.jar"
-BUILD_COMMAND = "mvn -q -B -f tests/neo4j_launcher/pom.xml package -DskipTests"
+BUILD_COMMAND = "mvn -q -B -f tools/harness/neo4j_launcher/pom.xml package -DskipTests"
 READY_LINE = "NEO4J_READY "
 
 # Serial GC and C1-only JIT: fewer threads fighting Neo4j's boot on small CI
 # runners; test workloads are too short for C2 to pay off.
 DEFAULT_JAVA_OPTS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-DEFAULT_PASSWORD = "memsvc-test-password"  # Neo4j 5 rejects passwords under 8 characters
+DEFAULT_PASSWORD = "memsvc-test-password"  # noqa: S105 - a loopback test server; Neo4j 5 wants 8+ characters
 
 
 class Neo4jHarnessError(RuntimeError):
@@ -264,24 +260,7 @@ class Neo4jServer:
         return True
 
 
-@pytest.fixture(scope="session")
-def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
-    """A running Neo4jServer for the whole session; take it down only via `outage()`."""
-    server = Neo4jServer(tmp_path_factory.mktemp("neo4j") / "data")
-    failure = None
-    try:
-        server.start()
-    except Neo4jHarnessError as exc:
-        failure = str(exc)  # failed outside the except block, so no chained traceback noise
-    if failure:
-        pytest.fail(failure, pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 if __name__ == "__main__":
     if sys.argv[1:] != ["build"]:
-        sys.exit("usage: python -m tests.support.neo4j_server build")
+        sys.exit("usage: python -m tools.harness.neo4j_server build")
     print(ensure_built())

@@ -23,7 +23,7 @@ import org.neo4j.io.ByteUnit;
  * Embedded Neo4j 5 with only a Bolt connector, for tests that need a real server
  * without Docker. Usage: PORT DATA_DIR PASSWORD
  *
- * Contract with tests/support/neo4j_server.py: exactly one line starting with
+ * Contract with tools/harness/neo4j_server.py: exactly one line starting with
  * "NEO4J_READY " on stdout once Bolt accepts TCP connections with the requested
  * password; SIGTERM runs a clean shutdown (store flushed, no recovery needed).
  */

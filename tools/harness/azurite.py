@@ -1,9 +1,9 @@
-"""Azurite (the Azure Storage emulator) as a real child process for tests.
+"""Azurite (the Azure Storage emulator) as a real child process for tests and benchmarks.
 
 Blob, Queue and Table all start, each on its own free port: the app only needs Table, but the
 Functions host wants Blob/Queue behind AzureWebJobsStorage and they cost nothing extra.
 
-Install (CI does this; the fixture fails naming it when the binary is missing):
+Install (CI does this; `find_azurite` fails naming it when the binary is missing):
     npm install --prefix .cache/node --no-audit --no-fund azurite@3.35.0
 """
 
@@ -15,9 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support.ports import LOOPBACK, ServerProcess, free_port, http_status, port_open, wait_for_port_closed
+from tools.harness.ports import LOOPBACK, ServerProcess, free_port, http_status, port_open, wait_for_port_closed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AZURITE_VERSION = "3.35.0"
@@ -144,14 +142,3 @@ class AzuriteServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteServer]:
-    """A running Azurite for the whole session. Tests that stop it use `azurite.outage()`."""
-    try:
-        server = AzuriteServer()
-    except HarnessMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server:
-        yield server

@@ -1,7 +1,7 @@
-"""Free ports, readiness waits and a restartable child-process wrapper for test servers.
+"""Free ports, readiness waits and a restartable child-process wrapper for test and benchmark servers.
 
-Shared by the Azurite, Chroma and fake OpenAI harnesses so each one only says *how* to start its
-server and *how* to tell it is ready.
+Shared by the Azurite, Chroma and Neo4j harnesses (and the dev hosts that tests and benchmarks start)
+so each one only says *how* to start its server and *how* to tell it is ready.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -71,7 +72,7 @@ def wait_until(
         try:
             if predicate():
                 return time.monotonic() - start
-        except Exception:  # a probe failing is the same as "not yet"
+        except Exception:  # noqa: S110 - a probe failing is the same as "not yet"
             pass
         if abort is not None:
             reason = abort()
@@ -82,7 +83,7 @@ def wait_until(
         time.sleep(interval)
 
 
-def wait_for_port(host: str, port: int, timeout: float = 30.0, **kw) -> float:
+def wait_for_port(host: str, port: int, timeout: float = 30.0, **kw: Any) -> float:
     return wait_until(lambda: port_open(host, port), timeout, what=f"{host}:{port} accepting connections", **kw)
 
 
@@ -93,7 +94,7 @@ def wait_for_port_closed(host: str, port: int, timeout: float = 15.0) -> float:
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     """Status of a GET, or None when nothing answers; 4xx/5xx still count as an answer."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the harness's own http:// URLs
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -101,7 +102,7 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
-def wait_for_http(url: str, timeout: float = 30.0, *, ok: Sequence[int] = (200,), **kw) -> float:
+def wait_for_http(url: str, timeout: float = 30.0, *, ok: Sequence[int] = (200,), **kw: Any) -> float:
     return wait_until(lambda: http_status(url) in ok, timeout, what=f"GET {url} -> {tuple(ok)}", **kw)
 
 

@@ -1,11 +1,11 @@
-"""A real Chroma server as a child process for tests.
+"""A real Chroma server as a child process for tests and benchmarks.
 
 The app talks to Chroma through the thin `chromadb-client` package. The server comes from the full
 `chromadb` wheel, which installs the same `chromadb` import package, so it lives in its own venv
 (`.cache/chroma-venv`) and is only ever run as a program from there.
 
-Install (CI does this; the fixture fails naming it when the server is missing):
-    python -m tests.support.chroma_server install
+Install (CI does this; `find_chroma` fails naming it when the server is missing):
+    python -m tools.harness.chroma_server install
 which is the same as
     python3 -m venv .cache/chroma-venv && .cache/chroma-venv/bin/pip install "chromadb==1.5.9"
 """
@@ -22,15 +22,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support.ports import LOOPBACK, ServerProcess, free_port, http_status, wait_for_port_closed
+from tools.harness.ports import LOOPBACK, ServerProcess, free_port, http_status, wait_for_port_closed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Must equal the `chromadb-client` pin in requirements.txt: the HTTP API changes between releases.
 CHROMA_VERSION = "1.5.9"
 VENV = Path(os.environ.get("CHROMA_VENV", REPO_ROOT / ".cache" / "chroma-venv"))
-INSTALL_COMMAND = "python -m tests.support.chroma_server install"
+INSTALL_COMMAND = "python -m tools.harness.chroma_server install"
 INSTALL_COMMAND_EXPANDED = f'python3 -m venv {VENV} && {VENV}/bin/pip install "chromadb=={CHROMA_VERSION}"'
 
 
@@ -154,17 +152,6 @@ class ChromaServer:
         self.close()
 
 
-@pytest.fixture(scope="session")
-def chroma_server() -> Iterator[ChromaServer]:
-    """A running Chroma server for the whole session. Tests that stop it use `chroma_server.outage()`."""
-    try:
-        server = ChromaServer()
-    except HarnessMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server:
-        yield server
-
-
 def install(venv: Path = VENV) -> None:
     """Create the server venv when missing or on another version; a no-op when already right."""
     if installed_server_version(venv) == CHROMA_VERSION and (venv / "bin" / "chroma").exists():
@@ -182,5 +169,5 @@ def install(venv: Path = VENV) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["install"]:
-        sys.exit(f"usage: python -m tests.support.chroma_server install   (pins chromadb=={CHROMA_VERSION})")
+        sys.exit(f"usage: python -m tools.harness.chroma_server install   (pins chromadb=={CHROMA_VERSION})")
     install()

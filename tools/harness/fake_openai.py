@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-import pytest
+from tools.harness.ports import LOOPBACK
 
-from tests.support.ports import LOOPBACK
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, AccessTokenInfo
 
 # A fixed timestamp keeps responses byte-identical between runs.
 CREATED = 1_700_000_000
@@ -206,11 +207,11 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     fake: FakeOpenAIServer
 
-    def process_request(self, request, client_address):
+    def process_request(self, request: Any, client_address: Any) -> None:
         self.fake._track(request)
         super().process_request(request, client_address)
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up mid-answer is expected in timeout tests.
         pass
 
@@ -629,20 +630,20 @@ class StaticTokenCredential:
     runs without any identity service.
     """
 
-    def __init__(self, token: str = "fake-entra-token", expires_in: int = 3600) -> None:
+    def __init__(self, token: str = "fake-entra-token", expires_in: int = 3600) -> None:  # noqa: S107 - a fake
         self.token = token
         self.expires_in = expires_in
         self.scopes: list[tuple[str, ...]] = []
         self.calls = 0
 
-    def get_token(self, *scopes: str, **kwargs: Any):  # -> azure.core.credentials.AccessToken
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         from azure.core.credentials import AccessToken  # imported late: only Entra tests need azure-core
 
         self.scopes.append(scopes)
         self.calls += 1
         return AccessToken(self.token, int(time.time()) + self.expires_in)
 
-    def get_token_info(self, *scopes: str, options: Mapping[str, Any] | None = None):  # SupportsTokenInfo
+    def get_token_info(self, *scopes: str, options: Mapping[str, Any] | None = None) -> AccessTokenInfo:
         from azure.core.credentials import AccessTokenInfo
 
         self.scopes.append(scopes)
@@ -657,10 +658,3 @@ class StaticTokenCredential:
 
     def __exit__(self, *exc: object) -> None:
         pass
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAIServer]:
-    """A fresh fake OpenAI/Azure OpenAI server per test (starting one takes about a millisecond)."""
-    with FakeOpenAIServer() as server:
-        yield server
