@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import DevHost
+from tests.helpers import DevHost
 
 
 def user(prefix: str) -> str:

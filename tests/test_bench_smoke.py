@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, local_model_path
+from tests.helpers import REPO, local_model_path
 from tools.bench.common import format_table, percentile
 from tools.bench.locomo import parse_conversation, parse_evidence, ranked_sessions, session_recall, turn_recall
 from tools.harness.chroma_server import ChromaServer

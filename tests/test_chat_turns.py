@@ -9,7 +9,7 @@ import pytest
 
 from shared import runtime
 from shared.sessions import _digest
-from tests.conftest import local_model_path
+from tests.helpers import local_model_path
 from tools.harness.fake_openai import FakeOpenAIServer
 
 FACT = {"memory": [{"id": "0", "text": "Owns a black cat named Miso"}]}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from shared.graph import EXTRACTION_PROMPT_MARKER
-from tests.conftest import DevHost
+from tests.helpers import DevHost
 from tools.harness.fake_openai import FakeOpenAIServer
 from tools.harness.neo4j_server import Neo4jServer
 

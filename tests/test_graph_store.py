@@ -35,8 +35,8 @@ from shared.graph import (
 )
 from shared.llm import build_chat_model
 from shared.settings import Settings
-from tests.conftest import local_model_path
 from tests.fixtures.harness import neo4j_server  # noqa: F401 - registers the fixture
+from tests.helpers import local_model_path
 from tools.harness.fake_openai import FakeOpenAIServer
 from tools.harness.neo4j_server import Neo4jServer
 
@@ -673,7 +673,7 @@ def test_chat_learns_relations_that_the_next_prompt_search_and_graph_endpoint_sh
     neo4j_server,  # noqa: F811
     llm,
 ) -> None:
-    from tests.conftest import DevHost
+    from tests.helpers import DevHost
 
     env = {
         "GRAPH_STORE": "neo4j",

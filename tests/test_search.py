@@ -31,7 +31,7 @@ from shared.search import (
 )
 from shared.settings import Settings
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate
-from tests.conftest import local_model_path
+from tests.helpers import local_model_path
 
 
 # --- text analysis ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DevHost
+from tests.helpers import DevHost
 from tools.harness.azurite import AzuriteServer
 from tools.harness.chroma_server import ChromaServer
 from tools.harness.fake_openai import FakeOpenAIServer

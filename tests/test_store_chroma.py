@@ -24,7 +24,7 @@ from shared.errors import ConfigurationProblem
 from shared.models import SearchFilters
 from shared.stores.vector.chroma import ChromaVectorStore, analysed
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidates, VectorStore
-from tests.conftest import local_model_path
+from tests.helpers import local_model_path
 from tools.harness.chroma_server import ChromaServer
 
 DIMS = 384

@@ -24,7 +24,7 @@ from shared.errors import ConfigurationProblem
 from shared.models import SearchFilters
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, VectorStore
 from shared.stores.vector.qdrant import QdrantServerStore, text_index_params
-from tests.conftest import local_model_path
+from tests.helpers import local_model_path
 
 DIMS = 384
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
