@@ -1,5 +1,14 @@
-"""Fixtures shared by the whole suite: the harness servers, the embedding model, and the zero-setup
-dev host. Helpers that are not fixtures (DevHost, local_model_path, ...) are in tests/helpers.py."""
+"""Fixtures shared by the whole suite (the harness servers, the embedding model, the zero-setup dev
+host) and the markers that say what kind each test is. Helpers that are not fixtures (DevHost,
+local_model_path, ...) are in tests/helpers.py.
+
+A test's kind is the folder it lives in, so `pytest -m unit` (or `tests/unit`) is the fast run:
+  tests/unit         no server, no subprocess: pure functions and in-process objects
+  tests/integration  real servers and stores: in process, or started by tools/harness
+  tests/e2e          through the dev host, or a subprocess, over HTTP
+  tests/infra        offline checks of the Bicep templates and the deployment files
+A kind marker written on a test (an e2e test kept in an integration module) wins over its folder.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,21 @@ from tests.helpers import DevHost, local_model_path
 
 # The harness fixtures (fake_openai, azurite, chroma_server, neo4j_server), available to every test.
 pytest_plugins = ["tests.fixtures.harness"]
+
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "infra": "infra"}
+KIND_MARKERS = frozenset(FOLDER_MARKERS.values())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (pytest run on another path): no kind to give
+            continue
+        marker = FOLDER_MARKERS.get(folder)
+        if marker is not None and not any(item.get_closest_marker(kind) for kind in KIND_MARKERS):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import pytest
 
 from tests.helpers import DevHost
 
@@ -243,7 +242,6 @@ def test_chat_without_llm_is_a_clear_503(api: httpx.Client) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
-@pytest.mark.e2e
 def test_data_survives_a_restart(tmp_path) -> None:
     host = DevHost(tmp_path / "data", name="restart").start()
     try:

@@ -20,11 +20,10 @@ from shared.models import SearchFilters
 from shared.stores.vector import build_vector_store, is_old_embedded_store
 from shared.stores.vector.edge import EdgeVectorStore
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, VectorStore
-from tests.helpers import local_model_path
+from tests.helpers import REPO, local_model_path
 
 DIMS = 384
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ from tools.harness.azurite import AzuriteServer
 from tools.harness.chroma_server import ChromaServer
 from tools.harness.fake_openai import FakeOpenAIServer
 
-pytestmark = pytest.mark.e2e
-
 FACT = "Likes sci-fi films, especially Interstellar"
 
 

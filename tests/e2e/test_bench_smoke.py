@@ -121,7 +121,6 @@ def test_nearest_rank_percentile_and_table() -> None:
 
 
 # --- the tool, as CI runs it -------------------------------------------------------------------
-@pytest.mark.e2e
 @pytest.mark.slow
 def test_locomo_smoke_with_mem0_baseline(tmp_path: Path) -> None:
     data = tmp_path / "tiny_locomo.json"
@@ -175,7 +174,6 @@ def _check_load(result: dict[str, Any], store: str) -> None:
     assert ("a user's first search on a fresh worker / a warm search, at 300 (ratio)", store) in targets
 
 
-@pytest.mark.e2e
 @pytest.mark.slow
 def test_load_quick_embedded(tmp_path: Path) -> None:
     result = run_bench(["load", "--quick", "--store", "embedded"], tmp_path)
@@ -183,7 +181,6 @@ def test_load_quick_embedded(tmp_path: Path) -> None:
     _check_load(result, "embedded")
 
 
-@pytest.mark.e2e
 @pytest.mark.slow
 def test_load_quick_chroma(tmp_path: Path, chroma_server: ChromaServer) -> None:
     args = ["load", "--quick", "--store", "chroma", "--chroma-host", chroma_server.host]

@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from tests.devhost import sample_app
+from tests.helpers import REPO
 from tools.devhost import create_asgi_app, serve_in_thread
 from tools.harness.ports import free_port, http_status, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,6 @@ def test_an_exception_does_not_take_the_server_down(base_url: str) -> None:
         assert client.get("/api/items/special").json() == {"route": "special"}
 
 
-@pytest.mark.e2e
 def test_python_m_tools_devhost_serves_over_http(tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "devhost.log"
@@ -106,7 +104,6 @@ def test_python_m_tools_devhost_serves_over_http(tmp_path: Path) -> None:
             proc.wait(timeout=5)
 
 
-@pytest.mark.e2e
 def test_sigint_while_a_request_runs_finishes_it_then_exits(tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "devhost.log"
