@@ -3,7 +3,8 @@ host) and the markers that say what kind each test is. Helpers that are not fixt
 local_model_path, ...) are in tests/helpers.py.
 
 A test's kind is the folder it lives in, so `pytest -m unit` (or `tests/unit`) is the fast run:
-  tests/unit         no server, no subprocess: pure functions and in-process objects
+  tests/unit         no server, no subprocess: pure functions and in-process objects (one exception:
+                     test_indexing.py asks a fresh `python -c` what `import function_app` loads)
   tests/integration  real servers and stores: in process, or started by tools/harness
   tests/e2e          through the dev host, or a subprocess, over HTTP
   tests/infra        offline checks of the Bicep templates and the deployment files

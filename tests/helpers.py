@@ -1,5 +1,6 @@
 """Helpers shared by the tests that are not fixtures: the repository root, the embedding model's
-folder, and dev host processes serving the real FunctionApp over HTTP on a data folder of their own.
+folder, dev host processes serving the real FunctionApp over HTTP on a data folder of their own, and
+a tiny LoCoMo conversation for the benchmark tool's tests.
 
 The fixtures over them (`model_path`, `devhost`, `api`) are in tests/conftest.py.
 """
@@ -10,6 +11,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -84,3 +86,43 @@ class DevHost:
 
     def log(self) -> str:
         return self.process.log_tail()
+
+
+# A LoCoMo-shaped conversation where each answer turn shares obvious words with its question.
+TINY_LOCOMO: list[dict[str, Any]] = [
+    {
+        "sample_id": "tiny-1",
+        "conversation": {
+            "speaker_a": "Ann",
+            "speaker_b": "Bob",
+            "session_1_date_time": "1:00 pm on 1 May, 2023",
+            "session_1": [
+                {"speaker": "Ann", "dia_id": "D1:1", "text": "Hi Bob, how was your week?"},
+                {"speaker": "Bob", "dia_id": "D1:2", "text": "I adopted a golden retriever puppy named Biscuit."},
+                {"speaker": "Ann", "dia_id": "D1:3", "text": "Lovely! I started learning to play the cello."},
+                {"speaker": "Bob", "dia_id": "D1:4", "text": "Look at this", "blip_caption": "a photo of a dog"},
+                {"speaker": "Ann", "dia_id": "D1:5", "text": "The weather has been rainy all week here."},
+                {"speaker": "Bob", "dia_id": "D1:6", "text": "My sister moved to a new flat downtown."},
+            ],
+            "session_2_date_time": "9:00 am on 8 May, 2023",
+            "session_2": [
+                {"speaker": "Ann", "dia_id": "D2:1", "text": "I am flying to Reykjavik for a volcano conference."},
+                {"speaker": "Bob", "dia_id": "D2:2", "text": "My favourite food is spicy ramen with garlic."},
+                {"speaker": "Ann", "dia_id": "D2:3", "text": "Work has been busy with quarterly reports."},
+                {"speaker": "Bob", "dia_id": "D2:4", "text": "I bought new running shoes yesterday."},
+                {"speaker": "Ann", "dia_id": "D2:5", "text": "Our team won the office quiz night."},
+                {"speaker": "Bob", "dia_id": "D2:6", "text": "I repainted the kitchen a pale green."},
+            ],
+        },
+        "qa": [
+            {"question": "What is the name of Bob's puppy?", "answer": "Biscuit", "evidence": ["D1:2"], "category": 4},
+            {"question": "Which instrument is Ann learning to play?", "answer": "cello", "evidence": ["D1:3"],
+             "category": 1},
+            {"question": "Where is Ann flying for the volcano conference?", "answer": "Reykjavik",
+             "evidence": ["D2:1; D1:1"], "category": 2},
+            {"question": "What is Bob's favourite food?", "answer": "ramen", "evidence": ["D2:2"], "category": 3},
+            {"question": "Adversarial, never asked", "evidence": ["D1:2"], "category": 5},
+            {"question": "Evidence that names no turn", "answer": "x", "evidence": ["D9:9"], "category": 4},
+        ],
+    }
+]  # fmt: skip
