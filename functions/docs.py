@@ -36,9 +36,10 @@ _PAGE = """<!doctype html>
 
 @lru_cache(maxsize=1)
 def _document_json() -> str:
+    from function_app import app
     from shared.openapi import build_openapi_document, render
 
-    return render(build_openapi_document())
+    return render(build_openapi_document(app))
 
 
 def _assets_dir() -> Path:

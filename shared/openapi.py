@@ -60,12 +60,11 @@ def _trigger(fn: Any) -> Any:
     return trigger if trigger is not None and trigger.get_binding_name() == "httpTrigger" else None
 
 
-def build_openapi_document(app: Any = None) -> dict[str, Any]:
-    """The OpenAPI document of every HTTP function of `app` (default: the service's FunctionApp)."""
-    if app is None:
-        from function_app import app as service_app
+def build_openapi_document(app: Any) -> dict[str, Any]:
+    """The OpenAPI document of every HTTP function of `app` (the service's is `function_app.app`).
 
-        app = service_app
+    The caller hands the app in: the core never imports the HTTP face (tests/unit/test_layout.py).
+    """
     prefix = route_prefix()
     entries = []
     models: set[type[BaseModel]] = {ErrorEnvelope}

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import function_app
 from shared.openapi import build_openapi_document, render
 
 TARGET = Path(__file__).resolve().parent.parent / "infra" / "openapi.json"
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="only compare, do not write")
     args = parser.parse_args(argv)
-    text = render(build_openapi_document())
+    text = render(build_openapi_document(function_app.app))
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
