@@ -19,13 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import DevHost, local_model_path
+from tests.helpers import FOLDER_MARKERS, DevHost, local_model_path
 
 # The harness fixtures (fake_openai, azurite, chroma_server, neo4j_server), available to every test.
 pytest_plugins = ["tests.fixtures.harness"]
 
 TESTS = Path(__file__).resolve().parent
-FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "infra": "infra"}
 KIND_MARKERS = frozenset(FOLDER_MARKERS.values())
 
 

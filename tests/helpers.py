@@ -20,6 +20,8 @@ from tools.harness.ports import ServerProcess, free_port, http_status
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"
+# A test's kind is its folder under tests/; tests/conftest.py gives it the marker of that name.
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "infra": "infra"}
 
 
 def local_model_path() -> Path:
