@@ -1,99 +1,47 @@
-"""Fixtures shared by the whole suite: the embedding model, and dev host processes serving the
-real FunctionApp over HTTP on a data folder of their own."""
+"""Fixtures shared by the whole suite (the harness servers, the embedding model, the zero-setup dev
+host) and the markers that say what kind each test is. Helpers that are not fixtures (DevHost,
+local_model_path, ...) are in tests/helpers.py.
+
+A test's kind is the folder it lives in, so `pytest -m unit` (or `tests/unit`) is the fast run:
+  tests/unit         no server, no subprocess: pure functions and in-process objects (one exception:
+                     test_indexing.py asks a fresh `python -c` what `import function_app` loads)
+  tests/integration  real servers and stores: in process, or started by tools/harness
+  tests/e2e          through the dev host, or a subprocess, over HTTP
+  tests/infra        offline checks of the Bicep templates and the deployment files
+A kind marker written on a test (an e2e test kept in an integration module) wins over its folder.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.ports import ServerProcess, free_port, http_status
+from tests.helpers import FOLDER_MARKERS, DevHost, local_model_path
 
 # The harness fixtures (fake_openai, azurite, chroma_server, neo4j_server), available to every test.
-pytest_plugins = [
-    "tests.support.fake_openai",
-    "tests.support.azurite",
-    "tests.support.chroma_server",
-    "tests.support.neo4j_server",
-]
+pytest_plugins = ["tests.fixtures.harness"]
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"
+TESTS = Path(__file__).resolve().parent
+KIND_MARKERS = frozenset(FOLDER_MARKERS.values())
 
 
-def local_model_path() -> Path:
-    configured = os.environ.get("LOCAL_EMBEDDING_MODEL_PATH")
-    path = Path(configured) if configured else SHARED_MODEL
-    if not (path / "model.onnx").is_file():
-        pytest.fail(
-            f"the local embedding model is missing at {path}: set LOCAL_EMBEDDING_MODEL_PATH to a folder holding "
-            "all-MiniLM-L6-v2 as ONNX (the team folder ../shared/models has one)"
-        )
-    return path
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (pytest run on another path): no kind to give
+            continue
+        marker = FOLDER_MARKERS.get(folder)
+        if marker is not None and not any(item.get_closest_marker(kind) for kind in KIND_MARKERS):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     return local_model_path()
-
-
-def base_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A clean zero-setup environment: no setting leaks in from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if not _is_service_setting(k)}
-    env.update(
-        {
-            "DATA_DIR": str(data_dir),
-            "LOCAL_EMBEDDING_MODEL_PATH": str(local_model_path()),
-            "LOCAL_EMBEDDING_THREADS": "1",
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "INFO",
-        }
-    )
-    env.update(extra or {})
-    return env
-
-
-def _is_service_setting(name: str) -> bool:
-    from shared.settings import Settings
-
-    upper = name.upper()
-    return any(upper == field.upper() for field in Settings.model_fields) or upper == "AZUREWEBJOBSSTORAGE"
-
-
-class DevHost:
-    """One `python -m tools.devhost` process serving the real function_app."""
-
-    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, name: str = "devhost") -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.process = ServerProcess(
-            name,
-            [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port)],
-            ready=lambda: http_status(f"{self.base_url}/health") == 200,
-            log_path=data_dir.parent / f"{name}-{self.port}.log",
-            env=base_env(data_dir, env),
-            cwd=REPO,
-            start_timeout=90,
-        )
-        self.client = httpx.Client(base_url=self.base_url, timeout=60)
-
-    def start(self) -> DevHost:
-        self.process.start()
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log(self) -> str:
-        return self.process.log_tail()
 
 
 @pytest.fixture(scope="session")

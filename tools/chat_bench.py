@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
-    from tests.support.fake_openai import FakeOpenAIServer
-    from tests.support.ports import ServerProcess, free_port, http_status
+    from tools.harness.fake_openai import FakeOpenAIServer
+    from tools.harness.ports import ServerProcess, free_port, http_status
 
     model = Path(os.environ.get("LOCAL_EMBEDDING_MODEL_PATH", DEFAULT_MODEL))
     with FakeOpenAIServer() as llm, tempfile.TemporaryDirectory() as tmp:

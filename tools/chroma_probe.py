@@ -115,7 +115,7 @@ def main() -> None:
     server = None
     host, port = args.host, args.port
     if port is None:
-        from tests.support.chroma_server import ChromaServer
+        from tools.harness.chroma_server import ChromaServer
 
         server = ChromaServer()
         server.start()

@@ -61,9 +61,9 @@ setup_test_services() {
     echo "$chroma_version" > .cache/chroma-venv/.version
   fi
   # Neo4j for the graph tests, built from Maven Central once (cached in ~/.m2 and target/).
-  if [ -f tests/neo4j_launcher/pom.xml ]; then
+  if [ -f tools/harness/neo4j_launcher/pom.xml ]; then
     log "building the Neo4j test launcher (cached)"
-    "$PY" -m tests.support.neo4j_server build
+    "$PY" -m tools.harness.neo4j_server build
   fi
   # Bicep/checkov tools for the infrastructure checks, in their own venv (checkov pins many packages).
   if [ -f requirements-infra.txt ]; then

@@ -1,6 +1,6 @@
 """Graph memory latency on a real Neo4j: write and read p50/p95 with 1,000 entities per user.
 
-    python -m tools.graph_bench                      # starts a private Neo4j (tests/neo4j_launcher)
+    python -m tools.graph_bench                      # starts a private Neo4j (tools/harness/neo4j_launcher)
     python -m tools.graph_bench --java-opts "-Xms1g -Xmx1g"   # ... with a server-like JVM
     NEO4J_URI=bolt://localhost:7687 NEO4J_PASSWORD=... python -m tools.graph_bench --users 3
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         sys.path.insert(0, str(REPO))
-        from tests.support.neo4j_server import DEFAULT_JAVA_OPTS, Neo4jServer
+        from tools.harness.neo4j_server import DEFAULT_JAVA_OPTS, Neo4jServer
 
         java_opts = tuple(args.java_opts.split()) if args.java_opts else DEFAULT_JAVA_OPTS
         with tempfile.TemporaryDirectory() as tmp, Neo4jServer(Path(tmp) / "data", java_opts=java_opts) as server:

@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     data = tempfile.mkdtemp(prefix="lab-")
     store_settings: dict[str, Any] = {}
     if args.store == "chroma":
-        from tests.support.chroma_server import ChromaServer
+        from tools.harness.chroma_server import ChromaServer
 
         server = stack.enter_context(ChromaServer())
         store_settings = {"vector_store": "chroma", "chroma_host": server.host, "chroma_port": server.port}

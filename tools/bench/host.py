@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.ports import LOOPBACK, ServerProcess, free_port, port_open
 from tools.bench.common import REPO_ROOT, BenchError, model_path
+from tools.harness.ports import LOOPBACK, ServerProcess, free_port, port_open
 
 # Settings a benchmarker may tune on purpose; every other service setting in the shell is dropped so
 # that the started host really is the zero-setup default.

@@ -295,7 +295,7 @@ def chroma_for(config: LoadConfig, run_id: str) -> Iterator[dict[str, str]]:
         finally:
             _drop_collections(config.chroma_host, port, collection)
         return
-    from tests.support.chroma_server import ChromaServer, HarnessMissing
+    from tools.harness.chroma_server import ChromaServer, HarnessMissing
 
     try:
         server = ChromaServer()

@@ -23,7 +23,7 @@ maximum + write". Two processes writing for the same user at the same instant ca
 the same `_seq`; that is accepted (a neighbour lookup then returns both), because a cross-process
 lock would cost a round trip per write and the only effect is one extra neighbour candidate.
 
-Tested against qdrant-client's local mode (`tests/test_store_qdrant.py`). Verified ONLY against a
+Tested against qdrant-client's local mode (`tests/integration/test_store_qdrant.py`). Verified ONLY against a
 real server, never here (no server runs on this machine):
 
 - the full-text index as configured above. Local mode refuses text queries on any index but the

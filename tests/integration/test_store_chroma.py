@@ -1,0 +1,523 @@
+"""The Chroma adapter (shared/stores/vector/chroma.py) against a real Chroma 1.5.9 server.
+
+Every test has collections of its own (a fresh name) on the session's server, and removes them.
+Vectors are built to a known cosine where the test is about arithmetic, and come from the local
+MiniLM model where it is about meaning.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+import pytest
+
+from shared.embeddings import LocalEmbedder
+from shared.errors import ConfigurationProblem
+from shared.models import SearchFilters
+from shared.stores.vector.chroma import ChromaVectorStore, analysed
+from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidates, VectorStore
+from tests.helpers import local_model_path
+from tools.harness.chroma_server import ChromaServer
+
+DIMS = 384
+START = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalEmbedder:
+    return LocalEmbedder("sentence-transformers/all-MiniLM-L6-v2", local_model_path(), DIMS, 1)
+
+
+@pytest.fixture(scope="module")
+def mem0_ready(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """mem0 reads its settings when first imported: the service's (no telemetry, its folder) first."""
+    from shared.backends import prepare_mem0_environment
+    from shared.settings import Settings
+
+    prepare_mem0_environment(Settings(data_dir=tmp_path_factory.mktemp("mem0"), llm_provider="none"))
+
+
+@pytest.fixture
+def client(chroma_server: ChromaServer) -> chromadb.api.ClientAPI:
+    return chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+
+
+@pytest.fixture
+def store(client: chromadb.api.ClientAPI) -> Iterator[ChromaVectorStore]:
+    adapter = ChromaVectorStore(client, f"t-{uuid.uuid4().hex[:10]}", DIMS)
+    yield adapter
+    adapter.delete_col()
+    adapter.close()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIMS)
+    return v / np.linalg.norm(v)
+
+
+def at_cosine(base: np.ndarray, cos: float, seed: int) -> list[float]:
+    """A unit vector whose cosine with `base` (a unit vector) is `cos`."""
+    other = unit(seed)
+    other -= other.dot(base) * base
+    other /= np.linalg.norm(other)
+    return (cos * base + math.sqrt(1 - cos * cos) * other).tolist()
+
+
+def payload(user: str, text: str, minutes: int = 0, **extra: Any) -> dict[str, Any]:
+    created = (START + timedelta(minutes=minutes)).isoformat()
+    return {
+        "user_id": user,
+        "data": text,
+        "hash": uuid.uuid4().hex,
+        "created_at": created,
+        "updated_at": created,
+    } | extra
+
+
+def add(store: ChromaVectorStore, rows: list[tuple[list[float], dict[str, Any]]]) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in rows]
+    store.insert([v for v, _ in rows], [p for _, p in rows], ids)
+    return ids
+
+
+def by_id(found: Candidates) -> dict[str, Any]:
+    return {c.id: c for c in found.items}
+
+
+# --- writes and the derived fields ---------------------------------------------------------------
+def test_the_adapter_is_the_port_and_mem0s_vector_store(store: ChromaVectorStore, mem0_ready: None) -> None:
+    from mem0.vector_stores.base import VectorStoreBase
+
+    assert isinstance(store, VectorStore)
+    missing = {name for name in VectorStoreBase.__abstractmethods__ if not callable(getattr(store, name, None))}
+    assert not missing
+    assert store.keyword_search("anything") is None  # mem0 then ranks by its dense search alone
+    assert store.kind == "chroma"
+    assert store.ping()["kind"] == "chroma"
+
+
+def test_insert_get_update_keep_seq_and_ts(store: ChromaVectorStore) -> None:
+    v = unit(1)
+    (memory_id,) = add(store, [(v.tolist(), payload("alice", "I keep bees", 5, note=None, tags=[]))])
+    hit = store.get(memory_id)
+    assert hit is not None and hit.id == memory_id
+    assert hit.payload[SEQ_KEY] == 0
+    assert hit.payload[TS_KEY] == pytest.approx((START + timedelta(minutes=5)).timestamp())
+    assert "note" not in hit.payload and "tags" not in hit.payload  # Chroma takes neither None nor []
+
+    # mem0's update: a rebuilt payload (here without the derived fields) and a new vector
+    rebuilt = {k: v for k, v in hit.payload.items() if k not in (SEQ_KEY, TS_KEY)} | {"data": "I keep wasps"}
+    store.update(memory_id, vector=unit(2).tolist(), payload=rebuilt)
+    hit = store.get(memory_id)
+    assert hit is not None
+    assert hit.payload["data"] == "I keep wasps"
+    assert hit.payload[SEQ_KEY] == 0 and TS_KEY in hit.payload
+
+    # vector only: the payload stays as it was
+    store.update(memory_id, vector=v.tolist())
+    again = store.get(memory_id)
+    assert again is not None and again.payload == hit.payload
+    assert store.neighbours("alice", [0], v.tolist())[0].semantic == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_rewrite_drops_keys_and_a_payload_only_rewrite_keeps_the_vector(store: ChromaVectorStore) -> None:
+    v = unit(3)
+    (memory_id,) = add(store, [(v.tolist(), payload("alice", "I like jazz", mood="calm"))])
+    old = store.get(memory_id)
+    assert old is not None
+    new = {k: val for k, val in old.payload.items() if k != "mood"} | {"data": "I like loud saxophone"}
+    store.update(memory_id, payload=new)  # text changed, no vector given
+    hit = store.get(memory_id)
+    assert hit is not None and "mood" not in hit.payload and hit.payload["data"] == "I like loud saxophone"
+    found = store.candidates("alice", v.tolist(), "saxophone", 5, None)
+    assert found.items[0].id == memory_id
+    assert found.items[0].semantic == pytest.approx(1.0, abs=1e-5)  # the stored vector was kept
+    assert found.items[0].keyword == 1.0  # the document follows the new text
+
+
+def test_seq_is_contiguous_per_user_across_calls_and_users(store: ChromaVectorStore) -> None:
+    first = add(store, [(unit(i).tolist(), payload("alice", f"a{i}")) for i in range(3)])
+    mixed = add(
+        store,
+        [
+            (unit(10).tolist(), payload("bob", "b0")),
+            (unit(11).tolist(), payload("alice", "a3")),
+            (unit(12).tolist(), payload("bob", "b1")),
+            (unit(13).tolist(), payload("alice", "a4")),
+        ],
+    )
+    seqs = {memory_id: payload[SEQ_KEY] for memory_id, payload in store.fetch(first + mixed).items()}
+    assert [seqs[m] for m in first] == [0, 1, 2]
+    assert [seqs[m] for m in mixed] == [0, 3, 1, 4]
+
+
+def test_concurrent_writers_in_one_process_never_share_a_seq(store: ChromaVectorStore) -> None:
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            add(store, [(unit(100 + n * 3 + k).tolist(), payload("alice", f"t{n}-{k}")) for k in range(3)])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    seqs = sorted(hit.payload[SEQ_KEY] for hit in store.list_user("alice"))
+    assert seqs == list(range(18))
+
+
+def test_a_payload_without_a_user_is_refused(store: ChromaVectorStore) -> None:
+    with pytest.raises(ValueError, match="user_id"):
+        store.insert([unit(1).tolist()], [{"data": "nobody's"}], [str(uuid.uuid4())])
+
+
+# --- isolation -----------------------------------------------------------------------------------
+def test_lookalike_users_are_isolated(store: ChromaVectorStore) -> None:
+    v = unit(7)
+    alice = add(store, [(v.tolist(), payload("alice", "alice likes the harbour")) for _ in range(2)])
+    spaced = add(store, [(v.tolist(), payload("alice ", "alice likes the harbour"))])
+    assert store.count_user("alice") == 2 and store.count_user("alice ") == 1 and store.count_user("Alice") == 0
+    assert {h.id for h in store.list_user("alice")} == set(alice)
+    assert {h.id for h in store.list_user("alice ")} == set(spaced)
+    assert {h.id for h in store.list({"user_id": "alice"})[0]} == set(alice)
+    assert {h.id for h in store.search("q", v.tolist(), 10, {"user_id": "alice "})} == set(spaced)
+    assert set(by_id(store.candidates("alice", v.tolist(), "harbour", 10, None))) == set(alice)
+    assert [c.id for c in store.neighbours("alice ", [0, 1], v.tolist())] == spaced
+    assert store.list_user("alice", limit=1)[0].id in alice
+
+
+def test_another_users_best_match_is_never_returned(store: ChromaVectorStore) -> None:
+    v = unit(8)
+    mine = add(store, [(at_cosine(v, 0.2, 80), payload("alice", "a note about gardening"))])
+    add(store, [(v.tolist(), payload("mallory", "zanzibar zanzibar exactly the query"))])
+    found = store.candidates("alice", v.tolist(), "zanzibar exactly the query", 10, None)
+    assert [c.id for c in found.items] == mine
+    assert [h.id for h in store.search("q", v.tolist(), 10, {"user_id": "alice"})] == mine
+
+
+def test_unknown_users_and_ids(store: ChromaVectorStore) -> None:
+    assert store.candidates("nobody", unit(1).tolist(), "anything", 10, None).items == []
+    assert store.neighbours("nobody", [0, 1], unit(1).tolist()) == []
+    assert store.count_user("nobody") == 0 and store.list_user("nobody") == []
+    assert store.get(str(uuid.uuid4())) is None
+    assert store.fetch([str(uuid.uuid4())]) == {}
+    store.delete(str(uuid.uuid4()))  # no error, as mem0 expects of a vanished id
+    with pytest.raises(ValueError, match="user_id"):
+        store.search("q", unit(1).tolist(), 5, {"agent_id": "x"})
+
+
+# --- candidates ----------------------------------------------------------------------------------
+def test_a_keyword_only_hit_comes_back_with_its_exact_cosine(store: ChromaVectorStore) -> None:
+    q = unit(20)
+    near = add(
+        store, [(at_cosine(q, 0.9 - i * 0.01, 200 + i), payload("alice", f"weather note {i}")) for i in range(8)]
+    )
+    (far,) = add(store, [(at_cosine(q, -0.3, 299), payload("alice", "Our dog is called Quimby"))])
+    found = store.candidates("alice", q.tolist(), "who is quimby", 5, None)
+    items = by_id(found)
+    assert far in items
+    assert items[far].semantic == pytest.approx(-0.3, abs=1e-5)
+    assert items[far].keyword == 1.0  # "who" and "is" are stop words: quimby is the one term
+    dense = [m for m in near[:5]]
+    assert all(items[m].keyword == 0.0 for m in dense)
+    assert items[near[0]].semantic == pytest.approx(0.9, abs=1e-4)
+    assert found.keyword_exhaustive and not found.keyword_ranked
+
+
+def test_keyword_share_is_idf_weighted_over_distinct_query_terms(store: ChromaVectorStore) -> None:
+    q = unit(21)
+    both, one = add(
+        store,
+        [
+            (at_cosine(q, 0.1, 211), payload("alice", "Running shoes for the marathon")),
+            (at_cosine(q, 0.1, 212), payload("alice", "I ran a marathon")),
+        ],
+    )
+    items = by_id(store.candidates("alice", q.tolist(), "marathon running MARATHON", 10, None))
+    assert items[both].keyword == 1.0  # "running" and "marathon" (stems, case folded)
+    # "ran" is not "run" to a stemmer; "marathon" is in both of the user's two memories, so it
+    # weighs less than "run", held by one: BM25's idf over the user's memories
+    marathon, run = math.log(1 + 0.5 / 2.5), math.log(1 + 1.5 / 1.5)
+    assert items[one].keyword == pytest.approx(marathon / (marathon + run))
+
+
+def test_multi_term_matches_are_found_past_the_keyword_window(store: ChromaVectorStore) -> None:
+    q = unit(22)
+    common = [(at_cosine(q, 0.0, 300 + i), payload("alice", f"coffee break number {i}")) for i in range(60)]
+    add(store, common)
+    best = add(store, [(at_cosine(q, 0.0, 400 + i), payload("alice", f"coffee and espresso {i}")) for i in range(3)])
+    found = store.candidates("alice", q.tolist(), "coffee espresso", 5, None)
+    keyword = sorted((c for c in found.items if c.keyword > 0), key=lambda c: -c.keyword)
+    assert {c.id for c in keyword[:3]} == set(best)
+    assert all(c.keyword == 1.0 for c in keyword[:3])
+    assert not found.keyword_exhaustive  # 63 memories match a query term; 5 were asked for
+
+
+# 43 memories: at limit 5 the user is small (one scan gets every keyword match); at limit 4 the
+# tiered scans and the unfiltered-first filter paths run.
+@pytest.mark.parametrize("limit", [5, 4])
+def test_filters_hold_on_both_sides(store: ChromaVectorStore, limit: int) -> None:
+    q = unit(23)
+    rows = []
+    for i in range(40):
+        category = ["work", "home"][i % 2]
+        rows.append((at_cosine(q, 0.8 - i * 0.005, 500 + i), payload("alice", f"filler {i}", i, category=category)))
+    rows.append((at_cosine(q, 0.05, 600), payload("alice", "the kiwi project", 100, category="work", team="a")))
+    rows.append((at_cosine(q, 0.05, 601), payload("alice", "the kiwi garden", 200, category="home", team="a")))
+    rows.append((at_cosine(q, 0.05, 602), payload("alice", "the kiwi review", 300, category="work", team="b")))
+    ids = add(store, rows)
+    kiwi_project, kiwi_garden, kiwi_review = ids[-3:]
+
+    def ask(filters: SearchFilters) -> dict[str, Any]:
+        found = store.candidates("alice", q.tolist(), "kiwi", limit, filters)
+        return by_id(found)
+
+    work = ask(SearchFilters(categories=["work"]))  # broad: half the memories pass
+    assert all(c.payload["category"] == "work" for c in work.values())
+    assert kiwi_project in work and kiwi_review in work and kiwi_garden not in work
+    assert len([c for c in work.values() if c.keyword == 0]) == limit  # the dense side still fills up
+
+    team = ask(SearchFilters(metadata={"team": "a"}))  # narrow: the engine filters
+    assert set(team) == {kiwi_project, kiwi_garden}
+
+    after = ask(SearchFilters(created_after=START + timedelta(minutes=150)))
+    assert set(after) == {kiwi_garden, kiwi_review}
+    before = ask(SearchFilters(created_before=START + timedelta(minutes=200), categories=["home"]))
+    assert kiwi_garden not in before and kiwi_project not in before
+    assert all(
+        c.payload["category"] == "home" and c.payload[TS_KEY] < START.timestamp() + 200 * 60 for c in before.values()
+    )
+    assert len(before) == limit  # dense side: the 20 "home" fillers were written before minute 200
+
+    # mem0's own filter grammar on `search` and `list`
+    hits = store.search("q", q.tolist(), 50, {"user_id": "alice", "category": {"in": ["home"]}, "team": "a"})
+    assert [h.id for h in hits] == [kiwi_garden]
+    # `ne` holds for memories without the key too, in Chroma and in the adapter's own check
+    assert {h.id for h in store.list({"user_id": "alice", "team": {"ne": "a"}}, 100)[0]} == set(ids) - {
+        kiwi_project,
+        kiwi_garden,
+    }
+
+
+def test_neighbours_returns_exactly_the_asked_seqs(store: ChromaVectorStore) -> None:
+    v = unit(30)
+    ids = add(store, [(unit(700 + i).tolist(), payload("alice", f"turn {i}")) for i in range(10)])
+    add(store, [(unit(800 + i).tolist(), payload("bob", f"turn {i}")) for i in range(10)])
+    found = store.neighbours("alice", [2, 3, 9, 42], v.tolist())
+    assert sorted(c.payload[SEQ_KEY] for c in found) == [2, 3, 9]
+    assert {c.id for c in found} == {ids[2], ids[3], ids[9]}
+    for c in found:
+        assert c.keyword == 0.0
+        assert c.semantic == pytest.approx(float(unit(700 + c.payload[SEQ_KEY]).dot(v)), abs=1e-5)
+    assert store.neighbours("alice", [], v.tolist()) == []
+
+
+def test_chinese_memories_are_keyword_candidates(store: ChromaVectorStore, embedder: LocalEmbedder) -> None:
+    texts = ["用户偏好使用Python进行数据分析", "喜欢早上喝咖啡", "工作时间是9-17点"]
+    ids = add(store, [(embedder.embed(t), payload("alice", t)) for t in texts])
+    query = "编程语言偏好"
+    found = store.candidates("alice", embedder.embed(query, "search"), query, 10, None)
+    keyword = sorted((c for c in found.items if c.keyword > 0), key=lambda c: -c.keyword)
+    # CJK text is matched on character bigrams: 偏好 is shared by the query and the Python memory only
+    assert [c.id for c in keyword] == [ids[0]]
+    # of the query's bigrams (编程 程语 语言 言偏 偏好) only 偏好 is in any memory: it is the whole share
+    assert keyword[0].keyword == pytest.approx(1.0)
+    assert analysed(texts[0]).split()[:3] == ["用户", "户偏", "偏好"]
+
+
+def test_meaning_and_words_together(store: ChromaVectorStore, embedder: LocalEmbedder) -> None:
+    texts = [
+        "Dr. Okafor is my dentist",
+        "I go swimming on Tuesdays",
+        "My sister lives in Lisbon",
+        "The dentist said to floss more",
+    ]
+    ids = add(store, [(embedder.embed(t), payload("alice", t)) for t in texts])
+    query = "Who is Okafor?"
+    items = by_id(store.candidates("alice", embedder.embed(query, "search"), query, 2, None))
+    assert ids[0] in items and items[ids[0]].keyword == 1.0
+    assert items[ids[0]].semantic == pytest.approx(
+        float(np.dot(embedder.embed(texts[0]), embedder.embed(query, "search"))), abs=1e-4
+    )
+
+
+# --- mem0 on the adapter ---------------------------------------------------------------------------
+def test_mem0_memory_works_on_the_adapter(
+    store: ChromaVectorStore, chroma_server: ChromaServer, embedder: LocalEmbedder, tmp_path: Path, mem0_ready: None
+) -> None:
+    from shared.backends import build_memory
+    from shared.history import build_history_store
+    from shared.llm import build_chat_model
+    from shared.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path,
+        vector_store="chroma",
+        chroma_host=chroma_server.host,
+        chroma_port=chroma_server.port,
+        collection_name=store.collection_name,
+        local_embedding_model_path=local_model_path(),
+        local_embedding_threads=1,
+        state_store="local",
+        llm_provider="none",
+        embedding_provider="local",
+    )
+    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
+    added = memory.add("I moved to Porto last spring", user_id="alice", infer=False)["results"]
+    memory.add("I play the cello", user_id="alice", infer=False)
+    memory_id = added[0]["id"]
+    got = memory.get(memory_id)
+    assert got is not None and got["memory"] == "I moved to Porto last spring" and got["user_id"] == "alice"
+    hit = store.get(memory_id)
+    assert hit is not None and hit.payload[SEQ_KEY] == 0
+
+    memory.update(memory_id, "I moved to Braga last spring")
+    updated = store.get(memory_id)
+    assert updated is not None
+    assert updated.payload["data"] == "I moved to Braga last spring" and updated.payload[SEQ_KEY] == 0
+    assert memory.get(memory_id)["memory"] == "I moved to Braga last spring"
+    query = "Where do I live?"
+    found = store.candidates("alice", embedder.embed(query, "search"), "braga", 5, None)
+    assert any(c.id == memory_id and c.keyword == 1.0 for c in found.items)
+    assert len(memory.get_all(filters={"user_id": "alice"})["results"]) == 2
+    assert memory.search(query, filters={"user_id": "alice"})["results"]
+
+    memory.delete(memory_id)
+    assert memory.get(memory_id) is None and store.get(memory_id) is None
+    assert store.count_user("alice") == 1
+
+
+# --- other layouts, other embedders, outages -------------------------------------------------------
+def test_an_l2_user_collection_still_gives_cosines(store: ChromaVectorStore, client: chromadb.api.ClientAPI) -> None:
+    client.create_collection(store.user_collection_name("alice"), embedding_function=None)  # Chroma's default: l2
+    q = unit(40)
+    (memory_id,) = add(store, [(at_cosine(q, 0.6, 401), payload("alice", "a walk by the river"))])
+    found = store.candidates("alice", q.tolist(), "unrelated words", 5, None)
+    assert found.items[0].id == memory_id
+    assert found.items[0].semantic == pytest.approx(0.6, abs=1e-4)
+    assert store.search("q", q.tolist(), 5, {"user_id": "alice"})[0].score == pytest.approx(0.6, abs=1e-4)
+
+
+def test_migrate_moves_the_single_collection_layout(
+    store: ChromaVectorStore, client: chromadb.api.ClientAPI, mem0_ready: None
+) -> None:
+    from mem0.vector_stores.chroma import ChromaDB
+
+    legacy = ChromaDB(collection_name=store.collection_name, client=client)  # what the service wrote before
+    q = unit(50)
+    rows = [
+        ("alice", "Third, in time", 30, at_cosine(q, 0.1, 501)),
+        ("alice", "First, in time", 10, at_cosine(q, 0.2, 502)),
+        ("bob", "Bob's only memory", 5, at_cosine(q, 0.3, 503)),
+        ("alice", "Second, in time", 20, at_cosine(q, 0.4, 504)),
+    ]
+    ids = [str(uuid.uuid4()) for _ in rows]
+    legacy.insert([r[3] for r in rows], [payload(r[0], r[1], r[2]) for r in rows], ids)
+
+    assert store.count_user("alice") == 0  # not searched until moved
+    with pytest.raises(ConfigurationProblem, match=r"tools\.migrate_store"):  # a worker refuses to start on it
+        ChromaVectorStore(client, store.collection_name, DIMS)
+    store = ChromaVectorStore(client, store.collection_name, DIMS, allow_legacy=True)  # what the command opens
+    assert store.migrate() == 4
+    assert store.migrate() == 0  # a re-run moves nothing twice
+    order = sorted(store.list_user("alice"), key=lambda h: h.payload[SEQ_KEY])
+    assert [h.payload["data"] for h in order] == ["First, in time", "Second, in time", "Third, in time"]
+    assert store.get(ids[2]) is not None and store.count_user("bob") == 1
+    found = by_id(store.candidates("alice", q.tolist(), "time", 5, None))
+    assert found[ids[3]].semantic == pytest.approx(0.4, abs=1e-4) and found[ids[3]].keyword == 1.0
+    client.delete_collection(store.collection_name)
+
+
+def test_reanalyse_rewrites_stale_documents(store: ChromaVectorStore, client: chromadb.api.ClientAPI) -> None:
+    q = unit(55)
+    ids = add(store, [(at_cosine(q, 0.5, 551), payload("alice", "Tango lessons on Friday"))])
+    collection = client.get_collection(store.user_collection_name("alice"), embedding_function=None)
+    collection.update(ids=ids, embeddings=[at_cosine(q, 0.5, 551)], documents=[" an older analysis "])
+    assert not store.candidates("alice", q.tolist(), "tango", 5, None).items[0].keyword
+    assert store.reanalyse() == 1 and store.reanalyse() == 0
+    (hit,) = store.candidates("alice", q.tolist(), "tango", 5, None).items
+    assert hit.keyword == 1.0 and hit.semantic == pytest.approx(0.5, abs=1e-4)
+
+
+def test_a_reset_by_another_worker_leaves_this_one_working(
+    store: ChromaVectorStore, chroma_server: ChromaServer
+) -> None:
+    add(store, [(unit(56).tolist(), payload("alice", "before the reset"))])
+    assert store.count_user("alice") == 1
+    # another worker: its own client and adapter on the same collections
+    other = ChromaVectorStore(
+        chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port), store.collection_name, DIMS
+    )
+    other.reset()  # drops the collections this worker holds handles to
+    assert store.count_user("alice") == 0 and store.get(str(uuid.uuid4())) is None
+    (memory_id,) = add(store, [(unit(57).tolist(), payload("alice", "after the reset"))])
+    hit = store.get(memory_id)
+    assert hit is not None and hit.payload[SEQ_KEY] == 0
+    assert other.count_user("alice") == 1
+
+
+def test_delete_col_leaves_other_stores_alone(store: ChromaVectorStore, client: chromadb.api.ClientAPI) -> None:
+    neighbour = ChromaVectorStore(client, f"{store.collection_name}__ux", DIMS)  # a name that shares a prefix
+    try:
+        add(neighbour, [(unit(58).tolist(), payload("alice", "the neighbour's"))])
+        add(store, [(unit(59).tolist(), payload("alice", "mine"))])
+        store.delete_col()
+        assert neighbour.count_user("alice") == 1
+        store.reset()  # the fixture deletes it again afterwards
+    finally:
+        neighbour.delete_col()
+
+
+def test_another_embedders_store_is_refused(store: ChromaVectorStore, client: chromadb.api.ClientAPI) -> None:
+    with pytest.raises(ConfigurationProblem, match="384-dimension"):
+        ChromaVectorStore(client, store.collection_name, 768)
+
+
+def test_an_outage_raises_and_heals(store: ChromaVectorStore, chroma_server: ChromaServer) -> None:
+    (memory_id,) = add(store, [(unit(60).tolist(), payload("alice", "before the outage"))])
+    with chroma_server.outage():
+        with pytest.raises(Exception) as failure:  # the client library's own error, for the service to map
+            store.ping()
+        assert not isinstance(failure.value, ValueError | AssertionError)
+        with pytest.raises(Exception):  # noqa: B017 - any transport error; nothing is swallowed
+            store.candidates("alice", unit(60).tolist(), "outage", 5, None)
+    assert store.ping()["kind"] == "chroma"
+    assert store.get(memory_id) is not None
+
+
+def test_the_migration_command_moves_the_old_layout(
+    client: chromadb.api.ClientAPI, chroma_server: ChromaServer, mem0_ready: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mem0.vector_stores.chroma import ChromaDB
+
+    from shared.settings import get_settings
+    from tools.migrate_store import main
+
+    name = f"old-{uuid.uuid4().hex[:8]}"
+    legacy = ChromaDB(collection_name=name, client=client)
+    legacy.insert([at_cosine(unit(60), 0.5, 601)], [payload("carol", "An old memory", 10)], [str(uuid.uuid4())])
+    env = {"VECTOR_STORE": "chroma", "CHROMA_HOST": chroma_server.host, "CHROMA_PORT": str(chroma_server.port)}
+    for key, value in {**env, "COLLECTION_NAME": name}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        assert main([]) == 0
+        store = ChromaVectorStore(client, name, DIMS, allow_legacy=True)
+        assert [h.payload["data"] for h in store.list_user("carol")] == ["An old memory"]
+    finally:
+        get_settings.cache_clear()
+        client.delete_collection(name)
+        ChromaVectorStore(client, name, DIMS).delete_col()
