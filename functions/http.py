@@ -191,15 +191,32 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
     if not raw.strip():
         raise BadRequest("request body is empty; send a JSON object")
     try:
-        payload = json.loads(raw)
+        payload = json.loads(raw, parse_constant=_refuse_constant)
+    except _NotANumber as error:
+        raise ValidationFailed(
+            "request body holds NaN or Infinity, which JSON numbers cannot be",
+            details=[{"loc": [], "msg": f"{error} is not a JSON number", "type": "finite_number"}],
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply to be read") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise BadRequest(f"request body could not be read: {str(error)[:200]}") from None
     if not isinstance(payload, dict):
         raise ValidationFailed("request body must be a JSON object", details=[{"loc": [], "msg": "expected object"}])
     try:
         return model.model_validate(payload)
     except ValidationError as error:
         raise ValidationFailed("request body failed validation", details=validation_details(error)) from None
+
+
+class _NotANumber(ValueError):
+    """NaN, Infinity or -Infinity in a body: Python's JSON reader accepts them, JSON does not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotANumber(name)
 
 
 def validate(model: type[M], values: dict[str, Any]) -> M:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +33,23 @@ class Embedder(Protocol):
     def embed_batch(self, texts: Sequence[str], memory_action: str | None = "add") -> list[list[float]]: ...
 
 
+# Where fastembed downloads models from; a TCP connect to it is tried before a download.
+DOWNLOAD_HOST = "huggingface.co"
+# How long a failed model load is answered from memory before it is tried again.
+FAILURE_MEMORY_SECONDS = 30.0
+
+
+def _unreachable(host: str, port: int = 443, timeout: float = 3.0) -> str | None:
+    """None when `host` accepts a TCP connection within `timeout`, else why not."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"{host}:{port} unreachable: {error}"
+
+
 class LocalEmbedder:
     """A sentence-transformers model run with fastembed on ONNX Runtime, loaded once per worker."""
 
@@ -42,6 +60,8 @@ class LocalEmbedder:
         self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
+        self._failure: ConfigurationProblem | None = None
+        self._failed_until = 0.0
         # mem0 reads `config.embedding_dims` from whatever embedder it holds.
         self.config = _EmbedderConfigView(dims)
 
@@ -49,17 +69,49 @@ class LocalEmbedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    from fastembed import TextEmbedding
-
-                    kwargs: dict[str, Any] = {"model_name": self.model_name, "threads": self.threads}
-                    if self.model_path is not None:
-                        if not (self.model_path / "model.onnx").is_file():
-                            raise ConfigurationProblem(
-                                f"LOCAL_EMBEDDING_MODEL_PATH={self.model_path} holds no model.onnx"
-                            )
-                        kwargs["specific_model_path"] = str(self.model_path)
-                    self._model = TextEmbedding(**kwargs)
+                    self._model = self._build()
         return self._model
+
+    def _build(self) -> Any:
+        """The model from LOCAL_EMBEDDING_MODEL_PATH, else fastembed's cache, else a download.
+
+        A model that cannot be had fails at once with the settings to fix, never after minutes of
+        download retries on a machine without network: the cache is tried first (no network), then
+        the download host must answer a TCP connect within seconds, and a failure is remembered for
+        a while so that every request does not wait for it again.
+        """
+        from fastembed import TextEmbedding
+
+        if time.monotonic() < self._failed_until and self._failure is not None:
+            raise self._failure
+        kwargs: dict[str, Any] = {"model_name": self.model_name, "threads": self.threads}
+        if self.model_path is not None:
+            if not (self.model_path / "model.onnx").is_file():
+                raise ConfigurationProblem(f"LOCAL_EMBEDDING_MODEL_PATH={self.model_path} holds no model.onnx")
+            return TextEmbedding(**kwargs, specific_model_path=str(self.model_path))
+        try:
+            return TextEmbedding(**kwargs, local_files_only=True)  # fastembed's cache: no network
+        except Exception:
+            logger.info("embedding model %s is not in fastembed's cache; downloading it", self.model_name)
+        unreachable = _unreachable(DOWNLOAD_HOST)
+        try:
+            if unreachable:
+                raise ConnectionError(unreachable)
+            return TextEmbedding(**kwargs)
+        except Exception as error:
+            failure = ConfigurationProblem(
+                f"the local embedding model {self.model_name} (LOCAL_EMBEDDING_MODEL) is not on this machine and "
+                f"could not be downloaded ({type(error).__name__}: {str(error)[:200]}): set "
+                "LOCAL_EMBEDDING_MODEL_PATH to a folder holding its model.onnx, or let the machine reach "
+                f"{DOWNLOAD_HOST}, or use EMBEDDING_PROVIDER=azure_openai"
+            )
+            self._failure, self._failed_until = failure, time.monotonic() + FAILURE_MEMORY_SECONDS
+            raise failure from error
+
+    @property
+    def failure(self) -> ConfigurationProblem | None:
+        """Why the model could not be loaded, while that is remembered (for /health)."""
+        return self._failure if time.monotonic() < self._failed_until else None
 
     def embed(self, text: str, memory_action: str | None = None) -> list[float]:
         return self.embed_batch([text], memory_action)[0]

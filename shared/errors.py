@@ -116,6 +116,16 @@ class ConfigurationProblem(ServiceError):
         super().__init__(message, headers={"Retry-After": "60"})
 
 
+class StoreLocked(ServiceError):
+    """The embedded store's folder is held by another process: not an outage that a retry ends."""
+
+    status = 503
+    code = "store_locked"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)  # no Retry-After: waiting does not help, the other process must stop
+
+
 def error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
     """The API's error envelope."""
     return {

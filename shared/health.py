@@ -7,7 +7,8 @@ import os
 import time
 from typing import Any
 
-from shared.runtime import peek_memory_service
+from shared.errors import StoreLocked
+from shared.runtime import last_build_failure, peek_memory_service
 from shared.settings import Settings
 
 _TIMEOUT = 2.0
@@ -44,6 +45,9 @@ def check_vector_store(settings: Settings) -> dict[str, Any]:
         return {"kind": "qdrant", **_http_ok(settings.qdrant_url.rstrip("/") + "/readyz", headers)}
     if service is not None:
         return {"kind": service.store.kind, "status": "ok", **service.store.ping()}
+    failure = last_build_failure()
+    if isinstance(failure, StoreLocked):
+        return {"kind": "edge", "status": "down", "error": failure.code, "message": failure.message[:300]}
     path = settings.resolved_qdrant_path
     parent = path if path.exists() else path.parent
     writable = (parent.exists() and os.access(parent, os.W_OK)) or not parent.exists()
@@ -58,6 +62,9 @@ def check_embedder(settings: Settings) -> dict[str, Any]:
     loaded = bool(service is not None and getattr(service.embedder, "_model", None) is not None)
     if path is not None and not (path / "model.onnx").is_file():
         return {"kind": "local", "status": "down", "error": f"no model.onnx in {path}"}
+    failure = getattr(service.embedder, "failure", None) if service is not None else None
+    if failure is not None:
+        return {"kind": "local", "status": "down", "error": failure.message[:300]}
     return {"kind": "local", "status": "ok", "model": settings.local_embedding_model, "loaded": loaded}
 
 

@@ -181,7 +181,14 @@ class MemoryService:
         """Replace the text (re-embedded) and merge `metadata` into the memory's metadata."""
         owner = self._owned(memory_id, user_id)
         with vector_store_calls():
-            self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
+            try:
+                self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
+            except Exception:
+                # A delete racing this update removed the memory between the check and the write:
+                # the update lost the race, which is a 404, not a failure of the service.
+                if self.store.get(vector_id=memory_id) is None:
+                    raise NotFound(f"memory {memory_id!r} not found") from None
+                raise
         self.forget_cached(owner.user_id, [memory_id])
         return self.get_memory(memory_id, user_id)
 

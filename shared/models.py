@@ -3,6 +3,7 @@ them, and `/openapi.json` is generated from them, so the three cannot drift apar
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -14,6 +15,9 @@ MAX_CONTENT = 8_000
 MAX_QUERY = 2_000
 MAX_METADATA_KEYS = 32
 MAX_METADATA_KEY = 64
+# Keys a search filter may name: every store engine reads them as a plain field name (Qdrant's
+# JSON paths give `.`, `[`, quotes and spaces a meaning; Chroma's `$` prefixes are operators).
+FILTER_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 MAX_METADATA_STRING = 2_000
 MAX_SEARCH_LIMIT = 100
 
@@ -148,6 +152,12 @@ class MemorySearchRequest(StrictModel):
     def model_post_init(self, _: Any) -> None:
         if self.filters and self.filters.metadata:
             _check_metadata(dict(self.filters.metadata))
+            for key in self.filters.metadata:
+                if not FILTER_KEY.fullmatch(key):
+                    raise ValueError(
+                        f"filters.metadata key {key[:80]!r} cannot be filtered on: filter keys are letters, digits, "
+                        "'_' and '-' (not starting with '-')"
+                    )
 
 
 class MemoryInput(StrictModel):

@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import ServiceError
+
 if TYPE_CHECKING:
     from shared.chat_agent import ChatAgent
     from shared.memory_service import MemoryService
@@ -23,6 +25,7 @@ _lock = threading.RLock()
 _memory_service: MemoryService | None = None
 _chat_agent: ChatAgent | None = None
 _session_store: SessionStore | None = None
+_build_failure: ServiceError | None = None
 
 
 def get_memory_service() -> MemoryService:
@@ -33,8 +36,19 @@ def get_memory_service() -> MemoryService:
 
         with _lock:
             if _memory_service is None:
-                _memory_service = _build_memory_service(get_settings())
+                global _build_failure
+                try:
+                    _memory_service = _build_memory_service(get_settings())
+                except ServiceError as error:
+                    _build_failure = error  # what /health reports until a build succeeds
+                    raise
+                _build_failure = None
     return _memory_service
+
+
+def last_build_failure() -> ServiceError | None:
+    """Why the memory service could not be built on this worker (None once it is built)."""
+    return _build_failure
 
 
 def _build_memory_service(settings: Settings) -> MemoryService:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -118,3 +119,43 @@ def test_bad_path_and_query_parameters(api: httpx.Client) -> None:
 def test_wrong_method_and_unknown_route_are_404(api: httpx.Client) -> None:
     assert api.get("/api/memory/add").status_code == 404
     assert api.get("/api/nothing/here").status_code == 404
+
+
+def test_bodies_python_reads_but_json_does_not_mean(api: httpx.Client) -> None:
+    huge = b'{"user_id": "u", "content": "c", "metadata": {"n": 1' + b"0" * 5000 + b"}}"
+    assert_error(api.post("/api/memory/add", content=huge), 400, "bad_request")  # more digits than Python reads
+    deep = b'{"user_id": "u", "content": "c", "metadata": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    assert_error(api.post("/api/memory/add", content=deep), 400, "bad_request")
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'{"user_id": "u", "content": "c", "metadata": {"x": ' + constant + b"}}"
+        assert_error(api.post("/api/memory/add", content=body), 422, "validation_error")
+    someone = f"nan-{uuid.uuid4().hex[:6]}"
+    search = b'{"user_id": "' + someone.encode() + b'", "query": "q", "threshold": NaN}'
+    assert_error(api.post("/api/memory/search", content=search), 422, "validation_error")
+    assert api.get(f"/api/memory/user/{someone}").json()["data"]["results"] == []  # nothing was stored
+
+
+def test_filter_keys_of_any_shape_are_answered_never_with_a_5xx(api: httpx.Client) -> None:
+    user = f"filters-{uuid.uuid4().hex[:6]}"
+    assert (
+        api.post("/api/memory/add", json={"user_id": user, "content": "tea", "metadata": {"OR": "x"}}).status_code
+        == 200
+    )
+    for key in ("OR", "AND", "NOT", "topic", "a_b-c"):
+        found = api.post(
+            "/api/memory/search", json={"user_id": user, "query": "tea", "filters": {"metadata": {key: "x"}}}
+        )
+        assert found.status_code == 200, (key, found.text)
+    assert [
+        m["memory"]
+        for m in api.post(
+            "/api/memory/search", json={"user_id": user, "query": "tea", "filters": {"metadata": {"OR": "x"}}}
+        ).json()["data"]["results"]
+    ] == ["tea"]
+    for key in ("$or", "*", "a b", "a:b", 'a"b', " a", "a ", "a.b", "a[0]", "-a"):
+        body = assert_error(
+            api.post("/api/memory/search", json={"user_id": user, "query": "tea", "filters": {"metadata": {key: "x"}}}),
+            422,
+            "validation_error",
+        )
+        assert "filters" in json.dumps(body["error"]["details"]) or "filter" in body["message"], body

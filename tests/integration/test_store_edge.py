@@ -77,12 +77,13 @@ def test_another_embedder_size_is_refused_with_the_fix(tmp_path: Path) -> None:
 def test_a_second_process_is_refused_with_a_message_naming_the_folder(store: EdgeVectorStore) -> None:
     code = (
         "from shared.stores.vector.edge import EdgeVectorStore\n"
-        "from shared.errors import ConfigurationProblem\n"
+        "from shared.errors import StoreLocked\n"
         f"try:\n    EdgeVectorStore({str(store.path)!r}, 'memories', {DIMS})\n"
-        "except ConfigurationProblem as e:\n    print('refused:', e)\n"
+        "except StoreLocked as e:\n    print('refused:', e.code, e.headers, e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert "refused:" in out.stdout and "another process" in out.stdout and str(store.path) in out.stdout, out
+    assert "refused: store_locked {}" in out.stdout, out  # no Retry-After: waiting does not help
+    assert "another process" in out.stdout and str(store.path) in out.stdout and "DATA_DIR" in out.stdout, out
 
 
 # --- mem0's calls ------------------------------------------------------------------------------
@@ -308,5 +309,39 @@ def test_an_old_embedded_store_is_refused_then_migrated(tmp_path: Path, embedder
         found = store.candidates("alice", embedder.embed("second turn"), "second turn", 5, None)
         assert found.items and max(found.items, key=lambda c: c.semantic).id == ids[1]
         assert store.count_user("bob") == 1
+    finally:
+        store.close()
+
+
+def test_a_rewrite_never_brings_back_a_memory_deleted_meanwhile(store: EdgeVectorStore, embedder: Embedder) -> None:
+    [memory_id] = _add(store, embedder, "alice", ["I like green tea"])
+    store.delete(memory_id)
+    # what mem0's update sends after it read the memory, when a delete won the race in between
+    store.update(memory_id, embedder.embed("I like black tea"), {"user_id": "alice", "data": "I like black tea"})
+    assert store.get(memory_id) is None and store.count_user("alice") == 0
+
+
+def test_an_update_that_loses_a_race_with_a_delete_is_not_found(tmp_path: Path, embedder: Embedder) -> None:
+    from shared.backends import build_memory, prepare_mem0_environment
+    from shared.errors import NotFound
+    from shared.history import build_history_store
+    from shared.llm import build_chat_model
+    from shared.memory_service import MemoryService
+    from shared.models import MemoryInput
+    from shared.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", local_embedding_model_path=local_model_path(), state_store="local")
+    prepare_mem0_environment(settings)
+    store = build_vector_store(settings)
+    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
+    service = MemoryService(memory, store, embedder, settings)
+    try:
+        [memory_id] = service.add_memories("alice", [MemoryInput(content="I like green tea")])
+        checked = service.get_memory(memory_id, "alice")
+        store.delete(memory_id)  # another request deletes it right after this one checked the owner
+        service._owned = lambda *_: checked  # type: ignore[method-assign]
+        with pytest.raises(NotFound):
+            service.update_memory(memory_id, "I like black tea", None, "alice")
+        assert store.get(memory_id) is None
     finally:
         store.close()

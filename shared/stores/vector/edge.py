@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.errors import ConfigurationProblem
+from shared.errors import ConfigurationProblem, StoreLocked
 from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
@@ -299,15 +299,15 @@ class EdgeVectorStore:
     def update(
         self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None
     ) -> None:
-        from qdrant_edge import Point, PointVectors, UpdateOperation
+        from qdrant_edge import Point, PointVectors, UpdateMode, UpdateOperation
 
         if payload is not None:
             old = self.get(vector_id)
             new_payload = carry_derived(payload, old.payload if old else None)
             if vector is not None:
-                self.shard.update(
-                    UpdateOperation.upsert_points([Point(vector_id, _unit(vector).tolist(), new_payload)])
-                )
+                # Update only: a memory deleted by a racing request is not brought back by a rewrite.
+                point = Point(vector_id, _unit(vector).tolist(), new_payload)
+                self.shard.update(UpdateOperation.upsert_points([point], update_mode=UpdateMode.UpdateOnly))
             else:
                 self.shard.update(UpdateOperation.overwrite_payload([vector_id], new_payload))
         elif vector is not None:
@@ -553,9 +553,10 @@ def _explain(error: Exception, path: Path, collection_name: str, dims: int) -> E
     """The engine's refusals to open a shard, as configuration problems that name the fix."""
     text = str(error)
     if "WouldBlock" in text:
-        return ConfigurationProblem(
-            f"the embedded store {path} is open in another process (one process owns it at a time): stop "
-            "that process, or give this one its own DATA_DIR"
+        return StoreLocked(
+            f"the embedded store {path} (under DATA_DIR) is open in another process: one process owns an "
+            "embedded store at a time. Stop that process, give this one its own DATA_DIR, or use a server "
+            "store (QDRANT_URL, or VECTOR_STORE=chroma) for several workers"
         )
     if "vector size" in text or "Incompatible" in text:
         return ConfigurationProblem(
