@@ -102,6 +102,7 @@ class MemoryService:
         self.settings = settings
         self.searcher = searcher
         self.graph = graph  # shared.graph.GraphStore when GRAPH_STORE=neo4j
+        self.sessions: Any = None  # the chat session store, erased with a user (set by the runtime)
 
     # --- writes ------------------------------------------------------------------------------
     def add_memory(self, user_id: str, content: str, metadata: dict[str, Any] | None = None) -> MemoryRecord:
@@ -198,8 +199,7 @@ class MemoryService:
             # Graph first: if Neo4j is down this is a 503 before anything is deleted, and a retry
             # redoes the whole deletion (the graph step is idempotent; the memory still exists).
             self.graph.delete_memory(owner.user_id, memory_id)
-        with vector_store_calls():
-            self.memory.delete(memory_id)
+        self._erase([memory_id])
         self.forget_cached(owner.user_id, [memory_id])
         return memory_id
 
@@ -209,17 +209,39 @@ class MemoryService:
             self.graph.delete_user(user_id)
         deleted = 0
         seen: set[str] = set()
-        with vector_store_calls():
-            while True:
+        while True:
+            with vector_store_calls():
                 batch = [row for row in self.store.list_user(user_id, _SCAN_PAGE) if row.id not in seen]
-                for row in batch:
-                    self.memory.delete(row.id)  # mem0's path: the history records the deletion
-                    seen.add(row.id)
-                    deleted += 1
-                if len(batch) < _SCAN_PAGE:
-                    break
+            self._erase([row.id for row in batch])
+            seen.update(row.id for row in batch)
+            deleted += len(batch)
+            if len(batch) < _SCAN_PAGE:
+                break
+        # What else holds the user's words: the messages mem0 logged and the chat sessions. This
+        # runs even when no memory was left, so a retry after a failure finishes the erasure.
+        erase_messages = getattr(self.memory.db, "erase_user_messages", None)
+        if erase_messages is not None:
+            erase_messages(user_id)
+        if self.sessions is not None:
+            self.sessions.delete_user(user_id)
         self.forget_cached(user_id)
         return deleted
+
+    def _erase(self, memory_ids: list[str]) -> None:
+        """Erases memories: their history rows (every old and new text) first, then the memories.
+
+        In that order, a failure between the two leaves memories that still exist and that a
+        retry erases, never a deleted memory whose texts survive in its history. mem0's own delete
+        is not used: it writes one more history row holding the text.
+        """
+        if not memory_ids:
+            return
+        erase_history = getattr(self.memory.db, "erase_memories", None)
+        if erase_history is not None:
+            erase_history(list(memory_ids))
+        with vector_store_calls():
+            for memory_id in memory_ids:
+                self.store.delete(vector_id=memory_id)
 
     def delete_where(self, user_id: str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
@@ -230,8 +252,7 @@ class MemoryService:
                 for row in _rows(listed)
                 if belongs(row.payload, user_id) and all(row.payload.get(k) == v for k, v in conditions.items())
             ]
-            for row in matching:
-                self.memory.delete(row.id)
+        self._erase([row.id for row in matching])
         self.forget_cached(user_id)
         if self.graph is not None:
             for row in matching:

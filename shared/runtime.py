@@ -79,7 +79,9 @@ def _build_memory_service(settings: Settings) -> MemoryService:
         settings.llm_provider,
         settings.resolved_state_store,
     )
-    return MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
+    service = MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
+    service.sessions = get_session_store()  # erased with the user's memories
+    return service
 
 
 def get_chat_agent() -> ChatAgent:

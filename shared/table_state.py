@@ -296,6 +296,30 @@ class TableHistoryStore:
         found.reverse()
         return found
 
+    def erase_memories(self, memory_ids: list[str]) -> int:
+        """Deletes every history row of these memories (a memory's rows are its partition)."""
+        return sum(self._erase_partition(encode_key(str(memory_id)), "erase history") for memory_id in memory_ids)
+
+    def erase_user_messages(self, user_id: str) -> int:
+        """Deletes the messages mem0 logged for `user_id`: the service's scope is the user alone."""
+        from mem0.memory.main import _escape_scope_value
+
+        scope = f"user_id={_escape_scope_value(user_id)}"
+        return self._erase_partition("messages|" + encode_key(scope), "erase messages")
+
+    def _erase_partition(self, partition: str, what: str) -> int:
+        with table_calls(what):
+            table = self._tables.table(self._name)
+            keys = [
+                (entity["PartitionKey"], entity["RowKey"])
+                for entity in table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": partition}, select=["PartitionKey", "RowKey"]
+                )
+            ]
+            for partition_key, row_key in keys:
+                table.delete_entity(partition_key, row_key)
+        return len(keys)
+
     def reset(self) -> None:
         raise NotImplementedError("dropping the shared history table is an operator task, not an API call")
 

@@ -63,7 +63,26 @@ def data(response: httpx.Response) -> dict:
     return response.json()["data"]
 
 
-def test_a_memory_written_by_one_worker_is_served_by_the_other(workers: tuple[DevHost, DevHost]) -> None:
+ALICE_TEXTS = ("Prefers Python for data analysis", "Prefers Rust for systems work", "Drinks coffee every morning")
+
+
+def _table_rows_holding(azurite: AzuriteServer, texts: tuple[str, ...]) -> list[str]:
+    """The rows of every table in Azurite that hold one of `texts`, as "table: row key"."""
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    found = []
+    for table in service.list_tables():
+        for entity in service.get_table_client(table.name).list_entities():
+            values = " ".join(str(value) for value in entity.values())
+            if any(text in values for text in texts):
+                found.append(f"{table.name}: {entity.get('RowKey')}")
+    return found
+
+
+def test_a_memory_written_by_one_worker_is_served_by_the_other(
+    workers: tuple[DevHost, DevHost], azurite: AzuriteServer
+) -> None:
     one, two = workers
     alice = f"alice-{uuid.uuid4().hex[:6]}"
     memory_id = data(
@@ -101,9 +120,12 @@ def test_a_memory_written_by_one_worker_is_served_by_the_other(workers: tuple[De
 
     stats = data(two.client.get(f"/api/memory/stats/{alice}"))
     assert stats["category_distribution"] == {"preferences": 1, "habits": 1}
+    assert _table_rows_holding(azurite, ALICE_TEXTS)  # the history holds them until the deletes below
     data(two.client.delete(f"/api/memory/memory/{memory_id}"))
     assert one.client.get(f"/api/memory/memory/{memory_id}").status_code == 404
     assert data(one.client.delete(f"/api/memory/user/{alice}")) == {"deleted": 1}
+    # Deleting erased: no row of any table (history, sessions) holds a text alice's memories had.
+    assert _table_rows_holding(azurite, ALICE_TEXTS) == []
 
 
 def test_a_chat_session_continues_on_the_other_worker(
