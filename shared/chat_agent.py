@@ -120,11 +120,8 @@ class ChatAgent:
             if isinstance(v, str | int | float | bool) and k not in RESERVED_METADATA_KEYS
         }
         learned.update({"learned_from": "chat", "session_id": session_id, "turn_id": turn_id})
-        try:
-            with vector_store_calls():
-                result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
-        finally:
-            self.service.forget_cached(user_id)
+        with vector_store_calls():
+            result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
         return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
 
     def _forget_turn(self, user_id: str, turn_id: str, graph_write: Any = None) -> None:

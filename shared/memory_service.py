@@ -110,7 +110,6 @@ class MemoryService:
         with vector_store_calls():
             result = self.memory.add(content, user_id=user_id, metadata=dict(metadata or {}), infer=False)
         added = result["results"][0]
-        self.forget_cached(user_id, [str(added["id"])])
         now = utc_now()
         return MemoryRecord(
             id=str(added["id"]),
@@ -166,7 +165,6 @@ class MemoryService:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
             raise
-        self.forget_cached(user_id, ids)
         return ids
 
     def _remove_quietly(self, ids: Sequence[str]) -> None:
@@ -180,7 +178,7 @@ class MemoryService:
         self, memory_id: str, content: str, metadata: dict[str, Any] | None, user_id: str | None = None
     ) -> MemoryRecord:
         """Replace the text (re-embedded) and merge `metadata` into the memory's metadata."""
-        owner = self._owned(memory_id, user_id)
+        self._owned(memory_id, user_id)  # 404 or 403 before anything is changed
         with vector_store_calls():
             try:
                 self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
@@ -190,7 +188,6 @@ class MemoryService:
                 if self.store.get(vector_id=memory_id) is None:
                     raise NotFound(f"memory {memory_id!r} not found") from None
                 raise
-        self.forget_cached(owner.user_id, [memory_id])
         return self.get_memory(memory_id, user_id)
 
     def delete_memory(self, memory_id: str, user_id: str | None = None) -> str:
@@ -200,7 +197,6 @@ class MemoryService:
             # redoes the whole deletion (the graph step is idempotent; the memory still exists).
             self.graph.delete_memory(owner.user_id, memory_id)
         self._erase([memory_id])
-        self.forget_cached(owner.user_id, [memory_id])
         return memory_id
 
     def delete_user_memories(self, user_id: str) -> int:
@@ -224,7 +220,6 @@ class MemoryService:
             erase_messages(user_id)
         if self.sessions is not None:
             self.sessions.delete_user(user_id)
-        self.forget_cached(user_id)
         return deleted
 
     def _erase(self, memory_ids: list[str]) -> None:
@@ -253,7 +248,6 @@ class MemoryService:
                 if belongs(row.payload, user_id) and all(row.payload.get(k) == v for k, v in conditions.items())
             ]
         self._erase([row.id for row in matching])
-        self.forget_cached(user_id)
         if self.graph is not None:
             for row in matching:
                 self.graph.delete_memory(user_id, str(row.id))
@@ -364,11 +358,6 @@ class MemoryService:
     def close(self) -> None:
         """Release the store (the embedded engine's folder lock with it)."""
         self.store.close()
-
-    def forget_cached(self, user_id: str, memory_ids: Sequence[str] | None = None) -> None:
-        """Tell the searcher (if any) that these memories (or all of the user's) changed."""
-        if self.searcher is not None:
-            self.searcher.invalidate(user_id, memory_ids)
 
 
 def _utc_day(timestamp: str) -> str:

@@ -27,9 +27,9 @@ written by another worker is found by the next search.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate, Hints, matches, month_keys
 from shared.text import Month, memory_month, memory_speaker, query_months, tokenize
@@ -112,9 +112,9 @@ def own_scores(
     """
     best_keyword = max((c.keyword for c in candidates), default=0.0)
     scale = keyword_scale if keyword_scale > 0.0 else best_keyword
-    return [
-        Scored(c, _own(c, query, weights, scale if best_keyword > 0.0 else 0.0, set(query.terms))) for c in candidates
-    ]
+    terms = set(query.terms)
+    scale = scale if best_keyword > 0.0 else 0.0
+    return [Scored(c, _own(c, query, weights, scale, terms)) for c in candidates]
 
 
 def _own(candidate: Candidate, query: Query, weights: RankingWeights, scale: float, terms: set[str]) -> float:
@@ -171,11 +171,6 @@ def _close_in_time(a: Scored, b: Scored) -> bool:
     return abs(a.created - b.created) <= CONTEXT_WINDOW_SECONDS
 
 
-def payload_matches(payload: Mapping[str, Any], filters: SearchFilters | None) -> bool:
-    """The API's search filters evaluated on a stored payload (same meaning as the engine filters)."""
-    return matches(payload, filters)
-
-
 # --- the searcher ----------------------------------------------------------------------------
 class HybridSearcher:
     """The memory service's search over the vector-store port; stateless between calls."""
@@ -187,9 +182,6 @@ class HybridSearcher:
         self.weights = DEFAULT_WEIGHTS
         self.keyword_scale = "ceiling"  # or "best": relative to the best keyword candidate
         self.named_candidates = True  # also the nearest memories of months and speakers the query names
-
-    def invalidate(self, user_id: str, memory_ids: Sequence[str] | None = None) -> None:
-        """Nothing is cached: writes are seen by the next search wherever it runs."""
 
     def search(
         self, user_id: str, query: str, limit: int, filters: SearchFilters | None, threshold: float | None
@@ -249,7 +241,7 @@ class HybridSearcher:
             score = round(min(max(item.score, 0.0), 1.0), 6)
             if threshold is not None and score < threshold:
                 break
-            if not payload_matches(item.candidate.payload, filters):
+            if not matches(item.candidate.payload, filters):
                 continue  # a neighbour outside the filters lends context but is not a result
             records.append(record_from_payload(item.candidate.id, item.candidate.payload, score))
             if len(records) == limit:

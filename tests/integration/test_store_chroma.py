@@ -234,7 +234,7 @@ def test_a_keyword_only_hit_comes_back_with_its_exact_cosine(store: ChromaVector
     dense = [m for m in near[:5]]
     assert all(items[m].keyword == 0.0 for m in dense)
     assert items[near[0]].semantic == pytest.approx(0.9, abs=1e-4)
-    assert found.keyword_exhaustive and not found.keyword_ranked
+    assert found.keyword_exhaustive
 
 
 def test_keyword_share_is_idf_weighted_over_distinct_query_terms(store: ChromaVectorStore) -> None:

@@ -29,9 +29,9 @@ at most `SMALL_USER * limit` memories gets every match from one scan. For a larg
 scan asks for memories holding at least two distinct query terms (a document's terms are
 distinct, so two matches of the alternation are two terms), up to twice `limit`; only when it
 finds fewer than `limit` does a second scan ask for any term. The best `limit` by matched share
-are kept. On LoCoMo dev this pool holds 0.877 of the evidence turns against 0.782 for the first
-`limit` matches of any term (`python -m tools.chroma_probe --quality`). `Candidates.keyword_ranked`
-is False; each candidate's `keyword` is the share of the query's distinct terms its document holds.
+are kept. On LoCoMo dev this pool held 0.877 of the evidence turns against 0.782 for the first
+`limit` matches of any term (measured while the adapter was written). Each candidate's `keyword` is
+the idf-weighted share of the query's terms its document holds (`keyword_ceiling` is 1).
 After a change to the analyser, `reanalyse` rewrites the documents.
 
 What still grows with the server's data: Chroma keeps one full-text table for all collections and
@@ -708,7 +708,7 @@ class ChromaVectorStore:
         return self._on_user(
             user_id,
             lambda collection, space: self._candidates(collection, space, user_id, vector, text, limit, filters),
-            Candidates(items=[], keyword_exhaustive=True, keyword_ranked=False),
+            Candidates(items=[], keyword_exhaustive=True),
         )
 
     def _candidates(
@@ -744,9 +744,7 @@ class ChromaVectorStore:
                 for memory_id, payload, _document, distance in dense_rows
                 if belongs(payload, user_id) and matches(payload, filters)
             }
-            return Candidates(
-                items=list(only_dense.values()), keyword_exhaustive=True, keyword_ranked=False, keyword_ceiling=1.0
-            )
+            return Candidates(items=list(only_dense.values()), keyword_exhaustive=True, keyword_ceiling=1.0)
         documents, complete = first.result()
         if len(patterns) > 1 and not small:
             # The first scan asked for memories holding two or more query terms; with `limit` of
@@ -780,9 +778,7 @@ class ChromaVectorStore:
                 if belongs(payload, user_id) and matches(payload, filters):
                     found[memory_id] = Candidate(memory_id, payload, cosine(q, embedding), shares[memory_id])
         # `keyword` is already the idf-weighted share of the query a memory holds: its ceiling is 1.
-        return Candidates(
-            items=list(found.values()), keyword_exhaustive=exhaustive, keyword_ranked=False, keyword_ceiling=1.0
-        )
+        return Candidates(items=list(found.values()), keyword_exhaustive=exhaustive, keyword_ceiling=1.0)
 
     @staticmethod
     def _dense(

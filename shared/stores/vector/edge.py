@@ -384,7 +384,6 @@ class EdgeVectorStore:
         return Candidates(
             list(found.values()),
             keyword_exhaustive=len(keyword) < limit,
-            keyword_ranked=True,
             keyword_ceiling=self._keyword_ceiling(user_id, text),
         )
 

@@ -80,9 +80,6 @@ class Candidates:
     items: list[Candidate] = field(default_factory=list)
     # True when the keyword side returned every memory that matched a query word (fewer than asked).
     keyword_exhaustive: bool = True
-    # True when the engine ranked keyword matches itself (BM25); False when the adapter only knows
-    # which memories contain query words (`keyword` is then a share of matched words).
-    keyword_ranked: bool = True
     # The keyword score of a memory holding every query word once, at average length (for BM25
     # with the user's own statistics: the sum of the user's idf over the query words the user's
     # memories hold); 0 when unknown. A keyword score over it is the idf-weighted share of the
@@ -255,11 +252,6 @@ def matches(payload: Mapping[str, Any], filters: SearchFilters | None) -> bool:
         if filters.created_before is not None and created >= (timestamp(filters.created_before) or 0.0):
             return False
     return True
-
-
-def mem0_filter_pairs(filters: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
-    """mem0's filter dict as (key, value) pairs; a value `{"in": [...]}` means one of those."""
-    return [(k, v) for k, v in (filters or {}).items() if v is not None]
 
 
 def belongs(payload: Mapping[str, Any] | None, user_id: str) -> bool:
