@@ -11,7 +11,7 @@ from functions.chat import bp as chat_bp
 from functions.docs import bp as docs_bp
 from functions.memory import bp as memory_bp
 from functions.system import bp as system_bp
-from shared.logging_setup import configure_logging
+from shared.observability.logs import configure_logging
 
 configure_logging()
 

@@ -27,7 +27,7 @@ TAG = "chat"
     )
 )
 def chat_message(req: func.HttpRequest) -> Reply:
-    from shared.models import ChatMessageRequest
+    from shared.contract import ChatMessageRequest
 
     body = parse_body(req, ChatMessageRequest)
     return Reply(get_chat_agent().chat(body.user_id, body.message, body.session_id, body.metadata))
@@ -45,7 +45,7 @@ def chat_message(req: func.HttpRequest) -> Reply:
     )
 )
 def chat_search_memories(req: func.HttpRequest) -> Reply:
-    from shared.models import ChatSearchRequest, MemoryResults
+    from shared.contract import ChatSearchRequest, MemoryResults
 
     body = parse_body(req, ChatSearchRequest)
     return Reply(MemoryResults(results=get_memory_service().search_memories(body.user_id, body.query, body.limit)))
@@ -59,7 +59,7 @@ def chat_search_memories(req: func.HttpRequest) -> Reply:
     )
 )
 def chat_list_memories(req: func.HttpRequest) -> Reply:
-    from shared.models import MemoryList
+    from shared.contract import MemoryList
 
     records = get_memory_service().list_memories(user_from_route(req))
     return Reply(MemoryList(results=records, total=len(records)))
@@ -78,7 +78,7 @@ def chat_list_memories(req: func.HttpRequest) -> Reply:
     )
 )
 def chat_delete_memory(req: func.HttpRequest) -> Reply:
-    from shared.models import DeletedMemory
+    from shared.contract import DeletedMemory
 
     memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
     return Reply(DeletedMemory(memory_id=memory_id))
@@ -92,6 +92,6 @@ def chat_delete_memory(req: func.HttpRequest) -> Reply:
     )
 )
 def chat_delete_user_memories(req: func.HttpRequest) -> Reply:
-    from shared.models import DeletedCount
+    from shared.contract import DeletedCount
 
     return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))

@@ -44,7 +44,7 @@ _DEFAULT_MAX_BODY = 1_048_576
 class EndpointSpec:
     """What the OpenAPI document says about one function.
 
-    Models are named, not imported: they live in shared/models.py and are resolved on first use,
+    Models are named, not imported: they live in shared/contract.py and are resolved on first use,
     so indexing the app (importing function_app) builds no pydantic model.
     """
 
@@ -70,9 +70,9 @@ class EndpointSpec:
 def _model(name: str | None) -> type[BaseModel] | None:
     if name is None:
         return None
-    from shared import models
+    from shared import contract
 
-    model: type[BaseModel] = getattr(models, name)
+    model: type[BaseModel] = getattr(contract, name)
     return model
 
 

@@ -17,14 +17,14 @@ OWNER_PARAM = {"user_id": "When given, the memory must belong to this user (else
 
 
 def user_from_route(req: func.HttpRequest) -> str:
-    from shared.models import UserPath
+    from shared.contract import UserPath
 
     return validate(UserPath, {"user_id": req.route_params.get("user_id", "")}).user_id
 
 
 def owner_from_query(req: func.HttpRequest) -> str | None:
     """The optional `?user_id=` that makes a by-id call check ownership."""
-    from shared.models import OwnerQuery
+    from shared.contract import OwnerQuery
 
     raw = req.params.get("user_id")
     return validate(OwnerQuery, {"user_id": raw}).user_id if raw is not None else None
@@ -38,7 +38,7 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
     )
 )
 def memory_add(req: func.HttpRequest) -> Reply:
-    from shared.models import AddedMemory, MemoryAddRequest
+    from shared.contract import AddedMemory, MemoryAddRequest
 
     body = parse_body(req, MemoryAddRequest)
     record = get_memory_service().add_memory(body.user_id, body.content, body.metadata)
@@ -53,8 +53,8 @@ def memory_add(req: func.HttpRequest) -> Reply:
     )
 )
 def memory_batch_add(req: func.HttpRequest) -> Reply:
+    from shared.contract import BatchAdded, MemoryBatchAddRequest
     from shared.errors import ValidationFailed
-    from shared.models import BatchAdded, MemoryBatchAddRequest
     from shared.settings import get_settings
 
     body = parse_body(req, MemoryBatchAddRequest)
@@ -74,7 +74,7 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
     EndpointSpec("Search a user's memories", TAG, "MemorySearchRequest", "MemoryResults", success_message="搜索完成")
 )
 def memory_search(req: func.HttpRequest) -> Reply:
-    from shared.models import MemoryResults, MemorySearchRequest
+    from shared.contract import MemoryResults, MemorySearchRequest
 
     body = parse_body(req, MemorySearchRequest)
     service = get_memory_service()
@@ -90,7 +90,7 @@ def memory_search(req: func.HttpRequest) -> Reply:
 @bp.route(route="api/memory/user/{user_id}", methods=["GET"], auth_level=API)
 @endpoint(EndpointSpec("List all of a user's memories", TAG, None, "MemoryList", success_message="获取用户记忆成功"))
 def memory_list_user(req: func.HttpRequest) -> Reply:
-    from shared.models import MemoryList
+    from shared.contract import MemoryList
 
     records = get_memory_service().list_memories(user_from_route(req))
     return Reply(MemoryList(results=records, total=len(records)))
@@ -108,7 +108,7 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
     )
 )
 def memory_update(req: func.HttpRequest) -> Reply:
-    from shared.models import MemoryUpdateRequest, UpdatedMemory
+    from shared.contract import MemoryUpdateRequest, UpdatedMemory
 
     body = parse_body(req, MemoryUpdateRequest)
     owner = body.user_id or owner_from_query(req)
@@ -124,7 +124,7 @@ def memory_update(req: func.HttpRequest) -> Reply:
     )
 )
 def memory_delete(req: func.HttpRequest) -> Reply:
-    from shared.models import DeletedMemory
+    from shared.contract import DeletedMemory
 
     memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
     return Reply(DeletedMemory(memory_id=memory_id))
@@ -134,7 +134,7 @@ def memory_delete(req: func.HttpRequest) -> Reply:
 @bp.route(route="api/memory/user/{user_id}", methods=["DELETE"], auth_level=API)
 @endpoint(EndpointSpec("Delete all of a user's memories", TAG, None, "DeletedCount", success_message="用户记忆已删除"))
 def memory_delete_user(req: func.HttpRequest) -> Reply:
-    from shared.models import DeletedCount
+    from shared.contract import DeletedCount
 
     return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
 
@@ -168,7 +168,7 @@ def memory_get(req: func.HttpRequest) -> Reply:
     )
 )
 def memory_history(req: func.HttpRequest) -> Reply:
-    from shared.models import HistoryEntry, MemoryHistory
+    from shared.contract import HistoryEntry, MemoryHistory
 
     memory_id = req.route_params.get("memory_id", "")
     rows = get_memory_service().history(memory_id, owner_from_query(req))
@@ -189,8 +189,8 @@ def memory_history(req: func.HttpRequest) -> Reply:
 def memory_export_user(req: func.HttpRequest) -> Reply:
     from dataclasses import asdict
 
+    from shared.contract import ExportedTurn, UserExport
     from shared.errors import utc_now_iso
-    from shared.models import ExportedTurn, UserExport
 
     user_id = user_from_route(req)
     memories = get_memory_service().export_memories(user_id)
@@ -217,7 +217,7 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
     )
 )
 def memory_graph_user(req: func.HttpRequest) -> Reply:
-    from shared.models import UserGraph
+    from shared.contract import UserGraph
 
     user_id = user_from_route(req)
     include_history = (req.params.get("include_history") or "").lower() in ("1", "true", "yes")

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from typing import Any
 
-from shared.percentiles import percentile
+from shared.observability.percentiles import percentile
 
 _WINDOW = 2048
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import SERVICE_NAME, VERSION
-from shared.models import ErrorEnvelope
+from shared.contract import ErrorEnvelope
 
 _PARAM = re.compile(r"\{([^}:?=*]+)[^}]*\}")
 # An optional parameter that can only be empty stands for "nothing" (how the root route is written).

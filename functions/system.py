@@ -22,12 +22,12 @@ TAG = "system"
     )
 )
 def health(req: func.HttpRequest) -> Reply:
-    from shared.health import run_checks
+    from shared.observability.health import run_checks
     from shared.settings import get_settings
 
     checks = run_checks(get_settings())
     degraded = any(check.get("status") == "down" for check in checks.values())
-    from shared.models import HealthResponse
+    from shared.contract import HealthResponse
 
     return Reply(
         HealthResponse(
@@ -44,7 +44,7 @@ def health(req: func.HttpRequest) -> Reply:
     )
 )
 def metrics_endpoint(req: func.HttpRequest) -> Reply:
-    from shared.models import MetricsResponse
+    from shared.contract import MetricsResponse
 
     return Reply(MetricsResponse(timestamp=time.time(), **metrics.snapshot()))
 
@@ -58,7 +58,7 @@ ROOT_ROUTE = "{root:maxlength(0)?}"
 @bp.route(route=ROOT_ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(EndpointSpec("Service information and links", TAG, None, "ServiceInfo", enveloped=False))
 def service_info(req: func.HttpRequest) -> Reply:
-    from shared.models import ServiceInfo
+    from shared.contract import ServiceInfo
 
     return Reply(
         ServiceInfo(

@@ -9,16 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shared.sessions import SessionStore
     from shared.settings import Settings
+    from shared.stores.state.sessions import SessionStore
 
 
 def build_session_store(settings: Settings) -> SessionStore:
     """Chat sessions in Azure Table Storage when configured, else local files under DATA_DIR."""
     if settings.resolved_state_store == "azure_table":
-        from shared.table_state import TableSessionStore
+        from shared.stores.state.tables import TableSessionStore
 
         return TableSessionStore(settings)
-    from shared.sessions import LocalSessionStore
+    from shared.stores.state.sessions import LocalSessionStore
 
     return LocalSessionStore(settings.data_dir / "sessions")

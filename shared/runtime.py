@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import ServiceError
 
 if TYPE_CHECKING:
-    from shared.chat_agent import ChatAgent
-    from shared.memory_service import MemoryService
-    from shared.sessions import SessionStore
+    from shared.chat.agent import ChatAgent
+    from shared.memory.service import MemoryService
     from shared.settings import Settings
+    from shared.stores.state.sessions import SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,13 @@ def last_build_failure() -> ServiceError | None:
 
 
 def _build_memory_service(settings: Settings) -> MemoryService:
-    from shared.backends import build_embedder, build_memory, prepare_mem0_environment
+    from shared.ai.backends import build_embedder, build_memory, prepare_mem0_environment
 
     prepare_mem0_environment(settings)
+    from shared.ai.llm import build_chat_model
     from shared.graph import build_graph_store
-    from shared.history import build_history_store
-    from shared.llm import build_chat_model
-    from shared.memory_service import MemoryService, vector_store_calls
+    from shared.memory.service import MemoryService, vector_store_calls
+    from shared.stores.state.history import build_history_store
 
     embedder = build_embedder(settings)
     history = build_history_store(settings)
@@ -69,7 +69,7 @@ def _build_memory_service(settings: Settings) -> MemoryService:
         store = build_vector_store(settings)
         memory = build_memory(settings, embedder, llm, history, store)
     graph = build_graph_store(settings, embedder, llm)
-    from shared.search import HybridSearcher
+    from shared.search.hybrid import HybridSearcher
 
     searcher = HybridSearcher(store, embedder, settings)
     logger.info(
@@ -97,7 +97,7 @@ def get_chat_agent() -> ChatAgent:
         service = get_memory_service()
         with _lock:
             if _chat_agent is None:
-                from shared.chat_agent import build_chat_agent
+                from shared.chat.agent import build_chat_agent
 
                 _chat_agent = build_chat_agent(get_settings(), service, get_session_store())
     return _chat_agent

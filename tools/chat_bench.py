@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from shared.percentiles import percentile
+from shared.observability.percentiles import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"

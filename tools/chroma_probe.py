@@ -108,7 +108,7 @@ def main() -> None:
 
     import chromadb
 
-    from shared.models import SearchFilters
+    from shared.contract import SearchFilters
     from shared.stores.vector.chroma import ChromaVectorStore, keyword_patterns, query_terms
 
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.percentiles import percentile
+from shared.observability.percentiles import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ def typical_turn(user_id: str, rng: random.Random, n: int) -> Callable[[str], di
 
 def run(uri: str, user: str, password: str, database: str, users: int, entities: int, samples: int) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
-    from shared.embeddings import LocalEmbedder
+    from shared.ai.embeddings import LocalEmbedder
     from shared.graph import GraphStore
     from shared.settings import Settings
 

@@ -3,7 +3,7 @@
     python -m tools.retrieval_lab [--data FILE] [--variants NAME,...] [--store edge|chroma]
 
 The protocol is `tools.bench.locomo`'s (one user per conversation, one memory per turn, limit 10,
-categories 1-4), run on `shared.search.HybridSearcher` with the weights or pool of each variant, so
+categories 1-4), run on `shared.search.hybrid.HybridSearcher` with the weights or pool of each variant, so
 figures here and in `python -m tools.bench locomo` (which goes through HTTP) are comparable. It
 exists to choose the ranking's constants; none of them may be specific to a conversation.
 """
@@ -61,8 +61,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         "LOCAL_EMBEDDING_MODEL_PATH", str(DEFAULT_LOCOMO.parents[2] / "models" / "all-MiniLM-L6-v2-onnx")
     )
     from shared import runtime
-    from shared import search as search_module
-    from shared.models import MemoryInput
+    from shared.contract import MemoryInput
+    from shared.search import hybrid as search_module
     from shared.settings import Settings
 
     data = tempfile.mkdtemp(prefix="lab-")
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
 def _coverage(service: Any, conversations: Any) -> None:
     """How often the gold turns are among the engine's candidates (or their fetched neighbours)."""
-    from shared import search as search_module
+    from shared.search import hybrid as search_module
 
     store, embedder = service.store, service.embedder
     held = total = in_top = 0

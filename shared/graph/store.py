@@ -48,7 +48,7 @@ from shared.graph.prompt import build_extraction_messages
 if TYPE_CHECKING:
     from neo4j import ManagedTransaction
 
-    from shared.embeddings import Embedder
+    from shared.ai.embeddings import Embedder
     from shared.settings import Settings
 
 # The package's name, as when graph memory was one module: log filters and queries keep working.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared import runtime
-from shared.sessions import _digest
+from shared.stores.state.sessions import _digest
 from tests.helpers import local_model_path
 from tools.harness.fake_openai import FakeOpenAIServer
 

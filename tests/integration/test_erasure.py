@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from shared import runtime
-from shared.memory_service import MemoryService
-from shared.models import MemoryInput
-from shared.sessions import Turn
+from shared.contract import MemoryInput
+from shared.memory.service import MemoryService
 from shared.settings import Settings
+from shared.stores.state.sessions import Turn
 from tests.helpers import local_model_path
 
 

@@ -21,7 +21,8 @@ import pytest
 from neo4j import GraphDatabase
 
 from shared import graph as graph_package
-from shared.embeddings import LocalEmbedder
+from shared.ai.embeddings import LocalEmbedder
+from shared.ai.llm import build_chat_model
 from shared.errors import BackendUnavailable
 from shared.graph import (
     EXTRACTION_PROMPT_MARKER,
@@ -37,7 +38,6 @@ from shared.graph import (
 )
 from shared.graph import cypher as cypher_module
 from shared.graph import extraction as extraction_module
-from shared.llm import build_chat_model
 from shared.settings import Settings
 from tests.fixtures.harness import neo4j_server  # noqa: F401 - registers the fixture
 from tests.helpers import local_model_path

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import llm
-from shared.embeddings import OpenAIEmbedder
+from shared.ai import llm
+from shared.ai.embeddings import OpenAIEmbedder
 from shared.errors import BackendUnavailable
 from shared.settings import Settings
 from tools.harness.fake_openai import FakeOpenAIServer, StaticTokenCredential

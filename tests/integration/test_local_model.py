@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import embeddings
-from shared.embeddings import LocalEmbedder
+from shared.ai import embeddings
+from shared.ai.embeddings import LocalEmbedder
 from shared.errors import ConfigurationProblem
 
 

@@ -1,4 +1,4 @@
-"""Hybrid search (shared/search.py) through the real store engines: Qdrant Edge in process, the Qdrant
+"""Hybrid search (shared/search/hybrid.py) through the real store engines: Qdrant Edge in process, the Qdrant
 adapter over qdrant-client's local mode, and a Chroma server.
 
 Text analysis and the ranking of candidates, without a store, are in tests/unit/test_search_ranking.py."""
@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 
-from shared.embeddings import Embedder
-from shared.memory_service import MemoryService
-from shared.models import MemoryInput, SearchFilters
-from shared.search import DEFAULT_WEIGHTS, HybridSearcher
+from shared.ai.embeddings import Embedder
+from shared.contract import MemoryInput, SearchFilters
+from shared.memory.service import MemoryService
+from shared.search.hybrid import DEFAULT_WEIGHTS, HybridSearcher
 from shared.settings import Settings
 from tests.helpers import local_model_path
 
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    from shared.backends import build_embedder
+    from shared.ai.backends import build_embedder
 
     return build_embedder(_settings(Path("/nonexistent")))
 
@@ -73,9 +73,9 @@ def _service(settings: Settings, embedder: Embedder) -> MemoryService:
 
 
 def _service_on(store: Any, settings: Settings, embedder: Embedder) -> MemoryService:
-    from shared.backends import build_memory, prepare_mem0_environment
-    from shared.history import build_history_store
-    from shared.llm import build_chat_model
+    from shared.ai.backends import build_memory, prepare_mem0_environment
+    from shared.ai.llm import build_chat_model
+    from shared.stores.state.history import build_history_store
 
     prepare_mem0_environment(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.embeddings import Embedder, LocalEmbedder
+from shared.ai.embeddings import Embedder, LocalEmbedder
+from shared.contract import SearchFilters
 from shared.errors import ConfigurationProblem
-from shared.models import SearchFilters
 from shared.stores.vector import build_vector_store, is_old_embedded_store
 from shared.stores.vector.edge import EdgeVectorStore
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, VectorStore
@@ -239,10 +239,10 @@ def test_the_seeds_chinese_examples_are_keyword_candidates(store: EdgeVectorStor
 
 
 def test_mem0_memory_works_on_the_adapter(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.backends import build_memory, prepare_mem0_environment
-    from shared.history import build_history_store
-    from shared.llm import build_chat_model
+    from shared.ai.backends import build_memory, prepare_mem0_environment
+    from shared.ai.llm import build_chat_model
     from shared.settings import Settings
+    from shared.stores.state.history import build_history_store
 
     settings = Settings(data_dir=tmp_path / "data", local_embedding_model_path=local_model_path(), state_store="local")
     prepare_mem0_environment(settings)
@@ -322,13 +322,13 @@ def test_a_rewrite_never_brings_back_a_memory_deleted_meanwhile(store: EdgeVecto
 
 
 def test_an_update_that_loses_a_race_with_a_delete_is_not_found(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.backends import build_memory, prepare_mem0_environment
+    from shared.ai.backends import build_memory, prepare_mem0_environment
+    from shared.ai.llm import build_chat_model
+    from shared.contract import MemoryInput
     from shared.errors import NotFound
-    from shared.history import build_history_store
-    from shared.llm import build_chat_model
-    from shared.memory_service import MemoryService
-    from shared.models import MemoryInput
+    from shared.memory.service import MemoryService
     from shared.settings import Settings
+    from shared.stores.state.history import build_history_store
 
     settings = Settings(data_dir=tmp_path / "data", local_embedding_model_path=local_model_path(), state_store="local")
     prepare_mem0_environment(settings)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from shared.embeddings import Embedder, LocalEmbedder
+from shared.ai.embeddings import Embedder, LocalEmbedder
+from shared.contract import SearchFilters
 from shared.errors import ConfigurationProblem
-from shared.models import SearchFilters
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, VectorStore
 from shared.stores.vector.qdrant import QdrantServerStore, text_index_params
 from tests.helpers import local_model_path
@@ -333,10 +333,10 @@ def test_chinese_keyword_side(store: QdrantServerStore, embedder: Embedder) -> N
 
 # --- mem0 on the adapter -----------------------------------------------------------------------
 def test_mem0_memory_works_on_the_adapter(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.backends import build_memory, prepare_mem0_environment
-    from shared.history import build_history_store
-    from shared.llm import build_chat_model
+    from shared.ai.backends import build_memory, prepare_mem0_environment
+    from shared.ai.llm import build_chat_model
     from shared.settings import Settings
+    from shared.stores.state.history import build_history_store
 
     settings = Settings(
         data_dir=tmp_path / "data",

@@ -77,7 +77,7 @@ def test_import_does_no_io_and_loads_no_model() -> None:
         "openai",
         "neo4j",
         "pydantic",
-        "shared.models",
+        "shared.contract",
     )
     code = f"import sys, function_app; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

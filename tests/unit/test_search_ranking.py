@@ -1,4 +1,4 @@
-"""Hybrid search (shared/search.py, shared/text.py) without a store: text analysis and the ranking of engine candidates.
+"""Hybrid search (shared/search/) without a store: text analysis and the ranking of engine candidates.
 
 The search through the real store engines is in tests/integration/test_search.py."""
 
@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from shared.search import (
+from shared.search.hybrid import (
     CONTEXT_WINDOW_SECONDS,
     DEFAULT_WEIGHTS,
     Query,
     add_context,
     own_scores,
 )
+from shared.search.text import memory_month, memory_speaker, parse_month, query_months, tokenize
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate
-from shared.text import memory_month, memory_speaker, parse_month, query_months, tokenize
 
 
 # --- text analysis ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     import function_app  # noqa: F401  (the import being measured)
 
     mark("import function_app")
-    from shared.backends import prepare_mem0_environment
+    from shared.ai.backends import prepare_mem0_environment
     from shared.settings import get_settings
 
     settings = get_settings()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.percentiles import percentile  # the one definition, shared with /metrics
+from shared.observability.percentiles import percentile  # the one definition, shared with /metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The team's shared folder sits beside the repo (in CI too); data and models are never copied in.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tools.bench.host import service_env
 
 if TYPE_CHECKING:
-    from shared.memory_service import MemoryService
+    from shared.memory.service import MemoryService
     from shared.settings import Settings
 
 
@@ -50,12 +50,12 @@ def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
 
     Only what mem0 cannot do by itself here is supplied: our ONNX embedder (mem0's FastEmbed wrapper
     cannot load a model from a folder), the inert LLM, and no BM25 model (mem0 would fetch one from
-    a hub). None of the service's own store work is applied (shared.backends.build_memory wraps the
+    a hub). None of the service's own store work is applied (shared.ai.backends.build_memory wraps the
     store in our own adapter): that is what we measure against.
     `client` shares an open store client (the embedded Qdrant folder admits one client per process).
     """
-    from shared.backends import build_embedder, prepare_mem0_environment
-    from shared.llm import NoChatModel
+    from shared.ai.backends import build_embedder, prepare_mem0_environment
+    from shared.ai.llm import NoChatModel
 
     prepare_mem0_environment(settings)
     from mem0 import Memory

@@ -426,7 +426,7 @@ def _profile(
     its Chroma adapter reads one shared collection, not the per-user layout the service writes
     (`tools.bench locomo --baseline mem0` compares with plain mem0 on a store of its own).
     """
-    from shared.models import MemoryInput
+    from shared.contract import MemoryInput
     from tools.bench.inproc import build_service, settings_for
     from tools.bench.profile import probe_chroma, profile_adds, profile_search
 

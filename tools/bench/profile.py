@@ -114,7 +114,7 @@ def _owners(service: Any) -> dict[str, Any]:
         "lemmatization": lemmatization,
     }
     try:
-        import shared.search as search_module
+        import shared.search.hybrid as search_module
 
         owners["search_module"] = search_module
     except ImportError:  # a service without the hybrid searcher

@@ -20,7 +20,7 @@ Layout, all created in cosine space:
 
 Keyword candidates. Single-node Chroma has no sparse index, so no BM25. A record's document is not
 the raw text (that stays in the payload as mem0's `data`) but its analysed form ` term term `:
-the distinct terms of `shared.text.tokenize` (casefolded Snowball stems without stop words, CJK
+the distinct terms of `shared.search.text.tokenize` (casefolded Snowball stems without stop words, CJK
 character bigrams) between single spaces. `$contains` is a case-sensitive `LIKE` substring test
 (on raw text "python" misses "Python" and "art" hits "party"), and each `$contains` of an `$or`
 is another pass (measured ~20 ms a term), so the query is one `$regex`, ` (?:t1|t2|...) `: exact
@@ -79,6 +79,7 @@ import numpy as np
 from chromadb.errors import NotFoundError, UniqueConstraintError
 
 from shared.errors import ConfigurationProblem
+from shared.search.text import tokenize
 from shared.stores.vector.port import (
     SEQ_KEY,
     TEXT_KEY,
@@ -95,12 +96,11 @@ from shared.stores.vector.port import (
     timestamp,
     user_filter_value,
 )
-from shared.text import tokenize
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
-    from shared.models import SearchFilters
+    from shared.contract import SearchFilters
 
 # chromadb's parameter types (TypedDict `where`s, numpy-or-sequence unions) are stricter than the
 # plain dicts and lists built here, and the server validates every call anyway.
@@ -335,7 +335,7 @@ class ChromaVectorStore:
 
     mem0's interface is implemented method by method (every abstract method of its
     `VectorStoreBase`), not inherited: importing mem0 here would run its import-time setup (its
-    telemetry flag, its home folder) before `shared.backends.prepare_mem0_environment` set them.
+    telemetry flag, its home folder) before `shared.ai.backends.prepare_mem0_environment` set them.
     """
 
     kind = "chroma"
@@ -926,7 +926,7 @@ class ChromaVectorStore:
     # --- maintenance ---------------------------------------------------------------------------
     def reanalyse(self) -> int:
         """Rewrites every document whose analysed form is not what `analysed` makes of its text
-        today (after a change to `shared.text.tokenize`). A full scan, for an operator to run
+        today (after a change to `shared.search.text.tokenize`). A full scan, for an operator to run
         once; returns how many documents changed."""
         changed = 0
         for collection in self._user_collections():

@@ -46,7 +46,7 @@ from shared.stores.vector.port import (
 )
 
 if TYPE_CHECKING:
-    from shared.models import SearchFilters
+    from shared.contract import SearchFilters
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from shared.text import STOP_WORDS
+from shared.search.text import STOP_WORDS
 
 if TYPE_CHECKING:
-    from shared.models import SearchFilters
+    from shared.contract import SearchFilters
 
 SEQ_KEY = "_seq"
 TS_KEY = "_ts"
@@ -195,7 +195,7 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     ts = timestamp(out.get("created_at"))
     if ts is not None:
         out[TS_KEY] = ts
-    from shared.text import memory_month, memory_speaker, tokenize
+    from shared.search.text import memory_month, memory_speaker, tokenize
 
     out[MONTH_KEY] = month_keys(*memory_month(out))
     speaker = memory_speaker(out)

@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared.search.text import Month, memory_month, memory_speaker, query_months, tokenize
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate, Hints, matches, month_keys
-from shared.text import Month, memory_month, memory_speaker, query_months, tokenize
 
 if TYPE_CHECKING:
-    from shared.embeddings import Embedder
-    from shared.models import MemoryRecord, SearchFilters
+    from shared.ai.embeddings import Embedder
+    from shared.contract import MemoryRecord, SearchFilters
     from shared.settings import Settings
     from shared.stores.vector.port import VectorStore
 
@@ -234,7 +234,7 @@ class HybridSearcher:
     def _records(
         self, ranked: Sequence[Scored], limit: int, filters: SearchFilters | None, threshold: float | None
     ) -> list[MemoryRecord]:
-        from shared.records import record_from_payload
+        from shared.memory.records import record_from_payload
 
         records = []
         for item in ranked:

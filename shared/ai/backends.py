@@ -1,8 +1,8 @@
 """Builds mem0 against the configured stores, with our embedder, LLM and history store plugged in.
 
 mem0 builds its own embedder, LLM and SQLite history from provider names; we let it, with inert
-settings, then replace those three parts with ours (see `shared/embeddings.py`, `shared/llm.py`,
-`shared/history.py`). The vector store is our own adapter (`shared/stores/vector/`), which mem0
+settings, then replace those three parts with ours (see `shared/ai/embeddings.py`, `shared/ai/llm.py`,
+`shared/stores/state/history.py`). The vector store is our own adapter (`shared/stores/vector/`), which mem0
 writes through and our search queries directly.
 """
 
@@ -13,7 +13,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from shared.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder
+from shared.ai.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def build_embedder(settings: Settings) -> Embedder:
         return LocalEmbedder(
             settings.local_embedding_model, settings.local_embedding_model_path, dims, settings.local_embedding_threads
         )
-    from shared.llm import OpenAIClientFactory
+    from shared.ai.llm import OpenAIClientFactory
 
     clients = OpenAIClientFactory(settings, settings.embedding_provider)
     if settings.embedding_provider == "azure_openai":

@@ -16,15 +16,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.embeddings import Embedder
+from shared.ai.embeddings import Embedder
+from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
-from shared.models import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
-from shared.records import record_from_payload
+from shared.memory.records import record_from_payload
 from shared.settings import Settings
 from shared.stores.vector.port import VectorStore, belongs
 
 if TYPE_CHECKING:
-    from shared.search import HybridSearcher
+    from shared.search.hybrid import HybridSearcher
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class MemoryService:
     ) -> list[MemoryRecord]:
         """The user's memories most relevant to `query`, best first."""
         if self.searcher is None:
-            from shared.search import HybridSearcher
+            from shared.search.hybrid import HybridSearcher
 
             self.searcher = HybridSearcher(self.store, self.embedder, self.settings)
         with vector_store_calls():

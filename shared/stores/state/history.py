@@ -58,7 +58,7 @@ class LocalHistoryStore(SQLiteManager):
 
 def build_history_store(settings: Settings) -> Any:
     if settings.resolved_state_store == "azure_table":
-        from shared.table_state import TableHistoryStore
+        from shared.stores.state.tables import TableHistoryStore
 
         return TableHistoryStore(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

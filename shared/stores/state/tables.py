@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import BackendUnavailable
-from shared.sessions import Turn
 from shared.settings import Settings
+from shared.stores.state.sessions import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class _Tables:
         target = self.settings.table_connection or ""
         options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 15}
         if target.startswith(("http://", "https://")):
-            from shared.llm import azure_credential
+            from shared.ai.llm import azure_credential
 
             return TableServiceClient(endpoint=target, credential=azure_credential(self.settings), **options)
         return TableServiceClient.from_connection_string(target, **options)

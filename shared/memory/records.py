@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.models import RESERVED_METADATA_KEYS, MemoryRecord
+from shared.contract import RESERVED_METADATA_KEYS, MemoryRecord
 from shared.stores.vector.port import DERIVED_KEYS
 
 # Payload keys mem0 and the store adapters own; user metadata can never overwrite them (validated
-# in shared/models.py) and they are not returned as metadata.
+# in shared/contract.py) and they are not returned as metadata.
 CORE_PAYLOAD_KEYS = RESERVED_METADATA_KEYS | DERIVED_KEYS
 
 

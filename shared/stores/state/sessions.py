@@ -1,7 +1,7 @@
 """Chat session turns, kept where every worker can read them.
 
 `LocalSessionStore` (zero-setup default) keeps one JSON file per session under DATA_DIR: fine for
-one process on one machine. `TableSessionStore` (shared/table_state.py) is the multi-worker store.
+one process on one machine. `TableSessionStore` (shared/stores/state/tables.py) is the multi-worker store.
 Sessions are keyed by user *and* session id, so one user can never read another's session, even
 with a guessed session id.
 """

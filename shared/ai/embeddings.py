@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.errors import ConfigurationProblem
 
 if TYPE_CHECKING:
-    from shared.llm import OpenAIClientFactory
+    from shared.ai.llm import OpenAIClientFactory
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class OpenAIEmbedder:
         return self.embed_batch([text], memory_action)[0]
 
     def embed_batch(self, texts: Sequence[str], memory_action: str | None = "add") -> list[list[float]]:
-        from shared.llm import call_with_retries
+        from shared.ai.llm import call_with_retries
 
         cleaned = [t.replace("\n", " ") for t in texts]
         extra: dict[str, Any] = {"dimensions": self.dims} if self._send_dimensions else {}

@@ -15,11 +15,11 @@ import logging
 import uuid
 from typing import Any
 
+from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
 from shared.errors import LlmNotConfigured, utc_now_iso
-from shared.memory_service import MemoryService, vector_store_calls
-from shared.models import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
-from shared.sessions import SessionStore, Turn
+from shared.memory.service import MemoryService, vector_store_calls
 from shared.settings import Settings
+from shared.stores.state.sessions import SessionStore, Turn
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Logs, health checks and the percentile the metrics and benchmarks share."""
