@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import EndpointSpec, Reply, endpoint, parse_body
-from functions.memory import OWNER_PARAM, owner_from_query, user_from_route
+from functions import memory
+from functions.http import EndpointSpec, Reply, api, blueprint, parse_body
 from shared.runtime import get_chat_agent, get_memory_service
 
-bp = func.Blueprint()
-API = func.AuthLevel.FUNCTION
+bp = blueprint()
 TAG = "chat"
 
 
-@bp.function_name("chat_message")
-@bp.route(route="api/chat/message", methods=["POST"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "chat_message",
+    "api/chat/message",
+    "POST",
     EndpointSpec(
         "Chat with memory",
         TAG,
@@ -24,7 +25,7 @@ TAG = "chat"
         enveloped=False,
         description="Answers with the LLM using the user's relevant memories and the session's "
         "earlier turns, then stores what it learned. 503 `llm_not_configured` without an LLM.",
-    )
+    ),
 )
 def chat_message(req: func.HttpRequest) -> Reply:
     from shared.contract import ChatMessageRequest
@@ -33,16 +34,18 @@ def chat_message(req: func.HttpRequest) -> Reply:
     return Reply(get_chat_agent().chat(body.user_id, body.message, body.session_id, body.metadata))
 
 
-@bp.function_name("chat_search_memories")
-@bp.route(route="api/chat/search-memories", methods=["POST"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "chat_search_memories",
+    "api/chat/search-memories",
+    "POST",
     EndpointSpec(
         "Search a user's memories (chat shortcut)",
         TAG,
         "ChatSearchRequest",
         "MemoryResults",
         success_message="搜索完成",
-    )
+    ),
 )
 def chat_search_memories(req: func.HttpRequest) -> Reply:
     from shared.contract import ChatSearchRequest, MemoryResults
@@ -51,47 +54,39 @@ def chat_search_memories(req: func.HttpRequest) -> Reply:
     return Reply(MemoryResults(results=get_memory_service().search_memories(body.user_id, body.query, body.limit)))
 
 
-@bp.function_name("chat_list_memories")
-@bp.route(route="api/chat/memories/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(
+# The original API's chat-side memory shortcuts: the memory endpoints' own handlers on the chat
+# routes, with the original's messages.
+api(
+    bp,
+    "chat_list_memories",
+    "api/chat/memories/{user_id}",
+    "GET",
     EndpointSpec(
         "List all of a user's memories (chat shortcut)", TAG, None, "MemoryList", success_message="获取用户记忆成功"
-    )
-)
-def chat_list_memories(req: func.HttpRequest) -> Reply:
-    from shared.contract import MemoryList
+    ),
+)(memory.memory_list_user)
 
-    records = get_memory_service().list_memories(user_from_route(req))
-    return Reply(MemoryList(results=records, total=len(records)))
-
-
-@bp.function_name("chat_delete_memory")
-@bp.route(route="api/chat/memory/{memory_id}", methods=["DELETE"], auth_level=API)
-@endpoint(
+api(
+    bp,
+    "chat_delete_memory",
+    "api/chat/memory/{memory_id}",
+    "DELETE",
     EndpointSpec(
         "Delete one memory (chat shortcut)",
         TAG,
         None,
         "DeletedMemory",
         success_message="记忆删除成功",
-        query_params=OWNER_PARAM,
-    )
-)
-def chat_delete_memory(req: func.HttpRequest) -> Reply:
-    from shared.contract import DeletedMemory
+        query_params=memory.OWNER_PARAM,
+    ),
+)(memory.memory_delete)
 
-    memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
-    return Reply(DeletedMemory(memory_id=memory_id))
-
-
-@bp.function_name("chat_delete_user_memories")
-@bp.route(route="api/chat/memories/{user_id}", methods=["DELETE"], auth_level=API)
-@endpoint(
+api(
+    bp,
+    "chat_delete_user_memories",
+    "api/chat/memories/{user_id}",
+    "DELETE",
     EndpointSpec(
         "Delete all of a user's memories (chat shortcut)", TAG, None, "DeletedCount", success_message="用户记忆已清除"
-    )
-)
-def chat_delete_user_memories(req: func.HttpRequest) -> Reply:
-    from shared.contract import DeletedCount
-
-    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
+    ),
+)(memory.memory_delete_user)

@@ -10,10 +10,10 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.http import EndpointSpec, endpoint
+from functions.http import EndpointSpec, api, blueprint
 from shared.errors import NotFound
 
-bp = func.Blueprint()
+bp = blueprint()
 TAG = "docs"
 _ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "favicon-16x16.png"}
 
@@ -62,27 +62,40 @@ def _assets_dir() -> Path:
     return Path(swagger_ui.__file__).resolve().parent / "static"
 
 
-@bp.function_name("openapi_document")
-@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(EndpointSpec("The OpenAPI 3.1 document of this API", TAG, None, None, enveloped=False))
+@api(
+    bp,
+    "openapi_document",
+    "openapi.json",
+    "GET",
+    EndpointSpec("The OpenAPI 3.1 document of this API", TAG, None, None, enveloped=False),
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(_document_json(), mimetype="application/json", charset="utf-8")
 
 
-@bp.function_name("docs_page")
-@bp.route(route="docs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(
+@api(
+    bp,
+    "docs_page",
+    "docs",
+    "GET",
     EndpointSpec(
         "Interactive API documentation (Swagger UI)", TAG, None, None, enveloped=False, content_type="text/html"
-    )
+    ),
+    auth_level=func.AuthLevel.ANONYMOUS,
 )
 def docs_page(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(_PAGE, mimetype="text/html", charset="utf-8")
 
 
-@bp.function_name("docs_asset")
-@bp.route(route="docs/assets/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(EndpointSpec("Swagger UI assets", TAG, None, None, enveloped=False, content_type="application/octet-stream"))
+@api(
+    bp,
+    "docs_asset",
+    "docs/assets/{name}",
+    "GET",
+    EndpointSpec("Swagger UI assets", TAG, None, None, enveloped=False, content_type="application/octet-stream"),
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
 def docs_asset(req: func.HttpRequest) -> func.HttpResponse:
     name = req.route_params.get("name", "")
     if name not in _ASSETS:

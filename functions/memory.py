@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import EndpointSpec, Reply, endpoint, parse_body, validate
+from functions.http import EndpointSpec, Reply, api, blueprint, parse_body, validate
 from shared.runtime import get_memory_service, get_session_store
 
-bp = func.Blueprint()
-API = func.AuthLevel.FUNCTION
+bp = blueprint()
 TAG = "memory"
 OWNER_PARAM = {"user_id": "When given, the memory must belong to this user (else 403)."}
 
@@ -30,12 +29,14 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
     return validate(OwnerQuery, {"user_id": raw}).user_id if raw is not None else None
 
 
-@bp.function_name("memory_add")
-@bp.route(route="api/memory/add", methods=["POST"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_add",
+    "api/memory/add",
+    "POST",
     EndpointSpec(
         "Add one memory (stored as given)", TAG, "MemoryAddRequest", "AddedMemory", success_message="记忆添加成功"
-    )
+    ),
 )
 def memory_add(req: func.HttpRequest) -> Reply:
     from shared.contract import AddedMemory, MemoryAddRequest
@@ -45,12 +46,14 @@ def memory_add(req: func.HttpRequest) -> Reply:
     return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
 
 
-@bp.function_name("memory_batch_add")
-@bp.route(route="api/memory/batch-add", methods=["POST"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_batch_add",
+    "api/memory/batch-add",
+    "POST",
     EndpointSpec(
         "Add many memories in one call", TAG, "MemoryBatchAddRequest", "BatchAdded", success_message="批量添加记忆成功"
-    )
+    ),
 )
 def memory_batch_add(req: func.HttpRequest) -> Reply:
     from shared.contract import BatchAdded, MemoryBatchAddRequest
@@ -68,10 +71,12 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
     return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
 
 
-@bp.function_name("memory_search")
-@bp.route(route="api/memory/search", methods=["POST"], auth_level=API)
-@endpoint(
-    EndpointSpec("Search a user's memories", TAG, "MemorySearchRequest", "MemoryResults", success_message="搜索完成")
+@api(
+    bp,
+    "memory_search",
+    "api/memory/search",
+    "POST",
+    EndpointSpec("Search a user's memories", TAG, "MemorySearchRequest", "MemoryResults", success_message="搜索完成"),
 )
 def memory_search(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryResults, MemorySearchRequest
@@ -86,9 +91,13 @@ def memory_search(req: func.HttpRequest) -> Reply:
     return Reply(MemoryResults(results=results, relations=graph.relations, warnings=warnings))
 
 
-@bp.function_name("memory_list_user")
-@bp.route(route="api/memory/user/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("List all of a user's memories", TAG, None, "MemoryList", success_message="获取用户记忆成功"))
+@api(
+    bp,
+    "memory_list_user",
+    "api/memory/user/{user_id}",
+    "GET",
+    EndpointSpec("List all of a user's memories", TAG, None, "MemoryList", success_message="获取用户记忆成功"),
+)
 def memory_list_user(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryList
 
@@ -96,16 +105,18 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
     return Reply(MemoryList(results=records, total=len(records)))
 
 
-@bp.function_name("memory_update")
-@bp.route(route="api/memory/update", methods=["PUT"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_update",
+    "api/memory/update",
+    "PUT",
     EndpointSpec(
         "Update a memory's text and metadata",
         TAG,
         "MemoryUpdateRequest",
         "UpdatedMemory",
         success_message="记忆更新成功",
-    )
+    ),
 )
 def memory_update(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryUpdateRequest, UpdatedMemory
@@ -116,12 +127,14 @@ def memory_update(req: func.HttpRequest) -> Reply:
     return Reply(UpdatedMemory(memory_id=record.id, content=record.memory))
 
 
-@bp.function_name("memory_delete")
-@bp.route(route="api/memory/memory/{memory_id}", methods=["DELETE"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_delete",
+    "api/memory/memory/{memory_id}",
+    "DELETE",
     EndpointSpec(
         "Delete one memory", TAG, None, "DeletedMemory", success_message="记忆删除成功", query_params=OWNER_PARAM
-    )
+    ),
 )
 def memory_delete(req: func.HttpRequest) -> Reply:
     from shared.contract import DeletedMemory
@@ -130,34 +143,46 @@ def memory_delete(req: func.HttpRequest) -> Reply:
     return Reply(DeletedMemory(memory_id=memory_id))
 
 
-@bp.function_name("memory_delete_user")
-@bp.route(route="api/memory/user/{user_id}", methods=["DELETE"], auth_level=API)
-@endpoint(EndpointSpec("Delete all of a user's memories", TAG, None, "DeletedCount", success_message="用户记忆已删除"))
+@api(
+    bp,
+    "memory_delete_user",
+    "api/memory/user/{user_id}",
+    "DELETE",
+    EndpointSpec("Delete all of a user's memories", TAG, None, "DeletedCount", success_message="用户记忆已删除"),
+)
 def memory_delete_user(req: func.HttpRequest) -> Reply:
     from shared.contract import DeletedCount
 
     return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
 
 
-@bp.function_name("memory_stats")
-@bp.route(route="api/memory/stats/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(EndpointSpec("Memory statistics of a user", TAG, None, "MemoryStats", success_message="统计信息获取成功"))
+@api(
+    bp,
+    "memory_stats",
+    "api/memory/stats/{user_id}",
+    "GET",
+    EndpointSpec("Memory statistics of a user", TAG, None, "MemoryStats", success_message="统计信息获取成功"),
+)
 def memory_stats(req: func.HttpRequest) -> Reply:
     return Reply(get_memory_service().stats(user_from_route(req)))
 
 
-@bp.function_name("memory_get")
-@bp.route(route="api/memory/memory/{memory_id}", methods=["GET"], auth_level=API)
-@endpoint(
-    EndpointSpec("Get one memory", TAG, None, "MemoryRecord", success_message="获取记忆成功", query_params=OWNER_PARAM)
+@api(
+    bp,
+    "memory_get",
+    "api/memory/memory/{memory_id}",
+    "GET",
+    EndpointSpec("Get one memory", TAG, None, "MemoryRecord", success_message="获取记忆成功", query_params=OWNER_PARAM),
 )
 def memory_get(req: func.HttpRequest) -> Reply:
     return Reply(get_memory_service().get_memory(req.route_params.get("memory_id", ""), owner_from_query(req)))
 
 
-@bp.function_name("memory_history")
-@bp.route(route="api/memory/memory/{memory_id}/history", methods=["GET"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_history",
+    "api/memory/memory/{memory_id}/history",
+    "GET",
     EndpointSpec(
         "Change history of one memory",
         TAG,
@@ -165,7 +190,7 @@ def memory_get(req: func.HttpRequest) -> Reply:
         "MemoryHistory",
         success_message="获取记忆历史成功",
         query_params=OWNER_PARAM,
-    )
+    ),
 )
 def memory_history(req: func.HttpRequest) -> Reply:
     from shared.contract import HistoryEntry, MemoryHistory
@@ -175,22 +200,24 @@ def memory_history(req: func.HttpRequest) -> Reply:
     return Reply(MemoryHistory(memory_id=memory_id, history=[HistoryEntry.model_validate(r) for r in rows]))
 
 
-@bp.function_name("memory_export_user")
-@bp.route(route="api/memory/export/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_export_user",
+    "api/memory/export/{user_id}",
+    "GET",
     EndpointSpec(
         "Export all of a user's data (memories with history, chat sessions)",
         TAG,
         None,
         "UserExport",
         success_message="用户数据导出成功",
-    )
+    ),
 )
 def memory_export_user(req: func.HttpRequest) -> Reply:
     from dataclasses import asdict
 
+    from shared.context import iso_utc
     from shared.contract import ExportedTurn, UserExport
-    from shared.errors import utc_now_iso
 
     user_id = user_from_route(req)
     memories = get_memory_service().export_memories(user_id)
@@ -199,14 +226,14 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
         for session_id, turns in get_session_store().export_user(user_id).items()
     }
     graph = get_memory_service().user_graph(user_id, include_history=True)
-    return Reply(
-        UserExport(user_id=user_id, exported_at=utc_now_iso(), memories=memories, sessions=sessions, graph=graph)
-    )
+    return Reply(UserExport(user_id=user_id, exported_at=iso_utc(), memories=memories, sessions=sessions, graph=graph))
 
 
-@bp.function_name("memory_graph_user")
-@bp.route(route="api/memory/graph/{user_id}", methods=["GET"], auth_level=API)
-@endpoint(
+@api(
+    bp,
+    "memory_graph_user",
+    "api/memory/graph/{user_id}",
+    "GET",
     EndpointSpec(
         "A user's graph memory (entities and relations)",
         TAG,
@@ -214,7 +241,7 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
         "UserGraph",
         success_message="获取用户图谱成功",
         query_params={"include_history": "`true` also returns relations that were replaced (valid=false)."},
-    )
+    ),
 )
 def memory_graph_user(req: func.HttpRequest) -> Reply:
     from shared.contract import UserGraph

@@ -6,20 +6,23 @@ import time
 
 import azure.functions as func
 
-from functions.http import EndpointSpec, Reply, endpoint
+from functions.http import EndpointSpec, Reply, api, blueprint
 from functions.metrics import metrics
 from shared import SERVICE_NAME, VERSION
 
-bp = func.Blueprint()
+bp = blueprint()
 TAG = "system"
 
 
-@bp.function_name("health")
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(
+@api(
+    bp,
+    "health",
+    "health",
+    "GET",
     EndpointSpec(
         "Service health, with a cheap check of each configured dependency", TAG, None, "HealthResponse", enveloped=False
-    )
+    ),
+    auth_level=func.AuthLevel.ANONYMOUS,
 )
 def health(req: func.HttpRequest) -> Reply:
     from shared.observability.health import run_checks
@@ -36,12 +39,14 @@ def health(req: func.HttpRequest) -> Reply:
     )
 
 
-@bp.function_name("metrics")
-@bp.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@endpoint(
+@api(
+    bp,
+    "metrics",
+    "metrics",
+    "GET",
     EndpointSpec(
         "This worker's request counters and latency percentiles", TAG, None, "MetricsResponse", enveloped=False
-    )
+    ),
 )
 def metrics_endpoint(req: func.HttpRequest) -> Reply:
     from shared.contract import MetricsResponse
@@ -54,9 +59,14 @@ def metrics_endpoint(req: func.HttpRequest) -> Reply:
 ROOT_ROUTE = "{root:maxlength(0)?}"
 
 
-@bp.function_name("service_info")
-@bp.route(route=ROOT_ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(EndpointSpec("Service information and links", TAG, None, "ServiceInfo", enveloped=False))
+@api(
+    bp,
+    "service_info",
+    ROOT_ROUTE,
+    "GET",
+    EndpointSpec("Service information and links", TAG, None, "ServiceInfo", enveloped=False),
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
 def service_info(req: func.HttpRequest) -> Reply:
     from shared.contract import ServiceInfo
 

@@ -7,24 +7,9 @@ generic 500 that carries only the request id.
 
 from __future__ import annotations
 
-import contextvars
-import logging
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-def new_request_id(incoming: str | None = None) -> str:
-    """Reuse a caller's (or APIM's) request id when it is sane, else make one."""
-    if incoming and 8 <= len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
-        return incoming
-    return uuid.uuid4().hex
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+from shared.context import iso_utc
 
 
 class ServiceError(Exception):
@@ -133,7 +118,7 @@ def error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
         "message": error.message,
         "error": {"code": error.code, "details": error.details},
         "request_id": request_id,
-        "timestamp": utc_now_iso(),
+        "timestamp": iso_utc(),
     }
 
 
@@ -143,13 +128,5 @@ def internal_error_body(request_id: str) -> dict[str, Any]:
         "message": "Internal error. Quote the request id when reporting it.",
         "error": {"code": "internal_error", "details": []},
         "request_id": request_id,
-        "timestamp": utc_now_iso(),
+        "timestamp": iso_utc(),
     }
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Stamps every log record with the request id of the call that produced it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True

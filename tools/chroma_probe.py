@@ -46,7 +46,8 @@ def texts(path: Path) -> tuple[list[str], list[str]]:
 
 def unit_vectors(rng: np.random.Generator, count: int, dims: int) -> np.ndarray:
     v = rng.standard_normal((count, dims)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    unit: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit
 
 
 def fill(store: Any, total: int, user: int, others: int, dims: int, sentences: list[str], seed: int) -> None:

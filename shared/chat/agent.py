@@ -15,8 +15,9 @@ import logging
 import uuid
 from typing import Any
 
+from shared.context import iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
-from shared.errors import LlmNotConfigured, utc_now_iso
+from shared.errors import LlmNotConfigured
 from shared.memory.service import MemoryService, vector_store_calls
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
@@ -58,7 +59,7 @@ class ChatAgent:
         turn = Turn(
             user_message=message,
             assistant_message=answer,
-            timestamp=utc_now_iso(),
+            timestamp=iso_utc(),
             memories_used=[m.id for m in memories],
         )
         graph_write = None

@@ -6,9 +6,9 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.context import iso_utc
 from shared.errors import ServiceError
 from shared.graph.connection import GraphUnavailable, Neo4jConnection
 from shared.graph.cypher import (
@@ -87,7 +87,7 @@ class GraphReadResult:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return iso_utc()
 
 
 class GraphStore(Neo4jConnection):
@@ -199,7 +199,7 @@ class GraphStore(Neo4jConnection):
             kept = {rid: score for score, _, rid in ranked[:limit] if score >= min_similarity}
             if not kept:
                 return []
-            details = [dict(r.items()) for r in tx.run(RELATION_DETAILS, user_id=user_id, relation_ids=list(kept))]
+            details = [r.data() for r in tx.run(RELATION_DETAILS, user_id=user_id, relation_ids=list(kept))]
             for row in details:
                 row["score"] = round(kept[row["id"]], 4)
             return details

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.context import as_iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, MemoryRecord
 from shared.stores.vector.port import DERIVED_KEYS
 
@@ -23,7 +24,7 @@ def record_from_payload(memory_id: str, payload: dict[str, Any], score: float | 
         memory=payload.get("data") or "",
         user_id=payload.get("user_id") or "",
         metadata={k: v for k, v in payload.items() if k not in CORE_PAYLOAD_KEYS},
-        created_at=payload.get("created_at"),
-        updated_at=payload.get("updated_at"),
+        created_at=as_iso_utc(payload.get("created_at")),
+        updated_at=as_iso_utc(payload.get("updated_at")),
         score=score,
     )

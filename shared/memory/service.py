@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.ai.embeddings import Embedder
+from shared.context import iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
 from shared.memory.records import record_from_payload
@@ -73,10 +74,6 @@ def is_valid_memory_id(memory_id: str) -> bool:
     return True
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def _rows(listed: Any) -> list[Any]:
     """mem0's adapters return list() results flat, nested once, or as (points, next_offset)."""
     if isinstance(listed, tuple | list) and listed and isinstance(listed[0], list | tuple):
@@ -110,7 +107,7 @@ class MemoryService:
         with vector_store_calls():
             result = self.memory.add(content, user_id=user_id, metadata=dict(metadata or {}), infer=False)
         added = result["results"][0]
-        now = utc_now()
+        now = iso_utc()
         return MemoryRecord(
             id=str(added["id"]),
             memory=content,
@@ -128,7 +125,7 @@ class MemoryService:
         """
         texts = [item.content for item in items]
         vectors = self.embedder.embed_batch(texts, "add")
-        now = utc_now()
+        now = iso_utc()
         ids = [str(uuid.uuid4()) for _ in items]
         payloads = []
         for item in items:

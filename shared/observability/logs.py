@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from shared.errors import RequestIdLogFilter
+from shared.context import RequestIdLogFilter
 
 _configured = False
 

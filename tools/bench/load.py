@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.bench.common import REPO_ROOT, BenchError, latency_summary, loadavg_1m, machine_info, percentile
+from shared.observability.percentiles import percentile
+from tools.bench.common import REPO_ROOT, BenchError, latency_summary, loadavg_1m, machine_info
 from tools.bench.host import Api, ServiceHost, service_env
 from tools.bench.synthetic import TextStream, memory_items, memory_stream, query_stream
 

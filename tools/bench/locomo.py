@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from tools.bench.common import BenchError, percentile
+from shared.observability.percentiles import percentile
+from tools.bench.common import BenchError
 
 CATEGORIES = (1, 2, 3, 4)
 # LoCoMo's category ids as mem0's evaluation names them; 5 (adversarial) has no answer to retrieve.

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.bench.common import percentile
+from shared.observability.percentiles import percentile
 
 # (owner, attribute, stage name) of the search path: the service's hybrid searcher and mem0's own
 # search, whichever the service uses; a step a version does not have is skipped.

@@ -110,7 +110,7 @@ def locomo_comparison(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, A
     def gain(key: str) -> float | None:
         if ours.get(key) is None or base.get(key) is None:
             return None
-        return round(ours[key] - base[key], 4)
+        return round(float(ours[key]) - float(base[key]), 4)
 
     return {
         "turn_recall@5_gain": gain("turn_recall@5"),

@@ -100,7 +100,7 @@ class Reply:
     finish_reason: str | None = None
 
 
-Responder = Callable[[dict[str, Any]], "str | dict | Reply"]
+Responder = Callable[[dict[str, Any]], "str | dict[str, Any] | Reply"]
 
 
 def message_text(message: Mapping[str, Any]) -> str:
@@ -122,7 +122,7 @@ def json_mode(request_json: Mapping[str, Any]) -> bool:
     return isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")
 
 
-def default_chat_responder(request_json: dict[str, Any]) -> str | dict:
+def default_chat_responder(request_json: dict[str, Any]) -> str | dict[str, Any]:
     # `{"memory": []}` is the "nothing to extract" answer mem0's fact extraction parses.
     if json_mode(request_json):
         return {"memory": []}
@@ -319,7 +319,7 @@ class FakeOpenAIServer:
         self,
         contains: str | None = None,
         *,
-        reply: str | dict | Reply | Responder,
+        reply: str | dict[str, Any] | Reply | Responder,
         role: str | None = None,
         match: Callable[[dict[str, Any]], bool] | None = None,
         times: int | None = None,

@@ -41,7 +41,7 @@ def free_port(host: str = LOOPBACK) -> int:
         with _handed_out_lock:
             if port not in _handed_out:
                 _handed_out.add(port)
-                return port
+                return int(port)
     raise RuntimeError("could not find a free port that was not already handed out")
 
 
@@ -95,7 +95,7 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
     """Status of a GET, or None when nothing answers; 4xx/5xx still count as an answer."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the harness's own http:// URLs
-            return resp.status
+            return int(resp.status)
     except urllib.error.HTTPError as exc:
         return exc.code
     except (OSError, ValueError):

@@ -26,7 +26,7 @@ def scope_mentions_user(scope: str, user_id: str) -> bool:
     return f"user_id={_escape_scope_value(user_id)}" in scope.split("&")
 
 
-class LocalHistoryStore(SQLiteManager):
+class LocalHistoryStore(SQLiteManager):  # type: ignore[misc]  # mem0 ships no type information
     """mem0's SQLite history on a file, which can also erase a memory's history and a user's messages."""
 
     def __init__(self, db_path: str) -> None:

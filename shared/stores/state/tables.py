@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
+from shared.context import utc_now
 from shared.errors import BackendUnavailable
 from shared.settings import Settings
 from shared.stores.state.sessions import Turn
@@ -106,7 +106,7 @@ def _reverse_time_key() -> str:
 
 
 def _time_key(stamp: str | None) -> str:
-    return f"{stamp or datetime.now(UTC).isoformat()}|{uuid.uuid4().hex[:8]}"
+    return f"{stamp or utc_now().isoformat()}|{uuid.uuid4().hex[:8]}"
 
 
 class TableSessionStore:

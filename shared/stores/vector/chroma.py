@@ -254,7 +254,7 @@ def where_matches(payload: Mapping[str, Any], where: Mapping[str, Any] | None) -
         same = stored == operand and isinstance(stored, bool) == isinstance(operand, bool)
         return same if op == "$eq" else not same
     if op in ("$in", "$nin"):
-        return (stored in operand) == (op == "$in")
+        return bool((stored in operand) == (op == "$in"))
     if not isinstance(stored, int | float) or isinstance(stored, bool):
         return False
     compare: dict[str, Callable[[Any, Any], bool]] = {
