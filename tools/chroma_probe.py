@@ -1,4 +1,4 @@
-"""The Chroma adapter (shared/stores/vector/chroma.py) measured on a real Chroma server.
+"""The Chroma adapter (shared/stores/vector/chroma/) measured on a real Chroma server.
 
 Timing: fills the store with `--total` memories (random unit vectors, sentences drawn from the
 LoCoMo dev turns) of which `--user` belong to one user and the rest to `--others` other users,

@@ -1,4 +1,4 @@
-"""The Chroma adapter (shared/stores/vector/chroma.py) against a real Chroma 1.5.9 server.
+"""The Chroma adapter (shared/stores/vector/chroma/) against a real Chroma 1.5.9 server.
 
 Every test has collections of its own (a fresh name) on the session's server, and removes them.
 Vectors are built to a known cosine where the test is about arithmetic, and come from the local

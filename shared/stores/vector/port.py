@@ -1,11 +1,13 @@
 """The vector-store port: what the memory service and the search need of a store engine.
 
 One adapter per engine lives next to this module (`edge.py`: Qdrant Edge in process, the
-zero-setup default; `qdrant.py`: a Qdrant server; `chroma.py`: a Chroma server). Each adapter is
+zero-setup default; `qdrant.py`: a Qdrant server; `chroma/`: a Chroma server). Each adapter is
 two things at once:
 
 - mem0's vector store (`insert`, `search`, `get`, `update`, `delete`, `list`, ...), so mem0 stays
-  the memory core and writes through it;
+  the memory core and writes through it. Every abstract method of mem0's `VectorStoreBase` is
+  implemented, not inherited: importing mem0 in an adapter would run its import-time setup (its
+  telemetry flag, its home folder) before `shared.ai.backends.prepare_mem0_environment` set them;
 - this port's own calls, which keep work that grows with a user's data inside the engine:
   `candidates` (the hybrid query: dense + BM25, filtered to the user and the search filters),
   `neighbours` (memories next to others in the user's write order), `fetch`, `list_user`,

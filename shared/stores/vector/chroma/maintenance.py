@@ -1,0 +1,99 @@
+"""Operator tasks of the Chroma layout: refusing the old layout, moving it, re-analysing documents."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chromadb.errors import NotFoundError
+
+from shared.errors import ConfigurationProblem
+from shared.stores.vector.chroma.keywords import analysed
+from shared.stores.vector.chroma.queries import PAGE, result_rows
+from shared.stores.vector.port import TEXT_KEY, USER_KEY, derive, timestamp
+
+if TYPE_CHECKING:
+    from shared.stores.vector.chroma.store import ChromaVectorStore
+
+
+def refuse_legacy(store: ChromaVectorStore) -> None:
+    """mem0's own Chroma adapter kept everything in one collection named `collection_name`.
+
+    Those memories are not in this layout: serving without them would look like data loss, so
+    the store refuses to start and names the command that moves them.
+    """
+    from shared.stores.vector import MIGRATE_COMMAND
+
+    try:
+        legacy = store.client.get_collection(name=store.collection_name, embedding_function=None)
+    except NotFoundError:
+        return
+    count = legacy.count()
+    if count:
+        raise ConfigurationProblem(
+            f"Chroma collection '{store.collection_name}' holds {count} memories in the layout of earlier "
+            f"versions (one collection for all users): run `{MIGRATE_COMMAND}` once to move them into this "
+            "version's layout (the old collection is left as it was), or use another COLLECTION_NAME"
+        )
+
+
+def reanalyse(store: ChromaVectorStore) -> int:
+    """Rewrites every document whose analysed form is not what `analysed` makes of its text
+    today (after a change to `shared.search.text.tokenize`). A full scan, for an operator to run
+    once; returns how many documents changed."""
+    changed = 0
+    for collection in store.user_collections():
+        offset = 0
+        while True:
+            got = collection.get(limit=PAGE, offset=offset, include=["metadatas", "documents", "embeddings"])
+            rows = result_rows(got, "metadatas", "documents", "embeddings")
+            offset += len(rows)
+            stale = [
+                (memory_id, analysed(str((metadata or {}).get(TEXT_KEY) or "")), embedding)
+                for memory_id, metadata, document, embedding in rows
+                if analysed(str((metadata or {}).get(TEXT_KEY) or "")) != document and embedding is not None
+            ]
+            if stale:
+                # with a vector each: Chroma would embed a new document itself otherwise
+                collection.update(
+                    ids=[memory_id for memory_id, _, _ in stale],
+                    embeddings=[[float(x) for x in embedding] for _, _, embedding in stale],
+                    documents=[document for _, document, _ in stale],
+                )
+                changed += len(stale)
+            if len(rows) < PAGE:
+                break
+    return changed
+
+
+def migrate(store: ChromaVectorStore, source: str | None = None) -> int:
+    """Moves memories of the old single-collection layout (mem0's own Chroma adapter, collection
+    `source`, default `collection_name`) into this layout, numbering each user's in creation
+    order after the user's last `_seq`. Memories already in the catalog are skipped, so it can be
+    re-run; the source collection is left as it was (delete it once satisfied). A full scan, for an
+    operator to run once. Returns how many memories were moved."""
+    legacy = store.client.get_collection(name=source or store.collection_name, embedding_function=None)
+    moved = 0
+    offset = 0
+    while True:
+        got = legacy.get(limit=PAGE, offset=offset, include=["metadatas", "embeddings"])
+        rows = result_rows(got, "metadatas", "embeddings")
+        offset += len(rows)
+        known = store.owners([memory_id for memory_id, _, _ in rows])
+        fresh = [
+            (memory_id, dict(metadata or {}), embedding)
+            for memory_id, metadata, embedding in rows
+            if memory_id not in known and isinstance((metadata or {}).get(USER_KEY), str) and embedding is not None
+        ]
+        by_user: dict[str, list[tuple[str, dict[str, Any], Any]]] = {}
+        for row in fresh:
+            by_user.setdefault(row[1][USER_KEY], []).append(row)
+        for user_rows in by_user.values():
+            user_rows.sort(key=lambda row: (timestamp(row[1].get("created_at")) or 0.0, row[0]))
+        if by_user:
+            first = store.reserve({u: [row[0] for row in user_rows] for u, user_rows in by_user.items()})
+            for user, user_rows in by_user.items():
+                payloads = [derive(row[1], first[user] + n) for n, row in enumerate(user_rows)]
+                store.write(user, [row[0] for row in user_rows], [row[2] for row in user_rows], payloads)
+                moved += len(user_rows)
+        if len(rows) < PAGE:
+            return moved
