@@ -1,4 +1,4 @@
-"""The default store: Qdrant Edge in process (shared/stores/vector/edge.py), on real shards on disk."""
+"""The default store: Qdrant Edge in process (shared/stores/vector/edge/), on real shards on disk."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The vector-store port: what the memory service and the search need of a store engine.
 
-One adapter per engine lives next to this module (`edge.py`: Qdrant Edge in process, the
-zero-setup default; `qdrant.py`: a Qdrant server; `chroma/`: a Chroma server). Each adapter is
+One adapter per engine lives next to this module (`edge/`: Qdrant Edge in process, the
+zero-setup default; `qdrant/`: a Qdrant server; `chroma/`: a Chroma server). Each adapter is
 two things at once:
 
 - mem0's vector store (`insert`, `search`, `get`, `update`, `delete`, `list`, ...), so mem0 stays

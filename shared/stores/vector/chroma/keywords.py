@@ -7,12 +7,9 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.search.text import tokenize
-
-if TYPE_CHECKING:
-    pass
 
 # chromadb's parameter types (TypedDict `where`s, numpy-or-sequence unions) are stricter than the
 # plain dicts and lists built here, and the server validates every call anyway.

@@ -1,15 +1,4 @@
-"""Qdrant Edge: the Qdrant engine inside the worker process, the zero-setup default.
-
-The same engine as a Qdrant server (HNSW, payload indexes, BM25 over a full-text index, prefetch
-and fusion), linked in as a library with its data in one folder (a WAL and segments on disk).
-Everything that grows with a user's data runs in the engine: the user's points are found through a
-tenant index on `user_id`, keyword matches through a BM25-scored text index on the memory text
-(the Multilingual tokenizer segments Chinese and Japanese into words; English is stemmed and its
-stop words dropped), neighbours in write order through an integer index on `_seq`.
-
-One process owns a shard folder at a time (the engine locks its WAL): a second process is refused
-with a message naming the folder. Calls from many threads of the owning process are safe.
-"""
+"""The Qdrant Edge adapter itself: one shard on local disk, mem0's vector store and the port."""
 
 from __future__ import annotations
 
@@ -47,72 +36,14 @@ from shared.stores.vector.port import (
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+from shared.stores.vector.edge.analysis import text_index_params
+from shared.stores.vector.edge.filters import mem0_filter, search_filter, user_condition
 
 logger = logging.getLogger(__name__)
 
-# English function words the keyword index ignores, on top of the engine's English list: question
-# words carry no topic ("when did ..."), and contractions leave these stems behind.
-EXTRA_STOP_WORDS = frozenset(
-    [
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "whose",
-        "why",
-        "what",
-        "how",
-        "did",
-        "does",
-        "doing",
-        "done",
-        "don",
-        "doesn",
-        "didn",
-        "isn",
-        "wasn",
-        "aren",
-        "weren",
-        "hasn",
-        "haven",
-        "hadn",
-        "won",
-        "wouldn",
-        "shouldn",
-        "couldn",
-        "t",
-        "s",
-        "ll",
-        "re",
-        "ve",
-        "d",
-        "m",
-    ]
-)
 _PAGE = 1000
 # Word counts for the user's idf: estimated from the indexes, counted exactly below this estimate.
 EXACT_COUNT_BELOW = 256
-
-
-def text_index_params() -> Any:
-    from qdrant_edge import (
-        Language,
-        SnowballLanguage,
-        SnowballParams,
-        StopwordsSet,
-        TextIndexParams,
-        TokenizerType,
-    )
-
-    return TextIndexParams(
-        tokenizer=TokenizerType.Multilingual,
-        lowercase=True,
-        stemmer=SnowballParams(SnowballLanguage.English),
-        stopwords=StopwordsSet(languages={Language.English}, custom=set(EXTRA_STOP_WORDS)),
-        scoring=True,
-    )
 
 
 def _unit(vector: Sequence[float]) -> np.ndarray:
@@ -175,49 +106,6 @@ class EdgeVectorStore:
             if name not in present:
                 self.shard.update(UpdateOperation.create_field_index(name, params))
 
-    # --- filters -----------------------------------------------------------------------------
-    @staticmethod
-    def _user_condition(user_id: str) -> Any:
-        from qdrant_edge import FieldCondition, MatchValue
-
-        return FieldCondition(key=USER_KEY, match=MatchValue(user_id))
-
-    def _search_filter(self, user_id: str, filters: SearchFilters | None) -> Any:
-        from qdrant_edge import FieldCondition, Filter, MatchAny, RangeFloat
-
-        from shared.stores.vector.port import timestamp
-
-        must: list[Any] = [self._user_condition(user_id)]
-        if filters is not None:
-            for key, value in (filters.metadata or {}).items():
-                must.append(_equals(key, value))
-            if filters.categories:
-                must.append(FieldCondition(key="category", match=MatchAny(list(filters.categories))))
-            if filters.created_after is not None or filters.created_before is not None:
-                must.append(
-                    FieldCondition(
-                        key=TS_KEY,
-                        range=RangeFloat(
-                            gte=timestamp(filters.created_after) if filters.created_after else None,
-                            lt=timestamp(filters.created_before) if filters.created_before else None,
-                        ),
-                    )
-                )
-        return Filter(must=must)
-
-    def _mem0_filter(self, filters: dict[str, Any] | None) -> Any:
-        from qdrant_edge import FieldCondition, Filter, MatchAny
-
-        must: list[Any] = []
-        for key, value in (filters or {}).items():
-            if value is None:
-                continue
-            if isinstance(value, dict) and "in" in value:
-                must.append(FieldCondition(key=key, match=MatchAny(list(value["in"]))))
-            else:
-                must.append(_equals(key, value))
-        return Filter(must=must) if must else None
-
     # --- mem0's interface --------------------------------------------------------------------
     def create_col(self, name: str, vector_size: int, distance: Any = None) -> None:
         """The shard is the collection; it is created at construction."""
@@ -264,7 +152,7 @@ class EdgeVectorStore:
             QueryRequest(
                 limit=1,
                 query=OrderBy(SEQ_KEY, Direction.Desc),
-                filter=Filter(must=[self._user_condition(user_id)]),
+                filter=Filter(must=[user_condition(user_id)]),
                 with_payload=False,
             )
         )
@@ -281,7 +169,7 @@ class EdgeVectorStore:
             QueryRequest(
                 limit=top_k,
                 query=Query.Nearest(_unit(vectors).tolist()),
-                filter=self._mem0_filter(filters),
+                filter=mem0_filter(filters),
                 with_payload=True,
             )
         )
@@ -319,7 +207,7 @@ class EdgeVectorStore:
         self.shard.update(UpdateOperation.delete_points([vector_id]))
 
     def list(self, filters: dict[str, Any] | None = None, top_k: int | None = None) -> list[list[Hit]]:
-        return [list(self._scroll(self._mem0_filter(filters), top_k))]
+        return [list(self._scroll(mem0_filter(filters), top_k))]
 
     def list_cols(self) -> builtins.list[str]:
         return [self.collection_name]
@@ -349,7 +237,7 @@ class EdgeVectorStore:
         from qdrant_edge import FieldCondition, Filter, MatchAny, QueryBatchRequest, QueryRequest
 
         nearest = _nearest(vector)
-        only = self._search_filter(user_id, filters)
+        only = search_filter(user_id, filters)
         bm25 = self._bm25(user_id, text)
         requests = [
             QueryRequest(limit=limit, query=nearest, filter=only, with_payload=True),
@@ -391,7 +279,7 @@ class EdgeVectorStore:
         """BM25 over the memory text with the user's own statistics (idf over the user's memories)."""
         from qdrant_edge import IdfParams, SearchParams, TextQuery
 
-        return _Bm25(TextQuery(TEXT_KEY, text), SearchParams(idf=IdfParams(corpus=self._search_filter(user_id, None))))
+        return _Bm25(TextQuery(TEXT_KEY, text), SearchParams(idf=IdfParams(corpus=search_filter(user_id, None))))
 
     def _fill_scores(
         self, user_id: str, nearest: Any, bm25: _Bm25, *, semantic: Sequence[Candidate], keyword: Sequence[Candidate]
@@ -409,7 +297,7 @@ class EdgeVectorStore:
         ):
             if items:
                 by_id = {c.id: c for c in items}
-                only = Filter(must=[self._user_condition(user_id), HasIdCondition(set(by_id))])
+                only = Filter(must=[user_condition(user_id), HasIdCondition(set(by_id))])
                 jobs.append(
                     (field_name, by_id, QueryRequest(limit=len(by_id), query=query, params=params, filter=only))
                 )
@@ -436,7 +324,7 @@ class EdgeVectorStore:
         words = query_words(text)
         if not words:
             return 0.0
-        user = self._user_condition(user_id)
+        user = user_condition(user_id)
         total = int(self.shard.count(CountRequest(exact=False, filter=Filter(must=[user]))))
         ceiling = 0.0
         for word in words:
@@ -457,7 +345,7 @@ class EdgeVectorStore:
         wanted = sorted({int(s) for s in seqs if s >= 0})
         if not wanted:
             return []
-        only = Filter(must=[self._user_condition(user_id), FieldCondition(key=SEQ_KEY, match=MatchAny(wanted))])
+        only = Filter(must=[user_condition(user_id), FieldCondition(key=SEQ_KEY, match=MatchAny(wanted))])
         room = 2 * len(wanted)  # an occasional duplicate `_seq` (two workers at once) still fits
         requests = [QueryRequest(limit=room, query=_nearest(vector), filter=only, with_payload=True)]
         if text.strip():
@@ -483,13 +371,13 @@ class EdgeVectorStore:
     def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
         from qdrant_edge import Filter
 
-        rows = self._scroll(Filter(must=[self._user_condition(user_id)]), limit)
+        rows = self._scroll(Filter(must=[user_condition(user_id)]), limit)
         return [row for row in rows if belongs(row.payload, user_id)]
 
     def count_user(self, user_id: str) -> int:
         from qdrant_edge import CountRequest, Filter
 
-        return int(self.shard.count(CountRequest(exact=True, filter=Filter(must=[self._user_condition(user_id)]))))
+        return int(self.shard.count(CountRequest(exact=True, filter=Filter(must=[user_condition(user_id)]))))
 
     def count_all(self) -> int:
         from qdrant_edge import CountRequest
@@ -531,21 +419,6 @@ class EdgeVectorStore:
 class _Bm25:
     query: Any
     params: Any
-
-
-def _equals(key: str, value: Any) -> Any:
-    """Exact equality on a payload value; numbers compare as numbers (1 == 1.0), booleans apart."""
-    from qdrant_edge import FieldCondition, MatchValue, RangeFloat
-
-    if isinstance(value, bool):
-        # The bindings read a Python bool as the integer 0/1 (which matches no stored boolean);
-        # NumPy's bool reaches the engine as a boolean.
-        return FieldCondition(key=key, match=MatchValue(np.bool_(value)))  # type: ignore[arg-type]
-    if isinstance(value, str):
-        return FieldCondition(key=key, match=MatchValue(value))
-    if isinstance(value, int) and not isinstance(value, bool):
-        return FieldCondition(key=key, match=MatchValue(value))
-    return FieldCondition(key=key, range=RangeFloat(gte=float(value), lte=float(value)))
 
 
 def _explain(error: Exception, path: Path, collection_name: str, dims: int) -> Exception:

@@ -1,49 +1,4 @@
-"""The Qdrant server adapter (Qdrant Cloud, or the Container Apps option in `infra/`).
-
-Why this module exists: on a server the hybrid query belongs in the engine. One
-`query_batch_points` round trip asks for the user's dense nearest memories and their BM25 keyword
-matches over the memory text, both filtered by the user (a tenant index) and the search filters, so
-a search costs the same whether or not this worker has seen the user. The worker never reads a
-user's memories to rank them.
-
-Collection layout (created when missing, idempotently; two workers racing is fine):
-
-- one unnamed dense vector of `dims`, cosine (the layout mem0's own Qdrant adapter makes, so an
-  existing mem0 collection is readable; its extra sparse `bm25` slot is ignored);
-- payload indexes: `user_id` keyword with `is_tenant` (the server stores each user's points
-  together), `data` full text (Multilingual tokenizer, lowercase, English Snowball stemmer, English
-  stop words, BM25 scoring), `_seq` integer (lookup for neighbours, range for `order_by`), `_ts`
-  float (created_after/before), `category` keyword. Only `user_id` builds filter-aware HNSW links:
-  the others never narrow a dense search on their own, and per-value graphs for `_seq` (one block
-  per write position across all users) would only cost indexing time.
-
-Write order: `insert` numbers each user's new memories after the highest `_seq` that user has (one
-`scroll` ordered by `_seq` descending), holding a per-user lock in this process around "read the
-maximum + write". Two processes writing for the same user at the same instant can give two memories
-the same `_seq`; that is accepted (a neighbour lookup then returns both), because a cross-process
-lock would cost a round trip per write and the only effect is one extra neighbour candidate.
-
-Tested against qdrant-client's local mode (`tests/integration/test_store_qdrant.py`). Verified ONLY against a
-real server, never here (no server runs on this machine):
-
-- the full-text index as configured above. Local mode refuses text queries on any index but the
-  default word tokenizer (NotImplementedError), so on a local-mode client this adapter creates the
-  `data` index with the default tokenizer (word, lowercase, no stemmer, no stop words, BM25) and
-  the query is otherwise identical. Stemming, stop-word removal and Chinese segmentation therefore
-  happen only on a server. The same index parameters were checked on Qdrant Edge 0.9 (the server's
-  engine in process), not on a server: `编程语言偏好` finds `用户偏好使用Python进行数据分析` (through
-  偏好), `like dog` finds `She likes hiking with her dogs`, `the and with` finds nothing. Local
-  mode's word tokenizer keeps a run of CJK characters and Latin letters as ONE token, so
-  `用户偏好使用Python进行数据分析` is never a keyword match there, not even for `python`;
-- BM25 figures: both compute IDF over the whole collection (the default `idf` scope; a server could
-  narrow it to the user with `SearchParams(idf=IdfCorpusParams(...))`, which local mode refuses, so
-  it is not used), but local mode's scores come from its own tokenizer and Python BM25 and can
-  differ from a server's;
-- payload indexes (keyword/tenant, integer, float): local mode accepts and ignores them, and
-  evaluates every filter by scanning payloads. `is_tenant`, the HNSW settings and index-backed
-  `order_by` on `_seq` are server behaviour only (local mode sorts payloads for `order_by`);
-- a server replacing an index whose parameters changed, and the 409 on a racing collection create.
-"""
+"""The Qdrant server adapter itself: mem0's vector store and the port over qdrant-client."""
 
 from __future__ import annotations
 
@@ -54,7 +9,6 @@ import math
 import numbers
 import threading
 import uuid
-import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -63,13 +17,11 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
     TEXT_KEY,
-    TS_KEY,
     USER_KEY,
     Candidate,
     Candidates,
@@ -80,191 +32,20 @@ from shared.stores.vector.port import (
     derive,
     matches,
     query_words,
-    timestamp,
 )
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter
+from shared.stores.vector.qdrant.schema import (
+    PAGE_SIZE,
+    already_exists,
+    check_vectors,
+    ensure_indexes,
+    is_local,
+)
 
 logger = logging.getLogger(__name__)
-
-CATEGORY_KEY = "category"
-PAGE_SIZE = 256  # scroll page for listing a user's memories: bounded responses, few round trips
-LOGICAL_KEYS = frozenset({"AND", "OR", "NOT", "$and", "$or", "$not"})
-
-
-def text_index_params(local: bool) -> models.TextIndexParams:
-    """The `data` full-text index; local mode only runs text queries on the default tokenizer."""
-    bm25 = models.TextScoringParams(type=models.TextScoringType.BM25)
-    if local:
-        return models.TextIndexParams(
-            type=models.TextIndexType.TEXT,
-            tokenizer=models.TokenizerType.WORD,
-            lowercase=True,
-            scoring=bm25,
-            enable_hnsw=False,
-        )
-    return models.TextIndexParams(
-        type=models.TextIndexType.TEXT,
-        tokenizer=models.TokenizerType.MULTILINGUAL,
-        lowercase=True,
-        stemmer=models.SnowballParams(type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH),
-        stopwords=models.StopwordsSet(languages=[models.Language.ENGLISH]),
-        scoring=bm25,
-        enable_hnsw=False,
-    )
-
-
-def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
-    return {
-        USER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-        TEXT_KEY: text_index_params(local),
-        SEQ_KEY: models.IntegerIndexParams(
-            type=models.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
-        ),
-        TS_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
-        CATEGORY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
-        MONTH_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
-        SPEAKER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
-    }
-
-
-def is_local(client: QdrantClient) -> bool:
-    """Whether the client runs qdrant-client's local mode (the same rule its constructor uses)."""
-    options = client.init_options
-    return options.get("location") == ":memory:" or options.get("path") is not None
-
-
-# --- filters -------------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _equals(key: str, value: Any) -> models.Condition:
-    """Exact equality with the port's meaning: bool only equals bool, 2 equals 2.0.
-
-    Qdrant keeps bool, integer and float apart in a match, and a match takes no float at all, so
-    numbers become a closed range (which never matches a bool); strings and bools a match.
-    """
-    if _is_number(value):
-        return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
-    if isinstance(value, bool | str):
-        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-    raise ValueError(f"unsupported filter value for '{key}': {value!r}")
-
-
-def _one_of(key: str, values: Sequence[Any]) -> models.Condition:
-    values = builtins.list(values)
-    if not values:
-        # "one of nothing" selects nothing, as in `_same_any`: no point has an id in an empty set.
-        return models.HasIdCondition(has_id=[])
-    if all(isinstance(v, str) for v in values):
-        return models.FieldCondition(key=key, match=models.MatchAny(any=values))
-    # Numbers and bools keep the rule of `_equals` (a MatchAny would mix them up or refuse floats).
-    return models.Filter(should=[_equals(key, v) for v in values])
-
-
-def _same(stored: Any, value: Any) -> bool:
-    if isinstance(stored, bool) != isinstance(value, bool):
-        return False
-    if _is_number(value):
-        return _is_number(stored) and stored == value
-    return bool(stored == value)
-
-
-def _same_any(stored: Any, values: Sequence[Any]) -> bool:
-    return any(_same(stored, v) for v in values)
-
-
-_RANGE_OPS = ("gt", "gte", "lt", "lte")
-
-
-def _mem0_conditions(filters: Mapping[str, Any] | None) -> tuple[builtins.list[Any], builtins.list[Any]]:
-    """mem0's filter dict as Qdrant conditions: (must, must_not).
-
-    Supported: `{key: scalar}`, `{key: [a, b]}` and `{key: {"in": [...]}}` (one of), `"*"` (any),
-    `{"eq"|"ne"|"nin": ...}` and numeric `gt/gte/lt/lte`. The logical forms (AND/OR/NOT) and text
-    operators are refused rather than half-supported: the service never sends them.
-    """
-    must: builtins.list[Any] = []
-    must_not: builtins.list[Any] = []
-    for key, value in (filters or {}).items():
-        if value is None or value == "*":
-            continue
-        if key in LOGICAL_KEYS:
-            raise ValueError(f"logical filter '{key}' is not supported by the Qdrant adapter")
-        if isinstance(value, builtins.list | tuple):
-            must.append(_one_of(key, value))
-        elif isinstance(value, Mapping):
-            ops = set(value)
-            if ops <= set(_RANGE_OPS):
-                if not all(_is_number(value[op]) for op in ops):
-                    raise ValueError(f"range filter on '{key}' needs numbers")
-                must.append(models.FieldCondition(key=key, range=models.Range(**{op: value[op] for op in ops})))
-            elif ops == {"eq"}:
-                must.append(_equals(key, value["eq"]))
-            elif ops == {"in"}:
-                must.append(_one_of(key, value["in"]))
-            elif ops == {"ne"}:
-                must_not.append(_equals(key, value["ne"]))
-            elif ops == {"nin"}:
-                must_not.extend(_equals(key, v) for v in value["nin"])
-            else:
-                raise ValueError(f"unsupported filter operator(s) for '{key}': {sorted(ops)}")
-        else:
-            must.append(_equals(key, value))
-    return must, must_not
-
-
-def _mem0_holds(payload: Mapping[str, Any], filters: Mapping[str, Any] | None) -> bool:
-    """The same filter dict evaluated on a payload (an engine filter is never trusted alone)."""
-    for key, value in (filters or {}).items():
-        if value is None or value == "*":
-            continue
-        stored = payload.get(key)
-        if isinstance(value, builtins.list | tuple):
-            ok = _same_any(stored, value)
-        elif isinstance(value, Mapping):
-            ops = set(value)
-            if ops <= set(_RANGE_OPS):
-                ok = _is_number(stored) and all(
-                    {"gt": stored > v, "gte": stored >= v, "lt": stored < v, "lte": stored <= v}[op]
-                    for op, v in value.items()
-                )
-            elif ops == {"eq"}:
-                ok = _same(stored, value["eq"])
-            elif ops == {"in"}:
-                ok = _same_any(stored, value["in"])
-            elif ops == {"ne"}:
-                ok = not _same(stored, value["ne"])
-            elif ops == {"nin"}:
-                ok = not _same_any(stored, value["nin"])
-            else:
-                ok = False
-        else:
-            ok = _same(stored, value)
-        if not ok:
-            return False
-    return True
-
-
-def _user_condition(user_id: str) -> models.FieldCondition:
-    return models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id))
-
-
-def search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
-    """The user and the API's search filters as one Qdrant filter (the meaning of `port.matches`)."""
-    must: builtins.list[Any] = [_user_condition(user_id)]
-    if filters is not None:
-        for key, value in (filters.metadata or {}).items():
-            must.append(_equals(key, value))
-        if filters.categories:
-            must.append(models.FieldCondition(key=CATEGORY_KEY, match=models.MatchAny(any=list(filters.categories))))
-        after = timestamp(filters.created_after) if filters.created_after is not None else None
-        before = timestamp(filters.created_before) if filters.created_before is not None else None
-        if after is not None or before is not None:
-            must.append(models.FieldCondition(key=TS_KEY, range=models.Range(gte=after, lt=before)))
-    return models.Filter(must=must)
 
 
 # --- vectors -------------------------------------------------------------------------------------
@@ -290,13 +71,6 @@ class _Query:
         array = np.asarray(other, dtype=np.float64)
         norm = float(np.linalg.norm(array))
         return float(self._unit @ array / norm) if norm else 0.0
-
-
-def _already_exists(error: Exception) -> bool:
-    if isinstance(error, UnexpectedResponse):
-        return error.status_code == 409 or "already exists" in str(error).lower()
-    # local mode says it with a ValueError
-    return isinstance(error, ValueError) and "already exists" in str(error).lower()
 
 
 class QdrantServerStore:
@@ -328,55 +102,11 @@ class QdrantServerStore:
                         name, vectors_config=models.VectorParams(size=dims, distance=models.Distance.COSINE)
                     )
                 except (UnexpectedResponse, ValueError) as error:
-                    if not _already_exists(error):  # another worker made it first: fine
+                    if not already_exists(error):  # another worker made it first: fine
                         raise
             info = self.client.get_collection(name)
-            self._check_vectors(name, info, dims)
-            self._ensure_indexes(name, info)
-
-    def _check_vectors(self, name: str, info: models.CollectionInfo, dims: int) -> None:
-        vectors: Any = info.config.params.vectors
-        if isinstance(vectors, Mapping):
-            vectors = vectors.get("")
-        if not isinstance(vectors, models.VectorParams):
-            raise ConfigurationProblem(f"collection '{name}' has no unnamed dense vector; use another COLLECTION_NAME")
-        if vectors.size != dims:
-            raise ConfigurationProblem(
-                f"collection '{name}' holds {vectors.size}-dimension vectors but the configured embedder makes "
-                f"{dims}: use another COLLECTION_NAME for this embedder (or set EMBEDDING_DIMS to match)"
-            )
-        if vectors.distance != models.Distance.COSINE:
-            raise ConfigurationProblem(
-                f"collection '{name}' uses {vectors.distance} distance; this service needs Cosine"
-            )
-
-    def _ensure_indexes(self, name: str, info: models.CollectionInfo) -> None:
-        existing = info.payload_schema or {}
-        for field_name, params in payload_indexes(self.local).items():
-            present = existing.get(field_name)
-            if present is not None and not self._needs_rebuild(field_name, present):
-                continue
-            try:
-                with warnings.catch_warnings():
-                    # local mode warns that payload indexes do nothing there; that is known and documented
-                    warnings.simplefilter("ignore", UserWarning)
-                    self.client.create_payload_index(name, field_name=field_name, field_schema=params, wait=True)
-            except UnexpectedResponse as error:
-                if not _already_exists(error):
-                    raise
-            if present is not None:
-                logger.warning("payload index '%s' of '%s' rebuilt for BM25 scoring", field_name, name)
-
-    @staticmethod
-    def _needs_rebuild(field_name: str, present: models.PayloadIndexInfo) -> bool:
-        """Only a `data` index without BM25 scoring (e.g. made by another tool) breaks the keyword
-        query, so only that one is replaced. Other differences, such as a `user_id` index that mem0's
-        own adapter made without `is_tenant`, are left alone: comparing every parameter against what a
-        server echoes back risks rebuilding an index on every worker start."""
-        if field_name != TEXT_KEY:
-            return False
-        params = present.params
-        return not (isinstance(params, models.TextIndexParams) and params.scoring)
+            check_vectors(name, info, dims)
+            ensure_indexes(self.client, self.local, name, info)
 
     # --- locks ---------------------------------------------------------------------------------
     def _user_lock(self, user_id: str) -> threading.Lock:
