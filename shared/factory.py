@@ -1,4 +1,4 @@
-"""Builds the parts whose kind the settings choose (the first room of the composition root).
+"""The composition root: every part of the service built from Settings.
 
 Kept apart from the modules it chooses between, so that none of them imports another to build it
 (the session stores used to: `sessions` built `table_state`, which imports `sessions`).
@@ -6,11 +6,15 @@ Kept apart from the modules it chooses between, so that none of them imports ano
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from shared.memory.service import MemoryService
     from shared.settings import Settings
     from shared.stores.state.sessions import SessionStore
+
+logger = logging.getLogger(__name__)
 
 
 def build_session_store(settings: Settings) -> SessionStore:
@@ -22,3 +26,37 @@ def build_session_store(settings: Settings) -> SessionStore:
     from shared.stores.state.sessions import LocalSessionStore
 
     return LocalSessionStore(settings.data_dir / "sessions")
+
+
+def build_memory_service(settings: Settings, sessions: SessionStore | None = None) -> MemoryService:
+    """The memory service: embedder, history, LLM, vector store, mem0 over them, graph and search."""
+    from shared.ai.backends import build_embedder, build_memory, prepare_mem0_environment
+
+    prepare_mem0_environment(settings)
+    from shared.ai.llm import build_chat_model
+    from shared.graph import build_graph_store
+    from shared.memory.service import MemoryService, vector_store_calls
+    from shared.stores.state.history import build_history_store
+
+    embedder = build_embedder(settings)
+    history = build_history_store(settings)
+    llm = build_chat_model(settings)
+    from shared.stores.vector import build_vector_store
+
+    with vector_store_calls():
+        store = build_vector_store(settings)
+        memory = build_memory(settings, embedder, llm, history, store)
+    graph = build_graph_store(settings, embedder, llm)
+    from shared.search.hybrid import HybridSearcher
+
+    searcher = HybridSearcher(store, embedder, settings)
+    logger.info(
+        "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
+        settings.vector_store,
+        settings.embedding_provider,
+        settings.llm_provider,
+        settings.resolved_state_store,
+    )
+    service = MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
+    service.sessions = sessions  # erased with the user's memories
+    return service

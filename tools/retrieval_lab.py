@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     os.environ.setdefault(
         "LOCAL_EMBEDDING_MODEL_PATH", str(DEFAULT_LOCOMO.parents[2] / "models" / "all-MiniLM-L6-v2-onnx")
     )
-    from shared import runtime
+    from shared import factory
     from shared.contract import MemoryInput
     from shared.search import hybrid as search_module
     from shared.settings import Settings
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         server = stack.enter_context(ChromaServer())
         store_settings = {"vector_store": "chroma", "chroma_host": server.host, "chroma_port": server.port}
     settings = Settings(data_dir=data, graph_store="none", llm_provider="none", **store_settings)
-    service = runtime._build_memory_service(settings)
+    service = factory.build_memory_service(settings)
     started = time.perf_counter()
     for conversation in conversations:
         turns = conversation.turns

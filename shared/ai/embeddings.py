@@ -9,13 +9,13 @@ can use them alone.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import ConfigurationProblem
+from shared.lazy import Lazy
 
 if TYPE_CHECKING:
     from shared.ai.llm import OpenAIClientFactory
@@ -58,19 +58,14 @@ class LocalEmbedder:
         self.model_path = model_path
         self.dims = dims
         self.threads = threads
-        self._model: Any = None
-        self._lock = threading.Lock()
+        self._model: Lazy[Any] = Lazy(self._build)
         self._failure: ConfigurationProblem | None = None
         self._failed_until = 0.0
         # mem0 reads `config.embedding_dims` from whatever embedder it holds.
         self.config = _EmbedderConfigView(dims)
 
     def _load(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._build()
-        return self._model
+        return self._model.get()
 
     def _build(self) -> Any:
         """The model from LOCAL_EMBEDDING_MODEL_PATH, else fastembed's cache, else a download.

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from shared.errors import BackendUnavailable, ConfigurationProblem, LlmNotConfigured
+from shared.lazy import Lazy
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,15 +37,10 @@ class OpenAIClientFactory:
         self.settings = settings
         self.provider = provider
         self.max_retries = settings.llm_max_retries
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client: Lazy[Any] = Lazy(self._build)
 
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._build()
-        return self._client
+        return self._client.get()
 
     def _build(self) -> Any:
         import openai

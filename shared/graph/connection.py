@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from shared.breaker import Admission, CircuitBreaker
 from shared.errors import BackendUnavailable, ConfigurationProblem, ServiceError
 from shared.graph.cypher import SCHEMA_STATEMENTS
+from shared.lazy import Lazy
 
 if TYPE_CHECKING:
     from neo4j import Driver, ManagedTransaction
@@ -74,7 +75,7 @@ class Neo4jConnection:
         self.connection_timeout = connection_timeout
         self.max_retry_time = max_retry_time
         self.query_timeout = query_timeout
-        self._driver: Driver | None = None
+        self._driver: Lazy[Driver] = Lazy(self._build_driver)
         self._schema_ready = False
         self._lock = threading.Lock()
         # Fail fast during an outage, serve again on the first call after it (see shared/breaker.py).
@@ -82,11 +83,7 @@ class Neo4jConnection:
 
     def driver(self) -> Driver:
         """The worker's driver, built on first use (building does no I/O)."""
-        if self._driver is None:
-            with self._lock:
-                if self._driver is None:
-                    self._driver = self._build_driver()
-        return self._driver
+        return self._driver.get()
 
     def _build_driver(self) -> Driver:
         from neo4j import GraphDatabase
@@ -114,9 +111,8 @@ class Neo4jConnection:
 
     def close(self) -> None:
         """Close the driver (idempotent); the next call builds a new one."""
-        with self._lock:
-            driver, self._driver = self._driver, None
-            self._schema_ready = False
+        driver = self._driver.reset()
+        self._schema_ready = False
         if driver is not None:
             driver.close()
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import runtime
+from shared import factory
 from shared.contract import MemoryInput
+from shared.factory import build_session_store
 from shared.memory.service import MemoryService
 from shared.settings import Settings
 from shared.stores.state.sessions import Turn
@@ -22,16 +23,9 @@ from tests.helpers import local_model_path
 @pytest.fixture
 def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryService]:
     settings = Settings(data_dir=tmp_path / "data", local_embedding_model_path=local_model_path(), state_store="local")
-    monkeypatch.setattr(runtime, "get_session_store", lambda: _sessions(settings))
-    built = runtime._build_memory_service(settings)
+    built = factory.build_memory_service(settings, build_session_store(settings))
     yield built
     built.close()
-
-
-def _sessions(settings: Settings) -> object:
-    from shared.factory import build_session_store
-
-    return build_session_store(settings)
 
 
 def _files_holding(root: Path, canary: str) -> list[str]:

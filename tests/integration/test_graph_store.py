@@ -633,7 +633,7 @@ def test_construction_does_no_io_and_none_means_no_store(llm, embedder) -> None:
 
     settings = Settings(graph_store="neo4j", neo4j_uri=f"bolt://127.0.0.1:{free_port()}", neo4j_password="x" * 8)
     store = build_graph_store(settings, embedder, None)
-    assert store is not None and store._driver is None  # nothing built, nothing connected
+    assert store is not None and store._driver.peek() is None  # nothing built, nothing connected
     assert store.health()["status"] == "down"
     store.close()
     store.close()

@@ -39,10 +39,10 @@ def settings_for(data_dir: Path, extra_env: Mapping[str, str] | None = None) -> 
 
 
 def build_service(settings: Settings) -> MemoryService:
-    """The worker's memory service, built by the same function the worker uses (shared/runtime.py)."""
-    from shared import runtime
+    """The worker's memory service, built by the same function the worker uses (shared/factory.py)."""
+    from shared import factory
 
-    return runtime._build_memory_service(settings)
+    return factory.build_memory_service(settings)
 
 
 def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
