@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.functions as func
 
+from functions.envelope import envelope, error_envelope, internal_error_envelope
 from functions.metrics import metrics
-from shared.context import iso_utc, new_request_id, request_id_var
+from shared.context import new_request_id, request_id_var
 from shared.errors import (
     BadRequest,
     PayloadTooLarge,
     ServiceError,
     ValidationFailed,
-    error_body,
-    internal_error_body,
 )
 
 if TYPE_CHECKING:
@@ -162,25 +161,16 @@ def _invoke(handler: Handler, spec: EndpointSpec, req: func.HttpRequest, request
     except ServiceError as error:
         if error.status >= 500:
             logger.warning("%s: %s", error.code, error.message)
-        return json_response(error_body(error, request_id), error.status, request_id, error.headers)
+        return json_response(error_envelope(error, request_id), error.status, request_id, error.headers)
     except Exception:
         logger.exception("unhandled error")
-        return json_response(internal_error_body(request_id), 500, request_id)
+        return json_response(internal_error_envelope(request_id), 500, request_id)
     if isinstance(result, func.HttpResponse):
         result.headers["x-request-id"] = request_id
         return result
     reply = result if isinstance(result, Reply) else Reply(result)
     data = _dump(reply.data)
-    if spec.enveloped:
-        body = {
-            "success": True,
-            "message": reply.message or spec.success_message,
-            "data": data,
-            "timestamp": iso_utc(),
-            "request_id": request_id,
-        }
-    else:
-        body = data
+    body = envelope(request_id, reply.message or spec.success_message, data=data) if spec.enveloped else data
     return json_response(body, reply.status, request_id)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from functions.hostjson import DEFAULT_ROUTE_PREFIX, HOST_JSON, read_route_prefix
 from shared import SERVICE_NAME, VERSION
 from shared.contract import ErrorEnvelope
 
@@ -34,13 +35,9 @@ _ERRORS = {
 
 
 def route_prefix(host_json: Path | None = None) -> str:
-    path = host_json or Path(__file__).resolve().parent.parent / "host.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return "api"
-    prefix = data.get("extensions", {}).get("http", {}).get("routePrefix", "api")
-    return str(prefix).strip("/")
+    """The app's route prefix, read by the host's rules (functions/hostjson.py)."""
+    path = host_json or HOST_JSON
+    return read_route_prefix(path) if path.is_file() else DEFAULT_ROUTE_PREFIX
 
 
 def indexed_functions(app: Any) -> list[Any]:

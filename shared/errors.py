@@ -1,4 +1,4 @@
-"""The one error module: domain exceptions, their HTTP status, and the JSON envelope.
+"""The one error module: domain exceptions and their HTTP status (the envelope is functions/envelope.py).
 
 Everything a client can cause maps to a 4xx with a stable `error.code`; a backend outage maps to
 503 with `Retry-After`. Anything else is a bug: it is logged with its traceback and answered with a
@@ -8,8 +8,6 @@ generic 500 that carries only the request id.
 from __future__ import annotations
 
 from typing import Any
-
-from shared.context import iso_utc
 
 
 class ServiceError(Exception):
@@ -109,24 +107,3 @@ class StoreLocked(ServiceError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)  # no Retry-After: waiting does not help, the other process must stop
-
-
-def error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
-    """The API's error envelope."""
-    return {
-        "success": False,
-        "message": error.message,
-        "error": {"code": error.code, "details": error.details},
-        "request_id": request_id,
-        "timestamp": iso_utc(),
-    }
-
-
-def internal_error_body(request_id: str) -> dict[str, Any]:
-    return {
-        "success": False,
-        "message": "Internal error. Quote the request id when reporting it.",
-        "error": {"code": "internal_error", "details": []},
-        "request_id": request_id,
-        "timestamp": iso_utc(),
-    }

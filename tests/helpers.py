@@ -16,23 +16,20 @@ from typing import Any
 import httpx
 import pytest
 
+from tools.harness import models
 from tools.harness.ports import ServerProcess, free_port, http_status
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"
 # A test's kind is its folder under tests/; tests/conftest.py gives it the marker of that name.
 FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "infra": "infra"}
 
 
 def local_model_path() -> Path:
-    configured = os.environ.get("LOCAL_EMBEDDING_MODEL_PATH")
-    path = Path(configured) if configured else SHARED_MODEL
-    if not (path / "model.onnx").is_file():
-        pytest.fail(
-            f"the local embedding model is missing at {path}: set LOCAL_EMBEDDING_MODEL_PATH to a folder holding "
-            "all-MiniLM-L6-v2 as ONNX (the team folder ../shared/models has one)"
-        )
-    return path
+    """The local embedding model (tools/harness/models.py); a test without it fails, saying where to put it."""
+    try:
+        return models.local_model_path()
+    except models.ModelMissing as missing:
+        pytest.fail(str(missing))
 
 
 def base_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

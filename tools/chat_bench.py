@@ -25,7 +25,6 @@ import httpx
 from shared.observability.percentiles import percentile
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-onnx"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from tools.harness.fake_openai import FakeOpenAIServer
+    from tools.harness.models import local_model_path
     from tools.harness.ports import ServerProcess, free_port, http_status
 
-    model = Path(os.environ.get("LOCAL_EMBEDDING_MODEL_PATH", DEFAULT_MODEL))
+    model = local_model_path()
     with FakeOpenAIServer() as llm, tempfile.TemporaryDirectory() as tmp:
         llm.when(
             match=lambda r: bool(r.get("response_format")),

@@ -62,6 +62,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from functions.hostjson import DEFAULT_ROUTE_PREFIX, read_route_prefix
+
 if TYPE_CHECKING:
     import azure.functions as func
 
@@ -74,7 +76,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-DEFAULT_ROUTE_PREFIX = "api"
 # host ScriptHost.ValidateHttpFunction rejects routes that merely start with these (so "administer" too).
 RESERVED_ROUTE_STARTS = ("admin", "runtime")
 
@@ -760,27 +761,6 @@ class Router:
 
 
 # --- host.json ------------------------------------------------------------------------------------
-
-
-def _get_ci(mapping: object, key: str) -> object:
-    # The host binds host.json to options case-insensitively.
-    if not isinstance(mapping, dict):
-        return None
-    for k, v in mapping.items():
-        if isinstance(k, str) and k.lower() == key.lower():
-            return v
-    return None
-
-
-def read_route_prefix(host_json: str | os.PathLike[str]) -> str:
-    """`extensions.http.routePrefix` of a host.json; "api" when absent, "" means no prefix."""
-    data = json.loads(Path(host_json).read_text(encoding="utf-8-sig"))
-    prefix = _get_ci(_get_ci(_get_ci(data, "extensions"), "http"), "routePrefix")
-    if prefix is None:
-        return DEFAULT_ROUTE_PREFIX
-    if not isinstance(prefix, str):
-        raise ValueError(f"{host_json}: extensions.http.routePrefix must be a string, not {prefix!r}")
-    return prefix.strip("/")
 
 
 def load_local_settings(path: str | os.PathLike[str]) -> list[str]:

@@ -155,8 +155,9 @@ def run(uri: str, user: str, password: str, database: str, users: int, entities:
     from shared.ai.embeddings import LocalEmbedder
     from shared.graph import GraphStore
     from shared.settings import Settings
+    from tools.harness.models import local_model_path
 
-    model_path = Path(os.environ.get("LOCAL_EMBEDDING_MODEL_PATH", REPO.parent / "shared/models/all-MiniLM-L6-v2-onnx"))
+    model_path = local_model_path()
     embedder = TimedEmbedder(
         LocalEmbedder("sentence-transformers/all-MiniLM-L6-v2", model_path, 384, int(os.environ.get("THREADS", "1")))
     )

@@ -20,8 +20,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from tools.bench.common import DEFAULT_LOCOMO
 from tools.bench.locomo import SEARCH_LIMIT, Scores, load_locomo
+from tools.harness.models import DEFAULT_LOCOMO, local_model_path
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     conversations = load_locomo(__import__("pathlib").Path(args.data))
-    os.environ.setdefault(
-        "LOCAL_EMBEDDING_MODEL_PATH", str(DEFAULT_LOCOMO.parents[2] / "models" / "all-MiniLM-L6-v2-onnx")
-    )
+    os.environ.setdefault("LOCAL_EMBEDDING_MODEL_PATH", str(local_model_path()))
     from shared import factory
     from shared.contract import MemoryInput
     from shared.search import hybrid as search_module

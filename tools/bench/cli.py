@@ -13,11 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.bench.common import DEFAULT_LOCOMO, BenchError, clean_nans, loadavg_1m, machine_info, write_json
+from tools.bench.common import BenchError, clean_nans, loadavg_1m, machine_info, write_json
 from tools.bench.host import Api, ServiceHost
 from tools.bench.load import FULL_DEFAULTS, QUICK_DEFAULTS, STORES, LoadConfig, run_load
 from tools.bench.locomo import SEARCH_LIMIT, Conversation, HttpBackend, load_locomo, run_protocol
 from tools.bench.report import load_tables, load_targets, locomo_comparison, locomo_tables
+from tools.harness.models import DEFAULT_LOCOMO
 
 
 def _sizes(text: str) -> list[int]:

@@ -13,12 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.observability.percentiles import percentile  # the one definition, shared with /metrics
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# The team's shared folder sits beside the repo (in CI too); data and models are never copied in.
-SHARED_DIR = REPO_ROOT.parent / "shared"
-DEFAULT_LOCOMO = SHARED_DIR / "data" / "locomo" / "locomo_dev.json"
-DEFAULT_MODEL = SHARED_DIR / "models" / "all-MiniLM-L6-v2-onnx"
+from tools.harness.models import REPO_ROOT, ModelMissing, local_model_path
 
 
 class BenchError(RuntimeError):
@@ -26,15 +21,11 @@ class BenchError(RuntimeError):
 
 
 def model_path() -> Path:
-    """The local ONNX embedding model: LOCAL_EMBEDDING_MODEL_PATH, else the team's shared copy."""
-    configured = os.environ.get("LOCAL_EMBEDDING_MODEL_PATH")
-    path = Path(configured) if configured else DEFAULT_MODEL
-    if not (path / "model.onnx").is_file():
-        raise BenchError(
-            f"the local embedding model is missing at {path}: set LOCAL_EMBEDDING_MODEL_PATH to a folder holding "
-            "all-MiniLM-L6-v2 as ONNX (the team folder ../shared/models has one)"
-        )
-    return path.resolve()
+    """The local ONNX embedding model (tools/harness/models.py), as a BenchError when missing."""
+    try:
+        return local_model_path()
+    except ModelMissing as missing:
+        raise BenchError(str(missing)) from None
 
 
 def latency_summary(ms: Sequence[float]) -> dict[str, Any]:

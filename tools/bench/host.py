@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from tools.bench.common import REPO_ROOT, BenchError, model_path
+from tools.bench.common import BenchError, model_path
+from tools.harness.models import REPO_ROOT
 from tools.harness.ports import LOOPBACK, ServerProcess, free_port, port_open
 
 # Settings a benchmarker may tune on purpose; every other service setting in the shell is dropped so

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.observability.percentiles import percentile
-from tools.bench.common import REPO_ROOT, BenchError, latency_summary, loadavg_1m, machine_info
+from tools.bench.common import BenchError, latency_summary, loadavg_1m, machine_info
 from tools.bench.host import Api, ServiceHost, service_env
 from tools.bench.synthetic import TextStream, memory_items, memory_stream, query_stream
+from tools.harness.models import REPO_ROOT
 
 STORES = ("embedded", "chroma")
 ADD_PROFILE_BATCHES = 5
