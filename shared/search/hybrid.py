@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 # --- parameters ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RankingWeights:
-    """How the signals combine. Defaults are the documented product behaviour (see SEARCH.md)."""
+    """How the signals combine. Defaults are the documented product behaviour (see docs/search.md)."""
 
     semantic: float = 0.6
     keyword: float = 0.4
