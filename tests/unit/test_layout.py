@@ -112,3 +112,17 @@ def test_every_test_module_lives_in_the_folder_of_its_kind() -> None:
         if path.relative_to(tests).parts[0] not in FOLDER_MARKERS
     ]
     assert not misplaced, f"test modules outside {sorted(FOLDER_MARKERS)}: {misplaced}"
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_of_the_core_or_the_http_face_is_over_500_lines() -> None:
+    # Past that a module holds more than one concern: split it along its sections (see the store packages).
+    long = [
+        f"{path.relative_to(REPO)}: {count} lines"
+        for folder in ("shared", "functions")
+        for path in python_files(folder)
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert long == []
