@@ -1197,13 +1197,18 @@ def create_asgi_app(
     route_order: RouteOrder = "precedence",
     max_workers: int | None = None,
     host_config: Mapping[str, Any] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> DevHostApp:
     """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`,
     its MCP tools at /runtime/webhooks/mcp, and running its timer triggers while it is up.
 
-    Functions the host would put in error are left out and logged, as are routing warnings.
+    Functions the host would put in error are left out and logged, as are routing warnings. `state_dir`
+    is what the host keeps in storage (timer leases and schedule status); see `default_state_dir`.
     """
+    from datetime import UTC, datetime
+
     from tools.devhost_mcp import McpEndpoint, index_mcp_tools, read_mcp_options
+    from tools.devhost_timers import TimerRunner, index_timers
 
     functions, others = index_functions(app)
     router = Router(functions, route_prefix, route_order)
@@ -1219,7 +1224,20 @@ def create_asgi_app(
         log.error("The '%s' function is in error: %s", name, error)
     if tools:
         asgi_app.extensions.append(McpEndpoint(tools, asgi_app.call_function, read_mcp_options(host_config)))
+    timers, timer_errors = index_timers(indexed, datetime.now(UTC))
+    for name, error in timer_errors.items():
+        router.errors[name] = error
+        log.error("The '%s' function is in error: %s", name, error)
+    if timers:
+        folder = Path(state_dir) if state_dir is not None else default_state_dir()
+        asgi_app.extensions.append(TimerRunner(timers, asgi_app.call_function, folder))
     return asgi_app
+
+
+def default_state_dir() -> Path:
+    """DEVHOST_STATE_DIR, else .devhost/ in the working folder: dev hosts sharing it share timer leases,
+    as function apps sharing a storage account do."""
+    return Path(os.environ.get("DEVHOST_STATE_DIR") or Path.cwd() / ".devhost")
 
 
 # --- serving --------------------------------------------------------------------------------------
@@ -1328,6 +1346,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="load the Values of this local.settings.json into the environment first, like Core Tools "
         "(off unless given, so test hosts get only the environment they are started with)",
     )
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="PATH",
+        help="what the host keeps in storage: timer leases and schedule status "
+        "(default $DEVHOST_STATE_DIR, else .devhost/ here)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser.parse_args(argv)
 
@@ -1349,7 +1374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         log.warning("no host.json at %s: using the host's default routePrefix '%s'", host_json, DEFAULT_ROUTE_PREFIX)
         route_prefix = DEFAULT_ROUTE_PREFIX
-    asgi_app = create_asgi_app(load_app(args.app), route_prefix, route_order=args.route_order, host_config=host_config)
+    asgi_app = create_asgi_app(
+        load_app(args.app),
+        route_prefix,
+        route_order=args.route_order,
+        host_config=host_config,
+        state_dir=args.state_dir,
+    )
     try:
         sock = _bind_socket(args.host, args.port)
     except OSError as exc:
