@@ -343,3 +343,10 @@ class UserPath(BaseModel):
 
 class OwnerQuery(BaseModel):
     user_id: UserId | None = None
+
+
+class MemoryRef(StrictModel):
+    """One memory addressed on behalf of its owner (the MCP tools get_memory and delete_memory)."""
+
+    memory_id: MemoryId
+    user_id: UserId

@@ -39,6 +39,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def devhost_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Dev hosts built in tests keep their "storage" (timer leases, schedule status) out of the repository."""
+    folder = tmp_path_factory.mktemp("devhost-state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEVHOST_STATE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     return local_model_path()

@@ -38,6 +38,8 @@ def base_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str
     env.update(
         {
             "DATA_DIR": str(data_dir),
+            # What the dev host keeps in "storage" (timer leases and schedule status) stays with the test's data.
+            "DEVHOST_STATE_DIR": str(data_dir / "devhost-state"),
             "LOCAL_EMBEDDING_MODEL_PATH": str(local_model_path()),
             "LOCAL_EMBEDDING_THREADS": "1",
             "PYTHONUNBUFFERED": "1",

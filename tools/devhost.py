@@ -554,6 +554,15 @@ def _binding_problems(fn: func.Function, trigger_arg: str) -> tuple[bool, tuple[
     return takes_context, tuple(outputs), None, warnings
 
 
+def fresh_functions(app: func.FunctionApp) -> list[func.Function]:
+    """`app.get_functions()`, indexed afresh."""
+    # get_functions() keeps the names it saw in `functions_bindings` and reports them all as duplicates on
+    # a second call; the worker indexes once per process, so a fresh index here is the faithful one.
+    if getattr(app, "functions_bindings", None):
+        app.functions_bindings = None
+    return list(app.get_functions())
+
+
 def index_functions(app: func.FunctionApp) -> tuple[list[HttpFunction], list[tuple[str, str]]]:
     """The app's HTTP functions, and (name, trigger type) of the others, which the dev host does not run.
 
@@ -561,13 +570,9 @@ def index_functions(app: func.FunctionApp) -> tuple[list[HttpFunction], list[tup
     """
     from azure.functions.decorators.http import HttpTrigger
 
-    # get_functions() keeps the names it saw in `functions_bindings` and reports them all as duplicates on
-    # a second call; the worker indexes once per process, so a fresh index here is the faithful one.
-    if getattr(app, "functions_bindings", None):
-        app.functions_bindings = None
     http: list[HttpFunction] = []
     others: list[tuple[str, str]] = []
-    for fn in app.get_functions():
+    for fn in fresh_functions(app):
         user_function = fn.get_user_function()
         name = fn.get_function_name() or user_function.__name__
         trigger = fn.get_trigger()
@@ -1017,6 +1022,9 @@ class DevHostApp:
         )
         self._function_directory = function_directory or os.getcwd()
         self._warned_unframed_body = False
+        # What the host's extensions add (tools/devhost_mcp.py, tools/devhost_timers.py): a webhook served at
+        # `webhook_path`, and/or background work started and stopped with the host.
+        self.extensions: list[Any] = []
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -1034,8 +1042,14 @@ class DevHostApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for extension in self.extensions:
+                    if hasattr(extension, "start"):
+                        await extension.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for extension in self.extensions:
+                    if hasattr(extension, "stop"):
+                        await extension.stop()
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -1044,6 +1058,10 @@ class DevHostApp:
         method = str(scope["method"]).upper()
         raw_path = _raw_path(scope)
         path = decode_request_path(raw_path)
+        for extension in self.extensions:
+            if getattr(extension, "webhook_path", None) and path.lower() == extension.webhook_path:
+                await extension(scope, receive, send)
+                return
         found = self.router.match(method, path[1:] if path.startswith("/") else path)
         if found is None:
             log.debug("no function matches %s %s", method, raw_path)
@@ -1109,6 +1127,43 @@ class DevHostApp:
         call = functools.partial(_call_in_worker_thread, fn.user_function, kwargs, invocation_id)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    async def call_function(
+        self,
+        name: str,
+        user_function: Callable[..., Any],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        reason: str = "This function was programmatically called via the host APIs.",
+    ) -> object:
+        """Run a non-HTTP function like the worker (sync ones in its thread pool), with the host's log lines."""
+        invocation_id = str(uuid.uuid4())
+        log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id)
+        if "context" not in kwargs and "context" in inspect.signature(user_function).parameters:
+            kwargs["context"] = DevContext(invocation_id, name, self._function_directory, _trace_context({}))
+        started = time.perf_counter()
+        try:
+            if is_async:
+                _invocation_tls.invocation_id = invocation_id
+                result: object = await user_function(**kwargs)
+            else:
+                call = functools.partial(_call_in_worker_thread, user_function, kwargs, invocation_id)
+                result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except BaseException:
+            log.exception(
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
+                name,
+                invocation_id,
+                (time.perf_counter() - started) * 1000,
+            )
+            raise
+        log.info(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
+            name,
+            invocation_id,
+            (time.perf_counter() - started) * 1000,
+        )
+        return result
+
 
 def _call_in_worker_thread(function: Callable[..., object], kwargs: dict[str, object], invocation_id: str) -> object:
     _invocation_tls.invocation_id = invocation_id
@@ -1121,18 +1176,48 @@ def create_asgi_app(
     *,
     route_order: RouteOrder = "precedence",
     max_workers: int | None = None,
+    host_config: Mapping[str, Any] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> DevHostApp:
-    """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`.
+    """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`,
+    its MCP tools at /runtime/webhooks/mcp, and running its timer triggers while it is up.
 
-    Functions the host would put in error are left out and logged, as are routing warnings.
+    Functions the host would put in error are left out and logged, as are routing warnings. `state_dir`
+    is what the host keeps in storage (timer leases and schedule status); see `default_state_dir`.
     """
+    from datetime import UTC, datetime
+
+    from tools.devhost_mcp import McpEndpoint, index_mcp_tools, read_mcp_options
+    from tools.devhost_timers import TimerRunner, index_timers
+
     functions, others = index_functions(app)
     router = Router(functions, route_prefix, route_order)
     for name, error in router.errors.items():
         log.error("The '%s' function is in error: %s", name, error)
     for warning in router.warnings:
         log.warning("%s", warning)
-    return DevHostApp(router, non_http_functions=others, max_workers=max_workers)
+    asgi_app = DevHostApp(router, non_http_functions=others, max_workers=max_workers)
+    indexed = fresh_functions(app)
+    tools, tool_errors = index_mcp_tools(indexed)
+    for name, error in tool_errors.items():
+        router.errors[name] = error
+        log.error("The '%s' function is in error: %s", name, error)
+    if tools:
+        asgi_app.extensions.append(McpEndpoint(tools, asgi_app.call_function, read_mcp_options(host_config)))
+    timers, timer_errors = index_timers(indexed, datetime.now(UTC))
+    for name, error in timer_errors.items():
+        router.errors[name] = error
+        log.error("The '%s' function is in error: %s", name, error)
+    if timers:
+        folder = Path(state_dir) if state_dir is not None else default_state_dir()
+        asgi_app.extensions.append(TimerRunner(timers, asgi_app.call_function, folder))
+    return asgi_app
+
+
+def default_state_dir() -> Path:
+    """DEVHOST_STATE_DIR, else .devhost/ in the working folder: dev hosts sharing it share timer leases,
+    as function apps sharing a storage account do."""
+    return Path(os.environ.get("DEVHOST_STATE_DIR") or Path.cwd() / ".devhost")
 
 
 # --- serving --------------------------------------------------------------------------------------
@@ -1166,7 +1251,11 @@ def format_route_table(asgi_app: DevHostApp, base_url: str) -> str:
         fn = route.function
         url = f"{base_url}/{route.template.text.lstrip('/')}"
         lines.append(f"        {fn.name}: [{route.methods_label}] {url}  (authLevel: {fn.auth_level})")
+    for extension in asgi_app.extensions:
+        lines.extend(extension.describe(base_url))
     for name, trigger in asgi_app.non_http_functions:
+        if any(extension.serves(name) for extension in asgi_app.extensions) or name in router.errors:
+            continue
         lines.append(f"        {name}: {trigger}  (not run by the dev host)")
     for name, error in router.errors.items():
         lines.append(f"        {name}: in error: {error}")
@@ -1237,6 +1326,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="load the Values of this local.settings.json into the environment first, like Core Tools "
         "(off unless given, so test hosts get only the environment they are started with)",
     )
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="PATH",
+        help="what the host keeps in storage: timer leases and schedule status "
+        "(default $DEVHOST_STATE_DIR, else .devhost/ here)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser.parse_args(argv)
 
@@ -1251,12 +1347,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_local_settings(args.local_settings)
         log.info("loaded %d setting(s) from %s", len(loaded), args.local_settings)
     host_json = Path(args.host_json)
+    host_config: dict[str, Any] = {}
     if host_json.is_file():
         route_prefix = read_route_prefix(host_json)
+        host_config = json.loads(host_json.read_text(encoding="utf-8-sig"))
     else:
         log.warning("no host.json at %s: using the host's default routePrefix '%s'", host_json, DEFAULT_ROUTE_PREFIX)
         route_prefix = DEFAULT_ROUTE_PREFIX
-    asgi_app = create_asgi_app(load_app(args.app), route_prefix, route_order=args.route_order)
+    asgi_app = create_asgi_app(
+        load_app(args.app),
+        route_prefix,
+        route_order=args.route_order,
+        host_config=host_config,
+        state_dir=args.state_dir,
+    )
     try:
         sock = _bind_socket(args.host, args.port)
     except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -184,11 +185,30 @@ def _conversion() -> func.Blueprint:
     return bp
 
 
-def build_app() -> func.FunctionApp:
+def _timers() -> func.Blueprint:
+    bp = func.Blueprint()
+
+    # Every second, and once at start: each run appends a line to $SAMPLE_TIMER_LOG.
+    @bp.timer_trigger(arg_name="timer", schedule="* * * * * *", run_on_startup=True)
+    def sample_tick(timer: func.TimerRequest) -> None:
+        path = os.environ.get("SAMPLE_TIMER_LOG")
+        if path:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"pid": os.getpid(), "past_due": timer.past_due}) + "\n")
+
+    @bp.timer_trigger(arg_name="timer", schedule="%SAMPLE_TIMER_SCHEDULE%")
+    def sample_hourly(timer: func.TimerRequest) -> None:
+        return None
+
+    return bp
+
+
+def build_app(*, with_timers: bool = False) -> func.FunctionApp:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (_items(), _templates(), _conversion()):
+    for blueprint in (_items(), _templates(), _conversion(), *([_timers()] if with_timers else [])):
         app.register_functions(blueprint)
     return app
 
 
 app = build_app()
+timer_app = build_app(with_timers=True)

@@ -37,9 +37,13 @@ ADDITIONS = {
 ANONYMOUS = {"health", "{root:maxlength(0)?}", "docs", "openapi.json", "docs/assets/{name}"}
 
 
+def _http_functions() -> list[object]:
+    return [fn for fn in indexed_functions(function_app.app) if fn.get_trigger().get_binding_name() == "httpTrigger"]
+
+
 def _routes() -> dict[tuple[str, str], object]:
     table = {}
-    for fn in indexed_functions(function_app.app):
+    for fn in _http_functions():
         trigger = fn.get_trigger()
         for method in trigger.methods:
             table[(str(method.value), trigger.route)] = fn
@@ -59,12 +63,18 @@ def test_every_contracted_route_and_method_is_served() -> None:
 
 
 def test_one_method_per_function_and_auth_levels() -> None:
-    for fn in indexed_functions(function_app.app):
+    for fn in _http_functions():
         trigger = fn.get_trigger()
         assert len(trigger.methods) == 1, fn.get_function_name()
         level = str(trigger.auth_level.value).upper()
         expected = "ANONYMOUS" if trigger.route in ANONYMOUS else "FUNCTION"
         assert level == expected, (fn.get_function_name(), level)
+
+
+def test_the_mcp_tools_are_indexed() -> None:
+    kinds = {fn.get_function_name(): fn.get_trigger().get_binding_name() for fn in indexed_functions(function_app.app)}
+    tools = {name for name, kind in kinds.items() if kind == "mcpToolTrigger"}
+    assert tools == {"add_memory", "search_memories", "list_memories", "get_memory", "update_memory", "delete_memory"}
 
 
 def test_import_does_no_io_and_loads_no_model() -> None:
