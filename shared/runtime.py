@@ -15,6 +15,7 @@ from shared.errors import ServiceError
 
 if TYPE_CHECKING:
     from shared.chat.agent import ChatAgent
+    from shared.memory.ingest import Ingestion
     from shared.memory.service import MemoryService
     from shared.settings import Settings
     from shared.stores.state.sessions import SessionStore
@@ -25,6 +26,7 @@ _lock = threading.RLock()
 _memory_service: MemoryService | None = None
 _chat_agent: ChatAgent | None = None
 _session_store: SessionStore | None = None
+_ingestion: Ingestion | None = None
 _build_failure: ServiceError | None = None
 
 
@@ -81,6 +83,7 @@ def _build_memory_service(settings: Settings) -> MemoryService:
     )
     service = MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
     service.sessions = get_session_store()  # erased with the user's memories
+    service.events = get_ingestion().events  # so are the inputs of the user's events
     return service
 
 
@@ -99,8 +102,26 @@ def get_chat_agent() -> ChatAgent:
             if _chat_agent is None:
                 from shared.chat.agent import build_chat_agent
 
-                _chat_agent = build_chat_agent(get_settings(), service, get_session_store())
+                _chat_agent = build_chat_agent(get_settings(), service, get_session_store(), get_ingestion())
     return _chat_agent
+
+
+def get_ingestion() -> Ingestion:
+    """The worker's ingestion events (store, queue). Building it builds neither mem0 nor the agent."""
+    global _ingestion
+    if _ingestion is None:
+        from shared.settings import get_settings
+
+        with _lock:
+            if _ingestion is None:
+                from shared.memory.ingest import Ingestion
+                from shared.stores.queues import IngestQueue
+                from shared.stores.state.events import build_event_store
+
+                settings = get_settings()
+                queue = IngestQueue(settings) if settings.resolved_ingest_mode == "queue" else None
+                _ingestion = Ingestion(settings, build_event_store(settings), queue, get_memory_service, get_chat_agent)
+    return _ingestion
 
 
 def get_session_store() -> SessionStore:
@@ -123,9 +144,10 @@ def peek_memory_service() -> MemoryService | None:
 
 def reset() -> None:
     """Forget every built object and the settings (tests, and a config reload)."""
-    global _memory_service, _chat_agent, _session_store
+    global _memory_service, _chat_agent, _session_store, _ingestion
     with _lock:
-        for obj in (_chat_agent, _session_store, _memory_service):
+        extra = (_ingestion.events, _ingestion.queue) if _ingestion is not None else ()
+        for obj in (_chat_agent, _session_store, _memory_service, *extra):
             close = getattr(obj, "close", None)
             if close is not None:
                 try:
@@ -135,6 +157,7 @@ def reset() -> None:
         _memory_service = None
         _chat_agent = None
         _session_store = None
+        _ingestion = None
         from shared.settings import get_settings
 
         get_settings.cache_clear()

@@ -55,7 +55,7 @@ def _is_service_setting(name: str) -> bool:
     from shared.settings import Settings
 
     upper = name.upper()
-    return any(upper == field.upper() for field in Settings.model_fields) or upper == "AZUREWEBJOBSSTORAGE"
+    return any(upper == field.upper() for field in Settings.model_fields) or upper.startswith("AZUREWEBJOBSSTORAGE")
 
 
 class DevHost:

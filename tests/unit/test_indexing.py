@@ -33,13 +33,20 @@ ADDITIONS = {
     ("GET", "api/memory/memory/{memory_id}"),
     ("GET", "api/memory/memory/{memory_id}/history"),
     ("GET", "api/memory/export/{user_id}"),
+    ("GET", "api/memory/events/{event_id}"),
 }
+# Functions of other triggers, by trigger type and what it listens to.
+NON_HTTP = {("queueTrigger", "memory-ingest")}
 ANONYMOUS = {"health", "{root:maxlength(0)?}", "docs", "openapi.json", "docs/assets/{name}"}
+
+
+def _http_functions() -> list:
+    return [fn for fn in indexed_functions(function_app.app) if fn.get_trigger().get_binding_name() == "httpTrigger"]
 
 
 def _routes() -> dict[tuple[str, str], object]:
     table = {}
-    for fn in indexed_functions(function_app.app):
+    for fn in _http_functions():
         trigger = fn.get_trigger()
         for method in trigger.methods:
             table[(str(method.value), trigger.route)] = fn
@@ -58,8 +65,17 @@ def test_every_contracted_route_and_method_is_served() -> None:
     assert served >= CONTRACT | ADDITIONS, sorted((CONTRACT | ADDITIONS) - served)
 
 
+def test_the_other_triggers_are_the_ingestion_queue() -> None:
+    others = {
+        (fn.get_trigger().get_binding_name(), fn.get_trigger().queue_name)
+        for fn in indexed_functions(function_app.app)
+        if fn.get_trigger().get_binding_name() != "httpTrigger"
+    }
+    assert others >= NON_HTTP
+
+
 def test_one_method_per_function_and_auth_levels() -> None:
-    for fn in indexed_functions(function_app.app):
+    for fn in _http_functions():
         trigger = fn.get_trigger()
         assert len(trigger.methods) == 1, fn.get_function_name()
         level = str(trigger.auth_level.value).upper()
