@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,18 @@ def _is_service_setting(name: str) -> bool:
 class DevHost:
     """One `python -m tools.devhost` process serving the real function_app."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, name: str = "devhost") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        name: str = "devhost",
+        args: Sequence[str] = (),
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process = ServerProcess(
             name,
-            [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port), *args],
             ready=lambda: http_status(f"{self.base_url}/health") == 200,
             log_path=data_dir.parent / f"{name}-{self.port}.log",
             env=base_env(data_dir, env),

@@ -1028,9 +1028,12 @@ class DevHostApp:
         non_http_functions: Sequence[tuple[str, str]] = (),
         max_workers: int | None = None,
         function_directory: str | None = None,
+        runners: Sequence[Any] = (),
     ) -> None:
         self.router = router
         self.non_http_functions = list(non_http_functions)
+        # Listeners of other triggers (tools/devhost_queues.py): started and stopped with the server.
+        self.runners = list(runners)
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers if max_workers is not None else _default_max_workers(),
             thread_name_prefix="devhost-worker",
@@ -1054,8 +1057,12 @@ class DevHostApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for runner in self.runners:
+                    runner.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for runner in self.runners:
+                    await asyncio.get_running_loop().run_in_executor(None, runner.stop)
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -1141,18 +1148,24 @@ def create_asgi_app(
     *,
     route_order: RouteOrder = "precedence",
     max_workers: int | None = None,
+    host_json: str | os.PathLike[str] | None = None,
+    queue_lease: float | None = None,
 ) -> DevHostApp:
-    """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`.
+    """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`,
+    and running its queue triggers with the options of `host_json` (tools/devhost_queues.py).
 
     Functions the host would put in error are left out and logged, as are routing warnings.
     """
+    from tools.devhost_queues import DEFAULT_LEASE, build_queue_runner
+
+    queues = build_queue_runner(app, host_json, lease=queue_lease or DEFAULT_LEASE)
     functions, others = index_functions(app)
     router = Router(functions, route_prefix, route_order)
     for name, error in router.errors.items():
         log.error("The '%s' function is in error: %s", name, error)
     for warning in router.warnings:
         log.warning("%s", warning)
-    return DevHostApp(router, non_http_functions=others, max_workers=max_workers)
+    return DevHostApp(router, non_http_functions=others, max_workers=max_workers, runners=[queues])
 
 
 # --- serving --------------------------------------------------------------------------------------
@@ -1186,8 +1199,9 @@ def format_route_table(asgi_app: DevHostApp, base_url: str) -> str:
         fn = route.function
         url = f"{base_url}/{route.template.text.lstrip('/')}"
         lines.append(f"        {fn.name}: [{route.methods_label}] {url}  (authLevel: {fn.auth_level})")
+    running = {name for runner in asgi_app.runners for name in runner.function_names}
     for name, trigger in asgi_app.non_http_functions:
-        lines.append(f"        {name}: {trigger}  (not run by the dev host)")
+        lines.append(f"        {name}: {trigger}  ({'run' if name in running else 'not run'} by the dev host)")
     for name, error in router.errors.items():
         lines.append(f"        {name}: in error: {error}")
     lines += [
@@ -1257,6 +1271,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="load the Values of this local.settings.json into the environment first, like Core Tools "
         "(off unless given, so test hosts get only the environment they are started with)",
     )
+    parser.add_argument(
+        "--queue-lease",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a received queue message stays invisible while its function runs (renewed at half); "
+        "the host's is 10 minutes, which a test of a killed host can shorten",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser.parse_args(argv)
 
@@ -1276,7 +1298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         log.warning("no host.json at %s: using the host's default routePrefix '%s'", host_json, DEFAULT_ROUTE_PREFIX)
         route_prefix = DEFAULT_ROUTE_PREFIX
-    asgi_app = create_asgi_app(load_app(args.app), route_prefix, route_order=args.route_order)
+    asgi_app = create_asgi_app(
+        load_app(args.app),
+        route_prefix,
+        route_order=args.route_order,
+        host_json=host_json if host_json.is_file() else None,
+        queue_lease=args.queue_lease,
+    )
     try:
         sock = _bind_socket(args.host, args.port)
     except OSError as exc:
