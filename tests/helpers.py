@@ -92,8 +92,17 @@ class DevHost:
         self.stop()
         self.start()
 
-    def log(self) -> str:
-        return self.process.log_tail()
+    def kill(self) -> None:
+        """SIGKILL the host's process group: no shutdown, no finally, messages left in hand."""
+        import signal
+
+        proc = self.process.proc
+        assert proc is not None, "the dev host is not running"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def log(self, chars: int = 4000) -> str:
+        return self.process.log_tail(chars)
 
 
 # A LoCoMo-shaped conversation where each answer turn shares obvious words with its question.
