@@ -82,7 +82,7 @@ class ChatAgent:
             try:
                 self.sessions.append_turn(user_id, session_id, turn)
             except Exception:
-                self._undo(event)
+                self._undo(event, job)
                 raise
         else:
             # The answer is what the user waits for: the turn is recorded, the learning queued.
@@ -104,9 +104,9 @@ class ChatAgent:
             learning=EventAccepted(event_id=event.event_id, status=event.status),
         )
 
-    def _undo(self, event: Any) -> None:
+    def _undo(self, event: Any, job: dict[str, Any]) -> None:
         try:
-            self.ingestion.undo(event, "the turn could not be recorded")
+            self.ingestion.undo(event, job, "the turn could not be recorded")
         except Exception:
             logger.exception("turn of event %s failed and what it learned could not be removed", event.event_id)
 

@@ -124,9 +124,9 @@ class Ingestion:
         self.events.save(event)
         return event
 
-    def undo(self, event: IngestEvent, reason: str) -> None:
-        """A succeeded event whose request failed after it (the chat turn's session write): purge it."""
-        job = self.events.job(event.event_id) or {}
+    def undo(self, event: IngestEvent, job: dict[str, Any], reason: str) -> None:
+        """A succeeded event whose request failed after it (the chat turn's session write): purge it.
+        `job` is the event's input as the caller gave it (a succeeded event no longer keeps its own)."""
         self._purge(event, job)
         self.fail(event, reason)
 
