@@ -24,7 +24,9 @@ TAG = "chat"
         "ChatMessageResponse",
         enveloped=False,
         description="Answers with the LLM using the user's relevant memories and the session's "
-        "earlier turns, then stores what it learned. 503 `llm_not_configured` without an LLM.",
+        "earlier turns and records the turn; what it learns is an ingestion event (`learning`: queued "
+        "on the ingestion queue, or already run when none is configured). 503 `llm_not_configured` "
+        "without an LLM.",
     ),
 )
 def chat_message(req: func.HttpRequest) -> Reply:

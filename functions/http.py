@@ -54,6 +54,7 @@ class EndpointSpec:
     query_params: dict[str, str] = field(default_factory=dict)
     description: str = ""
     content_type: str = "application/json"
+    accepted: str | None = None  # the model of a 202 answer (`Prefer: respond-async`), if the function has one
 
     @property
     def request_model(self) -> type[BaseModel] | None:
@@ -62,6 +63,10 @@ class EndpointSpec:
     @property
     def response_model(self) -> type[BaseModel] | None:
         return _model(self.response)
+
+    @property
+    def accepted_model(self) -> type[BaseModel] | None:
+        return _model(self.accepted)
 
 
 def _model(name: str | None) -> type[BaseModel] | None:
@@ -79,10 +84,13 @@ Handler = Callable[[func.HttpRequest], Any]
 class Reply:
     """A handler's result: the data and, for enveloped endpoints, the message."""
 
-    def __init__(self, data: Any, message: str | None = None, status: int = 200) -> None:
+    def __init__(
+        self, data: Any, message: str | None = None, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
         self.data = data
         self.message = message
         self.status = status
+        self.headers = headers
 
 
 def blueprint() -> func.Blueprint:
@@ -171,7 +179,7 @@ def _invoke(handler: Handler, spec: EndpointSpec, req: func.HttpRequest, request
     reply = result if isinstance(result, Reply) else Reply(result)
     data = _dump(reply.data)
     body = envelope(request_id, reply.message or spec.success_message, data=data) if spec.enveloped else data
-    return json_response(body, reply.status, request_id)
+    return json_response(body, reply.status, request_id, reply.headers)
 
 
 def _dump(data: Any) -> Any:

@@ -5,14 +5,38 @@ Models are imported inside the handlers: indexing the app must not build them (s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions.http import EndpointSpec, Reply, api, blueprint, parse_body, validate
-from shared.runtime import get_memory_service, get_session_store
+from shared.runtime import get_ingestion, get_memory_service, get_session_store
+
+if TYPE_CHECKING:
+    from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
 TAG = "memory"
 OWNER_PARAM = {"user_id": "When given, the memory must belong to this user (else 403)."}
+ASYNC_NOTE = (
+    "With `Prefer: respond-async` (RFC 7240): 202, `data: {event_id, status}` and `Location: "
+    "/api/memory/events/{event_id}`; the memories are written by the ingestion queue (or before the "
+    "answer when no queue is configured, then the status is `succeeded`)."
+)
+
+
+def prefers_async(req: func.HttpRequest) -> bool:
+    """Whether the `Prefer` header (RFC 7240: comma-separated preferences, `;` parameters) asks for respond-async."""
+    preferences = (req.headers.get("prefer") or "").split(",")
+    return any(item.split(";", 1)[0].strip().lower() == "respond-async" for item in preferences)
+
+
+def accepted(event: IngestEvent) -> Reply:
+    from shared.contract import EventAccepted
+
+    headers = {"Location": f"/api/memory/events/{event.event_id}", "Preference-Applied": "respond-async"}
+    data = EventAccepted(event_id=event.event_id, status=event.status)
+    return Reply(data, "记忆已接受，正在处理", status=202, headers=headers)
 
 
 def user_from_route(req: func.HttpRequest) -> str:
@@ -35,13 +59,22 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
     "api/memory/add",
     "POST",
     EndpointSpec(
-        "Add one memory (stored as given)", TAG, "MemoryAddRequest", "AddedMemory", success_message="记忆添加成功"
+        "Add one memory (stored as given)",
+        TAG,
+        "MemoryAddRequest",
+        "AddedMemory",
+        success_message="记忆添加成功",
+        description=ASYNC_NOTE,
+        accepted="EventAccepted",
     ),
 )
 def memory_add(req: func.HttpRequest) -> Reply:
-    from shared.contract import AddedMemory, MemoryAddRequest
+    from shared.contract import AddedMemory, MemoryAddRequest, MemoryInput
 
     body = parse_body(req, MemoryAddRequest)
+    if prefers_async(req):
+        item = MemoryInput(content=body.content, metadata=body.metadata)
+        return accepted(get_ingestion().submit_memories(body.user_id, [item], kind="add"))
     record = get_memory_service().add_memory(body.user_id, body.content, body.metadata)
     return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
 
@@ -52,7 +85,13 @@ def memory_add(req: func.HttpRequest) -> Reply:
     "api/memory/batch-add",
     "POST",
     EndpointSpec(
-        "Add many memories in one call", TAG, "MemoryBatchAddRequest", "BatchAdded", success_message="批量添加记忆成功"
+        "Add many memories in one call",
+        TAG,
+        "MemoryBatchAddRequest",
+        "BatchAdded",
+        success_message="批量添加记忆成功",
+        description=ASYNC_NOTE,
+        accepted="EventAccepted",
     ),
 )
 def memory_batch_add(req: func.HttpRequest) -> Reply:
@@ -67,8 +106,40 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
             f"a batch holds at most {limit} memories; split it",
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
+    if prefers_async(req):
+        return accepted(get_ingestion().submit_memories(body.user_id, list(body.memories)))
     ids = get_memory_service().add_memories(body.user_id, body.memories)
     return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
+
+
+@api(
+    bp,
+    "memory_event",
+    "api/memory/events/{event_id}",
+    "GET",
+    EndpointSpec(
+        "State of an ingestion event (asynchronous add, chat learning)",
+        TAG,
+        None,
+        "IngestEventInfo",
+        success_message="获取事件成功",
+        query_params={"user_id": "When given, the event must be this user's (else 404, like an unknown id)."},
+    ),
+)
+def memory_event(req: func.HttpRequest) -> Reply:
+    from shared.contract import IngestEventInfo
+
+    event = get_ingestion().get_event(req.route_params.get("event_id", ""), owner_from_query(req))
+    return Reply(
+        IngestEventInfo(
+            event_id=event.event_id,
+            status=event.status,
+            memory_ids=event.memory_ids if event.status == "succeeded" else None,
+            error=event.error,
+            created_at=event.created_at,
+            updated_at=event.updated_at,
+        )
+    )
 
 
 @api(

@@ -26,7 +26,7 @@ _EMPTY_PARAM = re.compile(r"/?\{[^}]*maxlength\(0\)\?\}")
 _ERRORS = {
     "400": "Malformed request (e.g. body is not JSON)",
     "403": "The memory belongs to another user",
-    "404": "Unknown memory id",
+    "404": "Unknown memory or event id (an event of another user is unknown too)",
     "413": "Request body too large",
     "422": "Request failed validation; `error.details` lists the fields",
     "429": "Throttled",
@@ -68,7 +68,7 @@ def build_openapi_document(app: Any) -> dict[str, Any]:
         if trigger is None or spec is None:
             continue
         entries.append((fn, trigger, spec))
-        for model in (spec.request_model, spec.response_model):
+        for model in (spec.request_model, spec.response_model, spec.accepted_model):
             if model is not None:
                 models.add(model)
 
@@ -131,21 +131,30 @@ def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, st
     if spec.response_model is not None:
         data_schema: dict[str, Any] = {"$ref": refs[spec.response_model]}
         if spec.enveloped:
-            data_schema = {
-                "type": "object",
-                "required": ["success", "message", "data", "timestamp"],
-                "properties": {
-                    "success": {"type": "boolean", "const": True},
-                    "message": {"type": "string"},
-                    "data": data_schema,
-                    "timestamp": {"type": "string", "format": "date-time"},
-                    "request_id": {"type": "string"},
-                },
-            }
+            data_schema = _enveloped(data_schema)
         success["content"] = {spec.content_type: {"schema": data_schema}}
     elif spec.content_type != "application/json":
         success["content"] = {spec.content_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {"200": success}
+    if spec.accepted_model is not None:
+        params.append(
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "description": "`respond-async` (RFC 7240): answer 202 and write through the ingestion queue.",
+                "schema": {"type": "string", "examples": ["respond-async"]},
+            }
+        )
+        op["parameters"] = params
+        responses["202"] = {
+            "description": "Accepted (`Prefer: respond-async`): poll the event at `Location`",
+            "headers": {
+                "Location": {"description": "/api/memory/events/{event_id}", "schema": {"type": "string"}},
+                "Preference-Applied": {"schema": {"type": "string", "const": "respond-async"}},
+            },
+            "content": {"application/json": {"schema": _enveloped({"$ref": refs[spec.accepted_model]})}},
+        }
     error_ref = {"application/json": {"schema": {"$ref": refs[ErrorEnvelope]}}}
     for code, text in _ERRORS.items():
         if code in ("400", "413", "422") and spec.request_model is None and "{" not in path:
@@ -155,6 +164,20 @@ def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, st
     auth = str(getattr(trigger.auth_level, "value", trigger.auth_level) or "function").lower()
     op["security"] = [] if auth == "anonymous" else [{"functionKey": []}]
     return op
+
+
+def _enveloped(data_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["success", "message", "data", "timestamp"],
+        "properties": {
+            "success": {"type": "boolean", "const": True},
+            "message": {"type": "string"},
+            "data": data_schema,
+            "timestamp": {"type": "string", "format": "date-time"},
+            "request_id": {"type": "string"},
+        },
+    }
 
 
 def render(document: dict[str, Any]) -> str:

@@ -266,6 +266,9 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 // Table names the app uses by default (shared/settings.py); set explicitly in the app settings.
 var sessionsTableName = 'chatsessions'
 var historyTableName = 'memoryhistory'
+var eventsTableName = 'memoryevents'
+// The ingestion queue of the queue-triggered function (shared/stores/queues.py INGEST_QUEUE).
+var ingestQueueName = 'memory-ingest'
 
 var effectiveVectorStore = deploySelfHostedStores ? 'qdrant' : vectorStore
 var selfHostedNeo4j = deploySelfHostedStores && !empty(neo4jPassword)
@@ -309,6 +312,8 @@ module storage 'app/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     sessionsTableName: sessionsTableName
     historyTableName: historyTableName
+    eventsTableName: eventsTableName
+    ingestQueueName: ingestQueueName
   }
 }
 
@@ -407,6 +412,7 @@ module functionApp 'app/function-app.bicep' = {
     deploymentContainerName: deploymentContainerName
     sessionsTableName: sessionsTableName
     historyTableName: historyTableName
+    eventsTableName: eventsTableName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     logLevel: logLevel
     vectorStore: effectiveVectorStore

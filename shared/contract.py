@@ -279,12 +279,29 @@ class UserExport(BaseModel):
     graph: dict[str, Any] | None = Field(None, description="The user's graph (nodes, edges) when graph memory is on.")
 
 
+class EventAccepted(BaseModel):
+    event_id: str
+    status: str = Field(description="`queued` on the queue; `succeeded` (or `failed`) when run inline.")
+
+
+class IngestEventInfo(BaseModel):
+    event_id: str
+    status: str = Field(description="`queued`, `processing`, `succeeded` or `failed`.")
+    memory_ids: list[str] | None = Field(None, description="The memories written, once the event succeeded.")
+    error: str | None = Field(None, description="Why the event failed (or why its last attempt did).")
+    created_at: str
+    updated_at: str
+
+
 class ChatMessageResponse(BaseModel):
     response: str
     user_id: str
     session_id: str
     memories_used: list[str]
     timestamp: str
+    learning: EventAccepted | None = Field(
+        None, description="The turn's learning (memory extraction, graph) as an event; poll /api/memory/events/{id}."
+    )
 
 
 class HealthResponse(BaseModel):

@@ -10,8 +10,13 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shared.chat.agent import ChatAgent
+    from shared.memory.ingest import Ingestion
     from shared.memory.service import MemoryService
     from shared.settings import Settings
+    from shared.stores.state.events import EventStore
     from shared.stores.state.sessions import SessionStore
 
 logger = logging.getLogger(__name__)
@@ -28,7 +33,9 @@ def build_session_store(settings: Settings) -> SessionStore:
     return LocalSessionStore(settings.data_dir / "sessions")
 
 
-def build_memory_service(settings: Settings, sessions: SessionStore | None = None) -> MemoryService:
+def build_memory_service(
+    settings: Settings, sessions: SessionStore | None = None, events: EventStore | None = None
+) -> MemoryService:
     """The memory service: embedder, history, LLM, vector store, mem0 over them, graph and search."""
     from shared.ai.backends import build_embedder, build_memory, prepare_mem0_environment
 
@@ -59,4 +66,17 @@ def build_memory_service(settings: Settings, sessions: SessionStore | None = Non
     )
     service = MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
     service.sessions = sessions  # erased with the user's memories
+    service.events = events  # so are the inputs of the user's events
     return service
+
+
+def build_ingestion(
+    settings: Settings, memory_service: Callable[[], MemoryService], chat_agent: Callable[[], ChatAgent]
+) -> Ingestion:
+    """Ingestion events: their store, and the queue when events run off the request path."""
+    from shared.memory.ingest import Ingestion
+    from shared.stores.queues import IngestQueue
+    from shared.stores.state.events import build_event_store
+
+    queue = IngestQueue(settings) if settings.resolved_ingest_mode == "queue" else None
+    return Ingestion(settings, build_event_store(settings), queue, memory_service, chat_agent)

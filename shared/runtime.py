@@ -16,6 +16,7 @@ from shared.lazy import Lazy
 
 if TYPE_CHECKING:
     from shared.chat.agent import ChatAgent
+    from shared.memory.ingest import Ingestion
     from shared.memory.service import MemoryService
     from shared.stores.state.sessions import SessionStore
 
@@ -35,7 +36,7 @@ def _memory_service() -> MemoryService:
 
     global _build_failure
     try:
-        service = build_memory_service(_settings(), get_session_store())
+        service = build_memory_service(_settings(), get_session_store(), get_ingestion().events)
     except ServiceError as error:
         _build_failure = error  # what /health reports until a build succeeds
         raise
@@ -46,7 +47,7 @@ def _memory_service() -> MemoryService:
 def _chat_agent() -> ChatAgent:
     from shared.chat.agent import build_chat_agent
 
-    return build_chat_agent(_settings(), get_memory_service(), get_session_store())
+    return build_chat_agent(_settings(), get_memory_service(), get_session_store(), get_ingestion())
 
 
 def _session_store() -> SessionStore:
@@ -55,7 +56,14 @@ def _session_store() -> SessionStore:
     return build_session_store(_settings())
 
 
+def _ingestion() -> Ingestion:
+    from shared.factory import build_ingestion
+
+    return build_ingestion(_settings(), get_memory_service, get_chat_agent)
+
+
 _memory: Lazy[MemoryService] = Lazy(_memory_service)
+_ingest: Lazy[Ingestion] = Lazy(_ingestion)
 _chat: Lazy[ChatAgent] = Lazy(_chat_agent)
 _sessions: Lazy[SessionStore] = Lazy(_session_store)
 
@@ -80,6 +88,11 @@ def get_chat_agent() -> ChatAgent:
     return _chat.get()
 
 
+def get_ingestion() -> Ingestion:
+    """The worker's ingestion events (store, queue). Building it builds neither mem0 nor the agent."""
+    return _ingest.get()
+
+
 def get_session_store() -> SessionStore:
     """The worker's chat session store (local files or Table Storage)."""
     return _sessions.get()
@@ -92,8 +105,9 @@ def peek_memory_service() -> MemoryService | None:
 
 def reset() -> None:
     """Forget every built object and the settings (tests, and a config reload)."""
-    for held in (_chat, _sessions, _memory):
-        obj = held.reset()
+    ingestion = _ingest.reset()
+    extra = (ingestion.events, ingestion.queue) if ingestion is not None else ()
+    for obj in (_chat.reset(), _sessions.reset(), _memory.reset(), *extra):
         close = getattr(obj, "close", None)
         if close is not None:
             try:

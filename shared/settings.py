@@ -22,6 +22,7 @@ EmbeddingProviderName = Literal["local", "azure_openai", "openai"]
 LlmProviderName = Literal["none", "azure_openai", "openai"]
 StateStoreName = Literal["local", "azure_table"]
 GraphStoreName = Literal["none", "neo4j"]
+IngestModeName = Literal["inline", "queue"]
 
 _PLACEHOLDERS = {"your_azure_api_key", "your_neo4j_password", "changeme", "changethis"}
 
@@ -113,6 +114,24 @@ class Settings(BaseSettings):
     )
     sessions_table: str = Field("chatsessions", description="Table of chat session turns.")
     history_table: str = Field("memoryhistory", description="Table of per-memory change history.")
+    events_table: str = Field("memoryevents", description="Table of ingestion events (asynchronous adds, learning).")
+
+    # --- ingestion off the request path (queue `memory-ingest`) ----------------------------
+    ingest_mode: IngestModeName | None = Field(
+        None,
+        description="`queue` (events on the Storage queue, run by the queue-triggered function) or `inline` "
+        "(run before the response); default queue when the host storage (AzureWebJobsStorage) is configured.",
+    )
+    azurewebjobsstorage_queue_service_uri: str | None = Field(
+        None,
+        alias="AzureWebJobsStorage__queueServiceUri",
+        description="Keyless host storage: the queue endpoint, reached with the managed identity.",
+    )
+    azurewebjobsstorage_account_name: str | None = Field(
+        None,
+        alias="AzureWebJobsStorage__accountName",
+        description="Keyless host storage by account name (endpoints https://NAME.<service>.core.windows.net).",
+    )
 
     # --- graph memory ----------------------------------------------------------------------
     graph_store: GraphStoreName = Field("none", description="`none` or `neo4j`.")
@@ -160,6 +179,15 @@ class Settings(BaseSettings):
                 "AZURE_TABLES_CONNECTION_STRING, AZURE_TABLES_ENDPOINT or AzureWebJobsStorage is required "
                 "when STATE_STORE=azure_table"
             )
+        if self.resolved_ingest_mode == "queue" and not self.queue_connection:
+            problems.append(
+                "AzureWebJobsStorage or AzureWebJobsStorage__queueServiceUri is required when INGEST_MODE=queue"
+            )
+        if self.resolved_event_store == "azure_table" and not self.table_connection:
+            problems.append(
+                "AZURE_TABLES_ENDPOINT (or AZURE_TABLES_CONNECTION_STRING) is required for the ingestion events "
+                "when the host storage is keyless"
+            )
         for name in ("azure_openai_api_key", "neo4j_password", "qdrant_api_key", "openai_api_key"):
             if (getattr(self, name) or "").strip().lower() in _PLACEHOLDERS:
                 problems.append(f"{name.upper()} still holds a placeholder value")
@@ -192,6 +220,30 @@ class Settings(BaseSettings):
             return self.state_store
         explicit = self.azure_tables_connection_string or self.azure_tables_endpoint
         return "azure_table" if explicit else "local"
+
+    @property
+    def queue_connection(self) -> str | None:
+        """The host storage's queues: a connection string (Azurite, keys) or the queue endpoint (keyless)."""
+        if self.azurewebjobsstorage:
+            return self.azurewebjobsstorage
+        if self.azurewebjobsstorage_queue_service_uri:
+            return self.azurewebjobsstorage_queue_service_uri
+        if self.azurewebjobsstorage_account_name:
+            return f"https://{self.azurewebjobsstorage_account_name}.queue.core.windows.net"
+        return None
+
+    @property
+    def resolved_ingest_mode(self) -> IngestModeName:
+        if self.ingest_mode:
+            return self.ingest_mode
+        return "queue" if self.queue_connection else "inline"
+
+    @property
+    def resolved_event_store(self) -> StateStoreName:
+        """Events live where every worker reads them once a queue or shared state is in play."""
+        if self.resolved_ingest_mode == "queue" or self.resolved_state_store == "azure_table":
+            return "azure_table"
+        return "local"
 
     @property
     def llm_configured(self) -> bool:

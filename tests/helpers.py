@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,24 @@ def _is_service_setting(name: str) -> bool:
     from shared.settings import Settings
 
     upper = name.upper()
-    return any(upper == field.upper() for field in Settings.model_fields) or upper == "AZUREWEBJOBSSTORAGE"
+    return any(upper == field.upper() for field in Settings.model_fields) or upper.startswith("AZUREWEBJOBSSTORAGE")
 
 
 class DevHost:
     """One `python -m tools.devhost` process serving the real function_app."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, name: str = "devhost") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        name: str = "devhost",
+        args: Sequence[str] = (),
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process = ServerProcess(
             name,
-            [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port), *args],
             ready=lambda: http_status(f"{self.base_url}/health") == 200,
             log_path=data_dir.parent / f"{name}-{self.port}.log",
             env=base_env(data_dir, env),
@@ -85,8 +91,17 @@ class DevHost:
         self.stop()
         self.start()
 
-    def log(self) -> str:
-        return self.process.log_tail()
+    def kill(self) -> None:
+        """SIGKILL the host's process group: no shutdown, no finally, messages left in hand."""
+        import signal
+
+        proc = self.process.proc
+        assert proc is not None, "the dev host is not running"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def log(self, chars: int = 4000) -> str:
+        return self.process.log_tail(chars)
 
 
 # A LoCoMo-shaped conversation where each answer turn shares obvious words with its question.

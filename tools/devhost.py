@@ -1013,9 +1013,12 @@ class DevHostApp:
         non_http_functions: Sequence[tuple[str, str]] = (),
         max_workers: int | None = None,
         function_directory: str | None = None,
+        runners: Sequence[Any] = (),
     ) -> None:
         self.router = router
         self.non_http_functions = list(non_http_functions)
+        # Listeners of other triggers (tools/devhost_queues.py): started and stopped with the server.
+        self.runners = list(runners)
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers if max_workers is not None else _default_max_workers(),
             thread_name_prefix="devhost-worker",
@@ -1045,8 +1048,12 @@ class DevHostApp:
                 for extension in self.extensions:
                     if hasattr(extension, "start"):
                         await extension.start()
+                for runner in self.runners:
+                    runner.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for runner in self.runners:
+                    await asyncio.get_running_loop().run_in_executor(None, runner.stop)
                 for extension in self.extensions:
                     if hasattr(extension, "stop"):
                         await extension.stop()
@@ -1178,9 +1185,12 @@ def create_asgi_app(
     max_workers: int | None = None,
     host_config: Mapping[str, Any] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
+    host_json: str | os.PathLike[str] | None = None,
+    queue_lease: float | None = None,
 ) -> DevHostApp:
     """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`,
-    its MCP tools at /runtime/webhooks/mcp, and running its timer triggers while it is up.
+    its MCP tools at /runtime/webhooks/mcp, running its timer triggers while it is up, and its queue
+    triggers with the options of `host_json` (tools/devhost_queues.py).
 
     Functions the host would put in error are left out and logged, as are routing warnings. `state_dir`
     is what the host keeps in storage (timer leases and schedule status); see `default_state_dir`.
@@ -1188,15 +1198,17 @@ def create_asgi_app(
     from datetime import UTC, datetime
 
     from tools.devhost_mcp import McpEndpoint, index_mcp_tools, read_mcp_options
+    from tools.devhost_queues import DEFAULT_LEASE, build_queue_runner
     from tools.devhost_timers import TimerRunner, index_timers
 
+    queues = build_queue_runner(app, host_json, lease=queue_lease or DEFAULT_LEASE)
     functions, others = index_functions(app)
     router = Router(functions, route_prefix, route_order)
     for name, error in router.errors.items():
         log.error("The '%s' function is in error: %s", name, error)
     for warning in router.warnings:
         log.warning("%s", warning)
-    asgi_app = DevHostApp(router, non_http_functions=others, max_workers=max_workers)
+    asgi_app = DevHostApp(router, non_http_functions=others, max_workers=max_workers, runners=[queues])
     indexed = fresh_functions(app)
     tools, tool_errors = index_mcp_tools(indexed)
     for name, error in tool_errors.items():
@@ -1253,10 +1265,11 @@ def format_route_table(asgi_app: DevHostApp, base_url: str) -> str:
         lines.append(f"        {fn.name}: [{route.methods_label}] {url}  (authLevel: {fn.auth_level})")
     for extension in asgi_app.extensions:
         lines.extend(extension.describe(base_url))
+    running = {name for runner in asgi_app.runners for name in runner.function_names}
     for name, trigger in asgi_app.non_http_functions:
         if any(extension.serves(name) for extension in asgi_app.extensions) or name in router.errors:
             continue
-        lines.append(f"        {name}: {trigger}  (not run by the dev host)")
+        lines.append(f"        {name}: {trigger}  ({'run' if name in running else 'not run'} by the dev host)")
     for name, error in router.errors.items():
         lines.append(f"        {name}: in error: {error}")
     lines += [
@@ -1333,6 +1346,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="what the host keeps in storage: timer leases and schedule status "
         "(default $DEVHOST_STATE_DIR, else .devhost/ here)",
     )
+    parser.add_argument(
+        "--queue-lease",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a received queue message stays invisible while its function runs (renewed at half); "
+        "the host's is 10 minutes, which a test of a killed host can shorten",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser.parse_args(argv)
 
@@ -1360,6 +1381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         route_order=args.route_order,
         host_config=host_config,
         state_dir=args.state_dir,
+        host_json=host_json if host_json.is_file() else None,
+        queue_lease=args.queue_lease,
     )
     try:
         sock = _bind_socket(args.host, args.port)

@@ -57,6 +57,9 @@ param sessionsTableName string
 @description('Table of per-memory change history.')
 param historyTableName string
 
+@description('Table of ingestion events (asynchronous adds, chat learning).')
+param eventsTableName string
+
 @description('Application Insights connection string (telemetry is sent with the identity, not the key).')
 param applicationInsightsConnectionString string
 
@@ -158,6 +161,10 @@ var serviceSettings = {
   AZURE_TABLES_ENDPOINT: storageTableEndpoint
   SESSIONS_TABLE: sessionsTableName
   HISTORY_TABLE: historyTableName
+  EVENTS_TABLE: eventsTableName
+  // Ingestion off the request path: events on the memory-ingest queue of the host storage
+  // (AzureWebJobsStorage__queueServiceUri above, keyless), run by the queue-triggered function.
+  INGEST_MODE: 'queue'
   GRAPH_STORE: empty(neo4jUri) ? 'none' : 'neo4j'
 }
 

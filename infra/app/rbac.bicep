@@ -74,7 +74,8 @@ resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-// The host's queue service connection (AzureWebJobsStorage__queueServiceUri).
+// The host's queue service connection (AzureWebJobsStorage__queueServiceUri): the queue trigger reads,
+// deletes and poisons messages of memory-ingest, and the app sends to it.
 resource functionQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, functionPrincipalId, roles.storageQueueDataContributor)
   scope: storage

@@ -1,5 +1,6 @@
 // The Function App's storage account: host storage (AzureWebJobsStorage), the deployment package
-// container of Flex Consumption, and the tables of chat sessions and memory history.
+// container of Flex Consumption, the tables of chat sessions, memory history and ingestion events, and
+// the ingestion queue with its poison queue.
 // Shared keys are disabled, so every client, the host included, authenticates with Entra ID.
 
 @description('Azure region of the storage account.')
@@ -30,6 +31,12 @@ param sessionsTableName string
 
 @description('Table of per-memory change history (HISTORY_TABLE).')
 param historyTableName string
+
+@description('Table of ingestion events (EVENTS_TABLE).')
+param eventsTableName string
+
+@description('Queue of ingestion events, read by the queue-triggered function; its poison queue is `<name>-poison`.')
+param ingestQueueName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches its host storage over the public endpoint; shared keys are disabled, so only Entra ID with a data role gets in.
@@ -101,8 +108,31 @@ resource historyTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
   name: historyTableName
 }
 
+resource eventsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableServices
+  name: eventsTableName
+}
+
+resource queueServices 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// The host creates both on first use too; declared here so they exist (and are visible) from the start.
+resource ingestQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueServices
+  name: ingestQueueName
+}
+
+// Where the host moves a message after host.json's maxDequeueCount failed deliveries.
+resource ingestPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueServices
+  name: '${ingestQueueName}-poison'
+}
+
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
+output ingestQueueName string = ingestQueue.name

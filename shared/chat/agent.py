@@ -1,12 +1,14 @@
 """The chat agent: answers with the LLM using the user's memories and the session's earlier turns,
-then records the turn and what it learned.
+records the turn, and learns from it through an ingestion event (shared/memory/ingest.py).
 
-A turn is recorded fully or not at all. "Fully" means: the session holds the exchange, and the
-memories the LLM extracted from it are stored. Nothing is written until the answer exists; the
-extraction (mem0 `add` with inference) writes only after its own LLM call succeeded. Every memory
-learned in a turn carries that turn's id, so if anything after the first write fails (a store
-dropping mid-extraction, the session write), the turn's memories are found by that id and
-deleted before the error is answered. An LLM outage at any step answers 503 and leaves no trace.
+The learning (mem0's extraction, then the graph's) is all or nothing. Every memory learned in a
+turn carries that turn's id and the graph write carries the event's, so when anything after the
+first write fails (a store dropping mid-extraction, a worker dying), the attempt's memories are
+found by that id and deleted, and the graph write reverted, before the event is retried or failed.
+- Queue mode: the response comes once the answer exists and the turn is in the session; the
+  learning is queued (`learning.status` "queued") and the next turn sees it once it succeeded.
+- Inline mode (zero-setup): learned before the turn is recorded, so a turn is recorded fully or not
+  at all, and an LLM outage at any step answers 503 and leaves no trace.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import uuid
 from typing import Any
 
 from shared.context import iso_utc
-from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
-from shared.errors import LlmNotConfigured
+from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, EventAccepted, MemoryRecord
+from shared.errors import LlmNotConfigured, ServiceError
+from shared.memory.ingest import Ingestion
 from shared.memory.service import MemoryService, vector_store_calls
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
@@ -34,11 +37,14 @@ What you remember about the user:
 
 
 class ChatAgent:
-    def __init__(self, settings: Settings, service: MemoryService, sessions: SessionStore, llm: Any) -> None:
+    def __init__(
+        self, settings: Settings, service: MemoryService, sessions: SessionStore, llm: Any, ingestion: Ingestion
+    ) -> None:
         self.settings = settings
         self.service = service
         self.sessions = sessions
         self.llm = llm
+        self.ingestion = ingestion  # the turn's learning is an ingestion event
 
     def chat(
         self, user_id: str, message: str, session_id: str | None, metadata: dict[str, Any] | None = None
@@ -47,38 +53,63 @@ class ChatAgent:
         history = self.sessions.recent_turns(user_id, session_id, self.settings.chat_history_turns)
         memories = self._relevant_memories(user_id, message)
         graph = self.service.search_relations(user_id, message)
-        if graph is not None and graph.warning and graph.warning.get("code") == "graph_unavailable":
-            # The turn's graph write would fail too: say so before spending two LLM calls.
+        warning = graph.warning if graph is not None else None
+        if warning and warning.get("code") == "graph_unavailable" and self.ingestion.inline:
+            # The turn's graph write would fail too: say so before spending two LLM calls (a queued
+            # learning waits for the graph instead, retried by the queue).
             from shared.graph import GraphUnavailable
 
-            raise GraphUnavailable(graph.warning.get("message") or "the graph store is unavailable; retry later")
+            raise GraphUnavailable(warning.get("message") or "the graph store is unavailable; retry later")
         relations = graph.relations if graph is not None else []
         messages = self.build_prompt(memories, history, message, relations)
         answer = self.llm.complete(messages)
-        turn_id = uuid.uuid4().hex
         turn = Turn(
             user_message=message,
             assistant_message=answer,
             timestamp=iso_utc(),
             memories_used=[m.id for m in memories],
         )
-        graph_write = None
-        try:
-            learned = self._learn(user_id, session_id, turn_id, message, answer, metadata)
-            if self.service.graph is not None:
-                # What the user said is what the graph learns from ("I" is the user's own node).
-                graph_write = self.service.graph.extract_and_store(user_id, message, learned)
-            self.sessions.append_turn(user_id, session_id, turn)
-        except Exception:
-            self._forget_turn(user_id, turn_id, graph_write)
-            raise
+        job = {
+            "session_id": session_id,
+            "turn_id": uuid.uuid4().hex,
+            "message": message,
+            "answer": answer,
+            "metadata": _flat_metadata(metadata),
+        }
+        event = self.ingestion.create(user_id, "learn", job)
+        if self.ingestion.inline:
+            # All or nothing, as before events: learned first, recorded after, purged if recording fails.
+            event = self.ingestion.dispatch(event)
+            try:
+                self.sessions.append_turn(user_id, session_id, turn)
+            except Exception:
+                self._undo(event, job)
+                raise
+        else:
+            # The answer is what the user waits for: the turn is recorded, the learning queued.
+            try:
+                self.sessions.append_turn(user_id, session_id, turn)
+            except Exception:
+                self.ingestion.fail(event, "the turn could not be recorded")
+                raise
+            try:
+                event = self.ingestion.dispatch(event)
+            except ServiceError as error:
+                logger.warning("turn recorded but its learning could not be queued: %s", error.message)
         return ChatMessageResponse(
             response=answer,
             user_id=user_id,
             session_id=session_id,
             memories_used=turn.memories_used,
             timestamp=turn.timestamp,
+            learning=EventAccepted(event_id=event.event_id, status=event.status),
         )
+
+    def _undo(self, event: Any, job: dict[str, Any]) -> None:
+        try:
+            self.ingestion.undo(event, job, "the turn could not be recorded")
+        except Exception:
+            logger.exception("turn of event %s failed and what it learned could not be removed", event.event_id)
 
     def _relevant_memories(self, user_id: str, message: str) -> list[MemoryRecord]:
         if self.settings.chat_memory_limit == 0:
@@ -103,44 +134,44 @@ class ChatAgent:
         messages.append({"role": "user", "content": message})
         return messages
 
-    def _learn(
-        self,
-        user_id: str,
-        session_id: str,
-        turn_id: str,
-        message: str,
-        answer: str,
-        metadata: dict[str, Any] | None,
-    ) -> list[str]:
-        """Let mem0 extract facts from the exchange (LLM inference); returns the ids it added."""
-        exchange = [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
-        # The request's flat metadata travels with what was learned (mem0's own keys cannot be set).
-        learned = {
-            k: v
-            for k, v in (metadata or {}).items()
-            if isinstance(v, str | int | float | bool) and k not in RESERVED_METADATA_KEYS
-        }
-        learned.update({"learned_from": "chat", "session_id": session_id, "turn_id": turn_id})
+    def learn(self, user_id: str, job: dict[str, Any], write_id: str) -> list[str]:
+        """A learning event's work: mem0 extracts facts from the exchange (LLM inference), then the
+        graph learns from what the user said. Returns the ids mem0 added, all tagged with the turn id."""
+        exchange = [{"role": "user", "content": job["message"]}, {"role": "assistant", "content": job["answer"]}]
+        learned = dict(job.get("metadata") or {})
+        learned.update({"learned_from": "chat", "session_id": job["session_id"], "turn_id": job["turn_id"]})
         with vector_store_calls():
             result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
-        return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
+        ids = [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
+        if self.service.graph is not None:
+            # What the user said is what the graph learns from ("I" is the user's own node).
+            self.service.graph.extract_and_store(user_id, job["message"], ids, write_id=write_id)
+        return ids
 
-    def _forget_turn(self, user_id: str, turn_id: str, graph_write: Any = None) -> None:
-        """Delete whatever a failed turn had already learned (best effort: the error is reported anyway)."""
-        if graph_write is not None and self.service.graph is not None:
-            try:
-                self.service.graph.revert_write(user_id, graph_write)
-            except Exception:
-                logger.exception("turn %s failed and its graph write could not be reverted", turn_id)
-        try:
-            removed = self.service.delete_where(user_id, {"turn_id": turn_id})
-            if removed:
-                logger.warning("turn %s failed after learning %d memories; removed them", turn_id, removed)
-        except Exception:
-            logger.exception("turn %s failed and its memories could not be removed", turn_id)
+    def forget(self, user_id: str, job: dict[str, Any], write_id: str) -> None:
+        """Remove whatever a learning attempt wrote: its graph write, then the memories tagged with its turn."""
+        if self.service.graph is not None:
+            from shared.graph.store import GraphWriteResult
+
+            # The memories' own support goes with them below (delete_where cascades into the graph).
+            self.service.graph.revert_write(user_id, GraphWriteResult(write_id=write_id, status="written"))
+        removed = self.service.delete_where(user_id, {"turn_id": job["turn_id"]})
+        if removed:
+            logger.warning("turn %s: removed the %d memories an unfinished attempt learned", job["turn_id"], removed)
 
 
-def build_chat_agent(settings: Settings, service: MemoryService, sessions: SessionStore) -> ChatAgent:
+def _flat_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The request's flat metadata travels with what is learned (mem0's own keys cannot be set)."""
+    return {
+        k: v
+        for k, v in (metadata or {}).items()
+        if isinstance(v, str | int | float | bool) and k not in RESERVED_METADATA_KEYS
+    }
+
+
+def build_chat_agent(
+    settings: Settings, service: MemoryService, sessions: SessionStore, ingestion: Ingestion
+) -> ChatAgent:
     if not settings.llm_configured:
         raise LlmNotConfigured()
-    return ChatAgent(settings, service, sessions, service.memory.llm)
+    return ChatAgent(settings, service, sessions, service.memory.llm, ingestion)

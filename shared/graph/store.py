@@ -228,7 +228,9 @@ class GraphStore(Neo4jConnection):
         return {"nodes": nodes[:limit], "edges": edges[:limit], "truncated": truncated}
 
     # --- write path ------------------------------------------------------------------------------
-    def extract_and_store(self, user_id: str, text: str, memory_ids: Sequence[str] = ()) -> GraphWriteResult:
+    def extract_and_store(
+        self, user_id: str, text: str, memory_ids: Sequence[str] = (), *, write_id: str | None = None
+    ) -> GraphWriteResult:
         """Extract entities and relations from `text` with the LLM and merge them into the user's graph.
 
         `memory_ids` are the memories learned from the same text (mem0 ADD/UPDATE ids): they become
@@ -236,9 +238,10 @@ class GraphStore(Neo4jConnection):
         affected relations (Neo4j first, so an outage fails before the LLM is paid for), one LLM
         call, validate, embed new names, one write transaction. Raises GraphUnavailable on a Neo4j
         outage and the LLM's own BackendUnavailable / LlmNotConfigured; a malformed answer is
-        returned as status "rejected" and nothing is written.
+        returned as status "rejected" and nothing is written. `write_id` names the write for
+        `revert_write` (an ingestion event gives its own, so a redo after a crash can revert it).
         """
-        write_id = uuid.uuid4().hex
+        write_id = write_id or uuid.uuid4().hex
         mids = list(dict.fromkeys(str(m) for m in memory_ids))
         result = GraphWriteResult(write_id=write_id, status="empty", memory_ids=mids)
         if not text.strip():

@@ -100,6 +100,7 @@ class MemoryService:
         self.searcher = searcher
         self.graph = graph  # shared.graph.GraphStore when GRAPH_STORE=neo4j
         self.sessions: Any = None  # the chat session store, erased with a user (set by the runtime)
+        self.events: Any = None  # the ingestion events (their inputs hold texts), erased with a user
 
     # --- writes ------------------------------------------------------------------------------
     def add_memory(self, user_id: str, content: str, metadata: dict[str, Any] | None = None) -> MemoryRecord:
@@ -117,16 +118,17 @@ class MemoryService:
             updated_at=now,
         )
 
-    def add_memories(self, user_id: str, items: Sequence[MemoryInput]) -> list[str]:
+    def add_memories(self, user_id: str, items: Sequence[MemoryInput], ids: Sequence[str] | None = None) -> list[str]:
         """One embedding call for the batch, one vector store write, one history write.
 
         If the history write fails the inserted vectors are removed again, so a failed batch
-        leaves nothing behind.
+        leaves nothing behind. `ids` (one per item) are given by an ingestion event, whose redo
+        must write the same memories again, never new ones.
         """
         texts = [item.content for item in items]
         vectors = self.embedder.embed_batch(texts, "add")
         now = iso_utc()
-        ids = [str(uuid.uuid4()) for _ in items]
+        ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
         payloads = []
         for item in items:
             payload: dict[str, Any] = dict(item.metadata or {})
@@ -217,7 +219,13 @@ class MemoryService:
             erase_messages(user_id)
         if self.sessions is not None:
             self.sessions.delete_user(user_id)
+        if self.events is not None:
+            self.events.delete_user(user_id)
         return deleted
+
+    def erase_memories(self, memory_ids: Sequence[str]) -> None:
+        """Erase these memories if they exist (history, then vectors): an ingestion event's purge."""
+        self._erase(list(memory_ids))
 
     def _erase(self, memory_ids: list[str]) -> None:
         """Erases memories: their history rows (every old and new text) first, then the memories.

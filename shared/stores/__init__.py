@@ -1,1 +1,1 @@
-"""Adapters to the stores the service writes: vectors (`vector/`)."""
+"""Adapters to the stores the service writes: vectors (`vector/`), state (`state/`), the ingestion queue."""

@@ -24,6 +24,7 @@ NOT_SET_IN_THE_CLOUD = {
     "AZURE_OPENAI_API_KEY": "Azure OpenAI has local auth disabled; the app uses its managed identity",
     "AZURE_TABLES_CONNECTION_STRING": "tables are reached keylessly through AZURE_TABLES_ENDPOINT",
     "AzureWebJobsStorage": "the host storage is identity-based (AzureWebJobsStorage__*), no connection string",
+    "AzureWebJobsStorage__accountName": "the queue endpoint is given whole, as AzureWebJobsStorage__queueServiceUri",
     # The OpenAI-compatible provider (Ollama, vLLM, OpenAI) is not what this deployment provisions.
     "OPENAI_BASE_URL": _NOT_OPENAI_COMPATIBLE,
     "OPENAI_API_KEY": _NOT_OPENAI_COMPATIBLE,
@@ -178,6 +179,9 @@ def test_cloud_configuration_is_keyless(app_settings: dict[str, list[Any]]) -> N
     assert app_settings["EMBEDDING_PROVIDER"] == ["azure_openai"]
     assert app_settings["STATE_STORE"] == ["azure_table"]
     assert app_settings["AzureWebJobsStorage__credential"] == ["managedidentity"]
+    # The ingestion queue is reached the host's way, keylessly: the same endpoint the trigger uses.
+    assert app_settings["INGEST_MODE"] == ["queue"]
+    assert app_settings["AzureWebJobsStorage__queueServiceUri"] == ["storageQueueEndpoint"]
     for name in (
         "AZURE_OPENAI_ENDPOINT",
         "AZURE_OPENAI_DEPLOYMENT",
@@ -240,7 +244,7 @@ def test_always_ready_instances_are_opt_in(function_app: dict[str, Any], main_te
         "operator": {"type": "equals", "operands": {"operand_1": "alwaysReadyInstances", "operand_2": 0}}
     }
     assert always_ready["operands"]["true_value"] == []
-    # Every function is HTTP-triggered: they form Flex Consumption's one 'http' scale group.
+    # The HTTP functions form Flex Consumption's 'http' scale group; memory_ingest (queue) scales on its own.
     assert always_ready["operands"]["false_value"] == [{"name": "http", "instanceCount": "alwaysReadyInstances"}]
 
     readme = (REPO_ROOT / "README.md").read_text()

@@ -33,7 +33,10 @@ ADDITIONS = {
     ("GET", "api/memory/memory/{memory_id}"),
     ("GET", "api/memory/memory/{memory_id}/history"),
     ("GET", "api/memory/export/{user_id}"),
+    ("GET", "api/memory/events/{event_id}"),
 }
+# Functions of other triggers, by trigger type and what it listens to.
+NON_HTTP = {("queueTrigger", "memory-ingest")}
 ANONYMOUS = {"health", "{root:maxlength(0)?}", "docs", "openapi.json", "docs/assets/{name}"}
 
 
@@ -60,6 +63,15 @@ def test_get_functions_validates_and_names_are_unique() -> None:
 def test_every_contracted_route_and_method_is_served() -> None:
     served = set(_routes())
     assert served >= CONTRACT | ADDITIONS, sorted((CONTRACT | ADDITIONS) - served)
+
+
+def test_the_queue_trigger_is_the_ingestion_queue() -> None:
+    others = {
+        (fn.get_trigger().get_binding_name(), fn.get_trigger().queue_name)
+        for fn in indexed_functions(function_app.app)
+        if fn.get_trigger().get_binding_name() == "queueTrigger"
+    }
+    assert others == NON_HTTP
 
 
 def test_one_method_per_function_and_auth_levels() -> None:

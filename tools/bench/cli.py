@@ -71,6 +71,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     load.add_argument("--quick", action="store_true", help="a small smoke configuration (CI), not for timing")
     load.add_argument("--out", type=Path, help="write the results as JSON here")
     load.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
+
+    ing = sub.add_parser(
+        "ingest", help="202 latency, queue drain rate (one and two hosts), chat turn latency inline and queued"
+    )
+    ing.add_argument("--accepts", type=int, default=200, help="timed 202 adds (default 200)")
+    ing.add_argument("--events", type=int, default=60, help="events per drain run (default 60)")
+    ing.add_argument("--per-event", type=int, default=10, help="memories per event (default 10)")
+    ing.add_argument("--chat-turns", type=int, default=8, help="timed chat turns per mode (default 8)")
+    ing.add_argument("--llm-delay", type=float, default=0.5, help="seconds the fake LLM takes per call (default 0.5)")
+    ing.add_argument("--out", type=Path, help="write the results as JSON here")
+    ing.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
     return parser.parse_args(argv)
 
 
@@ -79,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "locomo":
             result = run_locomo(args)
+        elif args.command == "ingest":
+            result = run_ingest_command(args)
         else:
             result = run_load(load_config(args))
             result["targets"] = load_targets(result)
@@ -90,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.out, clean_nans(result))
     if args.command == "locomo":
         print(locomo_tables(result))
+    elif args.command == "ingest":
+        from tools.bench.ingest import ingest_tables
+
+        print(ingest_tables(result))
     else:
         print(load_tables(result, show_cprofile=args.profile))
     if args.out:
@@ -141,6 +158,20 @@ def _workdir(keep: bool) -> Iterator[Path]:
             print(f"data kept in {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def run_ingest_command(args: argparse.Namespace) -> dict[str, Any]:
+    from tools.bench.ingest import IngestConfig, run_ingest
+
+    config = IngestConfig(
+        accepts=args.accepts,
+        events=args.events,
+        per_event=args.per_event,
+        chat_turns=args.chat_turns,
+        llm_delay=args.llm_delay,
+    )
+    with _workdir(args.keep_data) as root:
+        return run_ingest(config, root)
 
 
 def run_locomo(args: argparse.Namespace) -> dict[str, Any]:

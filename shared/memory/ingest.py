@@ -1,0 +1,190 @@
+"""Ingestion as events: asynchronous adds (`Prefer: respond-async`) and a chat turn's learning.
+
+A request creates an event (its input kept with it, see shared/stores/state/events.py) and then,
+by the ingestion mode:
+- `queue` (the host storage is configured): the event id goes on the `memory-ingest` queue and
+  the queue-triggered function (functions/ingest.py) runs `process`; the request answers 202
+  with the event still `queued`.
+- `inline` (zero-setup default): `process` runs before the response, so the event is
+  `succeeded` (or the request fails with the error the synchronous path would give).
+
+`process` is idempotent by event id, because the queue delivers at least once (a worker that
+dies mid-event, a visibility lease that runs out, a replay from the poison queue):
+- `succeeded`: nothing to do.
+- an earlier attempt started (`attempts > 0`): whatever it may have written is purged first, then
+  the event is redone. Adds write memories whose ids derive from the event id (uuid5), so the
+  purge knows them without a lookup and a redo can never add a second copy; a learning event
+  tags what it learns with its turn id and its graph write with the event id.
+A failed attempt purges what it wrote, so an event is all or nothing; the queue retries it
+(host.json `maxDequeueCount`), and on the last attempt the event becomes `failed` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.context import iso_utc
+from shared.contract import MemoryInput
+from shared.errors import NotFound, ServiceError
+from shared.stores.state.events import EventKind, EventStore, IngestEvent
+
+if TYPE_CHECKING:
+    from shared.memory.service import MemoryService
+    from shared.settings import Settings
+    from shared.stores.queues import IngestQueue
+
+logger = logging.getLogger(__name__)
+
+# Ids of the memories an add event writes: uuid5 of the event id and the item's position.
+_MEMORY_IDS = uuid.UUID("0f5c4d0e-53a1-4c4e-9a43-2f0a1c9f7b6d")
+
+
+class Learner(Protocol):
+    """What a learning event needs of the chat agent."""
+
+    def learn(self, user_id: str, job: dict[str, Any], write_id: str) -> list[str]: ...
+
+    def forget(self, user_id: str, job: dict[str, Any], write_id: str) -> None: ...
+
+
+def memory_ids_for(event_id: str, count: int) -> list[str]:
+    return [str(uuid.uuid5(_MEMORY_IDS, f"{event_id}:{index}")) for index in range(count)]
+
+
+def graph_write_id(event_id: str) -> str:
+    return uuid.uuid5(_MEMORY_IDS, f"{event_id}:graph").hex
+
+
+def is_valid_event_id(event_id: str) -> bool:
+    try:
+        uuid.UUID(event_id)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def describe_error(error: BaseException) -> str:
+    """The reason an event failed, as a client may read it (no traceback, no internals)."""
+    if isinstance(error, ServiceError):
+        return f"{error.code}: {error.message}"[:500]
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+class Ingestion:
+    """Creates, dispatches, runs and reports ingestion events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventStore,
+        queue: IngestQueue | None,
+        memory_service: Callable[[], MemoryService],
+        learner: Callable[[], Learner],
+    ) -> None:
+        self.settings = settings
+        self.events = events
+        self.queue = queue  # None: events run inline
+        self._memory_service = memory_service
+        self._learner = learner
+
+    @property
+    def inline(self) -> bool:
+        return self.queue is None
+
+    # --- the request side ----------------------------------------------------------------------
+    def create(self, user_id: str, kind: EventKind, job: dict[str, Any]) -> IngestEvent:
+        """A new `queued` event holding its input; nothing runs yet."""
+        now = iso_utc()
+        event = IngestEvent(str(uuid.uuid4()), user_id, kind, "queued", now, now)
+        self.events.create(event, job)
+        return event
+
+    def dispatch(self, event: IngestEvent) -> IngestEvent:
+        """Queue mode: the event goes on the queue. Inline: it runs now (its error is raised)."""
+        if self.queue is None:
+            return self.process(event.event_id, last_attempt=True) or event
+        try:
+            self.queue.send({"event_id": event.event_id, "user_id": event.user_id})
+        except ServiceError as error:
+            self.fail(event, describe_error(error))
+            raise
+        return event
+
+    def submit(self, user_id: str, kind: EventKind, job: dict[str, Any]) -> IngestEvent:
+        return self.dispatch(self.create(user_id, kind, job))
+
+    def submit_memories(self, user_id: str, items: list[MemoryInput], kind: EventKind = "batch_add") -> IngestEvent:
+        job = {"items": [item.model_dump(mode="json") for item in items]}
+        return self.submit(user_id, kind, job)
+
+    def fail(self, event: IngestEvent, reason: str) -> IngestEvent:
+        event.status, event.error, event.updated_at = "failed", reason, iso_utc()
+        self.events.save(event)
+        return event
+
+    def undo(self, event: IngestEvent, job: dict[str, Any], reason: str) -> None:
+        """A succeeded event whose request failed after it (the chat turn's session write): purge it.
+        `job` is the event's input as the caller gave it (a succeeded event no longer keeps its own)."""
+        self._purge(event, job)
+        self.fail(event, reason)
+
+    def get_event(self, event_id: str, owner: str | None) -> IngestEvent:
+        """The event, if it exists and (when `owner` is given) is that user's; 404 either way."""
+        event = self.events.get(event_id) if is_valid_event_id(event_id) else None
+        if event is None or (owner is not None and event.user_id != owner):
+            raise NotFound(f"event {event_id!r} not found")
+        return event
+
+    # --- the worker side -----------------------------------------------------------------------
+    def process(self, event_id: str, *, last_attempt: bool, user_id: str | None = None) -> IngestEvent | None:
+        """Run one event (a queue delivery, or inline). Raises when the attempt failed, so the queue retries."""
+        event = self.events.get(event_id)
+        if event is None or (user_id is not None and user_id != event.user_id):
+            # Erased with its user, or a message naming someone else's event: nothing to do.
+            logger.warning("ingestion message for unknown event %s dropped", event_id)
+            return None
+        if event.status == "succeeded":
+            logger.info("event %s already succeeded; redelivery ignored", event_id)
+            return event
+        job = self.events.job(event_id)
+        if job is None:
+            return self.fail(event, "the event's input is gone")
+        if event.attempts > 0:
+            logger.info("event %s: attempt %d after an unfinished one; purging first", event_id, event.attempts + 1)
+            self._purge(event, job)
+        event.status, event.attempts, event.updated_at = "processing", event.attempts + 1, iso_utc()
+        self.events.save(event)
+        try:
+            memory_ids = self._run(event, job)
+        except Exception as error:
+            logger.warning("event %s attempt %d failed: %s", event_id, event.attempts, describe_error(error))
+            try:
+                self._purge(event, job)
+            except Exception:  # the next attempt purges again (attempts > 0)
+                logger.exception("event %s: could not purge a failed attempt", event_id)
+            event.status = "failed" if last_attempt else "queued"
+            event.error, event.updated_at = describe_error(error), iso_utc()
+            self.events.save(event)
+            raise
+        event.status, event.memory_ids, event.error, event.updated_at = "succeeded", memory_ids, None, iso_utc()
+        self.events.save(event)
+        # The memories hold the text now; the event keeps no second copy of it.
+        self.events.drop_job(event_id)
+        return event
+
+    def _run(self, event: IngestEvent, job: dict[str, Any]) -> list[str]:
+        if event.kind == "learn":
+            return self._learner().learn(event.user_id, job, graph_write_id(event.event_id))
+        items = [MemoryInput.model_validate(item) for item in job.get("items") or []]
+        ids = memory_ids_for(event.event_id, len(items))
+        return self._memory_service().add_memories(event.user_id, items, ids=ids)
+
+    def _purge(self, event: IngestEvent, job: dict[str, Any]) -> None:
+        if event.kind == "learn":
+            self._learner().forget(event.user_id, job, graph_write_id(event.event_id))
+            return
+        ids = memory_ids_for(event.event_id, len(job.get("items") or []))
+        self._memory_service().erase_memories(ids)
