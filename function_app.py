@@ -9,6 +9,7 @@ import azure.functions as func
 from functions import docs
 from functions.chat import bp as chat_bp
 from functions.docs import bp as docs_bp
+from functions.maintenance import bp as maintenance_bp
 from functions.memory import bp as memory_bp
 from functions.system import bp as system_bp
 from shared.observability.logs import configure_logging
@@ -16,6 +17,6 @@ from shared.observability.logs import configure_logging
 configure_logging()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (chat_bp, memory_bp, system_bp, docs_bp):
+for blueprint in (chat_bp, memory_bp, system_bp, docs_bp, maintenance_bp):
     app.register_functions(blueprint)
 docs.bind(app)

@@ -37,9 +37,14 @@ ADDITIONS = {
 ANONYMOUS = {"health", "{root:maxlength(0)?}", "docs", "openapi.json", "docs/assets/{name}"}
 
 
+def _http_functions() -> list:
+    """The HTTP functions (the timer of functions/maintenance.py has no route)."""
+    return [fn for fn in indexed_functions(function_app.app) if fn.get_trigger().get_binding_name() == "httpTrigger"]
+
+
 def _routes() -> dict[tuple[str, str], object]:
     table = {}
-    for fn in indexed_functions(function_app.app):
+    for fn in _http_functions():
         trigger = fn.get_trigger()
         for method in trigger.methods:
             table[(str(method.value), trigger.route)] = fn
@@ -58,8 +63,15 @@ def test_every_contracted_route_and_method_is_served() -> None:
     assert served >= CONTRACT | ADDITIONS, sorted((CONTRACT | ADDITIONS) - served)
 
 
+def test_the_expiry_purge_is_a_timer_that_does_not_run_on_startup() -> None:
+    timers = [fn for fn in indexed_functions(function_app.app) if fn.get_trigger().get_binding_name() == "timerTrigger"]
+    assert [fn.get_function_name() for fn in timers] == ["memory_purge_expired"]
+    trigger = timers[0].get_trigger()
+    assert trigger.schedule == "0 0 * * * *" and not trigger.run_on_startup
+
+
 def test_one_method_per_function_and_auth_levels() -> None:
-    for fn in indexed_functions(function_app.app):
+    for fn in _http_functions():
         trigger = fn.get_trigger()
         assert len(trigger.methods) == 1, fn.get_function_name()
         level = str(trigger.auth_level.value).upper()
