@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ValidationFailed
-from shared.search.filters import AllOf, AnyOf, Condition, NoneOf
+from shared.search.filters import AllOf, AnyOf, Compare, Condition, NoneOf
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -144,7 +144,11 @@ def _where(condition: Condition, negated: bool) -> dict[str, Any]:
     if negated:
         chroma_op = _NEGATED[chroma_op]
     if chroma_op in ("$in", "$nin"):
-        return {key: {chroma_op: list(value)}}
+        if all(isinstance(v, str) for v in value):
+            return {key: {chroma_op: list(value)}}
+        # Chroma's lists hold one type; numbers and booleans go one by one, with equality's rules.
+        one_by_one = [_where(Compare(key, "eq" if chroma_op == "$in" else "ne", v), False) for v in value]
+        return combine(one_by_one, "$or" if chroma_op == "$in" else "$and") or {}
     if chroma_op in ("$eq", "$ne") and _is_number(value) and float(value).is_integer():
         # Chroma keeps ints and floats apart: 2 must also find 2.0 (and 2.0 find 2).
         both = [{key: {chroma_op: int(value)}}, {key: {chroma_op: float(value)}}]
