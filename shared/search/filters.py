@@ -114,7 +114,9 @@ def _logical(key: str, value: Any, path: str, reserved: frozenset[str], depth: i
     if not isinstance(value, list) or not value:
         raise FilterError(path, f"{key} takes a non-empty list of conditions")
     parts = tuple(_object(item, f"{path}[{i}]", reserved, depth + 1, counter) for i, item in enumerate(value))
-    return {"AND": AllOf, "OR": AnyOf, "NOT": NoneOf}[key](parts)
+    if key == "AND":
+        return AllOf(parts)
+    return AnyOf(parts) if key == "OR" else NoneOf(parts)
 
 
 def _scalar(value: Any, path: str) -> Scalar:

@@ -11,7 +11,11 @@ import pytest
 
 from shared.contract import MemoryInput, SearchFilters
 from shared.errors import NotFound, ValidationFailed
-from tests.integration.test_search import Workers, embedder, workers  # noqa: F401 (fixtures)
+from tests.integration import test_search
+from tests.integration.test_search import Workers
+
+embedder = test_search.embedder  # the search tests' fixtures
+workers = test_search.workers
 
 ROWS: list[tuple[str, dict[str, Any]]] = [
     ("alpha likes green tea in the morning", {"topic": "tea time", "age": 30, "vip": True, "tier": "gold"}),
