@@ -255,6 +255,11 @@ CONTENT = Arg("content", "string", "The memory text, stored as given.", True)
 METADATA = Arg(
     "metadata", "object", "Flat key/value metadata (strings, numbers, booleans); `category` feeds the stats."
 )
+AGENT_ID = Arg("agent_id", "string", "The agent the memories belong to (mem0's agent scope); optional.")
+RUN_ID = Arg("run_id", "string", "The run or conversation the memories belong to (mem0's run scope); optional.")
+EXPIRATION_DATE = Arg(
+    "expiration_date", "string", "ISO date or datetime (UTC) after which the memory is never returned; optional."
+)
 QUERY = Arg("query", "string", "What to look for, in natural language.", True)
 LIMIT = Arg("limit", "integer", "How many memories at most (1-100, default 10).")
 THRESHOLD = Arg("threshold", "number", "Drop results scoring below this (0-1).")
@@ -276,12 +281,22 @@ FILTERS = Arg(
     USER_ID,
     CONTENT,
     METADATA,
+    AGENT_ID,
+    RUN_ID,
+    EXPIRATION_DATE,
 )
 def add_memory(call: ToolCall) -> Any:
     from shared.contract import AddedMemory
 
     body = call.parse()
-    record = get_memory_service().add_memory(body.user_id, body.content, body.metadata)
+    record = get_memory_service().add_memory(
+        body.user_id,
+        body.content,
+        body.metadata,
+        agent_id=body.agent_id,
+        run_id=body.run_id,
+        expiration_date=body.expiration_date,
+    )
     return AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content)
 
 
@@ -295,13 +310,17 @@ def add_memory(call: ToolCall) -> Any:
     LIMIT,
     THRESHOLD,
     FILTERS,
+    AGENT_ID,
+    RUN_ID,
 )
 def search_memories(call: ToolCall) -> Any:
     from shared.contract import MemoryResults
 
     body = call.parse()
     service = get_memory_service()
-    results = service.search_memories(body.user_id, body.query, body.limit, body.filters, body.threshold)
+    results = service.search_memories(
+        body.user_id, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
+    )
     graph = service.search_relations(body.user_id, body.query)
     if graph is None:
         return MemoryResults(results=results)
@@ -313,14 +332,16 @@ def search_memories(call: ToolCall) -> Any:
     bp,
     "list_memories",
     "List all of a user's memories, newest first (GET /api/memory/user/{user_id}).",
-    "UserPath",
+    "MemoryListRequest",
     USER_ID,
+    AGENT_ID,
+    RUN_ID,
 )
 def list_memories(call: ToolCall) -> Any:
     from shared.contract import MemoryList
 
     scope = call.parse()
-    records = get_memory_service().list_memories(scope.user_id)
+    records = get_memory_service().list_memories(scope.user_id, scope.agent_id, scope.run_id)
     return MemoryList(results=records, total=len(records))
 
 

@@ -39,10 +39,25 @@ def accepted(event: IngestEvent) -> Reply:
     return Reply(data, "记忆已接受，正在处理", status=202, headers=headers)
 
 
+SCOPE_PARAMS = {
+    "agent_id": "Only the user's memories of this agent (mem0's agent scope).",
+    "run_id": "Only the user's memories of this run (mem0's run scope).",
+}
+
+
 def user_from_route(req: func.HttpRequest) -> str:
     from shared.contract import UserPath
 
     return validate(UserPath, {"user_id": req.route_params.get("user_id", "")}).user_id
+
+
+def scope_from_query(req: func.HttpRequest) -> tuple[str | None, str | None]:
+    """The optional `?agent_id=&run_id=` of list and delete-all, validated like `user_id`."""
+    from shared.contract import ScopeQuery
+
+    raw = {key: req.params.get(key) for key in ("agent_id", "run_id") if req.params.get(key) is not None}
+    scope = validate(ScopeQuery, raw)
+    return scope.agent_id, scope.run_id
 
 
 def owner_from_query(req: func.HttpRequest) -> str | None:
@@ -73,9 +88,19 @@ def memory_add(req: func.HttpRequest) -> Reply:
 
     body = parse_body(req, MemoryAddRequest)
     if prefers_async(req):
-        item = MemoryInput(content=body.content, metadata=body.metadata)
-        return accepted(get_ingestion().submit_memories(body.user_id, [item], kind="add"))
-    record = get_memory_service().add_memory(body.user_id, body.content, body.metadata)
+        item = MemoryInput(content=body.content, metadata=body.metadata, expiration_date=body.expiration_date)
+        event = get_ingestion().submit_memories(
+            body.user_id, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id
+        )
+        return accepted(event)
+    record = get_memory_service().add_memory(
+        body.user_id,
+        body.content,
+        body.metadata,
+        agent_id=body.agent_id,
+        run_id=body.run_id,
+        expiration_date=body.expiration_date,
+    )
     return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
 
 
@@ -107,8 +132,11 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
     if prefers_async(req):
-        return accepted(get_ingestion().submit_memories(body.user_id, list(body.memories)))
-    ids = get_memory_service().add_memories(body.user_id, body.memories)
+        event = get_ingestion().submit_memories(
+            body.user_id, list(body.memories), agent_id=body.agent_id, run_id=body.run_id
+        )
+        return accepted(event)
+    ids = get_memory_service().add_memories(body.user_id, body.memories, agent_id=body.agent_id, run_id=body.run_id)
     return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
 
 
@@ -154,7 +182,9 @@ def memory_search(req: func.HttpRequest) -> Reply:
 
     body = parse_body(req, MemorySearchRequest)
     service = get_memory_service()
-    results = service.search_memories(body.user_id, body.query, body.limit, body.filters, body.threshold)
+    results = service.search_memories(
+        body.user_id, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
+    )
     graph = service.search_relations(body.user_id, body.query)
     if graph is None:
         return Reply(MemoryResults(results=results))
@@ -167,12 +197,21 @@ def memory_search(req: func.HttpRequest) -> Reply:
     "memory_list_user",
     "api/memory/user/{user_id}",
     "GET",
-    EndpointSpec("List all of a user's memories", TAG, None, "MemoryList", success_message="获取用户记忆成功"),
+    EndpointSpec(
+        "List all of a user's memories",
+        TAG,
+        None,
+        "MemoryList",
+        success_message="获取用户记忆成功",
+        query_params=SCOPE_PARAMS,
+    ),
 )
 def memory_list_user(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryList
 
-    records = get_memory_service().list_memories(user_from_route(req))
+    user_id = user_from_route(req)
+    agent_id, run_id = scope_from_query(req)
+    records = get_memory_service().list_memories(user_id, agent_id, run_id)
     return Reply(MemoryList(results=records, total=len(records)))
 
 
@@ -219,12 +258,22 @@ def memory_delete(req: func.HttpRequest) -> Reply:
     "memory_delete_user",
     "api/memory/user/{user_id}",
     "DELETE",
-    EndpointSpec("Delete all of a user's memories", TAG, None, "DeletedCount", success_message="用户记忆已删除"),
+    EndpointSpec(
+        "Delete all of a user's memories",
+        TAG,
+        None,
+        "DeletedCount",
+        success_message="用户记忆已删除",
+        query_params=SCOPE_PARAMS,
+        description="With `agent_id` and/or `run_id`, only the memories of that scope; the user's sessions stay.",
+    ),
 )
 def memory_delete_user(req: func.HttpRequest) -> Reply:
     from shared.contract import DeletedCount
 
-    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_from_route(req))))
+    user_id = user_from_route(req)
+    agent_id, run_id = scope_from_query(req)
+    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_id, agent_id, run_id)))
 
 
 @api(

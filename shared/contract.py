@@ -3,11 +3,13 @@ them, and `/openapi.json` is generated from them, so the three cannot drift apar
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator
+
+from shared.search.filters import Condition, all_of
+from shared.search.filters import parse as parse_filter
 
 # Limits that are part of the contract (documented in the OpenAPI document).
 MAX_USER_ID = 128
@@ -15,9 +17,6 @@ MAX_CONTENT = 8_000
 MAX_QUERY = 2_000
 MAX_METADATA_KEYS = 32
 MAX_METADATA_KEY = 64
-# Keys a search filter may name: every store engine reads them as a plain field name (Qdrant's
-# JSON paths give `.`, `[`, quotes and spaces a meaning; Chroma's `$` prefixes are operators).
-FILTER_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 MAX_METADATA_STRING = 2_000
 MAX_SEARCH_LIMIT = 100
 
@@ -46,6 +45,8 @@ RESERVED_METADATA_KEYS = frozenset(
         "_ts",
         "_month",
         "_speaker",
+        "_expires",
+        "_mortal",
     }
 )
 
@@ -67,6 +68,15 @@ UserId = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USER_ID),
     AfterValidator(_no_control_chars),
     Field(description="The user whose memories are addressed; every operation is scoped to it.", examples=["alice"]),
+]
+ScopeId = Annotated[
+    str | None,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USER_ID),
+    AfterValidator(lambda v: _no_control_chars(v) if v is not None else v),
+    Field(
+        description="mem0's agent or run scope: stored with a memory, and narrowing search, list and delete-all.",
+        examples=["support-bot"],
+    ),
 ]
 Content = Annotated[
     str,
@@ -126,53 +136,122 @@ class ChatSearchRequest(StrictModel):
 class SearchFilters(StrictModel):
     """Narrows a search; all conditions must hold."""
 
-    metadata: dict[str, MetadataValue] | None = Field(None, description="Exact matches on metadata keys.")
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=(
+            'Conditions on metadata keys, mem0\'s grammar: `{"key": value}` is equality; '
+            '`{"key": {"eq"|"ne"|"gt"|"gte"|"lt"|"lte"|"in"|"nin"|"contains": operand}}` '
+            "compares (`gt`..`lte` numbers; `in`/`nin` lists; `contains` a substring of a string); "
+            '`{"AND"|"OR"|"NOT": [condition, ...]}` combines (NOT: none of them holds). Several keys '
+            "in one object must all hold. Anything else is a 422 naming its path."
+        ),
+        examples=[{"OR": [{"category": "food"}, {"confidence": {"gte": 0.8}}], "NOT": [{"topic": {"in": ["x", "y"]}}]}],
+    )
     categories: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         None, max_length=50, description="Memories whose `metadata.category` is one of these."
     )
     created_after: datetime | None = Field(None, description="Only memories created at or after this instant.")
     created_before: datetime | None = Field(None, description="Only memories created before this instant.")
+    _parsed: Any = PrivateAttr(default=None)
+    _scope: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    def to_store_filters(self) -> dict[str, Any]:
-        store: dict[str, Any] = {}
-        for key, value in (self.metadata or {}).items():
-            store[key] = value
+    @field_validator("metadata")
+    @classmethod
+    def _grammar(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            parse_filter(value, reserved=RESERVED_METADATA_KEYS)
+        return value
+
+    def model_post_init(self, _: Any) -> None:
+        if self.metadata is not None:
+            self._parsed = parse_filter(self.metadata, reserved=RESERVED_METADATA_KEYS)
+
+    def scoped(self, agent_id: str | None = None, run_id: str | None = None) -> SearchFilters:
+        """These filters narrowed to an agent and/or a run (mem0's scopes beside the user)."""
+        copy = self.model_copy()
+        copy._parsed = self._parsed
+        copy._scope = {**self._scope, **{k: v for k, v in (("agent_id", agent_id), ("run_id", run_id)) if v}}
+        return copy
+
+    def condition(self) -> Condition | None:
+        """Everything these filters ask, as one tree (shared/search/filters.py) for the engines."""
+        from shared.search.filters import Compare
+
+        parts: list[Condition | None] = [self._parsed]
         if self.categories:
-            store["category"] = {"in": list(self.categories)}
-        return store
+            parts.append(Compare("category", "in", tuple(self.categories)))
+        if self.created_after is not None:
+            parts.append(Compare("_ts", "gte", _epoch(self.created_after)))
+        if self.created_before is not None:
+            parts.append(Compare("_ts", "lt", _epoch(self.created_before)))
+        parts.extend(Compare(key, "eq", value) for key, value in sorted(self._scope.items()))
+        return all_of(*parts)
+
+
+def scope_filters(
+    agent_id: str | None, run_id: str | None, filters: SearchFilters | None = None
+) -> SearchFilters | None:
+    """`filters` narrowed to the agent and run scopes given (None when nothing narrows)."""
+    if not agent_id and not run_id:
+        return filters
+    return (filters or SearchFilters()).scoped(agent_id, run_id)
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _check_expiration(value: date | datetime | None) -> date | datetime | None:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+ExpirationDate = Annotated[
+    datetime | date | None,
+    AfterValidator(_check_expiration),
+    Field(
+        description=(
+            "When the memory expires (UTC): a date (`2026-12-31`, the memory lives through that day, as in mem0) "
+            "or an instant (`2026-12-31T18:00:00Z`; no offset means UTC). An expired memory is never returned "
+            "and is purged with its history by the `memory_purge_expired` timer."
+        ),
+        examples=["2026-12-31"],
+    ),
+]
 
 
 class MemorySearchRequest(StrictModel):
     user_id: UserId
+    agent_id: ScopeId = None
+    run_id: ScopeId = None
     query: Query
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="Drop results scoring below this.")
     filters: SearchFilters | None = None
 
-    def model_post_init(self, _: Any) -> None:
-        if self.filters and self.filters.metadata:
-            _check_metadata(dict(self.filters.metadata))
-            for key in self.filters.metadata:
-                if not FILTER_KEY.fullmatch(key):
-                    raise ValueError(
-                        f"filters.metadata key {key[:80]!r} cannot be filtered on: filter keys are letters, digits, "
-                        "'_' and '-' (not starting with '-')"
-                    )
-
 
 class MemoryInput(StrictModel):
     content: Content
     metadata: Metadata = None
+    expiration_date: ExpirationDate = None
 
 
 class MemoryAddRequest(StrictModel):
     user_id: UserId
+    agent_id: ScopeId = None
+    run_id: ScopeId = None
     content: Content
     metadata: Metadata = None
+    expiration_date: ExpirationDate = None
 
 
 class MemoryBatchAddRequest(StrictModel):
     user_id: UserId
+    agent_id: ScopeId = Field(None, description="The agent every memory of the batch belongs to.")
+    run_id: ScopeId = Field(None, description="The run (session) every memory of the batch belongs to.")
     memories: list[MemoryInput] = Field(..., min_length=1)
 
 
@@ -188,6 +267,9 @@ class MemoryRecord(BaseModel):
     id: str
     memory: str = Field(description="The memory text.")
     user_id: str
+    agent_id: str | None = Field(None, description="The agent scope, when the memory has one.")
+    run_id: str | None = Field(None, description="The run scope, when the memory has one.")
+    expiration_date: str | None = Field(None, description="When the memory expires, as it was given (UTC).")
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
     updated_at: str | None = None
@@ -367,3 +449,18 @@ class MemoryRef(StrictModel):
 
     memory_id: MemoryId
     user_id: UserId
+
+
+class ScopeQuery(BaseModel):
+    """`?agent_id=&run_id=` on list and delete-all."""
+
+    agent_id: ScopeId = None
+    run_id: ScopeId = None
+
+
+class MemoryListRequest(StrictModel):
+    """A user's memories, of the agent and run scopes given (the MCP tool list_memories)."""
+
+    user_id: UserId
+    agent_id: ScopeId = None
+    run_id: ScopeId = None

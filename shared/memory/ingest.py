@@ -116,8 +116,17 @@ class Ingestion:
     def submit(self, user_id: str, kind: EventKind, job: dict[str, Any]) -> IngestEvent:
         return self.dispatch(self.create(user_id, kind, job))
 
-    def submit_memories(self, user_id: str, items: list[MemoryInput], kind: EventKind = "batch_add") -> IngestEvent:
-        job = {"items": [item.model_dump(mode="json") for item in items]}
+    def submit_memories(
+        self,
+        user_id: str,
+        items: list[MemoryInput],
+        kind: EventKind = "batch_add",
+        *,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> IngestEvent:
+        job: dict[str, Any] = {"items": [item.model_dump(mode="json") for item in items]}
+        job.update({k: v for k, v in {"agent_id": agent_id, "run_id": run_id}.items() if v is not None})
         return self.submit(user_id, kind, job)
 
     def fail(self, event: IngestEvent, reason: str) -> IngestEvent:
@@ -180,7 +189,9 @@ class Ingestion:
             return self._learner().learn(event.user_id, job, graph_write_id(event.event_id))
         items = [MemoryInput.model_validate(item) for item in job.get("items") or []]
         ids = memory_ids_for(event.event_id, len(items))
-        return self._memory_service().add_memories(event.user_id, items, ids=ids)
+        return self._memory_service().add_memories(
+            event.user_id, items, ids=ids, agent_id=job.get("agent_id"), run_id=job.get("run_id")
+        )
 
     def _purge(self, event: IngestEvent, job: dict[str, Any]) -> None:
         if event.kind == "learn":

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.ai.embeddings import Embedder
 from shared.context import iso_utc
-from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
+from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters, scope_filters
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
 from shared.memory.records import record_from_payload
 from shared.settings import Settings
-from shared.stores.vector.port import VectorStore, belongs
+from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
 
 if TYPE_CHECKING:
     from shared.search.hybrid import HybridSearcher
@@ -103,22 +104,48 @@ class MemoryService:
         self.events: Any = None  # the ingestion events (their inputs hold texts), erased with a user
 
     # --- writes ------------------------------------------------------------------------------
-    def add_memory(self, user_id: str, content: str, metadata: dict[str, Any] | None = None) -> MemoryRecord:
+    def add_memory(
+        self,
+        user_id: str,
+        content: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        expiration_date: date | None = None,
+    ) -> MemoryRecord:
         """Store `content` as given (no LLM rewrite) through mem0's own add path."""
+        stored = dict(metadata or {})
+        expires = expiration_text(expiration_date)
+        if expires is not None:
+            stored[EXPIRATION_KEY] = expires  # kept as given; mem0's own form is a date only
         with vector_store_calls():
-            result = self.memory.add(content, user_id=user_id, metadata=dict(metadata or {}), infer=False)
+            result = self.memory.add(
+                content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=stored, infer=False
+            )
         added = result["results"][0]
         now = iso_utc()
         return MemoryRecord(
             id=str(added["id"]),
             memory=content,
             user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            expiration_date=expires,
             metadata=dict(metadata or {}),
             created_at=now,
             updated_at=now,
         )
 
-    def add_memories(self, user_id: str, items: Sequence[MemoryInput], ids: Sequence[str] | None = None) -> list[str]:
+    def add_memories(
+        self,
+        user_id: str,
+        items: Sequence[MemoryInput],
+        ids: Sequence[str] | None = None,
+        *,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[str]:
         """One embedding call for the batch, one vector store write, one history write.
 
         If the history write fails the inserted vectors are removed again, so a failed batch
@@ -143,6 +170,10 @@ class MemoryService:
                     # One instant for the whole batch; the store numbers the memories in this order.
                 }
             )
+            payload.update({k: v for k, v in (("agent_id", agent_id), ("run_id", run_id)) if v})
+            expires = expiration_text(item.expiration_date)
+            if expires is not None:
+                payload[EXPIRATION_KEY] = expires
             payloads.append(payload)
         history = [
             {
@@ -198,15 +229,23 @@ class MemoryService:
         self._erase([memory_id])
         return memory_id
 
-    def delete_user_memories(self, user_id: str) -> int:
-        """Delete every memory of `user_id` (and the user's graph); returns how many memories were deleted."""
+    def delete_user_memories(self, user_id: str, agent_id: str | None = None, run_id: str | None = None) -> int:
+        """Delete every memory of `user_id` (and the user's graph); returns how many memories were deleted.
+
+        With `agent_id` and/or `run_id`, only the user's memories of that scope (and their part of
+        the graph); the user's logged messages and chat sessions stay.
+        """
+        scope = scope_filters(agent_id, run_id)
+        if scope is not None:
+            return self._delete_scope(user_id, scope)
         if self.graph is not None:
             self.graph.delete_user(user_id)
         deleted = 0
         seen: set[str] = set()
         while True:
             with vector_store_calls():
-                batch = [row for row in self.store.list_user(user_id, _SCAN_PAGE) if row.id not in seen]
+                listed = self.store.list_user(user_id, _SCAN_PAGE, None, expired=True)
+                batch = [row for row in listed if row.id not in seen]
             self._erase([row.id for row in batch])
             seen.update(row.id for row in batch)
             deleted += len(batch)
@@ -226,6 +265,40 @@ class MemoryService:
     def erase_memories(self, memory_ids: Sequence[str]) -> None:
         """Erase these memories if they exist (history, then vectors): an ingestion event's purge."""
         self._erase(list(memory_ids))
+
+    def _delete_scope(self, user_id: str, scope: SearchFilters) -> int:
+        deleted = 0
+        while True:
+            with vector_store_calls():
+                batch = self.store.list_user(user_id, _SCAN_PAGE, scope, expired=True)
+            if self.graph is not None:
+                for row in batch:
+                    self.graph.delete_memory(user_id, str(row.id))
+            self._erase([row.id for row in batch])
+            deleted += len(batch)
+            if len(batch) < _SCAN_PAGE:
+                return deleted
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Erases every memory (of any user) expired at `now`, with its history and its graph part.
+
+        The store finds them with one range query on `_expires` a page at a time; nothing else is read.
+        """
+        moment = now if now is not None else time.time()
+        purged = 0
+        while True:
+            with vector_store_calls():
+                batch = [row for row in self.store.expired_points(moment, _SCAN_PAGE) if expired(row.payload, moment)]
+            if not batch:
+                return purged
+            if self.graph is not None:
+                for row in batch:
+                    owner = (row.payload or {}).get("user_id")
+                    if owner:
+                        self.graph.delete_memory(str(owner), str(row.id))
+            self._erase([row.id for row in batch])
+            purged += len(batch)
+            logger.info("purged %d expired memories", len(batch))
 
     def _erase(self, memory_ids: list[str]) -> None:
         """Erases memories: their history rows (every old and new text) first, then the memories.
@@ -268,18 +341,18 @@ class MemoryService:
             raise NotFound(f"memory {memory_id!r} not found")
         with vector_store_calls():
             point = self.store.get(vector_id=memory_id)
-        if point is None or not (point.payload or {}).get("data"):
+        if point is None or not (point.payload or {}).get("data") or expired(point.payload):
             raise NotFound(f"memory {memory_id!r} not found")
         record = record_from_payload(str(point.id), point.payload)
         if user_id is not None and record.user_id != user_id:
             raise Forbidden(f"memory {memory_id!r} belongs to another user")
         return record
 
-    def list_memories(self, user_id: str) -> list[MemoryRecord]:
-        """All of the user's memories, newest first (at most MAX_LIST_RESULTS)."""
+    def list_memories(self, user_id: str, agent_id: str | None = None, run_id: str | None = None) -> list[MemoryRecord]:
+        """All of the user's memories (of the agent and run scopes given), newest first (at most MAX_LIST_RESULTS)."""
         records = [
             record_from_payload(str(row.id), row.payload)
-            for row in self._scan_user(user_id, self.settings.max_list_results)
+            for row in self._scan_user(user_id, self.settings.max_list_results, scope_filters(agent_id, run_id))
         ]
         records.sort(key=lambda r: r.created_at or "", reverse=True)
         return records
@@ -291,8 +364,11 @@ class MemoryService:
         limit: int,
         filters: SearchFilters | None = None,
         threshold: float | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
     ) -> list[MemoryRecord]:
-        """The user's memories most relevant to `query`, best first."""
+        """The user's memories (of the agent and run scopes given) most relevant to `query`, best first."""
+        filters = scope_filters(agent_id, run_id, filters)
         if self.searcher is None:
             from shared.search.hybrid import HybridSearcher
 
@@ -350,10 +426,11 @@ class MemoryService:
             exported.append(item)
         return exported
 
-    def _scan_user(self, user_id: str, cap: int | None) -> list[Any]:
-        """Every stored point of `user_id` (payloads only), up to `cap`."""
+    def _scan_user(self, user_id: str, cap: int | None, filters: SearchFilters | None = None) -> list[Any]:
+        """Every live stored point of `user_id` passing `filters` (payloads only), up to `cap`."""
         with vector_store_calls():
-            return [row for row in self.store.list_user(user_id, cap) if belongs(row.payload, user_id)]
+            rows = self.store.list_user(user_id, cap, filters)
+        return [row for row in rows if belongs(row.payload, user_id) and not expired(row.payload)]
 
     def count_memories(self, user_id: str) -> int:
         """How many memories the user has (counted by the engine)."""
@@ -363,6 +440,16 @@ class MemoryService:
     def close(self) -> None:
         """Release the store (the embedded engine's folder lock with it)."""
         self.store.close()
+
+
+def expiration_text(value: date | None) -> str | None:
+    """An `expiration_date` as stored: `YYYY-MM-DD` for a date, ISO UTC with `Z` for an instant."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
 
 
 def _utc_day(timestamp: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
@@ -141,21 +140,17 @@ def test_filter_keys_of_any_shape_are_answered_never_with_a_5xx(api: httpx.Clien
         api.post("/api/memory/add", json={"user_id": user, "content": "tea", "metadata": {"OR": "x"}}).status_code
         == 200
     )
-    for key in ("OR", "AND", "NOT", "topic", "a_b-c"):
+    for key in ("topic", "a_b-c"):
         found = api.post(
             "/api/memory/search", json={"user_id": user, "query": "tea", "filters": {"metadata": {key: "x"}}}
         )
         assert found.status_code == 200, (key, found.text)
-    assert [
-        m["memory"]
-        for m in api.post(
-            "/api/memory/search", json={"user_id": user, "query": "tea", "filters": {"metadata": {"OR": "x"}}}
-        ).json()["data"]["results"]
-    ] == ["tea"]
-    for key in ("$or", "*", "a b", "a:b", 'a"b', " a", "a ", "a.b", "a[0]", "-a"):
+    # AND/OR/NOT are the grammar's (lists of conditions), no longer plain keys: a metadata key named
+    # "OR" is stored, but a filter on it is a 422 naming the path.
+    for key in ("OR", "AND", "NOT", "$or", "*", "a b", "a:b", 'a"b', " a", "a ", "a.b", "a[0]", "-a"):
         body = assert_error(
             api.post("/api/memory/search", json={"user_id": user, "query": "tea", "filters": {"metadata": {key: "x"}}}),
             422,
             "validation_error",
         )
-        assert "filters" in json.dumps(body["error"]["details"]) or "filter" in body["message"], body
+        assert any(f"filters.metadata.{key}" in d["msg"] for d in body["error"]["details"]), body

@@ -19,6 +19,7 @@ from azure.storage.queue import QueueClient
 from tests.helpers import DevHost
 from tools.harness.azurite import AzuriteServer
 from tools.harness.fake_openai import FakeOpenAIServer, json_mode, last_user_message
+from tools.harness.ports import wait_until
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -134,7 +135,8 @@ def test_an_async_add_is_queued_then_succeeds_on_the_queue(queued: DevHost) -> N
     assert sorted(m["memory"] for m in listed) == sorted(texts)
     assert sorted(m["id"] for m in listed) == sorted(event["memory_ids"])
     assert "learned" not in queued.log()  # nothing else ran for it
-    assert "Executed 'Functions.memory_ingest' (Succeeded" in queued.log()
+    # The host logs "Executed" once the function returned, a moment after the event was saved.
+    wait_until(lambda: "Executed 'Functions.memory_ingest' (Succeeded" in queued.log(), 30, what="the Executed line")
 
 
 def test_chat_answers_with_the_learning_queued_and_the_next_turn_sees_it(

@@ -74,6 +74,13 @@ def test_the_queue_trigger_is_the_ingestion_queue() -> None:
     assert others == NON_HTTP
 
 
+def test_the_expiry_purge_is_a_timer_that_does_not_run_on_startup() -> None:
+    timers = [fn for fn in indexed_functions(function_app.app) if fn.get_trigger().get_binding_name() == "timerTrigger"]
+    assert [fn.get_function_name() for fn in timers] == ["memory_purge_expired"]
+    trigger = timers[0].get_trigger()
+    assert trigger.schedule == "0 0 * * * *" and not trigger.run_on_startup
+
+
 def test_one_method_per_function_and_auth_levels() -> None:
     for fn in _http_functions():
         trigger = fn.get_trigger()

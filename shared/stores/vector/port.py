@@ -19,6 +19,9 @@ shown to callers (they are reserved metadata names):
 - `_seq`: the memory's place in its user's write order (0, 1, 2, ... per user), so that the
   neighbours of a memory are one filtered lookup (`_seq` in {s - 1, s + 1});
 - `_ts`: the creation instant as epoch seconds, for range filters and the context window;
+- `_expires`: when the memory expires (`expiration_date`) as epoch seconds, for the engine's
+  "not expired" condition (`shared.search.filters.not_expired`) and the purge's range query, with
+  `_mortal` (true) beside it, so that "never expires" is a plain condition in every engine;
 - `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
   `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
   can be candidates even when neither their embedding nor their words match.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +46,12 @@ SEQ_KEY = "_seq"
 TS_KEY = "_ts"
 MONTH_KEY = "_month"
 SPEAKER_KEY = "_speaker"
-DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY})
+EXPIRES_KEY = "_expires"
+MORTAL_KEY = "_mortal"
+EXPIRATION_KEY = "expiration_date"
+DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY})
+# mem0's scopes beside the user, stored and indexed as keywords by every adapter.
+SCOPE_KEYS = ("agent_id", "run_id")
 TEXT_KEY = "data"  # mem0's name for the memory text
 USER_KEY = "user_id"
 
@@ -141,11 +150,20 @@ class VectorStore(Protocol):
         """Current payloads of `ids` (missing ids are absent)."""
         ...
 
-    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
-        """The user's memories (payloads only), at most `limit`."""
+    def list_user(
+        self, user_id: str, limit: int | None = None, filters: SearchFilters | None = None, *, expired: bool = False
+    ) -> builtins.list[Hit]:
+        """The user's memories passing `filters` (payloads only), at most `limit`; expired ones only
+        with `expired=True` (erasure)."""
         ...
 
-    def count_user(self, user_id: str) -> int: ...
+    def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
+        """Up to `limit` memories of any user whose `_expires` is at or before `now` (the purge)."""
+        ...
+
+    def count_user(self, user_id: str) -> int:
+        """How many live (unexpired) memories the user has."""
+        ...
 
     def ping(self) -> dict[str, Any]:
         """A cheap round trip; raises when the engine cannot answer."""
@@ -186,6 +204,23 @@ def timestamp(value: Any) -> float | None:
     return moment.timestamp()
 
 
+def expires_at(value: Any) -> float | None:
+    """Epoch seconds at which a memory with this `expiration_date` expires, or None.
+
+    A date (mem0's form) keeps the memory through that day (UTC); an instant expires at it.
+    """
+    if not value:
+        return None
+    text = str(value)
+    if len(text) == 10:
+        try:
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        return day.timestamp() + 86_400.0
+    return timestamp(text)
+
+
 def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     """`payload` with the derived fields set (`seq` None keeps the one it has)."""
     out = dict(payload)
@@ -197,6 +232,13 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     ts = timestamp(out.get("created_at"))
     if ts is not None:
         out[TS_KEY] = ts
+    expires = expires_at(out.get(EXPIRATION_KEY))
+    if expires is not None:
+        out[EXPIRES_KEY] = expires
+        out[MORTAL_KEY] = True
+    else:
+        out.pop(EXPIRES_KEY, None)
+        out.pop(MORTAL_KEY, None)
     from shared.search.text import memory_month, memory_speaker, tokenize
 
     out[MONTH_KEY] = month_keys(*memory_month(out))
@@ -235,25 +277,25 @@ def user_filter_value(filters: Mapping[str, Any] | None) -> str | None:
 
 def matches(payload: Mapping[str, Any], filters: SearchFilters | None) -> bool:
     """The API's search filters evaluated on a payload: what every adapter's engine filter means."""
-    if filters is None:
-        return True
-    for key, value in (filters.metadata or {}).items():
-        stored = payload.get(key)
-        if stored != value or isinstance(stored, bool) != isinstance(value, bool):
-            return False
-    if filters.categories and payload.get("category") not in filters.categories:
+    from shared.search.filters import holds
+
+    return filters is None or holds(filters.condition(), payload)
+
+
+def expired(payload: Mapping[str, Any] | None, now: float | None = None) -> bool:
+    """True when the memory's `_expires` is past (the engines' `not_expired` condition, on one payload)."""
+    moment = (payload or {}).get(EXPIRES_KEY)
+    if not isinstance(moment, int | float) or isinstance(moment, bool):
         return False
-    if filters.created_after is not None or filters.created_before is not None:
-        created = payload.get(TS_KEY)
-        if not isinstance(created, int | float):
-            created = timestamp(payload.get("created_at"))
-        if created is None:
-            return False
-        if filters.created_after is not None and created < (timestamp(filters.created_after) or 0.0):
-            return False
-        if filters.created_before is not None and created >= (timestamp(filters.created_before) or 0.0):
-            return False
-    return True
+    return moment <= (now if now is not None else time.time())
+
+
+def live_condition(filters: SearchFilters | None = None, now: float | None = None) -> Any:
+    """The filters' condition and "not expired at `now`" as one tree, for an adapter to translate."""
+    from shared.search.filters import all_of, not_expired
+
+    moment = now if now is not None else time.time()
+    return all_of(filters.condition() if filters is not None else None, not_expired(moment))
 
 
 def belongs(payload: Mapping[str, Any] | None, user_id: str) -> bool:

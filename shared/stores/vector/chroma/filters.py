@@ -7,10 +7,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from shared.stores.vector.port import (
-    TS_KEY,
-    timestamp,
-)
+from shared.errors import ValidationFailed
+from shared.search.filters import AllOf, AnyOf, Compare, Condition, NoneOf
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -109,15 +107,58 @@ def where_matches(payload: Mapping[str, Any], where: Mapping[str, Any] | None) -
     return compare[op](stored, operand)
 
 
-def search_where(filters: SearchFilters | None) -> dict[str, Any] | None:
-    """The API's search filters as a Chroma `where` inside a user's collection (`matches` checks after)."""
-    if filters is None:
+def search_where(filters: SearchFilters | None, now: float | None = None) -> dict[str, Any] | None:
+    """The API's search filters and "not expired" as a Chroma `where` inside a user's collection."""
+    from shared.stores.vector.port import live_condition
+
+    return translate(live_condition(filters, now))
+
+
+def translate(condition: Condition | None) -> dict[str, Any] | None:
+    """A filter tree (shared/search/filters.py) as a Chroma `where`.
+
+    Chroma has no NOT: `NOT [a, b]` becomes `(not a) and (not b)`, each negation pushed down to the
+    comparisons by De Morgan (`ne` for `eq`, `nin` for `in`, `lte` for `gt`, ...). The one place
+    this differs from the Qdrant engines: a negated `gt`/`gte`/`lt`/`lte` does not hold for a
+    memory without the key (Chroma cannot name a missing key). `contains` has no Chroma form on a
+    metadata string and is refused.
+    """
+    if condition is None:
         return None
-    conditions: list[dict[str, Any]] = [{key: {"$eq": value}} for key, value in (filters.metadata or {}).items()]
-    if filters.categories:
-        conditions.append({"category": {"$in": list(filters.categories)}})
-    if filters.created_after is not None:
-        conditions.append({TS_KEY: {"$gte": timestamp(filters.created_after)}})
-    if filters.created_before is not None:
-        conditions.append({TS_KEY: {"$lt": timestamp(filters.created_before)}})
-    return combine(conditions)
+    return _where(condition, negated=False)
+
+
+def _where(condition: Condition, negated: bool) -> dict[str, Any]:
+    if isinstance(condition, AllOf | AnyOf):
+        joined = "$and" if isinstance(condition, AllOf) != negated else "$or"
+        parts = [_where(part, negated) for part in condition.parts]
+        return combine(parts, joined) or {}
+    if isinstance(condition, NoneOf):
+        # none of them holds = all of their negations hold (and its negation: any of them holds)
+        parts = [_where(part, not negated) for part in condition.parts]
+        return combine(parts, "$or" if negated else "$and") or {}
+    key, op, value = condition.key, condition.op, condition.value
+    if op == "contains":
+        raise UnsupportedFilter(f"'contains' (on '{key}') is not supported by the Chroma store")
+    chroma_op = _MEM0_OPERATORS.get(op) or _MEM0_SET_OPERATORS[op]
+    if negated:
+        chroma_op = _NEGATED[chroma_op]
+    if chroma_op in ("$in", "$nin"):
+        if all(isinstance(v, str) for v in value):
+            return {key: {chroma_op: list(value)}}
+        # Chroma's lists hold one type; numbers and booleans go one by one, with equality's rules.
+        one_by_one = [_where(Compare(key, "eq" if chroma_op == "$in" else "ne", v), False) for v in value]
+        return combine(one_by_one, "$or" if chroma_op == "$in" else "$and") or {}
+    if chroma_op in ("$eq", "$ne") and _is_number(value) and float(value).is_integer():
+        # Chroma keeps ints and floats apart: 2 must also find 2.0 (and 2.0 find 2).
+        both = [{key: {chroma_op: int(value)}}, {key: {chroma_op: float(value)}}]
+        return {"$or" if chroma_op == "$eq" else "$and": both}
+    return {key: {chroma_op: value}}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class UnsupportedFilter(ValidationFailed):
+    """A filter the Chroma engine cannot run (a 422, as any filter the contract refuses)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from chromadb.errors import NotFoundError
@@ -9,7 +10,7 @@ from chromadb.errors import NotFoundError
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.chroma.keywords import analysed
 from shared.stores.vector.chroma.queries import PAGE, result_rows
-from shared.stores.vector.port import TEXT_KEY, USER_KEY, derive, timestamp
+from shared.stores.vector.port import EXPIRES_KEY, MORTAL_KEY, TEXT_KEY, USER_KEY, Hit, belongs, derive, timestamp
 
 if TYPE_CHECKING:
     from shared.stores.vector.chroma.store import ChromaVectorStore
@@ -97,3 +98,38 @@ def migrate(store: ChromaVectorStore, source: str | None = None) -> int:
                 moved += len(user_rows)
         if len(rows) < PAGE:
             return moved
+
+
+# --- reads of the port that are not searches (kept here: store.py is at its size) --------------
+def pages(collection: Any, user_id: str, where: dict[str, Any] | None, limit: int | None) -> list[Hit]:
+    """The user's memories passing `where`, a page of `PAGE` per engine call, in storage order."""
+    hits: list[Hit] = []
+    offset = 0
+    while limit is None or len(hits) < limit:
+        page = PAGE if limit is None else min(PAGE, limit - len(hits))
+        got = collection.get(where=where, limit=page, offset=offset, include=["metadatas"])
+        rows = result_rows(got, "metadatas")
+        hits.extend(Hit(id=m, payload=dict(p or {})) for m, p in rows if belongs(p, user_id))
+        if len(rows) < page:
+            break
+        offset += len(rows)
+    return hits
+
+
+def _expired_where(now: float) -> dict[str, Any]:
+    return {"$and": [{MORTAL_KEY: {"$eq": True}}, {EXPIRES_KEY: {"$lte": now}}]}
+
+
+def count_expired(collection: Any, now: float | None = None) -> int:
+    got = collection.get(where=_expired_where(now if now is not None else time.time()), include=[])
+    return len(got.get("ids") or [])
+
+
+def expired_points(store: ChromaVectorStore, now: float, limit: int) -> list[Hit]:
+    found: list[Hit] = []
+    for collection in store.user_collections():
+        if len(found) >= limit:
+            break
+        got = collection.get(where=_expired_where(now), limit=limit - len(found), include=["metadatas"])
+        found.extend(Hit(id=m, payload=dict(p or {})) for m, p in result_rows(got, "metadatas"))
+    return found

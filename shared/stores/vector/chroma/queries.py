@@ -19,6 +19,7 @@ from shared.stores.vector.port import (
     Candidate,
     Candidates,
     belongs,
+    expired,
     matches,
 )
 
@@ -183,10 +184,12 @@ def nearest(
         ]
 
     where = search_where(filters)
-    if where is None:
-        return ask(limit, None)
+    if filters is None:  # only "not expired": checked here, the engine asked again only when one was
+        rows = ask(limit, None)
+        live = [row for row in rows if not expired(row[1])]
+        return live if len(live) == len(rows) else ask(limit, where)
     wide = ask(DENSE_OVERFETCH * limit, None)
-    passing = [row for row in wide if matches(row[1], filters)]
+    passing = [row for row in wide if matches(row[1], filters) and not expired(row[1])]
     if len(passing) >= limit or len(wide) < DENSE_OVERFETCH * limit:
         return passing[:limit]
     return ask(limit, where)
@@ -211,11 +214,15 @@ def keyword_scan(
 
     where = search_where(filters)
     dated = filters is not None and (filters.created_after is not None or filters.created_before is not None)
-    if where is None or dated or window is None:  # window None: every match (a small user's)
+    if filters is None or dated or window is None:  # window None: every match (a small user's)
         rows = ask(where, ["documents"])
         return {memory_id: document for memory_id, document, _ in rows}, window is None or len(rows) < window
     rows = ask(None, ["documents", "metadatas"])
-    passing = {memory_id: document for memory_id, document, metadata in rows if matches(metadata or {}, filters)}
+    passing = {
+        memory_id: document
+        for memory_id, document, metadata in rows
+        if matches(metadata or {}, filters) and not expired(metadata or {})
+    }
     if len(rows) < window:
         return passing, True
     if 4 * len(passing) >= window:
@@ -236,7 +243,8 @@ def neighbour_candidates(
     idf `weights` when they are this search's, else the plain share of the query's terms)."""
     q = np.asarray([float(x) for x in vector], dtype=np.float32)
     terms = query_terms(text)
-    got = collection.get(where={SEQ_KEY: {"$in": list(wanted)}}, include=["metadatas", "embeddings", "documents"])
+    only = {"$and": [{SEQ_KEY: {"$in": list(wanted)}}, search_where(None)]}
+    got = collection.get(where=only, include=["metadatas", "embeddings", "documents"])
     out = []
     for memory_id, metadata, embedding, document in result_rows(got, "metadatas", "embeddings", "documents"):
         payload = dict(metadata or {})

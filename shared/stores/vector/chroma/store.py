@@ -15,7 +15,7 @@ from chromadb.errors import NotFoundError, UniqueConstraintError
 
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.chroma import maintenance
-from shared.stores.vector.chroma.filters import clean_metadata, mem0_where, where_matches
+from shared.stores.vector.chroma.filters import clean_metadata, mem0_where, search_where, translate, where_matches
 from shared.stores.vector.chroma.keywords import analysed
 from shared.stores.vector.chroma.queries import (
     PAGE,
@@ -35,7 +35,6 @@ from shared.stores.vector.port import (
     Candidates,
     Hints,
     Hit,
-    belongs,
     carry_derived,
     derive,
     user_filter_value,
@@ -446,27 +445,20 @@ class ChromaVectorStore:
             self._on_user(user, get_payloads, None)
         return found
 
-    def list_user(self, user_id: str, limit: int | None = None) -> list[Hit]:
-        """The user's memories, a page of `PAGE` per engine call, in storage order."""
-
-        def pages(collection: Collection, _space: str) -> list[Hit]:
-            hits: list[Hit] = []
-            offset = 0
-            while limit is None or len(hits) < limit:
-                page = PAGE if limit is None else min(PAGE, limit - len(hits))
-                rows = result_rows(collection.get(limit=page, offset=offset, include=["metadatas"]), "metadatas")
-                hits.extend(Hit(id=m, payload=dict(p or {})) for m, p in rows if belongs(p, user_id))
-                if len(rows) < page:
-                    break
-                offset += len(rows)
-            return hits
-
-        none: list[Hit] = []
-        return self._on_user(user_id, pages, none)
+    def list_user(
+        self, user_id: str, limit: int | None = None, filters: SearchFilters | None = None, *, expired: bool = False
+    ) -> list[Hit]:
+        """The user's memories passing `filters` (and unexpired, unless `expired`), a page per engine call."""
+        where = translate(filters.condition() if filters else None) if expired else search_where(filters)
+        return self._on_user(user_id, lambda c, _space: maintenance.pages(c, user_id, where, limit), [])
 
     def count_user(self, user_id: str) -> int:
-        """Chroma's count of the user's collection: one call, no payloads read."""
-        return self._on_user(user_id, lambda collection, _space: int(collection.count()), 0)
+        """Chroma's count of the user's collection less its expired memories (an engine range query)."""
+        return self._on_user(user_id, lambda c, _space: int(c.count()) - maintenance.count_expired(c), 0)
+
+    def expired_points(self, now: float, limit: int) -> list[Hit]:
+        """Up to `limit` expired memories: one range query on `_expires` per user collection."""
+        return maintenance.expired_points(self, now, limit)
 
     def ping(self) -> dict[str, Any]:
         return {"kind": self.kind, "heartbeat": self.client.heartbeat()}

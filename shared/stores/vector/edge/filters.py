@@ -6,10 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.stores.vector.port import (
-    TS_KEY,
-    USER_KEY,
-)
+from shared.search.filters import AllOf, AnyOf, Compare, Condition, NoneOf
+from shared.stores.vector.port import USER_KEY
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -21,28 +19,48 @@ def user_condition(user_id: str) -> Any:
     return FieldCondition(key=USER_KEY, match=MatchValue(user_id))
 
 
-def search_filter(user_id: str, filters: SearchFilters | None) -> Any:
-    from qdrant_edge import FieldCondition, Filter, MatchAny, RangeFloat
+def search_filter(user_id: str, filters: SearchFilters | None, now: float | None = None) -> Any:
+    """The user, the search filters and "not expired" as one engine filter (the meaning of `port.matches`)."""
+    from qdrant_edge import Filter
 
-    from shared.stores.vector.port import timestamp
+    from shared.stores.vector.port import live_condition
 
-    must: list[Any] = [user_condition(user_id)]
-    if filters is not None:
-        for key, value in (filters.metadata or {}).items():
-            must.append(_equals(key, value))
-        if filters.categories:
-            must.append(FieldCondition(key="category", match=MatchAny(list(filters.categories))))
-        if filters.created_after is not None or filters.created_before is not None:
-            must.append(
-                FieldCondition(
-                    key=TS_KEY,
-                    range=RangeFloat(
-                        gte=timestamp(filters.created_after) if filters.created_after else None,
-                        lt=timestamp(filters.created_before) if filters.created_before else None,
-                    ),
-                )
-            )
-    return Filter(must=must)
+    return Filter(must=[user_condition(user_id), translate(live_condition(filters, now))])
+
+
+def translate(condition: Condition | None) -> Any:
+    """A filter tree (shared/search/filters.py) as a Qdrant Edge filter."""
+    from qdrant_edge import Filter
+
+    if condition is None:
+        return Filter(must=[])
+    if isinstance(condition, AllOf):
+        return Filter(must=[translate(part) for part in condition.parts])
+    if isinstance(condition, AnyOf):
+        return Filter(should=[translate(part) for part in condition.parts])
+    if isinstance(condition, NoneOf):
+        return Filter(must_not=[translate(part) for part in condition.parts])
+    return _compare(condition)
+
+
+def _compare(condition: Compare) -> Any:
+    from qdrant_edge import FieldCondition, Filter, MatchAny, MatchText, RangeFloat
+
+    key, op, value = condition.key, condition.op, condition.value
+    if op == "eq":
+        return _equals(key, value)
+    if op == "ne":
+        return Filter(must_not=[_equals(key, value)])
+    if op in ("in", "nin"):
+        if all(isinstance(v, str) for v in value):
+            one_of: Any = FieldCondition(key=key, match=MatchAny(list(value)))
+        else:
+            one_of = Filter(should=[_equals(key, v) for v in value])
+        return one_of if op == "in" else Filter(must_not=[one_of])
+    if op == "contains":
+        # No full-text index on metadata keys: the engine matches the text as a substring.
+        return FieldCondition(key=key, match=MatchText(value))
+    return FieldCondition(key=key, range=RangeFloat(**{op: float(value)}))
 
 
 def mem0_filter(filters: dict[str, Any] | None) -> Any:

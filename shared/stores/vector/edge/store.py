@@ -17,6 +17,7 @@ import numpy as np
 
 from shared.errors import ConfigurationProblem, StoreLocked
 from shared.stores.vector.port import (
+    EXPIRES_KEY,
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
@@ -37,7 +38,7 @@ from shared.stores.vector.port import (
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
 from shared.stores.vector.edge.analysis import text_index_params
-from shared.stores.vector.edge.filters import mem0_filter, search_filter, user_condition
+from shared.stores.vector.edge.filters import mem0_filter, search_filter, translate, user_condition
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class EdgeVectorStore:
             SEQ_KEY: IntegerIndexParams(lookup=True, range=True),
             TS_KEY: FloatIndexParams(),
             "category": KeywordIndexParams(),
+            "agent_id": KeywordIndexParams(),
+            "run_id": KeywordIndexParams(),
+            EXPIRES_KEY: FloatIndexParams(),
             MONTH_KEY: KeywordIndexParams(),
             SPEAKER_KEY: KeywordIndexParams(),
         }
@@ -345,7 +349,7 @@ class EdgeVectorStore:
         wanted = sorted({int(s) for s in seqs if s >= 0})
         if not wanted:
             return []
-        only = Filter(must=[user_condition(user_id), FieldCondition(key=SEQ_KEY, match=MatchAny(wanted))])
+        only = Filter(must=[search_filter(user_id, None), FieldCondition(key=SEQ_KEY, match=MatchAny(wanted))])
         room = 2 * len(wanted)  # an occasional duplicate `_seq` (two workers at once) still fits
         requests = [QueryRequest(limit=room, query=_nearest(vector), filter=only, with_payload=True)]
         if text.strip():
@@ -368,16 +372,30 @@ class EdgeVectorStore:
             return {}
         return {str(r.id): dict(r.payload or {}) for r in self.shard.retrieve(list(ids), with_payload=True)}
 
-    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
+    def list_user(
+        self, user_id: str, limit: int | None = None, filters: SearchFilters | None = None, *, expired: bool = False
+    ) -> builtins.list[Hit]:
         from qdrant_edge import Filter
 
-        rows = self._scroll(Filter(must=[user_condition(user_id)]), limit)
-        return [row for row in rows if belongs(row.payload, user_id)]
+        if expired:  # erasure reads the expired memories too
+            only = Filter(must=[user_condition(user_id), translate(filters.condition() if filters else None)])
+        else:
+            only = search_filter(user_id, filters)
+        rows = self._scroll(only, limit)
+        return [row for row in rows if belongs(row.payload, user_id) and matches(row.payload, filters)]
 
     def count_user(self, user_id: str) -> int:
-        from qdrant_edge import CountRequest, Filter
+        from qdrant_edge import CountRequest
 
-        return int(self.shard.count(CountRequest(exact=True, filter=Filter(must=[user_condition(user_id)]))))
+        return int(self.shard.count(CountRequest(exact=True, filter=search_filter(user_id, None))))
+
+    def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
+        """Up to `limit` memories (of any user) expired at `now`: one range query on `_expires`."""
+        from qdrant_edge import FieldCondition, Filter, RangeFloat
+
+        return builtins.list(
+            self._scroll(Filter(must=[FieldCondition(key=EXPIRES_KEY, range=RangeFloat(lte=now))]), limit)
+        )
 
     def count_all(self) -> int:
         from qdrant_edge import CountRequest

@@ -8,15 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from qdrant_client import models
 
-from shared.stores.vector.port import (
-    TS_KEY,
-    USER_KEY,
-    timestamp,
-)
+from shared.search.filters import AllOf, AnyOf, Condition, NoneOf
+from shared.stores.vector.port import USER_KEY
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
-from shared.stores.vector.qdrant.schema import CATEGORY_KEY
 
 LOGICAL_KEYS = frozenset({"AND", "OR", "NOT", "$and", "$or", "$not"})
 
@@ -138,16 +134,33 @@ def _user_condition(user_id: str) -> models.FieldCondition:
     return models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id))
 
 
-def search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
-    """The user and the API's search filters as one Qdrant filter (the meaning of `port.matches`)."""
-    must: builtins.list[Any] = [_user_condition(user_id)]
-    if filters is not None:
-        for key, value in (filters.metadata or {}).items():
-            must.append(_equals(key, value))
-        if filters.categories:
-            must.append(models.FieldCondition(key=CATEGORY_KEY, match=models.MatchAny(any=list(filters.categories))))
-        after = timestamp(filters.created_after) if filters.created_after is not None else None
-        before = timestamp(filters.created_before) if filters.created_before is not None else None
-        if after is not None or before is not None:
-            must.append(models.FieldCondition(key=TS_KEY, range=models.Range(gte=after, lt=before)))
-    return models.Filter(must=must)
+def search_filter(user_id: str, filters: SearchFilters | None, now: float | None = None) -> models.Filter:
+    """The user, the search filters and "not expired" as one Qdrant filter (the meaning of `port.matches`)."""
+    from shared.stores.vector.port import live_condition
+
+    return models.Filter(must=[_user_condition(user_id), translate(live_condition(filters, now))])
+
+
+def translate(condition: Condition | None) -> models.Filter:
+    """A filter tree (shared/search/filters.py) as a Qdrant filter."""
+    if condition is None:
+        return models.Filter(must=[])
+    if isinstance(condition, AllOf):
+        return models.Filter(must=[translate(part) for part in condition.parts])
+    if isinstance(condition, AnyOf):
+        return models.Filter(should=[translate(part) for part in condition.parts])
+    if isinstance(condition, NoneOf):
+        return models.Filter(must_not=[translate(part) for part in condition.parts])
+    key, op, value = condition.key, condition.op, condition.value
+    if op == "eq":
+        return models.Filter(must=[_equals(key, value)])
+    if op == "ne":
+        return models.Filter(must_not=[_equals(key, value)])
+    if op == "in":
+        return models.Filter(must=[_one_of(key, value)])
+    if op == "nin":
+        return models.Filter(must_not=[_one_of(key, value)])
+    if op == "contains":
+        # No text index on metadata keys: the engine compares the words of the text.
+        return models.Filter(must=[models.FieldCondition(key=key, match=models.MatchText(text=value))])
+    return models.Filter(must=[models.FieldCondition(key=key, range=models.Range(**{op: value}))])

@@ -12,6 +12,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
+    EXPIRES_KEY,
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
@@ -60,6 +61,9 @@ def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
         CATEGORY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         MONTH_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         SPEAKER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        "agent_id": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        "run_id": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        EXPIRES_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
     }
 
 

@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from shared.stores.vector.port import (
+    EXPIRES_KEY,
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
@@ -36,7 +37,7 @@ from shared.stores.vector.port import (
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
-from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter
+from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter, translate
 from shared.stores.vector.qdrant.schema import (
     PAGE_SIZE,
     already_exists,
@@ -402,7 +403,7 @@ class QdrantServerStore:
             return []
         query = _Query(vector)
         engine_filter = models.Filter(
-            must=[_user_condition(user_id), models.FieldCondition(key=SEQ_KEY, match=models.MatchAny(any=wanted))]
+            must=[search_filter(user_id, None), models.FieldCondition(key=SEQ_KEY, match=models.MatchAny(any=wanted))]
         )
         with self._guard:
             records, _ = self.client.scroll(
@@ -435,16 +436,25 @@ class QdrantServerStore:
             records = self.client.retrieve(self.collection_name, ids=[str(i) for i in ids], with_payload=True)
         return {str(r.id): dict(r.payload or {}) for r in records}
 
-    def list_user(self, user_id: str, limit: int | None = None) -> builtins.list[Hit]:
-        hits = self._scroll(models.Filter(must=[_user_condition(user_id)]), limit)
-        return [hit for hit in hits if belongs(hit.payload, user_id)]
+    def list_user(
+        self, user_id: str, limit: int | None = None, filters: SearchFilters | None = None, *, expired: bool = False
+    ) -> builtins.list[Hit]:
+        if expired:  # erasure reads the expired memories too
+            only = models.Filter(must=[_user_condition(user_id), translate(filters.condition() if filters else None)])
+        else:
+            only = search_filter(user_id, filters)
+        hits = self._scroll(only, limit)
+        return [hit for hit in hits if belongs(hit.payload, user_id) and matches(hit.payload, filters)]
 
     def count_user(self, user_id: str) -> int:
         with self._guard:
-            result = self.client.count(
-                self.collection_name, count_filter=models.Filter(must=[_user_condition(user_id)]), exact=True
-            )
+            result = self.client.count(self.collection_name, count_filter=search_filter(user_id, None), exact=True)
         return int(result.count)
+
+    def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
+        """Up to `limit` memories (of any user) expired at `now`: one range query on `_expires`."""
+        only = models.Filter(must=[models.FieldCondition(key=EXPIRES_KEY, range=models.Range(lte=now))])
+        return self._scroll(only, limit)
 
     def ping(self) -> dict[str, Any]:
         with self._guard:
