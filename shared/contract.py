@@ -46,6 +46,7 @@ RESERVED_METADATA_KEYS = frozenset(
         "_ts",
         "_month",
         "_speaker",
+        "_tenant",
     }
 )
 

@@ -19,6 +19,7 @@ from shared.context import iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
 from shared.errors import LlmNotConfigured
 from shared.memory.service import MemoryService, vector_store_calls
+from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
 
@@ -41,12 +42,14 @@ class ChatAgent:
         self.llm = llm
 
     def chat(
-        self, user_id: str, message: str, session_id: str | None, metadata: dict[str, Any] | None = None
+        self, scope: Scope | str, message: str, session_id: str | None, metadata: dict[str, Any] | None = None
     ) -> ChatMessageResponse:
+        scope = as_scope(scope)
+        user_key = scope.key  # sessions and the graph are keyed by the scope's storage key
         session_id = session_id or f"session_{uuid.uuid4().hex[:16]}"
-        history = self.sessions.recent_turns(user_id, session_id, self.settings.chat_history_turns)
-        memories = self._relevant_memories(user_id, message)
-        graph = self.service.search_relations(user_id, message)
+        history = self.sessions.recent_turns(user_key, session_id, self.settings.chat_history_turns)
+        memories = self._relevant_memories(scope, message)
+        graph = self.service.search_relations(scope, message)
         if graph is not None and graph.warning and graph.warning.get("code") == "graph_unavailable":
             # The turn's graph write would fail too: say so before spending two LLM calls.
             from shared.graph import GraphUnavailable
@@ -64,26 +67,26 @@ class ChatAgent:
         )
         graph_write = None
         try:
-            learned = self._learn(user_id, session_id, turn_id, message, answer, metadata)
+            learned = self._learn(scope, session_id, turn_id, message, answer, metadata)
             if self.service.graph is not None:
                 # What the user said is what the graph learns from ("I" is the user's own node).
-                graph_write = self.service.graph.extract_and_store(user_id, message, learned)
-            self.sessions.append_turn(user_id, session_id, turn)
+                graph_write = self.service.graph.extract_and_store(user_key, message, learned, self_name=scope.user_id)
+            self.sessions.append_turn(user_key, session_id, turn)
         except Exception:
-            self._forget_turn(user_id, turn_id, graph_write)
+            self._forget_turn(scope, turn_id, graph_write)
             raise
         return ChatMessageResponse(
             response=answer,
-            user_id=user_id,
+            user_id=str(scope.user_id),
             session_id=session_id,
             memories_used=turn.memories_used,
             timestamp=turn.timestamp,
         )
 
-    def _relevant_memories(self, user_id: str, message: str) -> list[MemoryRecord]:
+    def _relevant_memories(self, scope: Scope, message: str) -> list[MemoryRecord]:
         if self.settings.chat_memory_limit == 0:
             return []
-        return self.service.search_memories(user_id, message, self.settings.chat_memory_limit)
+        return self.service.search_memories(scope, message, self.settings.chat_memory_limit)
 
     @staticmethod
     def build_prompt(
@@ -105,7 +108,7 @@ class ChatAgent:
 
     def _learn(
         self,
-        user_id: str,
+        scope: Scope,
         session_id: str,
         turn_id: str,
         message: str,
@@ -121,19 +124,20 @@ class ChatAgent:
             if isinstance(v, str | int | float | bool) and k not in RESERVED_METADATA_KEYS
         }
         learned.update({"learned_from": "chat", "session_id": session_id, "turn_id": turn_id})
+        learned.update(scope.payload_fields())
         with vector_store_calls():
-            result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
+            result = self.service.memory.add(exchange, user_id=scope.key, metadata=learned, infer=True)
         return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
 
-    def _forget_turn(self, user_id: str, turn_id: str, graph_write: Any = None) -> None:
+    def _forget_turn(self, scope: Scope, turn_id: str, graph_write: Any = None) -> None:
         """Delete whatever a failed turn had already learned (best effort: the error is reported anyway)."""
         if graph_write is not None and self.service.graph is not None:
             try:
-                self.service.graph.revert_write(user_id, graph_write)
+                self.service.graph.revert_write(scope.key, graph_write)
             except Exception:
                 logger.exception("turn %s failed and its graph write could not be reverted", turn_id)
         try:
-            removed = self.service.delete_where(user_id, {"turn_id": turn_id})
+            removed = self.service.delete_where(scope, {"turn_id": turn_id})
             if removed:
                 logger.warning("turn %s failed after learning %d memories; removed them", turn_id, removed)
         except Exception:

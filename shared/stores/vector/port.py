@@ -21,7 +21,9 @@ shown to callers (they are reserved metadata names):
 - `_ts`: the creation instant as epoch seconds, for range filters and the context window;
 - `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
   `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
-  can be candidates even when neither their embedding nor their words match.
+  can be candidates even when neither their embedding nor their words match;
+- `_tenant`: the caller's tenant when tenancy is on (written by the service, see shared/scope.py),
+  keyword-indexed in each engine.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from shared.scope import TENANT_KEY as TENANT_KEY  # re-exported beside the derived keys
 from shared.search.text import STOP_WORDS
 
 if TYPE_CHECKING:
@@ -42,7 +45,9 @@ SEQ_KEY = "_seq"
 TS_KEY = "_ts"
 MONTH_KEY = "_month"
 SPEAKER_KEY = "_speaker"
-DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY})
+# `_tenant` is set by the service from the caller's scope (shared/scope.py), not derived here, but
+# like the others it is carried through rewrites and never shown to callers.
+DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY, TENANT_KEY})
 TEXT_KEY = "data"  # mem0's name for the memory text
 USER_KEY = "user_id"
 

@@ -20,6 +20,7 @@ from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
+    TENANT_KEY,
     TEXT_KEY,
     TS_KEY,
     USER_KEY,
@@ -100,6 +101,7 @@ class EdgeVectorStore:
             "category": KeywordIndexParams(),
             MONTH_KEY: KeywordIndexParams(),
             SPEAKER_KEY: KeywordIndexParams(),
+            TENANT_KEY: KeywordIndexParams(is_tenant=True),
         }
         present = set(self.shard.info().payload_schema)
         for name, params in wanted.items():

@@ -15,6 +15,7 @@ from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
+    TENANT_KEY,
     TEXT_KEY,
     TS_KEY,
     USER_KEY,
@@ -60,6 +61,7 @@ def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
         CATEGORY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         MONTH_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         SPEAKER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        TENANT_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True, enable_hnsw=False),
     }
 
 
