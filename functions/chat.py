@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions import memory
+from functions.caller import caller
 from functions.http import EndpointSpec, Reply, api, blueprint, parse_body
 from shared.runtime import get_chat_agent, get_memory_service
 
@@ -32,8 +33,9 @@ TAG = "chat"
 def chat_message(req: func.HttpRequest) -> Reply:
     from shared.contract import ChatMessageRequest
 
+    who = caller(req)
     body = parse_body(req, ChatMessageRequest)
-    return Reply(get_chat_agent().chat(body.user_id, body.message, body.session_id, body.metadata))
+    return Reply(get_chat_agent().chat(who.scope(body.user_id), body.message, body.session_id, body.metadata))
 
 
 @api(
@@ -52,8 +54,10 @@ def chat_message(req: func.HttpRequest) -> Reply:
 def chat_search_memories(req: func.HttpRequest) -> Reply:
     from shared.contract import ChatSearchRequest, MemoryResults
 
+    who = caller(req)
     body = parse_body(req, ChatSearchRequest)
-    return Reply(MemoryResults(results=get_memory_service().search_memories(body.user_id, body.query, body.limit)))
+    results = get_memory_service().search_memories(who.scope(body.user_id), body.query, body.limit)
+    return Reply(MemoryResults(results=results))
 
 
 # The original API's chat-side memory shortcuts: the memory endpoints' own handlers on the chat

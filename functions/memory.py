@@ -9,15 +9,19 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from functions.caller import caller
 from functions.http import EndpointSpec, Reply, api, blueprint, parse_body, validate
-from shared.runtime import get_ingestion, get_memory_service, get_session_store
+from shared.runtime import get_ingestion, get_memory_service
 
 if TYPE_CHECKING:
     from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
 TAG = "memory"
-OWNER_PARAM = {"user_id": "When given, the memory must belong to this user (else 403)."}
+OWNER_PARAM = {
+    "user_id": "When given, the memory must belong to this user (else 403). With USER_HEADER on, the call acts "
+    "as the authenticated user and another user_id is 403."
+}
 ASYNC_NOTE = (
     "With `Prefer: respond-async` (RFC 7240): 202, `data: {event_id, status}` and `Location: "
     "/api/memory/events/{event_id}`; the memories are written by the ingestion queue (or before the "
@@ -86,15 +90,15 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
 def memory_add(req: func.HttpRequest) -> Reply:
     from shared.contract import AddedMemory, MemoryAddRequest, MemoryInput
 
+    who = caller(req)
     body = parse_body(req, MemoryAddRequest)
+    scope = who.scope(body.user_id)
     if prefers_async(req):
         item = MemoryInput(content=body.content, metadata=body.metadata, expiration_date=body.expiration_date)
-        event = get_ingestion().submit_memories(
-            body.user_id, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id
-        )
+        event = get_ingestion().submit_memories(scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id)
         return accepted(event)
     record = get_memory_service().add_memory(
-        body.user_id,
+        scope,
         body.content,
         body.metadata,
         agent_id=body.agent_id,
@@ -124,7 +128,9 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
     from shared.errors import ValidationFailed
     from shared.settings import get_settings
 
+    who = caller(req)
     body = parse_body(req, MemoryBatchAddRequest)
+    scope = who.scope(body.user_id)
     limit = get_settings().max_batch_size
     if len(body.memories) > limit:
         raise ValidationFailed(
@@ -132,11 +138,9 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
     if prefers_async(req):
-        event = get_ingestion().submit_memories(
-            body.user_id, list(body.memories), agent_id=body.agent_id, run_id=body.run_id
-        )
+        event = get_ingestion().submit_memories(scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id)
         return accepted(event)
-    ids = get_memory_service().add_memories(body.user_id, body.memories, agent_id=body.agent_id, run_id=body.run_id)
+    ids = get_memory_service().add_memories(scope, body.memories, agent_id=body.agent_id, run_id=body.run_id)
     return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
 
 
@@ -157,7 +161,7 @@ def memory_batch_add(req: func.HttpRequest) -> Reply:
 def memory_event(req: func.HttpRequest) -> Reply:
     from shared.contract import IngestEventInfo
 
-    event = get_ingestion().get_event(req.route_params.get("event_id", ""), owner_from_query(req))
+    event = get_ingestion().get_event(req.route_params.get("event_id", ""), caller(req).scope(owner_from_query(req)))
     return Reply(
         IngestEventInfo(
             event_id=event.event_id,
@@ -180,12 +184,14 @@ def memory_event(req: func.HttpRequest) -> Reply:
 def memory_search(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryResults, MemorySearchRequest
 
+    who = caller(req)
     body = parse_body(req, MemorySearchRequest)
+    scope = who.scope(body.user_id)
     service = get_memory_service()
     results = service.search_memories(
-        body.user_id, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
+        scope, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
     )
-    graph = service.search_relations(body.user_id, body.query)
+    graph = service.search_relations(scope, body.query)
     if graph is None:
         return Reply(MemoryResults(results=results))
     warnings = [graph.warning] if graph.warning else None
@@ -209,9 +215,8 @@ def memory_search(req: func.HttpRequest) -> Reply:
 def memory_list_user(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryList
 
-    user_id = user_from_route(req)
     agent_id, run_id = scope_from_query(req)
-    records = get_memory_service().list_memories(user_id, agent_id, run_id)
+    records = get_memory_service().list_memories(caller(req).scope(user_from_route(req)), agent_id, run_id)
     return Reply(MemoryList(results=records, total=len(records)))
 
 
@@ -231,9 +236,10 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
 def memory_update(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryUpdateRequest, UpdatedMemory
 
+    who = caller(req)
     body = parse_body(req, MemoryUpdateRequest)
-    owner = body.user_id or owner_from_query(req)
-    record = get_memory_service().update_memory(body.memory_id, body.content, body.metadata, owner)
+    scope = who.scope(body.user_id, owner_from_query(req))
+    record = get_memory_service().update_memory(body.memory_id, body.content, body.metadata, scope)
     return Reply(UpdatedMemory(memory_id=record.id, content=record.memory))
 
 
@@ -249,7 +255,8 @@ def memory_update(req: func.HttpRequest) -> Reply:
 def memory_delete(req: func.HttpRequest) -> Reply:
     from shared.contract import DeletedMemory
 
-    memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), owner_from_query(req))
+    scope = caller(req).scope(owner_from_query(req))
+    memory_id = get_memory_service().delete_memory(req.route_params.get("memory_id", ""), scope)
     return Reply(DeletedMemory(memory_id=memory_id))
 
 
@@ -271,9 +278,9 @@ def memory_delete(req: func.HttpRequest) -> Reply:
 def memory_delete_user(req: func.HttpRequest) -> Reply:
     from shared.contract import DeletedCount
 
-    user_id = user_from_route(req)
+    scope = caller(req).scope(user_from_route(req))
     agent_id, run_id = scope_from_query(req)
-    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(user_id, agent_id, run_id)))
+    return Reply(DeletedCount(deleted=get_memory_service().delete_user_memories(scope, agent_id, run_id)))
 
 
 @api(
@@ -284,7 +291,7 @@ def memory_delete_user(req: func.HttpRequest) -> Reply:
     EndpointSpec("Memory statistics of a user", TAG, None, "MemoryStats", success_message="统计信息获取成功"),
 )
 def memory_stats(req: func.HttpRequest) -> Reply:
-    return Reply(get_memory_service().stats(user_from_route(req)))
+    return Reply(get_memory_service().stats(caller(req).scope(user_from_route(req))))
 
 
 @api(
@@ -295,7 +302,8 @@ def memory_stats(req: func.HttpRequest) -> Reply:
     EndpointSpec("Get one memory", TAG, None, "MemoryRecord", success_message="获取记忆成功", query_params=OWNER_PARAM),
 )
 def memory_get(req: func.HttpRequest) -> Reply:
-    return Reply(get_memory_service().get_memory(req.route_params.get("memory_id", ""), owner_from_query(req)))
+    scope = caller(req).scope(owner_from_query(req))
+    return Reply(get_memory_service().get_memory(req.route_params.get("memory_id", ""), scope))
 
 
 @api(
@@ -315,8 +323,9 @@ def memory_get(req: func.HttpRequest) -> Reply:
 def memory_history(req: func.HttpRequest) -> Reply:
     from shared.contract import HistoryEntry, MemoryHistory
 
+    scope = caller(req).scope(owner_from_query(req))
     memory_id = req.route_params.get("memory_id", "")
-    rows = get_memory_service().history(memory_id, owner_from_query(req))
+    rows = get_memory_service().history(memory_id, scope)
     return Reply(MemoryHistory(memory_id=memory_id, history=[HistoryEntry.model_validate(r) for r in rows]))
 
 
@@ -339,13 +348,15 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
     from shared.context import iso_utc
     from shared.contract import ExportedTurn, UserExport
 
-    user_id = user_from_route(req)
-    memories = get_memory_service().export_memories(user_id)
+    scope = caller(req).scope(user_from_route(req))
+    user_id = str(scope.user_id)
+    service = get_memory_service()
+    memories = service.export_memories(scope)
     sessions = {
         session_id: [ExportedTurn(**asdict(turn)) for turn in turns]
-        for session_id, turns in get_session_store().export_user(user_id).items()
+        for session_id, turns in service.export_sessions(scope).items()
     }
-    graph = get_memory_service().user_graph(user_id, include_history=True)
+    graph = service.user_graph(scope, include_history=True)
     return Reply(UserExport(user_id=user_id, exported_at=iso_utc(), memories=memories, sessions=sessions, graph=graph))
 
 
@@ -366,9 +377,10 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
 def memory_graph_user(req: func.HttpRequest) -> Reply:
     from shared.contract import UserGraph
 
-    user_id = user_from_route(req)
+    scope = caller(req).scope(user_from_route(req))
+    user_id = str(scope.user_id)
     include_history = (req.params.get("include_history") or "").lower() in ("1", "true", "yes")
-    graph = get_memory_service().user_graph(user_id, include_history=include_history)
+    graph = get_memory_service().user_graph(scope, include_history=include_history)
     if graph is None:
         return Reply(UserGraph(user_id=user_id, enabled=False, nodes=[], edges=[]))
     return Reply(

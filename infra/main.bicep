@@ -113,6 +113,24 @@ param quotaCalls int = 10000
 @minValue(300)
 param quotaPeriodSeconds int = 86400
 
+@description('Header API Management sets to the caller\'s subscription id: the app keeps every tenant\'s data apart (TENANT_HEADER). Empty turns tenancy off (one shared namespace for all subscriptions).')
+param tenantHeader string = 'x-memory-tenant'
+
+@description('Header API Management sets to the end user of a validated token (USER_HEADER): a user_id other than it is refused. Empty (the default) leaves user_id as the caller sends it.')
+param userHeader string = ''
+
+@description('OpenID configuration URL of the end-user token issuer; empty: Entra ID of this directory.')
+param userTokenOpenIdConfigUrl string = ''
+
+@description('Issuer the end-user token must carry; empty: Entra ID (v2.0 tokens) of this directory.')
+param userTokenIssuer string = ''
+
+@description('Audience the end-user token must carry: the client id (or application ID URI) of the API\'s app registration. Required when userHeader is set.')
+param userTokenAudience string = ''
+
+@description('Claim of the end-user token that names the user; oid is the Entra object id, stable across applications.')
+param userTokenClaim string = 'oid'
+
 @secure()
 @minLength(32)
 @description('Host key API Management sends to the Function App as x-functions-key (kept in Key Vault). azd generates it once and keeps it in the environment; with the Azure CLI, pass a random value and keep it (a new value rotates the key).')
@@ -432,6 +450,8 @@ module functionApp 'app/function-app.bicep' = {
     neo4jDatabase: neo4jDatabase
     neo4jPasswordSecretUri: keyVault.outputs.neo4jPasswordSecretUri
     allowedCallerIpAddresses: apim.outputs.outboundIpAddresses
+    tenantHeader: tenantHeader
+    userHeader: userHeader
     virtualNetworkSubnetId: deploySelfHostedStores ? selfHostedStores.outputs.functionAppSubnetId : ''
   }
   // The host reads its storage and Key Vault references with the identity as soon as it starts.
@@ -439,6 +459,9 @@ module functionApp 'app/function-app.bicep' = {
     rbac
   ]
 }
+
+// End-user tokens are Entra ID v2.0 tokens of this directory unless the parameters name another issuer.
+var entraAuthority = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
 
 module apimApi 'app/apim-api.bicep' = {
   name: 'apim-api'
@@ -455,6 +478,12 @@ module apimApi 'app/apim-api.bicep' = {
     rateLimitPeriodSeconds: rateLimitPeriodSeconds
     quotaCalls: quotaCalls
     quotaPeriodSeconds: quotaPeriodSeconds
+    tenantHeader: tenantHeader
+    userHeader: userHeader
+    userTokenOpenIdConfigUrl: empty(userTokenOpenIdConfigUrl) ? '${entraAuthority}/.well-known/openid-configuration' : userTokenOpenIdConfigUrl
+    userTokenIssuer: empty(userTokenIssuer) ? entraAuthority : userTokenIssuer
+    userTokenAudience: userTokenAudience
+    userTokenClaim: userTokenClaim
   }
   // APIM reads the function key from Key Vault with its identity when the named value is created.
   // The host key is written to the app after its settings (the module waits for functionApp).

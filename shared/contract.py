@@ -47,6 +47,7 @@ RESERVED_METADATA_KEYS = frozenset(
         "_speaker",
         "_expires",
         "_mortal",
+        "_tenant",
     }
 )
 

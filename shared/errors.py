@@ -39,6 +39,13 @@ class ValidationFailed(ServiceError):
     code = "validation_error"
 
 
+class Unauthenticated(ServiceError):
+    """The caller is not identified: a header API Management sets (tenant, end user) is missing."""
+
+    status = 401
+    code = "unauthenticated"
+
+
 class Forbidden(ServiceError):
     status = 403
     code = "forbidden"

@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     max_content_chars: int = Field(8_000, ge=1, description="Longest memory content or chat message accepted.")
     max_list_results: int = Field(10_000, ge=1, description="Most memories returned by one list call.")
 
+    # --- callers (set by API Management; see README "Tenants and end users") ---------------
+    tenant_header: str | None = Field(
+        None,
+        description="Header naming the caller's tenant (e.g. x-memory-tenant), set by API Management from the "
+        "subscription. When set, API calls without it are 401 and all data is kept per tenant. Unset: no tenancy.",
+    )
+    user_header: str | None = Field(
+        None,
+        description="Header naming the end user (e.g. x-memory-user), set by API Management from a validated "
+        "token. When set, API calls without it are 401 and a user_id other than it is 403. Unset: user_id as sent.",
+    )
+
     # --- vector store ----------------------------------------------------------------------
     vector_store: VectorStoreName = Field(
         "qdrant", description="`qdrant` (embedded when QDRANT_URL is unset, else a server) or `chroma` (a server)."

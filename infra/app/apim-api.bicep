@@ -46,6 +46,24 @@ param quotaCalls int
 @minValue(300)
 param quotaPeriodSeconds int
 
+@description('Header the policy sets to the caller\'s subscription id, the tenant the app keeps data apart by (TENANT_HEADER); empty: no tenancy.')
+param tenantHeader string
+
+@description('Header the policy sets to the end user named by a validated token (USER_HEADER); empty: end users are not bound.')
+param userHeader string
+
+@description('OpenID configuration URL of the end-user token issuer (used when userHeader is set).')
+param userTokenOpenIdConfigUrl string
+
+@description('Issuer the end-user token must carry.')
+param userTokenIssuer string
+
+@description('Audience the end-user token must carry (the client id or application ID URI of the API registration).')
+param userTokenAudience string
+
+@description('Claim of the end-user token that names the user (sent in userHeader).')
+param userTokenClaim string
+
 resource apim 'Microsoft.ApiManagement/service@2024-05-01' existing = {
   name: apimName
 }
@@ -121,12 +139,25 @@ resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
 // <origin> elements for the allow-list (the XML file holds a placeholder).
 var corsOriginsXml = '<origin>${join(corsAllowedOrigins, '</origin><origin>')}</origin>'
 
+// Who calls (in place of the caller-identity placeholder of api.xml): the tenant from the subscription,
+// then, when end users are bound, the validated token and its user claim. Each header overrides
+// whatever the client sent.
+var tenantPolicyXml = empty(tenantHeader) ? '' : replace(loadTextContent('policies/tenant-header.xml'), '__TENANT_HEADER__', tenantHeader)
+var userTokenXml = replace(replace(replace(replace(loadTextContent('policies/user-token.xml'),
+  '__USER_TOKEN_OPENID_CONFIG__', userTokenOpenIdConfigUrl),
+  '__USER_TOKEN_AUDIENCE__', userTokenAudience),
+  '__USER_TOKEN_ISSUER__', userTokenIssuer),
+  '__USER_TOKEN_CLAIM__', userTokenClaim)
+var userHeaderXml = replace(replace(loadTextContent('policies/user-header.xml'), '__USER_HEADER__', userHeader), '__USER_TOKEN_CLAIM__', userTokenClaim)
+var userPolicyXml = empty(userHeader) ? '' : '${userTokenXml}${userHeaderXml}'
+var apiPolicyXml = replace(replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml), '__CALLER_IDENTITY__', '${tenantPolicyXml}${userPolicyXml}')
+
 resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = {
   parent: api
   name: 'policy'
   properties: {
     format: 'xml'
-    value: replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml)
+    value: apiPolicyXml
   }
   // The policy references {{function-key}}, which must exist first.
   dependsOn: [

@@ -124,6 +124,12 @@ param neo4jDatabase string = 'neo4j'
 @description('Versionless Key Vault URI of the Neo4j password.')
 param neo4jPasswordSecretUri string = ''
 
+@description('Header naming the tenant, set by API Management from the subscription (TENANT_HEADER); empty: no tenancy.')
+param tenantHeader string = ''
+
+@description('Header naming the end user, set by API Management from a validated token (USER_HEADER); empty: unbound.')
+param userHeader string = ''
+
 @description('Outbound IPs of API Management; when not empty, every other caller is denied.')
 param allowedCallerIpAddresses array = []
 
@@ -195,7 +201,16 @@ var neo4jServerSettings = {
 }
 var neo4jSettings = empty(neo4jUri) ? {} : union(neo4jServerSettings, neo4jPasswordSetting)
 
-var appSettings = union(hostSettings, serviceSettings, qdrantSettings, chromaSettings, neo4jSettings)
+// Who calls, as API Management vouches for it (see README, "Tenants and end users"); unset when off.
+var tenantSettings = empty(tenantHeader) ? {} : {
+  TENANT_HEADER: tenantHeader
+}
+var userSettings = empty(userHeader) ? {} : {
+  USER_HEADER: userHeader
+}
+var callerSettings = union(tenantSettings, userSettings)
+
+var appSettings = union(hostSettings, serviceSettings, qdrantSettings, chromaSettings, neo4jSettings, callerSettings)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption needs always-ready instances in several zones, a cost at rest this service avoids; instances are stateless and rescheduled on failure.

@@ -20,8 +20,9 @@ from typing import Any
 from shared.context import iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, EventAccepted, MemoryRecord
 from shared.errors import LlmNotConfigured, ServiceError
-from shared.memory.ingest import Ingestion
+from shared.memory.ingest import Ingestion, job_scope, scope_job
 from shared.memory.service import MemoryService, vector_store_calls
+from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
 
@@ -47,12 +48,14 @@ class ChatAgent:
         self.ingestion = ingestion  # the turn's learning is an ingestion event
 
     def chat(
-        self, user_id: str, message: str, session_id: str | None, metadata: dict[str, Any] | None = None
+        self, scope: Scope | str, message: str, session_id: str | None, metadata: dict[str, Any] | None = None
     ) -> ChatMessageResponse:
+        scope = as_scope(scope)
+        user_key = scope.key  # sessions and the graph are keyed by the scope's storage key
         session_id = session_id or f"session_{uuid.uuid4().hex[:16]}"
-        history = self.sessions.recent_turns(user_id, session_id, self.settings.chat_history_turns)
-        memories = self._relevant_memories(user_id, message)
-        graph = self.service.search_relations(user_id, message)
+        history = self.sessions.recent_turns(user_key, session_id, self.settings.chat_history_turns)
+        memories = self._relevant_memories(scope, message)
+        graph = self.service.search_relations(scope, message)
         warning = graph.warning if graph is not None else None
         if warning and warning.get("code") == "graph_unavailable" and self.ingestion.inline:
             # The turn's graph write would fail too: say so before spending two LLM calls (a queued
@@ -75,20 +78,21 @@ class ChatAgent:
             "message": message,
             "answer": answer,
             "metadata": _flat_metadata(metadata),
+            **scope_job(scope),
         }
-        event = self.ingestion.create(user_id, "learn", job)
+        event = self.ingestion.create(user_key, "learn", job)
         if self.ingestion.inline:
             # All or nothing, as before events: learned first, recorded after, purged if recording fails.
             event = self.ingestion.dispatch(event)
             try:
-                self.sessions.append_turn(user_id, session_id, turn)
+                self.sessions.append_turn(user_key, session_id, turn)
             except Exception:
                 self._undo(event, job)
                 raise
         else:
             # The answer is what the user waits for: the turn is recorded, the learning queued.
             try:
-                self.sessions.append_turn(user_id, session_id, turn)
+                self.sessions.append_turn(user_key, session_id, turn)
             except Exception:
                 self.ingestion.fail(event, "the turn could not be recorded")
                 raise
@@ -98,7 +102,7 @@ class ChatAgent:
                 logger.warning("turn recorded but its learning could not be queued: %s", error.message)
         return ChatMessageResponse(
             response=answer,
-            user_id=user_id,
+            user_id=str(scope.user_id),
             session_id=session_id,
             memories_used=turn.memories_used,
             timestamp=turn.timestamp,
@@ -111,10 +115,10 @@ class ChatAgent:
         except Exception:
             logger.exception("turn of event %s failed and what it learned could not be removed", event.event_id)
 
-    def _relevant_memories(self, user_id: str, message: str) -> list[MemoryRecord]:
+    def _relevant_memories(self, scope: Scope, message: str) -> list[MemoryRecord]:
         if self.settings.chat_memory_limit == 0:
             return []
-        return self.service.search_memories(user_id, message, self.settings.chat_memory_limit)
+        return self.service.search_memories(scope, message, self.settings.chat_memory_limit)
 
     @staticmethod
     def build_prompt(
@@ -134,28 +138,33 @@ class ChatAgent:
         messages.append({"role": "user", "content": message})
         return messages
 
-    def learn(self, user_id: str, job: dict[str, Any], write_id: str) -> list[str]:
+    def learn(self, user_key: str, job: dict[str, Any], write_id: str) -> list[str]:
         """A learning event's work: mem0 extracts facts from the exchange (LLM inference), then the
         graph learns from what the user said. Returns the ids mem0 added, all tagged with the turn id."""
+        scope = job_scope(user_key, job)
         exchange = [{"role": "user", "content": job["message"]}, {"role": "assistant", "content": job["answer"]}]
         learned = dict(job.get("metadata") or {})
         learned.update({"learned_from": "chat", "session_id": job["session_id"], "turn_id": job["turn_id"]})
+        learned.update(scope.payload_fields())
         with vector_store_calls():
-            result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
+            result = self.service.memory.add(exchange, user_id=scope.key, metadata=learned, infer=True)
         ids = [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
         if self.service.graph is not None:
             # What the user said is what the graph learns from ("I" is the user's own node).
-            self.service.graph.extract_and_store(user_id, job["message"], ids, write_id=write_id)
+            self.service.graph.extract_and_store(
+                scope.key, job["message"], ids, write_id=write_id, self_name=scope.user_id
+            )
         return ids
 
-    def forget(self, user_id: str, job: dict[str, Any], write_id: str) -> None:
+    def forget(self, user_key: str, job: dict[str, Any], write_id: str) -> None:
         """Remove whatever a learning attempt wrote: its graph write, then the memories tagged with its turn."""
+        scope = job_scope(user_key, job)
         if self.service.graph is not None:
             from shared.graph.store import GraphWriteResult
 
             # The memories' own support goes with them below (delete_where cascades into the graph).
-            self.service.graph.revert_write(user_id, GraphWriteResult(write_id=write_id, status="written"))
-        removed = self.service.delete_where(user_id, {"turn_id": job["turn_id"]})
+            self.service.graph.revert_write(scope.key, GraphWriteResult(write_id=write_id, status="written"))
+        removed = self.service.delete_where(scope, {"turn_id": job["turn_id"]})
         if removed:
             logger.warning("turn %s: removed the %d memories an unfinished attempt learned", job["turn_id"], removed)
 

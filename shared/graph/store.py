@@ -122,22 +122,36 @@ class GraphStore(Neo4jConnection):
 
     # --- read path -------------------------------------------------------------------------------
     def search(
-        self, user_id: str, query: str, limit: int = 10, *, vector: Sequence[float] | None = None
+        self,
+        user_id: str,
+        query: str,
+        limit: int = 10,
+        *,
+        vector: Sequence[float] | None = None,
+        self_name: str | None = None,
     ) -> list[dict[str, Any]]:
         """The user's valid relations most relevant to `query`, best first.
 
         An entity is relevant when the query names it or its embedding is similar to the query's
         (cosine >= min_similarity); a relation is scored by its more relevant endpoint. Pass
-        `vector` to reuse an embedding of `query` already computed. Raises GraphUnavailable.
+        `vector` to reuse an embedding of `query` already computed. `user_id` is the user's storage
+        key (shared/scope.py); `self_name`, the user's own name when it differs from the key (with
+        tenancy), is the name of the user's own node. Raises GraphUnavailable.
         """
-        return self._search(user_id, query, limit, self.min_similarity, vector)
+        return self._search(user_id, query, limit, self.min_similarity, vector, self_name)
 
     def search_safe(
-        self, user_id: str, query: str, limit: int = 10, *, vector: Sequence[float] | None = None
+        self,
+        user_id: str,
+        query: str,
+        limit: int = 10,
+        *,
+        vector: Sequence[float] | None = None,
+        self_name: str | None = None,
     ) -> GraphReadResult:
         """`search` for responses that must not fail because of the graph: outage -> no relations + warning."""
         try:
-            return GraphReadResult(self.search(user_id, query, limit, vector=vector))
+            return GraphReadResult(self.search(user_id, query, limit, vector=vector, self_name=self_name))
         except ServiceError as error:  # outage, refused credentials, misconfiguration: said, not raised
             return GraphReadResult([], {"code": "graph_unavailable", "message": error.message})
         except Exception:
@@ -146,7 +160,13 @@ class GraphStore(Neo4jConnection):
             return GraphReadResult([], {"code": "graph_error", "message": "graph relations could not be read"})
 
     def _search(
-        self, user_id: str, query: str, limit: int, min_similarity: float, vector: Sequence[float] | None
+        self,
+        user_id: str,
+        query: str,
+        limit: int,
+        min_similarity: float,
+        vector: Sequence[float] | None,
+        self_name: str | None = None,
     ) -> list[dict[str, Any]]:
         import numpy as np
 
@@ -159,7 +179,7 @@ class GraphStore(Neo4jConnection):
         norm = float(np.linalg.norm(query_vector))
         query_vector = query_vector / norm if norm else query_vector
         query_match = query_match_text(query)
-        self_key = name_key(user_id)
+        self_key = name_key(self_name or user_id)
         seed_limit = self.seed_limit
 
         def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
@@ -229,7 +249,13 @@ class GraphStore(Neo4jConnection):
 
     # --- write path ------------------------------------------------------------------------------
     def extract_and_store(
-        self, user_id: str, text: str, memory_ids: Sequence[str] = (), *, write_id: str | None = None
+        self,
+        user_id: str,
+        text: str,
+        memory_ids: Sequence[str] = (),
+        *,
+        write_id: str | None = None,
+        self_name: str | None = None,
     ) -> GraphWriteResult:
         """Extract entities and relations from `text` with the LLM and merge them into the user's graph.
 
@@ -250,9 +276,10 @@ class GraphStore(Neo4jConnection):
             logger.info("graph extraction text cut to %d characters", MAX_EXTRACTION_TEXT_CHARS)
             text = text[:MAX_EXTRACTION_TEXT_CHARS]
 
-        context = self._search(user_id, text, self.context_limit, -2.0, None)  # every score counts as context
+        name = self_name or user_id  # the user's own node: the plain user id, never the storage key
+        context = self._search(user_id, text, self.context_limit, -2.0, None, name)  # every score is context
         refs = {f"R{i + 1}": relation for i, relation in enumerate(context)}
-        messages = build_extraction_messages(user_id, text, list(refs.items()), self.max_entities, self.max_relations)
+        messages = build_extraction_messages(name, text, list(refs.items()), self.max_entities, self.max_relations)
         raw = self.llm.complete(messages, json_mode=True)
         try:
             extraction = parse_extraction(
@@ -266,7 +293,7 @@ class GraphStore(Neo4jConnection):
             result.status, result.reason = "rejected", str(error)
             return result
 
-        entities, relations = self._plan(user_id, extraction)
+        entities, relations = self._plan(name, extraction)
         asserted = {(r["source_key"], r["type"], r["target_key"]) for r in relations}
         invalidate = []
         for ref in dict.fromkeys(extraction.invalidates):

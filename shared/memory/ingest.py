@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.context import iso_utc
 from shared.contract import MemoryInput
 from shared.errors import NotFound, ServiceError
+from shared.scope import Scope, as_scope
 from shared.stores.state.events import EventKind, EventStore, IngestEvent
 
 if TYPE_CHECKING:
@@ -118,16 +119,17 @@ class Ingestion:
 
     def submit_memories(
         self,
-        user_id: str,
+        scope: Scope | str,
         items: list[MemoryInput],
         kind: EventKind = "batch_add",
         *,
         agent_id: str | None = None,
         run_id: str | None = None,
     ) -> IngestEvent:
-        job: dict[str, Any] = {"items": [item.model_dump(mode="json") for item in items]}
+        scope = as_scope(scope)
+        job: dict[str, Any] = {"items": [item.model_dump(mode="json") for item in items], **scope_job(scope)}
         job.update({k: v for k, v in {"agent_id": agent_id, "run_id": run_id}.items() if v is not None})
-        return self.submit(user_id, kind, job)
+        return self.submit(scope.key, kind, job)
 
     def fail(self, event: IngestEvent, reason: str) -> IngestEvent:
         event.status, event.error, event.updated_at = "failed", reason, iso_utc()
@@ -140,10 +142,15 @@ class Ingestion:
         self._purge(event, job)
         self.fail(event, reason)
 
-    def get_event(self, event_id: str, owner: str | None) -> IngestEvent:
-        """The event, if it exists and (when `owner` is given) is that user's; 404 either way."""
+    def get_event(self, event_id: str, scope: Scope | str | None) -> IngestEvent:
+        """The event, if it exists in the caller's tenant and (when the scope names a user) is that
+        user's; 404 either way, so an id says nothing about anybody else's events."""
+        scope = as_scope(scope)
         event = self.events.get(event_id) if is_valid_event_id(event_id) else None
-        if event is None or (owner is not None and event.user_id != owner):
+        if event is None:
+            raise NotFound(f"event {event_id!r} not found")
+        mine = event.user_id == scope.key if scope.user_id is not None else scope.user_of(event.user_id) is not None
+        if not mine:
             raise NotFound(f"event {event_id!r} not found")
         return event
 
@@ -190,7 +197,7 @@ class Ingestion:
         items = [MemoryInput.model_validate(item) for item in job.get("items") or []]
         ids = memory_ids_for(event.event_id, len(items))
         return self._memory_service().add_memories(
-            event.user_id, items, ids=ids, agent_id=job.get("agent_id"), run_id=job.get("run_id")
+            job_scope(event.user_id, job), items, ids=ids, agent_id=job.get("agent_id"), run_id=job.get("run_id")
         )
 
     def _purge(self, event: IngestEvent, job: dict[str, Any]) -> None:
@@ -199,3 +206,15 @@ class Ingestion:
             return
         ids = memory_ids_for(event.event_id, len(job.get("items") or []))
         self._memory_service().erase_memories(ids)
+
+
+def scope_job(scope: Scope) -> dict[str, Any]:
+    """What an event's input records of the scope it acts in (its `user_id` is the storage key)."""
+    return {"scope_user": scope.user_id, "scope_tenant": scope.tenant} if scope.tenant is not None else {}
+
+
+def job_scope(user_key: str, job: dict[str, Any]) -> Scope:
+    """The scope an event acts in: as recorded with its input, else the plain user of the key."""
+    if job.get("scope_tenant") is not None:
+        return Scope(str(job["scope_user"]), tenant=str(job["scope_tenant"]))
+    return Scope(user_key)

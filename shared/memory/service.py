@@ -22,6 +22,7 @@ from shared.context import iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters, scope_filters
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
 from shared.memory.records import record_from_payload
+from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
 
@@ -83,7 +84,9 @@ def _rows(listed: Any) -> list[Any]:
 
 
 class MemoryService:
-    """Memory operations for the API. Every method takes the acting user and never crosses users."""
+    """Memory operations for the API. Every method takes the acting scope (shared/scope.py: the
+    tenant and the user; a plain user id where there is no tenancy) and never crosses it. Stores
+    are addressed by the scope's storage key; what goes back to the caller names the plain user."""
 
     def __init__(
         self,
@@ -106,7 +109,7 @@ class MemoryService:
     # --- writes ------------------------------------------------------------------------------
     def add_memory(
         self,
-        user_id: str,
+        scope: Scope | str,
         content: str,
         metadata: dict[str, Any] | None = None,
         *,
@@ -115,20 +118,21 @@ class MemoryService:
         expiration_date: date | None = None,
     ) -> MemoryRecord:
         """Store `content` as given (no LLM rewrite) through mem0's own add path."""
-        stored = dict(metadata or {})
+        scope = as_scope(scope)
+        stored = {**(metadata or {}), **scope.payload_fields()}
         expires = expiration_text(expiration_date)
         if expires is not None:
             stored[EXPIRATION_KEY] = expires  # kept as given; mem0's own form is a date only
         with vector_store_calls():
             result = self.memory.add(
-                content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=stored, infer=False
+                content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored, infer=False
             )
         added = result["results"][0]
         now = iso_utc()
         return MemoryRecord(
             id=str(added["id"]),
             memory=content,
-            user_id=user_id,
+            user_id=str(scope.user_id),
             agent_id=agent_id,
             run_id=run_id,
             expiration_date=expires,
@@ -139,7 +143,7 @@ class MemoryService:
 
     def add_memories(
         self,
-        user_id: str,
+        scope: Scope | str,
         items: Sequence[MemoryInput],
         ids: Sequence[str] | None = None,
         *,
@@ -152,6 +156,7 @@ class MemoryService:
         leaves nothing behind. `ids` (one per item) are given by an ingestion event, whose redo
         must write the same memories again, never new ones.
         """
+        scope = as_scope(scope)
         texts = [item.content for item in items]
         vectors = self.embedder.embed_batch(texts, "add")
         now = iso_utc()
@@ -159,9 +164,10 @@ class MemoryService:
         payloads = []
         for item in items:
             payload: dict[str, Any] = dict(item.metadata or {})
+            payload.update(scope.payload_fields())
             payload.update(
                 {
-                    "user_id": user_id,
+                    "user_id": scope.key,
                     "role": "user",
                     "data": item.content,
                     "hash": hashlib.md5(item.content.encode()).hexdigest(),
@@ -205,10 +211,11 @@ class MemoryService:
                 logger.exception("could not remove memory %s while undoing a failed batch", memory_id)
 
     def update_memory(
-        self, memory_id: str, content: str, metadata: dict[str, Any] | None, user_id: str | None = None
+        self, memory_id: str, content: str, metadata: dict[str, Any] | None, scope: Scope | str | None = None
     ) -> MemoryRecord:
         """Replace the text (re-embedded) and merge `metadata` into the memory's metadata."""
-        self._owned(memory_id, user_id)  # 404 or 403 before anything is changed
+        scope = as_scope(scope)
+        self._owned(memory_id, scope)  # 404 or 403 before anything is changed
         with vector_store_calls():
             try:
                 self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
@@ -218,26 +225,28 @@ class MemoryService:
                 if self.store.get(vector_id=memory_id) is None:
                     raise NotFound(f"memory {memory_id!r} not found") from None
                 raise
-        return self.get_memory(memory_id, user_id)
+        return self.get_memory(memory_id, scope)
 
-    def delete_memory(self, memory_id: str, user_id: str | None = None) -> str:
-        owner = self._owned(memory_id, user_id)
+    def delete_memory(self, memory_id: str, scope: Scope | str | None = None) -> str:
+        scope = as_scope(scope)
+        owner = self._owned(memory_id, scope)
         if self.graph is not None:
             # Graph first: if Neo4j is down this is a 503 before anything is deleted, and a retry
             # redoes the whole deletion (the graph step is idempotent; the memory still exists).
-            self.graph.delete_memory(owner.user_id, memory_id)
+            self.graph.delete_memory(scope.as_user(owner.user_id).key, memory_id)
         self._erase([memory_id])
         return memory_id
 
-    def delete_user_memories(self, user_id: str, agent_id: str | None = None, run_id: str | None = None) -> int:
-        """Delete every memory of `user_id` (and the user's graph); returns how many memories were deleted.
+    def delete_user_memories(self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None) -> int:
+        """Delete every memory of the scope's user (and the user's graph); returns how many memories were deleted.
 
         With `agent_id` and/or `run_id`, only the user's memories of that scope (and their part of
         the graph); the user's logged messages and chat sessions stay.
         """
-        scope = scope_filters(agent_id, run_id)
-        if scope is not None:
-            return self._delete_scope(user_id, scope)
+        user_id = as_scope(scope).key
+        mem0_scope = scope_filters(agent_id, run_id)
+        if mem0_scope is not None:
+            return self._delete_scope(user_id, mem0_scope)
         if self.graph is not None:
             self.graph.delete_user(user_id)
         deleted = 0
@@ -316,8 +325,9 @@ class MemoryService:
             for memory_id in memory_ids:
                 self.store.delete(vector_id=memory_id)
 
-    def delete_where(self, user_id: str, conditions: dict[str, Any]) -> int:
+    def delete_where(self, scope: Scope | str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
+        user_id = as_scope(scope).key
         with vector_store_calls():
             listed = self.store.list(filters={"user_id": user_id, **conditions}, top_k=None)
             matching = [
@@ -332,34 +342,43 @@ class MemoryService:
         return len(matching)
 
     # --- reads -------------------------------------------------------------------------------
-    def get_memory(self, memory_id: str, user_id: str | None = None) -> MemoryRecord:
-        return self._owned(memory_id, user_id)
+    def get_memory(self, memory_id: str, scope: Scope | str | None = None) -> MemoryRecord:
+        return self._owned(memory_id, as_scope(scope))
 
-    def _owned(self, memory_id: str, user_id: str | None) -> MemoryRecord:
-        """The memory, if it exists and (when `user_id` is given) belongs to that user."""
+    def _owned(self, memory_id: str, scope: Scope) -> MemoryRecord:
+        """The memory, if it exists in the scope's tenant and (when the scope names a user) belongs to that user.
+
+        Another tenant's memory is "not found", exactly like a missing one (no existence oracle
+        across tenants); another user's memory in the same tenant is 403, as without tenancy.
+        """
         if not is_valid_memory_id(memory_id):
             raise NotFound(f"memory {memory_id!r} not found")
         with vector_store_calls():
             point = self.store.get(vector_id=memory_id)
-        if point is None or not (point.payload or {}).get("data") or expired(point.payload):
+        payload = (point.payload or {}) if point is not None else {}
+        owner = scope.user_of(str(payload.get("user_id") or ""), payload) if payload.get("data") else None
+        if point is None or owner is None or expired(payload):
             raise NotFound(f"memory {memory_id!r} not found")
-        record = record_from_payload(str(point.id), point.payload)
-        if user_id is not None and record.user_id != user_id:
+        record = record_from_payload(str(point.id), payload).model_copy(update={"user_id": owner})
+        if scope.user_id is not None and owner != scope.user_id:
             raise Forbidden(f"memory {memory_id!r} belongs to another user")
         return record
 
-    def list_memories(self, user_id: str, agent_id: str | None = None, run_id: str | None = None) -> list[MemoryRecord]:
+    def list_memories(
+        self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None
+    ) -> list[MemoryRecord]:
         """All of the user's memories (of the agent and run scopes given), newest first (at most MAX_LIST_RESULTS)."""
+        scope = as_scope(scope)
         records = [
-            record_from_payload(str(row.id), row.payload)
-            for row in self._scan_user(user_id, self.settings.max_list_results, scope_filters(agent_id, run_id))
+            record_from_payload(str(row.id), row.payload).model_copy(update={"user_id": scope.user_id})
+            for row in self._scan_user(scope.key, self.settings.max_list_results, scope_filters(agent_id, run_id))
         ]
         records.sort(key=lambda r: r.created_at or "", reverse=True)
         return records
 
     def search_memories(
         self,
-        user_id: str,
+        scope: Scope | str,
         query: str,
         limit: int,
         filters: SearchFilters | None = None,
@@ -368,35 +387,39 @@ class MemoryService:
         run_id: str | None = None,
     ) -> list[MemoryRecord]:
         """The user's memories (of the agent and run scopes given) most relevant to `query`, best first."""
+        scope = as_scope(scope)
         filters = scope_filters(agent_id, run_id, filters)
         if self.searcher is None:
             from shared.search.hybrid import HybridSearcher
 
             self.searcher = HybridSearcher(self.store, self.embedder, self.settings)
         with vector_store_calls():
-            return self.searcher.search(user_id, query, limit, filters, threshold)
+            found = self.searcher.search(scope.key, query, limit, filters, threshold)
+        return [record.model_copy(update={"user_id": scope.user_id}) for record in found]
 
-    def search_relations(self, user_id: str, query: str, limit: int = 10) -> Any:
+    def search_relations(self, scope: Scope | str, query: str, limit: int = 10) -> Any:
         """Graph relations relevant to `query` (`GraphReadResult`), or None when graph memory is off.
 
         Never raises: a graph outage gives no relations and a warning, and memory search goes on.
         """
         if self.graph is None:
             return None
-        return self.graph.search_safe(user_id, query, limit)
+        scope = as_scope(scope)
+        return self.graph.search_safe(scope.key, query, limit, self_name=scope.user_id)
 
-    def user_graph(self, user_id: str, include_history: bool = False) -> dict[str, Any] | None:
+    def user_graph(self, scope: Scope | str, include_history: bool = False) -> dict[str, Any] | None:
         if self.graph is None:
             return None
-        graph: dict[str, Any] = self.graph.user_graph(user_id, include_history=include_history)
+        graph: dict[str, Any] = self.graph.user_graph(as_scope(scope).key, include_history=include_history)
         return graph
 
-    def stats(self, user_id: str) -> MemoryStats:
+    def stats(self, scope: Scope | str) -> MemoryStats:
         """Counts by creation day (UTC) and by `metadata.category` ("other" when absent)."""
         by_day: Counter[str] = Counter()
         by_category: Counter[str] = Counter()
         total = 0
-        for row in self._scan_user(user_id, None):
+        scope = as_scope(scope)
+        for row in self._scan_user(scope.key, None):
             payload = row.payload or {}
             total += 1
             created = str(payload.get("created_at") or "")
@@ -404,20 +427,20 @@ class MemoryService:
             category = payload.get("category")
             by_category[str(category) if category not in (None, "") else "other"] += 1
         return MemoryStats(
-            user_id=user_id,
+            user_id=str(scope.user_id),
             total_memories=total,
             date_distribution=dict(sorted(by_day.items())),
             category_distribution=dict(by_category.most_common()),
         )
 
-    def history(self, memory_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
-        self._owned(memory_id, user_id)
+    def history(self, memory_id: str, scope: Scope | str | None = None) -> list[dict[str, Any]]:
+        self._owned(memory_id, as_scope(scope))
         rows: list[dict[str, Any]] = self.memory.db.get_history(memory_id)
         return rows
 
-    def export_memories(self, user_id: str) -> list[dict[str, Any]]:
+    def export_memories(self, scope: Scope | str) -> list[dict[str, Any]]:
         """Every memory of the user with its change history, oldest first (portability requests)."""
-        records = self.list_memories(user_id)
+        records = self.list_memories(scope)
         records.reverse()
         exported = []
         for record in records:
@@ -426,16 +449,23 @@ class MemoryService:
             exported.append(item)
         return exported
 
+    def export_sessions(self, scope: Scope | str) -> dict[str, Any]:
+        """The user's chat sessions by id (turns oldest first); none without a session store."""
+        if self.sessions is None:
+            return {}
+        sessions: dict[str, Any] = self.sessions.export_user(as_scope(scope).key)
+        return sessions
+
     def _scan_user(self, user_id: str, cap: int | None, filters: SearchFilters | None = None) -> list[Any]:
         """Every live stored point of `user_id` passing `filters` (payloads only), up to `cap`."""
         with vector_store_calls():
             rows = self.store.list_user(user_id, cap, filters)
         return [row for row in rows if belongs(row.payload, user_id) and not expired(row.payload)]
 
-    def count_memories(self, user_id: str) -> int:
+    def count_memories(self, scope: Scope | str) -> int:
         """How many memories the user has (counted by the engine)."""
         with vector_store_calls():
-            return self.store.count_user(user_id)
+            return self.store.count_user(as_scope(scope).key)
 
     def close(self) -> None:
         """Release the store (the embedded engine's folder lock with it)."""

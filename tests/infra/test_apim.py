@@ -32,9 +32,39 @@ def _render_product_policy(file_name: str, main_template: dict[str, Any]) -> ET.
     return ET.fromstring(text)
 
 
-def _render_api_policy(main_template: dict[str, Any]) -> ET.Element:
+# Placeholders of the caller-identity fragments, each filled by apim-api.bicep from the parameter named.
+CALLER_PLACEHOLDERS = {
+    "__TENANT_HEADER__": "tenantHeader",
+    "__USER_HEADER__": "userHeader",
+    "__USER_TOKEN_OPENID_CONFIG__": "userTokenOpenIdConfigUrl",
+    "__USER_TOKEN_AUDIENCE__": "userTokenAudience",
+    "__USER_TOKEN_ISSUER__": "userTokenIssuer",
+    "__USER_TOKEN_CLAIM__": "userTokenClaim",
+}
+
+
+def _caller_identity(values: dict[str, str]) -> str:
+    """The caller-identity XML as apim-api.bicep builds it from these parameter values."""
+    fragments = []
+    if values["tenantHeader"]:
+        fragments.append("tenant-header.xml")
+    if values["userHeader"]:
+        fragments += ["user-token.xml", "user-header.xml"]
+    text = "".join((POLICIES / name).read_text() for name in fragments)
+    for placeholder, parameter in CALLER_PLACEHOLDERS.items():
+        text = text.replace(placeholder, values[parameter])
+    return text
+
+
+def _main_caller_values(main_template: dict[str, Any], **overrides: str) -> dict[str, str]:
+    values = {parameter: str(_default(main_template, parameter)) for parameter in CALLER_PLACEHOLDERS.values()}
+    return {**values, **overrides}
+
+
+def _render_api_policy(main_template: dict[str, Any], **caller: str) -> ET.Element:
     origins = _default(main_template, "corsAllowedOrigins")
     text = (POLICIES / "api.xml").read_text()
+    text = text.replace("__CALLER_IDENTITY__", _caller_identity(_main_caller_values(main_template, **caller)))
     return ET.fromstring(text.replace("__CORS_ALLOWED_ORIGINS__", "".join(f"<origin>{o}</origin>" for o in origins)))
 
 
@@ -46,7 +76,8 @@ def test_bicep_fills_every_placeholder_from_the_matching_parameter(main_template
         assert module_body(main_template["modules"]["apimApi"])["params"][parameter] == parameter
     assert "replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml)" in bicep
     for path in POLICIES.glob("*.xml"):
-        left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - set(PLACEHOLDERS) - {"__CORS_ALLOWED_ORIGINS__"}
+        filled = set(PLACEHOLDERS) | set(CALLER_PLACEHOLDERS) | {"__CORS_ALLOWED_ORIGINS__", "__CALLER_IDENTITY__"}
+        left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - filled
         assert not left, f"{path.name} has placeholders Bicep does not fill: {left}"
 
 
@@ -187,3 +218,79 @@ def test_api_is_imported_from_the_committed_openapi_document(templates: dict[str
 def test_apim_defaults_to_a_v2_tier(main_template: dict[str, Any]) -> None:
     assert _default(main_template, "apimSkuName").endswith("V2")
     assert "Consumption" in str(main_template["parameters"]["apimSkuName"]["decorators"])
+
+
+def test_the_tenant_header_comes_from_the_subscription_and_overrides_the_client(
+    templates: dict[str, dict[str, Any]], main_template: dict[str, Any]
+) -> None:
+    # On by default in the cloud: every subscription is its own tenant.
+    assert _default(main_template, "tenantHeader") == "x-memory-tenant"
+    inbound = _render_api_policy(main_template).find("inbound")
+    assert inbound is not None
+    header = inbound.find("set-header[@name='x-memory-tenant']")
+    assert header is not None and header.get("exists-action") == "override"
+    value = header.find("value")
+    assert value is not None and value.text == "@(context.Subscription.Id)"
+    assert inbound.find("validate-jwt") is None, "end users are not bound unless userHeader is set"
+    # ...and with tenantHeader empty, nothing names a tenant.
+    off = _render_api_policy(main_template, tenantHeader="").find("inbound")
+    assert off is not None and off.find("set-header[@name='x-memory-tenant']") is None
+    bicep = APIM_API.read_text()
+    assert "empty(tenantHeader) ? '' : replace(loadTextContent('policies/tenant-header.xml')" in bicep
+    assert "'__CALLER_IDENTITY__', '${tenantPolicyXml}${userPolicyXml}'" in bicep
+    for parameter in CALLER_PLACEHOLDERS.values():
+        assert f"'{_placeholder_of(parameter)}', {parameter})" in bicep, parameter
+
+
+def _placeholder_of(parameter: str) -> str:
+    return next(p for p, name in CALLER_PLACEHOLDERS.items() if name == parameter)
+
+
+def test_end_users_are_bound_by_a_validated_token(main_template: dict[str, Any]) -> None:
+    assert _default(main_template, "userHeader") == "", "end-user binding is opt-in"
+    assert _default(main_template, "userTokenClaim") == "oid"
+    values = {
+        "userHeader": "x-memory-user",
+        "userTokenAudience": "api://memory-layer",
+        "userTokenIssuer": "https://login.example/tenant/v2.0",
+        "userTokenOpenIdConfigUrl": "https://login.example/tenant/v2.0/.well-known/openid-configuration",
+    }
+    inbound = _render_api_policy(main_template, **values).find("inbound")
+    assert inbound is not None
+    children = [child.tag for child in inbound]
+    jwt = inbound.find("validate-jwt")
+    assert jwt is not None
+    assert jwt.get("header-name") == "Authorization" and jwt.get("require-scheme") == "Bearer"
+    assert jwt.get("failed-validation-httpcode") == "401"
+    assert jwt.get("require-signed-tokens") == "true" and jwt.get("require-expiration-time") == "true"
+    openid = jwt.find("openid-config")
+    assert openid is not None and openid.get("url") == values["userTokenOpenIdConfigUrl"]
+    assert [a.text for a in jwt.findall("audiences/audience")] == [values["userTokenAudience"]]
+    assert [i.text for i in jwt.findall("issuers/issuer")] == [values["userTokenIssuer"]]
+    assert [c.get("name") for c in jwt.findall("required-claims/claim")] == ["oid"]
+    header = inbound.find("set-header[@name='x-memory-user']")
+    assert header is not None and header.get("exists-action") == "override"
+    value = header.find("value")
+    assert value is not None
+    assert value.text == '@(((Jwt)context.Variables["endUserToken"]).Claims.GetValueOrDefault("oid", ""))'
+    assert jwt.get("output-token-variable-name") == "endUserToken"
+    # The token is checked before the user header is set, and both before the call is forwarded.
+    order = list(inbound)
+    assert children.index("base") < order.index(jwt) < order.index(header)
+    assert order.index(header) < order.index(inbound.find("set-header[@name='x-functions-key']"))
+    # A failed validation is the API's 401 envelope with code unauthenticated, not a 503.
+    on_error = (POLICIES / "api.xml").read_text().split("<on-error>", 1)[1]
+    assert 'source == "validate-jwt"' in on_error and '"unauthenticated"' in on_error
+
+
+def test_the_default_token_issuer_is_entra_id_of_this_directory(main_template: dict[str, Any]) -> None:
+    authority = main_template["variables"]["entraAuthority"]["value"]
+    found = set(strings(authority))
+    assert any("loginEndpoint" in text for text in found) and any("tenantId" in text for text in found)
+    params = module_body(main_template["modules"]["apimApi"])["params"]
+    assert "entraAuthority" in set(strings(params["userTokenIssuer"]))
+    assert "${entraAuthority}/.well-known/openid-configuration" in set(strings(params["userTokenOpenIdConfigUrl"]))
+    for parameter in ("tenantHeader", "userHeader", "userTokenAudience", "userTokenClaim"):
+        assert params[parameter] == parameter
+    app = module_body(main_template["modules"]["functionApp"])["params"]
+    assert app["tenantHeader"] == "tenantHeader" and app["userHeader"] == "userHeader"

@@ -24,7 +24,9 @@ shown to callers (they are reserved metadata names):
   `_mortal` (true) beside it, so that "never expires" is a plain condition in every engine;
 - `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
   `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
-  can be candidates even when neither their embedding nor their words match.
+  can be candidates even when neither their embedding nor their words match;
+- `_tenant`: the caller's tenant when tenancy is on (written by the service, see shared/scope.py),
+  keyword-indexed in each engine.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from shared.scope import TENANT_KEY as TENANT_KEY  # re-exported beside the derived keys
 from shared.search.text import STOP_WORDS
 
 if TYPE_CHECKING:
@@ -49,7 +52,9 @@ SPEAKER_KEY = "_speaker"
 EXPIRES_KEY = "_expires"
 MORTAL_KEY = "_mortal"
 EXPIRATION_KEY = "expiration_date"
-DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY})
+# `_tenant` is set by the service from the caller's scope (shared/scope.py), not derived here, but
+# like the others it is carried through rewrites and never shown to callers.
+DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY, TENANT_KEY})
 # mem0's scopes beside the user, stored and indexed as keywords by every adapter.
 SCOPE_KEYS = ("agent_id", "run_id")
 TEXT_KEY = "data"  # mem0's name for the memory text

@@ -21,6 +21,7 @@ from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
+    TENANT_KEY,
     TEXT_KEY,
     TS_KEY,
     USER_KEY,
@@ -104,6 +105,7 @@ class EdgeVectorStore:
             EXPIRES_KEY: FloatIndexParams(),
             MONTH_KEY: KeywordIndexParams(),
             SPEAKER_KEY: KeywordIndexParams(),
+            TENANT_KEY: KeywordIndexParams(is_tenant=True),
         }
         present = set(self.shard.info().payload_schema)
         for name, params in wanted.items():

@@ -16,6 +16,7 @@ from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
+    TENANT_KEY,
     TEXT_KEY,
     TS_KEY,
     USER_KEY,
@@ -64,6 +65,7 @@ def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
         "agent_id": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         "run_id": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         EXPIRES_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
+        TENANT_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True, enable_hnsw=False),
     }
 
 

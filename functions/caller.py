@@ -1,0 +1,68 @@
+"""Who is calling: the tenant and the end user API Management vouches for, read once per request.
+
+API Management sets the `TENANT_HEADER` from the caller's subscription and the `USER_HEADER` from a
+validated token, overriding whatever the client sent (infra/modules/apim.bicep). The Function App
+accepts calls from API Management only, so these headers are trusted as they arrive. With neither
+setting the API behaves as the original did: `user_id` as sent, by-id calls unscoped.
+
+A handler calls `caller(req)` first (a missing header is 401 before the body is read), then
+`.scope(user_id)` with the user the request names (path, body or query; None for a by-id call that
+names none) to get the `Scope` the service acts in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import azure.functions as func
+
+from shared.errors import Forbidden, Unauthenticated
+from shared.scope import Scope
+
+MAX_HEADER_VALUE = 128
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str | None = None
+    user: str | None = None  # the end user from USER_HEADER, when that setting is on
+
+    def scope(self, *named: str | None) -> Scope:
+        """The scope of a call naming `named` users (each None when the request names none).
+
+        With a user header every named user must be that user (else 403), and a call naming none
+        acts as that user, never unscoped. Without one, the named user (or None) as before.
+        """
+        given = [user for user in named if user is not None]
+        if self.user is not None:
+            for user in given:
+                if user != self.user:
+                    raise Forbidden("user_id differs from the authenticated user")
+            return Scope(self.user, self.tenant, bound=True)
+        return Scope(given[0] if given else None, self.tenant)
+
+
+def caller(req: func.HttpRequest) -> Caller:
+    """The caller of an API request: 401 when a configured header is missing or malformed."""
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    return Caller(
+        tenant=_header(req, settings.tenant_header, "tenant"),
+        user=_header(req, settings.user_header, "user"),
+    )
+
+
+def _header(req: func.HttpRequest, name: str | None, what: str) -> str | None:
+    if not name or not name.strip():
+        return None
+    value = (req.headers.get(name.strip()) or "").strip()
+    if not value:
+        raise Unauthenticated(
+            f"the request carries no {what} identity (header {name.strip()!r}, set by API Management)"
+        )
+    if len(value) > MAX_HEADER_VALUE or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise Unauthenticated(
+            f"the {what} identity (header {name.strip()!r}) must be 1-{MAX_HEADER_VALUE} printable characters"
+        )
+    return value

@@ -1,0 +1,291 @@
+"""Tenants and end users through the dev host: with TENANT_HEADER on, every API call without the
+tenant is 401 and everything a tenant stores (memories, history, sessions, graph, stats, export) is
+invisible to every other tenant, even for the same user id; another tenant's memory id is 404 like
+a missing one. With USER_HEADER on too, a user_id other than the authenticated user is 403 and a
+by-id call naming no user acts as that user.
+
+Real parts: the dev host serving function_app, the embedded store, local history and sessions,
+Neo4j in process; the LLM is the fake OpenAI server over HTTP.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.graph import EXTRACTION_PROMPT_MARKER
+from tests.helpers import DevHost
+from tools.harness.fake_openai import FakeOpenAIServer
+from tools.harness.neo4j_server import Neo4jServer
+
+pytestmark = pytest.mark.e2e
+
+TENANT = "x-memory-tenant"
+USER = "x-memory-user"
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+def _env(neo4j: Neo4jServer, llm: FakeOpenAIServer, **extra: str) -> dict[str, str]:
+    return {
+        "GRAPH_STORE": "neo4j",
+        "NEO4J_URI": neo4j.uri,
+        "NEO4J_USERNAME": neo4j.user,
+        "NEO4J_PASSWORD": neo4j.password,
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "k",
+        "LLM_MAX_RETRIES": "0",
+        "TENANT_HEADER": TENANT,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def host(
+    tmp_path_factory: pytest.TempPathFactory, neo4j_server: Neo4jServer, llm: FakeOpenAIServer
+) -> Iterator[DevHost]:
+    server = DevHost(tmp_path_factory.mktemp("tenants") / "data", _env(neo4j_server, llm), name="tenant-host")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bound_host(
+    tmp_path_factory: pytest.TempPathFactory, neo4j_server: Neo4jServer, llm: FakeOpenAIServer
+) -> Iterator[DevHost]:
+    env = _env(neo4j_server, llm, USER_HEADER=USER)
+    server = DevHost(tmp_path_factory.mktemp("users") / "data", env, name="user-host")
+    yield server.start()
+    server.stop()
+
+
+class As:
+    """A client of one tenant (and, on the bound host, one authenticated user)."""
+
+    def __init__(self, host: DevHost, tenant: str | None, user: str | None = None) -> None:
+        self.client = host.client
+        self.headers = {k: v for k, v in ((TENANT, tenant), (USER, user)) if v is not None}
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, headers=self.headers, **kwargs)
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.call(method, path, **kwargs)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def texts(self, user: str) -> set[str]:
+        return {r["memory"] for r in self.ok("GET", f"/api/memory/user/{user}")["data"]["results"]}
+
+
+def _every_endpoint(user: str, memory_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, request kwargs) of every API endpoint, naming `user` where a user is named."""
+    return [
+        ("POST", "/api/memory/add", {"json": {"user_id": user, "content": "x"}}),
+        ("POST", "/api/memory/batch-add", {"json": {"user_id": user, "memories": [{"content": "x"}]}}),
+        ("POST", "/api/memory/search", {"json": {"user_id": user, "query": "x"}}),
+        ("GET", f"/api/memory/user/{user}", {}),
+        ("PUT", "/api/memory/update", {"json": {"memory_id": memory_id, "content": "y", "user_id": user}}),
+        ("GET", f"/api/memory/memory/{memory_id}", {"params": {"user_id": user}}),
+        ("GET", f"/api/memory/memory/{memory_id}/history", {"params": {"user_id": user}}),
+        ("DELETE", f"/api/memory/memory/{memory_id}", {"params": {"user_id": user}}),
+        ("DELETE", f"/api/memory/user/{user}", {}),
+        ("GET", f"/api/memory/stats/{user}", {}),
+        ("GET", f"/api/memory/export/{user}", {}),
+        ("GET", f"/api/memory/graph/{user}", {}),
+        ("POST", "/api/chat/message", {"json": {"user_id": user, "message": "hello"}}),
+        ("POST", "/api/chat/search-memories", {"json": {"user_id": user, "query": "x"}}),
+        ("GET", f"/api/chat/memories/{user}", {}),
+        ("DELETE", f"/api/chat/memory/{memory_id}", {"params": {"user_id": user}}),
+        ("DELETE", f"/api/chat/memories/{user}", {}),
+    ]
+
+
+def _teach(llm: FakeOpenAIServer, user: str, message: str, fact: str, thing: str) -> None:
+    """The next chat saying `message`: mem0 learns `fact`, the graph learns `user -LIKES-> thing`."""
+    graph = {
+        "entities": [{"name": user, "type": "person"}, {"name": thing, "type": "thing"}],
+        "relations": [{"source": user, "relation": "LIKES", "target": thing}],
+        "invalidates": [],
+    }
+    llm.when(EXTRACTION_PROMPT_MARKER, role="system", match=lambda r: _last_user(r) == message, reply=graph, times=1)
+    llm.when(
+        match=lambda r: bool(r.get("response_format")) and message in str(r.get("messages")),
+        reply={"memory": [{"id": "0", "text": fact}]},
+        times=1,
+    )
+
+
+def _last_user(request: dict[str, Any]) -> str:
+    users = [m.get("content") for m in request.get("messages", []) if m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def _seed(who: As, user: str, word: str) -> list[str]:
+    one = who.ok("POST", "/api/memory/add", json={"user_id": user, "content": f"{word} one", "metadata": {"t": word}})
+    batch = who.ok(
+        "POST",
+        "/api/memory/batch-add",
+        json={"user_id": user, "memories": [{"content": f"{word} two", "metadata": {"category": word}}]},
+    )
+    return [one["data"]["memory_id"], *batch["data"]["memory_ids"]]
+
+
+# --- tenants ----------------------------------------------------------------------------------
+def test_without_the_tenant_header_every_api_call_is_401(host: DevHost) -> None:
+    for method, path, kwargs in _every_endpoint("alice", MISSING):
+        for headers in ({}, {TENANT: ""}, {TENANT: "t" * 129}):
+            response = host.client.request(method, path, headers=headers, **kwargs)
+            assert response.status_code == 401, (method, path, headers, response.text)
+            body = response.json()
+            assert body["success"] is False and body["error"]["code"] == "unauthenticated"
+            assert body["request_id"] == response.headers["x-request-id"]
+    # a missing tenant wins over a bad body: nothing is parsed before the caller is known
+    assert host.client.post("/api/memory/add", content=b"{not json").status_code == 401
+    # the system endpoints stay open
+    assert host.client.get("/health").status_code == 200
+
+
+def test_the_same_user_in_two_tenants_shares_nothing(host: DevHost, llm: FakeOpenAIServer) -> None:
+    a, b = As(host, f"tenant-a-{uuid.uuid4().hex[:6]}"), As(host, f"tenant-b-{uuid.uuid4().hex[:6]}")
+    user = f"alice-{uuid.uuid4().hex[:6]}"
+    _seed(a, user, "apple")
+    _seed(b, user, "banana")
+    for thing, who in (("Dune", a), ("Tea", b)):
+        said = f"I really like {thing} {uuid.uuid4().hex[:6]}"
+        _teach(llm, user, said, f"Likes {thing}", thing)
+        turn = who.ok("POST", "/api/chat/message", json={"user_id": user, "message": said, "session_id": "s1"})
+        assert turn["user_id"] == user
+
+    assert a.texts(user) == {"apple one", "apple two", "Likes Dune"}
+    assert b.texts(user) == {"banana one", "banana two", "Likes Tea"}
+    for who, mine, theirs in ((a, "apple", "banana"), (b, "banana", "apple")):
+        listed = who.ok("GET", f"/api/chat/memories/{user}")["data"]["results"]
+        assert {r["user_id"] for r in listed} == {user}  # the plain user id, never the storage key
+        assert all(theirs not in r["memory"] for r in listed)
+        for path in ("/api/memory/search", "/api/chat/search-memories"):
+            found = who.ok("POST", path, json={"user_id": user, "query": f"{theirs} one two", "limit": 50})
+            assert {r["memory"].split()[0] for r in found["data"]["results"]} <= {mine, "Likes"}
+            assert {r["user_id"] for r in found["data"]["results"]} == {user}
+        stats = who.ok("GET", f"/api/memory/stats/{user}")["data"]
+        assert stats["user_id"] == user and stats["total_memories"] == 3
+        assert stats["category_distribution"] == {mine: 1, "other": 2}
+        exported = who.ok("GET", f"/api/memory/export/{user}")["data"]
+        assert exported["user_id"] == user and theirs not in str(exported).lower()
+        assert [len(turns) for turns in exported["sessions"].values()] == [1]  # the same session id, apart
+        assert all(m["history"] for m in exported["memories"])
+
+    graph_a = a.ok("GET", f"/api/memory/graph/{user}")["data"]
+    graph_b = b.ok("GET", f"/api/memory/graph/{user}")["data"]
+    assert {(e["source_name"], e["target_name"]) for e in graph_a["edges"]} == {(user, "Dune")}
+    assert {(e["source_name"], e["target_name"]) for e in graph_b["edges"]} == {(user, "Tea")}
+    assert "Tea" not in str(graph_a) and "Dune" not in str(graph_b)
+    search_a = a.ok("POST", "/api/memory/search", json={"user_id": user, "query": "Tea Dune"})["data"]
+    assert {r["destination"] for r in search_a["relations"]} == {"Dune"}
+
+    # deleting the user in one tenant leaves the other tenant's user whole
+    assert b.ok("DELETE", f"/api/memory/user/{user}")["data"] == {"deleted": 3}
+    assert b.texts(user) == set() and b.ok("GET", f"/api/memory/export/{user}")["data"]["sessions"] == {}
+    assert b.ok("GET", f"/api/memory/graph/{user}")["data"]["edges"] == []
+    assert a.texts(user) == {"apple one", "apple two", "Likes Dune"}
+    assert len(a.ok("GET", f"/api/memory/export/{user}")["data"]["sessions"]) == 1
+    assert a.ok("DELETE", f"/api/chat/memories/{user}")["data"] == {"deleted": 3}
+    assert a.texts(user) == set()
+
+
+def test_another_tenants_memory_id_is_not_found(host: DevHost) -> None:
+    a, b = As(host, f"tenant-a-{uuid.uuid4().hex[:6]}"), As(host, f"tenant-b-{uuid.uuid4().hex[:6]}")
+    user = f"bob-{uuid.uuid4().hex[:6]}"
+    target = _seed(a, user, "cherry")[0]
+    before = a.ok("GET", f"/api/memory/memory/{target}")["data"]
+    assert before["user_id"] == user and before["metadata"] == {"t": "cherry"}  # `_tenant` is never shown
+
+    def refusals(memory_id: str, owner: dict[str, str]) -> list[httpx.Response]:
+        return [
+            b.call("GET", f"/api/memory/memory/{memory_id}", params=owner),
+            b.call("GET", f"/api/memory/memory/{memory_id}/history", params=owner),
+            b.call("PUT", "/api/memory/update", json={"memory_id": memory_id, "content": "hijacked", **owner}),
+            b.call("DELETE", f"/api/memory/memory/{memory_id}", params=owner),
+            b.call("DELETE", f"/api/chat/memory/{memory_id}", params=owner),
+        ]
+
+    for owner in ({}, {"user_id": user}):
+        for theirs, missing in zip(refusals(target, owner), refusals(MISSING, owner), strict=True):
+            # answered exactly as an id that does not exist: no oracle of another tenant's ids
+            assert theirs.status_code == missing.status_code == 404, theirs.text
+            assert theirs.json()["error"] == missing.json()["error"] == {"code": "not_found", "details": []}
+            assert theirs.json()["message"].replace(target, "ID") == missing.json()["message"].replace(MISSING, "ID")
+    assert a.ok("GET", f"/api/memory/memory/{target}")["data"] == before
+    assert [h["event"] for h in a.ok("GET", f"/api/memory/memory/{target}/history")["data"]["history"]] == ["ADD"]
+    # within its own tenant a by-id call works as before: with the owner, and without one
+    updated = a.ok("PUT", "/api/memory/update", json={"memory_id": target, "content": "cherry three"})
+    assert updated["data"]["content"] == "cherry three"
+    assert a.call("GET", f"/api/memory/memory/{target}", params={"user_id": "someone-else"}).status_code == 403
+    assert a.ok("DELETE", f"/api/chat/memory/{target}", params={"user_id": user})["data"] == {"memory_id": target}
+
+
+def test_metadata_cannot_claim_a_tenant(host: DevHost) -> None:
+    a = As(host, f"tenant-a-{uuid.uuid4().hex[:6]}")
+    refused = a.call("POST", "/api/memory/add", json={"user_id": "u", "content": "x", "metadata": {"_tenant": "b"}})
+    assert refused.status_code == 422
+
+
+# --- end users ----------------------------------------------------------------------------------
+def test_without_the_user_header_every_api_call_is_401(bound_host: DevHost) -> None:
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    for method, path, kwargs in _every_endpoint("alice", MISSING):
+        response = bound_host.client.request(method, path, headers={TENANT: tenant}, **kwargs)
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_user_id_other_than_the_authenticated_user_is_403(bound_host: DevHost) -> None:
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    alice, mallory = As(bound_host, tenant, "alice"), As(bound_host, tenant, "mallory")
+    target = _seed(alice, "alice", "damson")[0]
+    for method, path, kwargs in _every_endpoint("alice", target):
+        response = mallory.call(method, path, **kwargs)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["error"]["code"] == "forbidden"
+    # the update names its owner in the body and in the query: each must be the authenticated user
+    mixed = alice.call(
+        "PUT", "/api/memory/update", params={"user_id": "mallory"}, json={"memory_id": target, "content": "z"}
+    )
+    assert mixed.status_code == 403
+    assert alice.texts("alice") == {"damson one", "damson two"}
+    assert alice.ok("GET", "/api/memory/stats/alice")["data"]["total_memories"] == 2
+
+
+def test_by_id_calls_naming_no_user_act_as_the_authenticated_user(bound_host: DevHost) -> None:
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    alice, mallory = As(bound_host, tenant, "alice"), As(bound_host, tenant, "mallory")
+    target = _seed(alice, "alice", "elder")[0]
+    before = alice.ok("GET", f"/api/memory/memory/{target}")["data"]
+    for response in (
+        mallory.call("GET", f"/api/memory/memory/{target}"),
+        mallory.call("GET", f"/api/memory/memory/{target}/history"),
+        mallory.call("PUT", "/api/memory/update", json={"memory_id": target, "content": "hijacked"}),
+        mallory.call("DELETE", f"/api/memory/memory/{target}"),
+        mallory.call("DELETE", f"/api/chat/memory/{target}"),
+    ):
+        assert response.status_code == 403, response.text  # never unscoped
+    assert alice.ok("GET", f"/api/memory/memory/{target}")["data"] == before
+    # the same user in another tenant is another caller: that id does not exist there
+    elsewhere = As(bound_host, f"tenant-{uuid.uuid4().hex[:6]}", "alice")
+    assert elsewhere.call("GET", f"/api/memory/memory/{target}").status_code == 404
+    assert elsewhere.call("DELETE", f"/api/memory/memory/{target}").status_code == 404
+    # the authenticated owner needs no user_id
+    assert alice.ok("PUT", "/api/memory/update", json={"memory_id": target, "content": "elder three"})
+    assert alice.ok("GET", f"/api/memory/memory/{target}/history")["data"]["history"][-1]["new_memory"] == "elder three"
+    assert alice.ok("DELETE", f"/api/memory/memory/{target}")["data"] == {"memory_id": target}
+    assert alice.texts("alice") == {"elder two"}
