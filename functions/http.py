@@ -235,6 +235,10 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
         raise BadRequest("request body is nested too deeply to be read") from None
     except ValueError as error:  # e.g. an integer of more digits than Python converts
         raise BadRequest(f"request body could not be read: {str(error)[:200]}") from None
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("request body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
     if not isinstance(payload, dict):
         raise ValidationFailed("request body must be a JSON object", details=[{"loc": [], "msg": "expected object"}])
     try:

@@ -22,15 +22,27 @@ from shared.contract import ErrorEnvelope
 _PARAM = re.compile(r"\{([^}:?=*]+)[^}]*\}")
 # An optional parameter that can only be empty stands for "nothing" (how the root route is written).
 _EMPTY_PARAM = re.compile(r"/?\{[^}]*maxlength\(0\)\?\}")
+# Each error status: what it means and the envelope's `error.code` an example of it carries.
 _ERRORS = {
-    "400": "Malformed request (e.g. body is not JSON)",
-    "403": "The memory belongs to another user",
-    "404": "Unknown memory id",
-    "413": "Request body too large",
-    "422": "Request failed validation; `error.details` lists the fields",
-    "429": "Throttled",
-    "503": "A backend is unavailable (see `Retry-After`), or the LLM is not configured",
+    "400": ("Malformed request (e.g. body is not JSON)", "bad_request", "request body is not valid JSON"),
+    "403": ("The memory belongs to another user", "forbidden", "memory '…' belongs to another user"),
+    "404": ("Unknown memory id", "not_found", "memory '…' not found"),
+    "413": ("Request body too large", "payload_too_large", "request body is larger than 1048576 bytes"),
+    "422": (
+        "Request failed validation; `error.details` lists the fields",
+        "validation_error",
+        "request body failed validation",
+    ),
+    "503": (
+        "A backend is unavailable (`unavailable`, with `Retry-After`), the store is held by another process "
+        "(`store_locked`), the service is misconfigured (`misconfigured`) or chat has no LLM (`llm_not_configured`)",
+        "unavailable",
+        "the vector store is unavailable; retry later",
+    ),
 }
+# The functions that touch no backend and take no input: they can answer none of the errors above.
+_NO_ERRORS = frozenset({"health", "service_info", "metrics", "openapi_document", "docs_page"})
+_KEY_401 = {"description": "No function key, or a wrong one (empty body, from the Functions host)"}
 
 
 def route_prefix(host_json: Path | None = None) -> str:
@@ -118,9 +130,10 @@ def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, st
     op: dict[str, Any] = {"operationId": name, "summary": spec.summary, "tags": [spec.tag]}
     if spec.description:
         op["description"] = spec.description
-    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(path)]
+    path_params = _PARAM.findall(path)
+    params = [{"name": p, "in": "path", "required": True, "schema": _param_schema(p)} for p in path_params]
     params += [
-        {"name": q, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+        {"name": q, "in": "query", "required": False, "description": text, "schema": _param_schema(q)}
         for q, text in spec.query_params.items()
     ]
     if params:
@@ -149,15 +162,56 @@ def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, st
     elif spec.content_type != "application/json":
         success["content"] = {spec.content_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {"200": success}
-    error_ref = {"application/json": {"schema": {"$ref": refs[ErrorEnvelope]}}}
-    for code, text in _ERRORS.items():
-        if code in ("400", "413", "422") and spec.request_model is None and "{" not in path:
-            continue
-        responses[code] = {"description": text, "content": error_ref}
-    op["responses"] = responses
     auth = str(getattr(trigger.auth_level, "value", trigger.auth_level) or "function").lower()
+    if auth != "anonymous":
+        responses["401"] = _KEY_401
+    for code in _error_codes(name, spec, path_params):
+        text, error_code, message = _ERRORS[code]
+        example = {
+            "success": False,
+            "message": message,
+            "error": {"code": error_code, "details": []},
+            "request_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "timestamp": "2024-05-01T12:00:00.000Z",
+        }
+        responses[code] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": refs[ErrorEnvelope]}, "example": example}},
+        }
+    op["responses"] = responses
     op["security"] = [] if auth == "anonymous" else [{"functionKey": []}]
     return op
+
+
+def _error_codes(name: str, spec: Any, path_params: list[str]) -> list[str]:
+    """The error statuses an operation can answer, from what it takes and what it reaches."""
+    if name in _NO_ERRORS:
+        return []
+    if name == "docs_asset":
+        return ["404"]
+    codes = ["503"]
+    by_id = "memory_id" in path_params or (
+        spec.request_model is not None and "memory_id" in spec.request_model.model_fields
+    )
+    if by_id:
+        codes += ["403", "404"]
+    if spec.request_model is not None:
+        codes += ["400", "413", "422"]
+    elif path_params or spec.query_params:
+        codes.append("422")
+    return sorted(codes)
+
+
+def _param_schema(name: str) -> dict[str, Any]:
+    """A path or query parameter's schema: the contract's rule for a user id, else a plain string."""
+    if name == "user_id":
+        from shared.contract import UserPath
+
+        schema = dict(UserPath.model_json_schema()["properties"]["user_id"])
+        for key in ("title", "description", "examples"):
+            schema.pop(key, None)
+        return schema
+    return {"type": "string"}
 
 
 def render(document: dict[str, Any]) -> str:

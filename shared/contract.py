@@ -7,7 +7,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 # Limits that are part of the contract (documented in the OpenAPI document).
 MAX_USER_ID = 128
@@ -20,6 +29,24 @@ MAX_METADATA_KEY = 64
 FILTER_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 MAX_METADATA_STRING = 2_000
 MAX_SEARCH_LIMIT = 100
+
+# The character rules, written once as regexes in the dialect JSON Schema and the validators share, so
+# that /openapi.json declares exactly what is refused (a generated request never finds a difference).
+# What str.strip() removes, spelled out (ECMA's and Rust's `\s` differ from Python's on U+0085/U+FEFF).
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = r"\x00-\x1f\x7f"
+_BLANK = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # _SPACE less the controls
+# Ids: no control characters, and something besides spaces (they are stripped).
+ID_PATTERN = rf"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"
+# User ids also hold no space inside: mem0 refuses them (spaces around are stripped).
+USER_ID_PATTERN = rf"^[{_BLANK}]*[^{_CONTROL}{_SPACE}]+[{_BLANK}]*$"
+# Texts: anything, as long as something is not a space.
+TEXT_PATTERN = rf"[^{_SPACE}]"
+# Metadata keys: 1-64 characters, none a control character (C0, DEL, C1) or line/paragraph separator.
+# (A lone surrogate, which no store can write as UTF-8, is refused in any string by functions/http.py.)
+_KEY_CHARS = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+METADATA_KEY_PATTERN = rf"^{_KEY_CHARS}{{1,{MAX_METADATA_KEY}}}$"
+_METADATA_KEY = re.compile(rf"{_KEY_CHARS}{{1,{MAX_METADATA_KEY}}}")
 
 # mem0 keeps metadata beside its own fields in the stored payload; these names are its own.
 RESERVED_METADATA_KEYS = frozenset(
@@ -50,32 +77,52 @@ RESERVED_METADATA_KEYS = frozenset(
 )
 
 
-def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
+def _stripped(value: str) -> str:
+    return value.strip()
 
 
-def _check_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
+# Ids: the length and pattern are checked on the string as sent (what the schema describes), then it
+# is stripped: " alice " is alice.
 UserId = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USER_ID),
-    AfterValidator(_no_control_chars),
+    Field(min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
+    AfterValidator(_stripped),
     Field(description="The user whose memories are addressed; every operation is scoped to it.", examples=["alice"]),
 ]
 Content = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_CONTENT),
-    AfterValidator(_check_text),
+    StringConstraints(min_length=1, max_length=MAX_CONTENT, pattern=TEXT_PATTERN),
+    Field(examples=["I prefer Python over JavaScript for backend work."]),
 ]
-Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY), AfterValidator(_check_text)]
-MemoryId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_STRING)] | bool | int | float
+Query = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUERY, pattern=TEXT_PATTERN),
+    Field(examples=["Which language does the user prefer?"]),
+]
+MemoryId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN), AfterValidator(_stripped)]
+SessionId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN), AfterValidator(_stripped)]
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer is a number without a fraction, so 5.0 is one; "5" and true are not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict: a JSON number is a number and a JSON boolean a boolean (no "5" for 5, no true for 1).
+Limit = Annotated[int, BeforeValidator(_json_integer), Field(strict=True)]
+MetadataValue = (
+    Annotated[str, StringConstraints(max_length=MAX_METADATA_STRING)]
+    | Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True)]
+    | Annotated[float, Field(strict=True)]
+)
+_RESERVED_LIST: list[JsonValue] = list(sorted(RESERVED_METADATA_KEYS))
+_METADATA_KEYS_SCHEMA: dict[str, JsonValue] = {
+    "maxProperties": MAX_METADATA_KEYS,
+    "propertyNames": {"pattern": METADATA_KEY_PATTERN, "not": {"enum": _RESERVED_LIST}},
+}
 
 
 def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -84,8 +131,10 @@ def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if len(value) > MAX_METADATA_KEYS:
         raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys")
     for key in value:
-        if not key or len(key) > MAX_METADATA_KEY or not key.isprintable():
-            raise ValueError(f"metadata key {key[:80]!r} must be 1-{MAX_METADATA_KEY} printable characters")
+        if not _METADATA_KEY.fullmatch(key):
+            raise ValueError(
+                f"metadata key {key[:80]!r} must be 1-{MAX_METADATA_KEY} characters without control characters"
+            )
         if key in RESERVED_METADATA_KEYS:
             raise ValueError(f"metadata key {key!r} is reserved")
     return value
@@ -95,9 +144,42 @@ Metadata = Annotated[
     dict[str, MetadataValue] | None,
     AfterValidator(_check_metadata),
     Field(
-        description="Flat key/value metadata (strings, numbers, booleans). `category` feeds the stats.",
+        description="Flat key/value metadata (strings, numbers, booleans). `category` feeds the stats. At most "
+        f"{MAX_METADATA_KEYS} keys of 1-{MAX_METADATA_KEY} characters, none a control character or a reserved name.",
         examples=[{"category": "preferences", "topic": "programming", "confidence": 0.9}],
+        json_schema_extra=_METADATA_KEYS_SCHEMA,
     ),
+]
+
+# RFC 3339 date-time, as JSON Schema's `format: date-time` means it; read here rather than by pydantic,
+# whose lax reading also takes numbers and dates without a time, and whose strict one refuses strings.
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+
+
+def _instant(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")
+    found = _RFC3339.fullmatch(value)
+    if found is None:
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z")
+    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
+    fraction = (found.group(7) or ".")[1:7].ljust(6, "0")
+    zone = found.group(8)
+    offset = 0 if zone in ("Z", "z") else (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 60 + int(zone[4:6]))
+    from datetime import timedelta, timezone
+
+    try:
+        tz = timezone(timedelta(minutes=offset))
+        # A leap second (:60) is the last instant of its minute; year 0000 is before datetime's range.
+        return datetime(max(year, 1), month, day, hour, minute, min(second, 59), int(fraction), tzinfo=tz)
+    except ValueError as error:
+        raise ValueError(f"is not a valid date-time: {error}") from None
+
+
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_instant),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 
 
@@ -109,29 +191,35 @@ class StrictModel(BaseModel):
 class ChatMessageRequest(StrictModel):
     user_id: UserId
     message: Content
-    session_id: Annotated[
-        str | None,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
-        AfterValidator(lambda v: _no_control_chars(v) if v is not None else v),
-    ] = Field(None, description="Conversation to continue; a new one is created when absent.")
+    session_id: SessionId | None = Field(
+        None, description="Conversation to continue; a new one is created when absent."
+    )
     metadata: dict[str, Any] | None = Field(None, description="Free-form metadata about the message.")
 
 
 class ChatSearchRequest(StrictModel):
     user_id: UserId
     query: Query
-    limit: int = Field(5, ge=1, le=MAX_SEARCH_LIMIT)
+    limit: Limit = Field(5, ge=1, le=MAX_SEARCH_LIMIT)
 
 
 class SearchFilters(StrictModel):
     """Narrows a search; all conditions must hold."""
 
-    metadata: dict[str, MetadataValue] | None = Field(None, description="Exact matches on metadata keys.")
+    metadata: dict[str, MetadataValue] | None = Field(
+        None,
+        description="Exact matches on metadata keys; a key is letters, digits, '_' and '-' (not first), at most "
+        f"{MAX_METADATA_KEY}, and not a reserved name.",
+        json_schema_extra={
+            "maxProperties": MAX_METADATA_KEYS,
+            "propertyNames": {"pattern": f"^{FILTER_KEY.pattern}$", "not": {"enum": _RESERVED_LIST}},
+        },
+    )
     categories: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         None, max_length=50, description="Memories whose `metadata.category` is one of these."
     )
-    created_after: datetime | None = Field(None, description="Only memories created at or after this instant.")
-    created_before: datetime | None = Field(None, description="Only memories created before this instant.")
+    created_after: Instant | None = Field(None, description="Only memories created at or after this instant.")
+    created_before: Instant | None = Field(None, description="Only memories created before this instant.")
 
     def to_store_filters(self) -> dict[str, Any]:
         store: dict[str, Any] = {}
@@ -145,8 +233,10 @@ class SearchFilters(StrictModel):
 class MemorySearchRequest(StrictModel):
     user_id: UserId
     query: Query
-    limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    limit: Limit = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
+    threshold: Annotated[float, Field(strict=True)] | None = Field(
+        None, ge=0.0, le=1.0, description="Drop results scoring below this."
+    )
     filters: SearchFilters | None = None
 
     def model_post_init(self, _: Any) -> None:
