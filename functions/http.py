@@ -266,9 +266,14 @@ def validate(model: type[M], values: dict[str, Any]) -> M:
 
 
 def validation_details(error: ValidationError) -> list[dict[str, Any]]:
+    from shared.contract import PATTERN_RULES
+
     details = []
     for item in error.errors(include_url=False, include_input=False):
-        details.append({"loc": [str(part) for part in item["loc"]], "msg": item["msg"], "type": item["type"]})
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch":
+            message = PATTERN_RULES.get(str((item.get("ctx") or {}).get("pattern")), message)
+        details.append({"loc": [str(part) for part in item["loc"]], "msg": message, "type": item["type"]})
     return details
 
 

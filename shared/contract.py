@@ -46,6 +46,12 @@ TEXT_PATTERN = rf"[^{_SPACE}]"
 # (A lone surrogate, which no store can write as UTF-8, is refused in any string by functions/http.py.)
 _KEY_CHARS = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
 METADATA_KEY_PATTERN = rf"^{_KEY_CHARS}{{1,{MAX_METADATA_KEY}}}$"
+# What each pattern means, for the 422 details (the pattern itself is in /openapi.json).
+PATTERN_RULES = {
+    ID_PATTERN: "must hold something besides spaces and no control characters",
+    USER_ID_PATTERN: "must hold no control characters and no space inside (spaces around are stripped)",
+    TEXT_PATTERN: "must not be blank",
+}
 _METADATA_KEY = re.compile(rf"{_KEY_CHARS}{{1,{MAX_METADATA_KEY}}}")
 
 # mem0 keeps metadata beside its own fields in the stored payload; these names are its own.

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import signal
+from pathlib import Path
 
 import httpx
 import pytest
 
 from shared.contract import RESERVED_METADATA_KEYS
+from tests.helpers import DevHost
 
 EXPECTED_CODES = {
     "400": "bad_request",
@@ -53,6 +56,7 @@ def test_user_ids_follow_the_declared_pattern(api: httpx.Client, user_id: str) -
     assert re.search(pattern, user_id) is None  # the document says no
     response = api.post("/api/memory/add", json={"user_id": user_id, "content": "x"})
     assert response.status_code == 422, response.text  # and so does the service (a space inside was a 500)
+    assert "control characters" in response.json()["error"]["details"][0]["msg"]  # the rule, not the regex
 
 
 def test_spaces_around_a_user_id_are_allowed_by_both_and_stripped(api: httpx.Client) -> None:
@@ -76,6 +80,13 @@ def test_metadata_key_rules_are_declared_and_enforced(api: httpx.Client) -> None
         assert response.status_code == 422
     many = {f"k{i}": i for i in range(33)}
     assert api.post("/api/memory/add", json={"user_id": "u", "content": "x", "metadata": many}).status_code == 422
+
+
+def test_a_request_logs_its_request_id_on_every_line(devhost: DevHost) -> None:
+    response = devhost.client.post("/api/memory/add", json={"user_id": "logged-user", "content": "a logged line"})
+    request_id = response.headers["x-request-id"]
+    lines = [line for line in devhost.process.log_path.read_text().splitlines() if "POST /api/memory/add ->" in line]
+    assert any(line.endswith(f"[request_id={request_id}]") for line in lines), lines[-3:]
 
 
 def test_a_lone_surrogate_is_a_400_not_a_500(api: httpx.Client) -> None:
@@ -102,3 +113,16 @@ def test_error_examples_match_their_status_and_system_routes_list_no_4xx(api: ht
 def test_the_add_example_is_a_real_sentence(api: httpx.Client) -> None:
     content = schemas(api)["MemoryAddRequest"]["properties"]["content"]
     assert content["examples"] and content["examples"][0] != "string"
+
+
+def test_ctrl_c_stops_the_host_without_a_traceback(tmp_path: Path) -> None:
+    host = DevHost(tmp_path / "data", name="ctrl-c").start()
+    try:
+        assert host.client.post("/api/memory/add", json={"user_id": "u", "content": "before ctrl-c"}).status_code == 200
+        assert host.process.proc is not None
+        host.process.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert host.process.proc.wait(timeout=30) == 0
+    finally:
+        host.stop()
+    log = host.process.log_path.read_text()
+    assert "Traceback" not in log and "Exception ignored" not in log, log[-3000:]
