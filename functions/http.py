@@ -55,6 +55,8 @@ class EndpointSpec:
     query_params: dict[str, str] = field(default_factory=dict)
     description: str = ""
     content_type: str = "application/json"
+    # False: for operators only (metrics, detailed health, the docs); API Management does not publish it.
+    published: bool = True
 
     @property
     def request_model(self) -> type[BaseModel] | None:

@@ -41,7 +41,7 @@ _ERRORS = {
     ),
 }
 # The functions that touch no backend and take no input: they can answer none of the errors above.
-_NO_ERRORS = frozenset({"health", "service_info", "metrics", "openapi_document", "docs_page"})
+_NO_ERRORS = frozenset({"health", "health_detail", "service_info", "metrics", "openapi_document", "docs_page"})
 _KEY_401 = {"description": "No function key, or a wrong one (empty body, from the Functions host)"}
 
 
@@ -128,6 +128,8 @@ def _is_request(model: type[BaseModel], entries: list[Any]) -> bool:
 
 def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, str]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": name, "summary": spec.summary, "tags": [spec.tag]}
+    if not spec.published:
+        op["x-internal"] = True  # tools/openapi_apim.py leaves it out of what API Management imports
     if spec.description:
         op["description"] = spec.description
     path_params = _PARAM.findall(path)

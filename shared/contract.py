@@ -387,7 +387,9 @@ class HealthResponse(BaseModel):
     status: str = Field(description="`healthy`, or `degraded` when a configured dependency does not answer.")
     timestamp: float
     version: str
-    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] | None = Field(
+        None, description="Per-dependency checks: on `/health/detail` only (function key)."
+    )
 
 
 class MetricsResponse(BaseModel):
