@@ -426,6 +426,7 @@ module functionApp 'app/function-app.bicep' = {
     neo4jDatabase: neo4jDatabase
     neo4jPasswordSecretUri: keyVault.outputs.neo4jPasswordSecretUri
     allowedCallerIpAddresses: apim.outputs.outboundIpAddresses
+    apimIdentityClientId: identities.outputs.apimIdentityClientId
     virtualNetworkSubnetId: deploySelfHostedStores ? selfHostedStores.outputs.functionAppSubnetId : ''
   }
   // The host reads its storage and Key Vault references with the identity as soon as it starts.
@@ -442,6 +443,7 @@ module apimApi 'app/apim-api.bicep' = {
     apimSkuName: apimSkuName
     apimIdentityClientId: identities.outputs.apimIdentityClientId
     functionAppName: functionApp.outputs.name
+    functionAppAudience: functionApp.outputs.authAudience
     keyVaultName: keyVault.outputs.name
     functionHostKey: functionHostKey
     corsAllowedOrigins: corsAllowedOrigins

@@ -14,6 +14,9 @@ param apimIdentityClientId string
 @description('Name of the Function App behind the API.')
 param functionAppName string
 
+@description('Audience of the token API Management presents to the Function App (its App Service Authentication).')
+param functionAppAudience string
+
 @description('Name of the Key Vault that stores the function key.')
 param keyVaultName string
 
@@ -126,7 +129,10 @@ resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = 
   name: 'policy'
   properties: {
     format: 'xml'
-    value: replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml)
+    value: replace(replace(replace(loadTextContent('policies/api.xml'),
+      '__CORS_ALLOWED_ORIGINS__', corsOriginsXml),
+      '__FUNCTION_APP_AUDIENCE__', functionAppAudience),
+      '__APIM_IDENTITY_CLIENT_ID__', apimIdentityClientId)
   }
   // The policy references {{function-key}}, which must exist first.
   dependsOn: [

@@ -44,9 +44,13 @@ def test_bicep_fills_every_placeholder_from_the_matching_parameter(main_template
         assert f"'{placeholder}', string({parameter})" in bicep
         # ...and main.bicep passes its own parameter of the same name.
         assert module_body(main_template["modules"]["apimApi"])["params"][parameter] == parameter
-    assert "replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml)" in bicep
+    compact = re.sub(r"\s+", "", bicep)
+    assert "replace(loadTextContent('policies/api.xml'),'__CORS_ALLOWED_ORIGINS__',corsOriginsXml)" in compact
+    assert "'__FUNCTION_APP_AUDIENCE__',functionAppAudience)" in compact
+    assert "'__APIM_IDENTITY_CLIENT_ID__',apimIdentityClientId)" in compact
+    api_placeholders = {"__CORS_ALLOWED_ORIGINS__", "__FUNCTION_APP_AUDIENCE__", "__APIM_IDENTITY_CLIENT_ID__"}
     for path in POLICIES.glob("*.xml"):
-        left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - set(PLACEHOLDERS) - {"__CORS_ALLOWED_ORIGINS__"}
+        left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - set(PLACEHOLDERS) - api_placeholders
         assert not left, f"{path.name} has placeholders Bicep does not fill: {left}"
 
 
@@ -187,3 +191,27 @@ def test_api_is_imported_from_the_committed_openapi_document(templates: dict[str
 def test_apim_defaults_to_a_v2_tier(main_template: dict[str, Any]) -> None:
     assert _default(main_template, "apimSkuName").endswith("V2")
     assert "Consumption" in str(main_template["parameters"]["apimSkuName"]["decorators"])
+
+
+def test_apim_presents_its_managed_identity_token_to_the_function_app(main_template: dict[str, Any]) -> None:
+    inbound = _render_api_policy(main_template).find("inbound")
+    assert inbound is not None
+    token = inbound.find("authentication-managed-identity")
+    assert token is not None, "the Function App lets in only API Management's token"
+    assert token.get("resource") == "__FUNCTION_APP_AUDIENCE__"
+    assert token.get("client-id") == "__APIM_IDENTITY_CLIENT_ID__"
+    params = module_body(main_template["modules"]["apimApi"])["params"]
+    assert "'authAudience'" in str(params["functionAppAudience"]) and "'functionApp'" in str(
+        params["functionAppAudience"]
+    )
+    function_params = module_body(main_template["modules"]["functionApp"])["params"]
+    assert "'apimIdentityClientId'" in str(function_params["apimIdentityClientId"])
+
+
+def test_function_app_requires_the_apim_token_except_on_health() -> None:
+    bicep = (APIM_API.parent / "function-app.bicep").read_text()
+    compact = re.sub(r"\s+", "", bicep)
+    assert "name:'authsettingsV2'" in compact
+    assert "requireAuthentication:true" in compact and "unauthenticatedClientAction:'Return401'" in compact
+    assert "excludedPaths:['/health']" in compact  # the anonymous health only (/health/detail needs the token)
+    assert "allowedApplications:concat([apimIdentityClientId],operatorClientIds)" in compact
