@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp) / "shard"
         root.mkdir()
         shard = EdgeShard.create(str(root), config)
-        doomed = [str(uuid.uuid4()) for _ in range(args.deleted)]
+        doomed: list[int | uuid.UUID | str] = [str(uuid.uuid4()) for _ in range(args.deleted)]
         points = [
             Point(pid, vector(), {"data": f"{canary} secret {i}", "user_id": "erased"}) for i, pid in enumerate(doomed)
         ]
