@@ -163,6 +163,8 @@ _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d
 
 
 def _instant(value: Any) -> datetime:
+    if isinstance(value, datetime):  # built in Python (JSON has no such value)
+        return value
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 date-time string")
     found = _RFC3339.fullmatch(value)
