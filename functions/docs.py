@@ -67,7 +67,7 @@ def _assets_dir() -> Path:
     "openapi_document",
     "openapi.json",
     "GET",
-    EndpointSpec("The OpenAPI 3.1 document of this API", TAG, None, None, enveloped=False),
+    EndpointSpec("The OpenAPI 3.1 document of this API", TAG, None, None, enveloped=False, published=False),
     auth_level=func.AuthLevel.ANONYMOUS,
 )
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
@@ -80,7 +80,13 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     "docs",
     "GET",
     EndpointSpec(
-        "Interactive API documentation (Swagger UI)", TAG, None, None, enveloped=False, content_type="text/html"
+        "Interactive API documentation (Swagger UI)",
+        TAG,
+        None,
+        None,
+        enveloped=False,
+        content_type="text/html",
+        published=False,
     ),
     auth_level=func.AuthLevel.ANONYMOUS,
 )
@@ -93,7 +99,15 @@ def docs_page(req: func.HttpRequest) -> func.HttpResponse:
     "docs_asset",
     "docs/assets/{name}",
     "GET",
-    EndpointSpec("Swagger UI assets", TAG, None, None, enveloped=False, content_type="application/octet-stream"),
+    EndpointSpec(
+        "Swagger UI assets",
+        TAG,
+        None,
+        None,
+        enveloped=False,
+        content_type="application/octet-stream",
+        published=False,
+    ),
     auth_level=func.AuthLevel.ANONYMOUS,
 )
 def docs_asset(req: func.HttpRequest) -> func.HttpResponse:

@@ -55,6 +55,8 @@ class EndpointSpec:
     description: str = ""
     content_type: str = "application/json"
     accepted: str | None = None  # the model of a 202 answer (`Prefer: respond-async`), if the function has one
+    # False: for operators only (metrics, detailed health, the docs); API Management does not publish it.
+    published: bool = True
 
     @property
     def request_model(self) -> type[BaseModel] | None:
@@ -233,6 +235,10 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
         raise BadRequest("request body is nested too deeply to be read") from None
     except ValueError as error:  # e.g. an integer of more digits than Python converts
         raise BadRequest(f"request body could not be read: {str(error)[:200]}") from None
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("request body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
     if not isinstance(payload, dict):
         raise ValidationFailed("request body must be a JSON object", details=[{"loc": [], "msg": "expected object"}])
     try:
@@ -260,9 +266,14 @@ def validate(model: type[M], values: dict[str, Any]) -> M:
 
 
 def validation_details(error: ValidationError) -> list[dict[str, Any]]:
+    from shared.constraints import PATTERN_RULES
+
     details = []
     for item in error.errors(include_url=False, include_input=False):
-        details.append({"loc": [str(part) for part in item["loc"]], "msg": item["msg"], "type": item["type"]})
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch":
+            message = PATTERN_RULES.get(str((item.get("ctx") or {}).get("pattern")), message)
+        details.append({"loc": [str(part) for part in item["loc"]], "msg": message, "type": item["type"]})
     return details
 
 

@@ -23,15 +23,27 @@ from shared.contract import ErrorEnvelope
 _PARAM = re.compile(r"\{([^}:?=*]+)[^}]*\}")
 # An optional parameter that can only be empty stands for "nothing" (how the root route is written).
 _EMPTY_PARAM = re.compile(r"/?\{[^}]*maxlength\(0\)\?\}")
+# Each error status: what it means and the envelope's `error.code` an example of it carries.
 _ERRORS = {
-    "400": "Malformed request (e.g. body is not JSON)",
-    "403": "The memory belongs to another user",
-    "404": "Unknown memory or event id (an event of another user is unknown too)",
-    "413": "Request body too large",
-    "422": "Request failed validation; `error.details` lists the fields",
-    "429": "Throttled",
-    "503": "A backend is unavailable (see `Retry-After`), or the LLM is not configured",
+    "400": ("Malformed request (e.g. body is not JSON)", "bad_request", "request body is not valid JSON"),
+    "403": ("The memory belongs to another user", "forbidden", "memory '…' belongs to another user"),
+    "404": ("Unknown memory or event id (another user's event too)", "not_found", "memory '…' not found"),
+    "413": ("Request body too large", "payload_too_large", "request body is larger than 1048576 bytes"),
+    "422": (
+        "Request failed validation; `error.details` lists the fields",
+        "validation_error",
+        "request body failed validation",
+    ),
+    "503": (
+        "A backend is unavailable (`unavailable`, with `Retry-After`), the store is held by another process "
+        "(`store_locked`), the service is misconfigured (`misconfigured`) or chat has no LLM (`llm_not_configured`)",
+        "unavailable",
+        "the vector store is unavailable; retry later",
+    ),
 }
+# The functions that touch no backend and take no input: they can answer none of the errors above.
+_NO_ERRORS = frozenset({"health", "health_detail", "service_info", "metrics", "openapi_document", "docs_page"})
+_KEY_401 = {"description": "No function key, or a wrong one (empty body, from the Functions host)"}
 
 
 def route_prefix(host_json: Path | None = None) -> str:
@@ -99,12 +111,30 @@ def build_openapi_document(app: Any) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": dict(sorted(schemas.get("$defs", {}).items())),
+            "schemas": dict(sorted(_with_filter_grammar(schemas.get("$defs", {})).items())),
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
             },
         },
     }
+
+
+def _with_filter_grammar(schemas: dict[str, Any]) -> dict[str, Any]:
+    """`schemas` with the search filter grammar's own (shared/search/filters.py) as components, and
+    `SearchFilters.metadata` described by them (pydantic sees only a dict there)."""
+    from shared.constraints import RESERVED_METADATA_KEYS
+    from shared.search.filters import SCHEMA_PREFIX, json_schemas
+
+    schemas = {**schemas, **json_schemas(RESERVED_METADATA_KEYS)}
+    filters = schemas.get("SearchFilters")
+    if filters is not None:
+        field = filters["properties"]["metadata"]
+        grammar = {"anyOf": [{"$ref": f"#/components/schemas/{SCHEMA_PREFIX}"}, {"type": "null"}]}
+        filters["properties"]["metadata"] = {
+            **grammar,
+            **{k: v for k, v in field.items() if k in ("default", "description", "examples", "title")},
+        }
+    return schemas
 
 
 def _is_request(model: type[BaseModel], entries: list[Any]) -> bool:
@@ -113,11 +143,14 @@ def _is_request(model: type[BaseModel], entries: list[Any]) -> bool:
 
 def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, str]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": name, "summary": spec.summary, "tags": [spec.tag]}
+    if not spec.published:
+        op["x-internal"] = True  # tools/openapi_apim.py leaves it out of what API Management imports
     if spec.description:
         op["description"] = spec.description
-    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(path)]
+    path_params = _PARAM.findall(path)
+    params = [{"name": p, "in": "path", "required": True, "schema": _param_schema(p)} for p in path_params]
     params += [
-        {"name": q, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+        {"name": q, "in": "query", "required": False, "description": text, "schema": _query_schema(q)}
         for q, text in spec.query_params.items()
     ]
     if params:
@@ -155,13 +188,23 @@ def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, st
             },
             "content": {"application/json": {"schema": _enveloped({"$ref": refs[spec.accepted_model]})}},
         }
-    error_ref = {"application/json": {"schema": {"$ref": refs[ErrorEnvelope]}}}
-    for code, text in _ERRORS.items():
-        if code in ("400", "413", "422") and spec.request_model is None and "{" not in path:
-            continue
-        responses[code] = {"description": text, "content": error_ref}
-    op["responses"] = responses
     auth = str(getattr(trigger.auth_level, "value", trigger.auth_level) or "function").lower()
+    if auth != "anonymous":
+        responses["401"] = _KEY_401
+    for code in _error_codes(name, spec, path_params):
+        text, error_code, message = _ERRORS[code]
+        example = {
+            "success": False,
+            "message": message,
+            "error": {"code": error_code, "details": []},
+            "request_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "timestamp": "2024-05-01T12:00:00.000Z",
+        }
+        responses[code] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": refs[ErrorEnvelope]}, "example": example}},
+        }
+    op["responses"] = responses
     op["security"] = [] if auth == "anonymous" else [{"functionKey": []}]
     return op
 
@@ -178,6 +221,47 @@ def _enveloped(data_schema: dict[str, Any]) -> dict[str, Any]:
             "request_id": {"type": "string"},
         },
     }
+
+
+def _error_codes(name: str, spec: Any, path_params: list[str]) -> list[str]:
+    """The error statuses an operation can answer, from what it takes and what it reaches."""
+    if name in _NO_ERRORS:
+        return []
+    if name == "docs_asset":
+        return ["404"]
+    codes = ["503"]
+    by_id = "memory_id" in path_params or (
+        spec.request_model is not None and "memory_id" in spec.request_model.model_fields
+    )
+    if by_id:
+        codes += ["403", "404"]
+    elif "event_id" in path_params:
+        codes.append("404")  # an event of another user answers like an unknown one, never 403
+    if spec.request_model is not None:
+        codes += ["400", "413", "422"]
+    elif path_params or spec.query_params:
+        codes.append("422")
+    return sorted(codes)
+
+
+def _query_schema(name: str) -> dict[str, Any]:
+    """A query parameter's schema: its rule, or empty, which the host drops (the same as absent)."""
+    schema = _param_schema(name)
+    if schema == {"type": "string"}:
+        return schema
+    return {"anyOf": [{"type": "string", "maxLength": 0}, schema]}
+
+
+def _param_schema(name: str) -> dict[str, Any]:
+    """A path or query parameter's schema: the contract's rule for a user id, else a plain string."""
+    if name in ("user_id", "agent_id", "run_id"):  # mem0's scopes follow the user id's rule
+        from shared.contract import UserPath
+
+        schema = dict(UserPath.model_json_schema()["properties"]["user_id"])
+        for key in ("title", "description", "examples"):
+            schema.pop(key, None)
+        return schema
+    return {"type": "string"}
 
 
 def render(document: dict[str, Any]) -> str:

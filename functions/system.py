@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import azure.functions as func
@@ -14,38 +15,87 @@ bp = blueprint()
 TAG = "system"
 
 
-@api(
-    bp,
-    "health",
-    "health",
-    "GET",
-    EndpointSpec(
-        "Service health, with a cheap check of each configured dependency", TAG, None, "HealthResponse", enveloped=False
-    ),
-    auth_level=func.AuthLevel.ANONYMOUS,
-)
-def health(req: func.HttpRequest) -> Reply:
+# The anonymous /health answers from the last checks of this worker, run again at most this often, so
+# that no anonymous call can make the service connect to its backends more than once per period.
+HEALTH_CACHE_SECONDS = 30.0
+_last_checks: tuple[float, dict[str, dict[str, object]]] | None = None
+_checks_lock = threading.Lock()
+
+
+def _checks(fresh: bool) -> dict[str, dict[str, object]]:
+    global _last_checks
     from shared.observability.health import run_checks
     from shared.settings import get_settings
 
-    checks = run_checks(get_settings())
-    degraded = any(check.get("status") == "down" for check in checks.values())
+    with _checks_lock:
+        now = time.monotonic()
+        if fresh or _last_checks is None or now - _last_checks[0] >= HEALTH_CACHE_SECONDS:
+            _last_checks = (now, run_checks(get_settings()))
+        return _last_checks[1]
+
+
+def _health(checks: dict[str, dict[str, object]], detail: bool) -> Reply:
     from shared.contract import HealthResponse
 
+    degraded = any(check.get("status") == "down" for check in checks.values())
     return Reply(
         HealthResponse(
-            status="degraded" if degraded else "healthy", timestamp=time.time(), version=VERSION, checks=checks
+            status="degraded" if degraded else "healthy",
+            timestamp=time.time(),
+            version=VERSION,
+            checks=checks if detail else None,
         )
     )
 
 
 @api(
     bp,
+    "health",
+    "health",
+    "GET",
+    EndpointSpec(
+        f"Service health: `healthy` or `degraded`, from checks run at most every {HEALTH_CACHE_SECONDS:.0f} s",
+        TAG,
+        None,
+        "HealthResponse",
+        enveloped=False,
+    ),
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+def health(req: func.HttpRequest) -> Reply:
+    return _health(_checks(fresh=False), detail=False)
+
+
+@api(
+    bp,
+    "health_detail",
+    "health/detail",
+    "GET",
+    EndpointSpec(
+        "Service health with a fresh check of each configured dependency (needs the function key)",
+        TAG,
+        None,
+        "HealthResponse",
+        enveloped=False,
+        published=False,
+    ),
+)
+def health_detail(req: func.HttpRequest) -> Reply:
+    return _health(_checks(fresh=True), detail=True)
+
+
+@api(
+    bp,
     "metrics",
     "metrics",
     "GET",
     EndpointSpec(
-        "This worker's request counters and latency percentiles", TAG, None, "MetricsResponse", enveloped=False
+        "This worker's request counters and latency percentiles",
+        TAG,
+        None,
+        "MetricsResponse",
+        enveloped=False,
+        published=False,
     ),
 )
 def metrics_endpoint(req: func.HttpRequest) -> Reply:

@@ -452,6 +452,7 @@ module functionApp 'app/function-app.bicep' = {
     allowedCallerIpAddresses: apim.outputs.outboundIpAddresses
     tenantHeader: tenantHeader
     userHeader: userHeader
+    apimIdentityClientId: identities.outputs.apimIdentityClientId
     virtualNetworkSubnetId: deploySelfHostedStores ? selfHostedStores.outputs.functionAppSubnetId : ''
   }
   // The host reads its storage and Key Vault references with the identity as soon as it starts.
@@ -471,6 +472,7 @@ module apimApi 'app/apim-api.bicep' = {
     apimSkuName: apimSkuName
     apimIdentityClientId: identities.outputs.apimIdentityClientId
     functionAppName: functionApp.outputs.name
+    functionAppAudience: functionApp.outputs.authAudience
     keyVaultName: keyVault.outputs.name
     functionHostKey: functionHostKey
     corsAllowedOrigins: corsAllowedOrigins

@@ -3,113 +3,38 @@ them, and `/openapi.json` is generated from them, so the three cannot drift apar
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator
-
-from shared.search.filters import Condition, all_of
-from shared.search.filters import parse as parse_filter
-
-# Limits that are part of the contract (documented in the OpenAPI document).
-MAX_USER_ID = 128
-MAX_CONTENT = 8_000
-MAX_QUERY = 2_000
-MAX_METADATA_KEYS = 32
-MAX_METADATA_KEY = 64
-MAX_METADATA_STRING = 2_000
-MAX_SEARCH_LIMIT = 100
-
-# mem0 keeps metadata beside its own fields in the stored payload; these names are its own.
-RESERVED_METADATA_KEYS = frozenset(
-    {
-        "data",
-        "hash",
-        "created_at",
-        "updated_at",
-        "id",
-        "text_lemmatized",
-        "attributed_to",
-        "user_id",
-        "agent_id",
-        "run_id",
-        "actor_id",
-        "role",
-        "expiration_date",
-        "score",
-        "memory",
-        "metadata",
-        "seq",
-        # Derived by the vector-store adapters (shared/stores/vector/port.py).
-        "_seq",
-        "_ts",
-        "_month",
-        "_speaker",
-        "_expires",
-        "_mortal",
-        "_tenant",
-    }
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
 )
 
-
-def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _check_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-UserId = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USER_ID),
-    AfterValidator(_no_control_chars),
-    Field(description="The user whose memories are addressed; every operation is scoped to it.", examples=["alice"]),
-]
-ScopeId = Annotated[
-    str | None,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USER_ID),
-    AfterValidator(lambda v: _no_control_chars(v) if v is not None else v),
-    Field(
-        description="mem0's agent or run scope: stored with a memory, and narrowing search, list and delete-all.",
-        examples=["support-bot"],
-    ),
-]
-Content = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_CONTENT),
-    AfterValidator(_check_text),
-]
-Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY), AfterValidator(_check_text)]
-MemoryId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_STRING)] | bool | int | float
-
-
-def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if len(value) > MAX_METADATA_KEYS:
-        raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys")
-    for key in value:
-        if not key or len(key) > MAX_METADATA_KEY or not key.isprintable():
-            raise ValueError(f"metadata key {key[:80]!r} must be 1-{MAX_METADATA_KEY} printable characters")
-        if key in RESERVED_METADATA_KEYS:
-            raise ValueError(f"metadata key {key!r} is reserved")
-    return value
-
-
-Metadata = Annotated[
-    dict[str, MetadataValue] | None,
-    AfterValidator(_check_metadata),
-    Field(
-        description="Flat key/value metadata (strings, numbers, booleans). `category` feeds the stats.",
-        examples=[{"category": "preferences", "topic": "programming", "confidence": 0.9}],
-    ),
-]
+from shared.constraints import (
+    MAX_SEARCH_LIMIT as MAX_SEARCH_LIMIT,
+)
+from shared.constraints import (
+    RESERVED_METADATA_KEYS as RESERVED_METADATA_KEYS,
+)
+from shared.constraints import (
+    Content,
+    ExpirationDate,
+    Instant,
+    Limit,
+    MemoryId,
+    Metadata,
+    Query,
+    ScopeId,
+    SessionId,
+    UserId,
+    _epoch,
+)
+from shared.search.filters import Condition, all_of
+from shared.search.filters import parse as parse_filter
 
 
 class StrictModel(BaseModel):
@@ -120,18 +45,16 @@ class StrictModel(BaseModel):
 class ChatMessageRequest(StrictModel):
     user_id: UserId
     message: Content
-    session_id: Annotated[
-        str | None,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
-        AfterValidator(lambda v: _no_control_chars(v) if v is not None else v),
-    ] = Field(None, description="Conversation to continue; a new one is created when absent.")
+    session_id: SessionId | None = Field(
+        None, description="Conversation to continue; a new one is created when absent."
+    )
     metadata: dict[str, Any] | None = Field(None, description="Free-form metadata about the message.")
 
 
 class ChatSearchRequest(StrictModel):
     user_id: UserId
     query: Query
-    limit: int = Field(5, ge=1, le=MAX_SEARCH_LIMIT)
+    limit: Limit = Field(5, ge=1, le=MAX_SEARCH_LIMIT)
 
 
 class SearchFilters(StrictModel):
@@ -151,8 +74,8 @@ class SearchFilters(StrictModel):
     categories: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         None, max_length=50, description="Memories whose `metadata.category` is one of these."
     )
-    created_after: datetime | None = Field(None, description="Only memories created at or after this instant.")
-    created_before: datetime | None = Field(None, description="Only memories created before this instant.")
+    created_after: Instant | None = Field(None, description="Only memories created at or after this instant.")
+    created_before: Instant | None = Field(None, description="Only memories created before this instant.")
     _parsed: Any = PrivateAttr(default=None)
     _scope: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -198,39 +121,15 @@ def scope_filters(
     return (filters or SearchFilters()).scoped(agent_id, run_id)
 
 
-def _epoch(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _check_expiration(value: date | datetime | None) -> date | datetime | None:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-ExpirationDate = Annotated[
-    datetime | date | None,
-    AfterValidator(_check_expiration),
-    Field(
-        description=(
-            "When the memory expires (UTC): a date (`2026-12-31`, the memory lives through that day, as in mem0) "
-            "or an instant (`2026-12-31T18:00:00Z`; no offset means UTC). An expired memory is never returned "
-            "and is purged with its history by the `memory_purge_expired` timer."
-        ),
-        examples=["2026-12-31"],
-    ),
-]
-
-
 class MemorySearchRequest(StrictModel):
     user_id: UserId
     agent_id: ScopeId = None
     run_id: ScopeId = None
     query: Query
-    limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    limit: Limit = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
+    threshold: Annotated[float, Field(strict=True)] | None = Field(
+        None, ge=0.0, le=1.0, description="Drop results scoring below this."
+    )
     filters: SearchFilters | None = None
 
 
@@ -391,7 +290,9 @@ class HealthResponse(BaseModel):
     status: str = Field(description="`healthy`, or `degraded` when a configured dependency does not answer.")
     timestamp: float
     version: str
-    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] | None = Field(
+        None, description="Per-dependency checks: on `/health/detail` only (function key)."
+    )
 
 
 class MetricsResponse(BaseModel):

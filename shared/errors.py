@@ -77,6 +77,18 @@ class BackendUnavailable(ServiceError):
         self.backend = backend
 
 
+# Every setting the llm_not_configured message names, in its order.
+LLM_SETTINGS = (
+    "LLM_PROVIDER",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "AZURE_OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
+)
+
+
 class LlmNotConfigured(ServiceError):
     """Chat needs an LLM and none is configured: a deployment fact, not an outage."""
 
@@ -89,11 +101,8 @@ class LlmNotConfigured(ServiceError):
             "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT (AZURE_OPENAI_API_KEY, or Entra ID when unset), "
             "or LLM_PROVIDER=openai with OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL. "
             "The memory API works without one.",
-            details=[
-                {"settings": ["LLM_PROVIDER", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT", "OPENAI_BASE_URL"]}
-            ],
-            headers={"Retry-After": "3600"},
-        )
+            details=[{"settings": list(LLM_SETTINGS)}],
+        )  # no Retry-After: a configuration fact that waiting does not change
 
 
 class ConfigurationProblem(ServiceError):

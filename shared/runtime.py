@@ -8,6 +8,7 @@ worker recovers when a backend that was down at start comes back.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ def _memory_service() -> MemoryService:
         _build_failure = error  # what /health reports until a build succeeds
         raise
     _build_failure = None
+    atexit.register(_close_at_exit)  # once per build: the next happens only after a reset
     return service
 
 
@@ -71,6 +73,23 @@ _sessions: Lazy[SessionStore] = Lazy(_session_store)
 def get_memory_service() -> MemoryService:
     """The worker's memory service (mem0, vector store, embedder, history)."""
     return _memory.get()
+
+
+def _close_at_exit() -> None:
+    """Closes what holds files before the interpreter tears modules down.
+
+    Left to the garbage collector at shutdown, the QdrantClient that mem0 opens on its own (the
+    `mem0migrations` collection in MEM0_DIR) fails in `__del__` and prints a traceback on Ctrl-C.
+    """
+    service = _memory.peek()
+    telemetry = getattr(getattr(service, "memory", None), "_telemetry_vector_store", None)
+    client = getattr(telemetry, "client", None)
+    if client is not None and callable(getattr(client, "close", None)):
+        try:
+            client.close()
+        except Exception:  # best effort at exit
+            logger.debug("error while closing mem0's own vector store", exc_info=True)
+    reset()
 
 
 def last_build_failure() -> ServiceError | None:

@@ -7,6 +7,7 @@ The fixtures over them (`model_path`, `devhost`, `api`) are in tests/conftest.py
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -66,12 +67,21 @@ class DevHost:
         env: Mapping[str, str] | None = None,
         name: str = "devhost",
         args: Sequence[str] = (),
+        keys: Mapping[str, Any] | None = None,
     ) -> None:
+        """`args` go to `python -m tools.devhost`; `keys` (the JSON of tools.devhost.FunctionKeys) turns on
+        function keys, as in Azure."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port)]
+        if keys is not None:
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            keys_file = data_dir.parent / f"{name}-{self.port}-keys.json"
+            keys_file.write_text(json.dumps(keys))
+            argv += ["--enforce-keys", "--keys-file", str(keys_file)]
         self.process = ServerProcess(
             name,
-            [sys.executable, "-m", "tools.devhost", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [*argv, *args],
             ready=lambda: http_status(f"{self.base_url}/health") == 200,
             log_path=data_dir.parent / f"{name}-{self.port}.log",
             env=base_env(data_dir, env),

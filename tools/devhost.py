@@ -33,6 +33,14 @@ resolve differently is logged at start.
 
 Core Tools also loads local.settings.json into the environment; here that takes `--local-settings`,
 so that test hosts started with a clean environment stay clean.
+
+Function keys are not checked by default (like Core Tools). `--enforce-keys` (or DEVHOST_ENFORCE_KEYS=true)
+checks them as the host does in Azure: a key in the `x-functions-key` header, else in the `code` query
+parameter; `anonymous` needs none, `function` takes a host key, that function's key or the master key,
+`admin` only the master key; a missing or wrong key is an empty 401 before the function runs. Keys come
+from `--keys-file`, the DEVHOST_KEYS setting (inline JSON) or DEVHOST_KEYS_FILE, in the shape
+`az functionapp keys list` prints plus per-function keys (FunctionKeys); with none, keys are generated
+and printed.
 """
 
 from __future__ import annotations
@@ -962,6 +970,119 @@ def _trace_context(headers: Mapping[str, str]) -> _TraceContext:
     return _TraceContext(parent, headers.get("tracestate", ""), {})
 
 
+# --- function keys --------------------------------------------------------------------------------
+
+# Where the host reads the key of a request: the header first, then the `code` query parameter
+# (host src/WebJobs.Script.WebHost/Security/Authentication/AuthenticationLevelHandler.cs).
+FUNCTIONS_KEY_HEADER = "x-functions-key"
+FUNCTIONS_KEY_QUERY = "code"
+KEYS_ENV = "DEVHOST_KEYS"
+KEYS_FILE_ENV = "DEVHOST_KEYS_FILE"
+ENFORCE_KEYS_ENV = "DEVHOST_ENFORCE_KEYS"
+
+
+class KeysError(ValueError):
+    """The keys given to the dev host are not of the shape it reads."""
+
+
+@dataclass(frozen=True)
+class FunctionKeys:
+    """The keys the host checks, in the shape `az functionapp keys list` prints, plus per-function keys.
+
+    `{"masterKey": "...", "functionKeys": {"default": "..."}, "functions": {"<function>": {"default": "..."}}}`:
+    the master key opens every level, a host key (`functionKeys`) every function-level function, a
+    function's own key only that function. Admin-level functions take the master key alone.
+    """
+
+    master: str
+    host: Mapping[str, str] = field(default_factory=dict)
+    functions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def generated(cls) -> FunctionKeys:
+        import secrets
+
+        return cls(secrets.token_urlsafe(40), {"default": secrets.token_urlsafe(40)})
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> FunctionKeys:
+        if not isinstance(data, dict):
+            raise KeysError(f"{where}: the keys must be a JSON object")
+        master = data.get("masterKey")
+        if not isinstance(master, str) or not master:
+            raise KeysError(f"{where}: 'masterKey' must be a non-empty string")
+        host = data.get("functionKeys", {})
+        functions = data.get("functions", {})
+        if not _is_key_map(host):
+            raise KeysError(f"{where}: 'functionKeys' must map key names to non-empty strings")
+        if not isinstance(functions, dict) or not all(
+            isinstance(k, str) and _is_key_map(v) for k, v in functions.items()
+        ):
+            raise KeysError(f"{where}: 'functions' must map function names to {{key name: key}} objects")
+        return cls(master, dict(host), {name.lower(): dict(keys) for name, keys in functions.items()})
+
+    def grants(self, function_name: str, auth_level: str, key: str | None) -> bool:
+        """Whether `key` may call a function of this name and auth level (anonymous needs none)."""
+        if auth_level == "anonymous":
+            return True
+        if not key:
+            return False
+        if _same(key, self.master):
+            return True
+        if auth_level == "admin":
+            return False
+        own = self.functions.get(function_name.lower(), {})
+        return any(_same(key, value) for value in (*self.host.values(), *own.values()))
+
+    def to_json(self) -> dict[str, object]:
+        return {"masterKey": self.master, "functionKeys": dict(self.host), "functions": dict(self.functions)}
+
+
+def _is_key_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items())
+
+
+def _same(given: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def load_function_keys(path: str | os.PathLike[str] | None = None) -> FunctionKeys | None:
+    """Keys from `path`, else from the DEVHOST_KEYS setting (inline JSON), else DEVHOST_KEYS_FILE; None if none."""
+    inline = os.environ.get(KEYS_ENV, "")
+    file = path or os.environ.get(KEYS_FILE_ENV, "")
+    if file:
+        where = str(file)
+        try:
+            data = json.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise KeysError(f"{where}: cannot read the keys: {exc}") from None
+        return FunctionKeys.from_json(data, where)
+    if inline.strip():
+        try:
+            data = json.loads(inline)
+        except ValueError as exc:
+            raise KeysError(f"{KEYS_ENV}: not JSON: {exc}") from None
+        return FunctionKeys.from_json(data, KEYS_ENV)
+    return None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def request_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The key a request carries: `x-functions-key`, else `?code=` (query names are case-insensitive there)."""
+    header = headers.get(FUNCTIONS_KEY_HEADER)
+    if header:
+        return header
+    for name, value in query.items():
+        if name.lower() == FUNCTIONS_KEY_QUERY and value:
+            return value
+    return None
+
+
 # --- the ASGI application -------------------------------------------------------------------------
 
 # The host answers an unhandled exception with an empty 500; a fixed small JSON body reads better in test
@@ -1014,8 +1135,11 @@ class DevHostApp:
         max_workers: int | None = None,
         function_directory: str | None = None,
         runners: Sequence[Any] = (),
+        keys: FunctionKeys | None = None,
     ) -> None:
         self.router = router
+        # None: keys are not checked (Core Tools locally); else every non-anonymous function needs one.
+        self.keys = keys
         self.non_http_functions = list(non_http_functions)
         # Listeners of other triggers (tools/devhost_queues.py): started and stopped with the server.
         self.runners = list(runners)
@@ -1074,6 +1198,14 @@ class DevHostApp:
             log.debug("no function matches %s %s", method, raw_path)
             await _send_response(send, 404, [], b"")
             return
+        fn = found.route.function
+        if self.keys is not None and not self.keys.grants(
+            fn.name, fn.auth_level, request_key(request_headers(scope), request_query(scope.get("query_string", b"")))
+        ):
+            # The host answers a missing or wrong key with an empty 401 before the function runs.
+            log.info("Unauthorized: '%s' is %s level and the request has no key that opens it", fn.name, fn.auth_level)
+            await _send_response(send, 401, [], b"")
+            return
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before sending its body
@@ -1088,7 +1220,6 @@ class DevHostApp:
                 "when Content-Length > 0 (GrpcMessageConversionExtensions.ToRpcHttp), so it may arrive empty in Azure"
             )
         request = build_http_request(scope, body, found.params, raw_path)
-        fn = found.route.function
         invocation_id = str(uuid.uuid4())
         log.info(
             "Executing 'Functions.%s' (Reason='This function was programmatically called via the host APIs.', Id=%s)",
@@ -1187,6 +1318,7 @@ def create_asgi_app(
     state_dir: str | os.PathLike[str] | None = None,
     host_json: str | os.PathLike[str] | None = None,
     queue_lease: float | None = None,
+    keys: FunctionKeys | None = None,
 ) -> DevHostApp:
     """Index `app` and return the ASGI application serving its HTTP functions under `route_prefix`,
     its MCP tools at /runtime/webhooks/mcp, running its timer triggers while it is up, and its queue
@@ -1194,6 +1326,8 @@ def create_asgi_app(
 
     Functions the host would put in error are left out and logged, as are routing warnings. `state_dir`
     is what the host keeps in storage (timer leases and schedule status); see `default_state_dir`.
+    With `keys`,
+    function keys are enforced by auth level as the host does in Azure; without, none is checked.
     """
     from datetime import UTC, datetime
 
@@ -1208,7 +1342,7 @@ def create_asgi_app(
         log.error("The '%s' function is in error: %s", name, error)
     for warning in router.warnings:
         log.warning("%s", warning)
-    asgi_app = DevHostApp(router, non_http_functions=others, max_workers=max_workers, runners=[queues])
+    asgi_app = DevHostApp(router, non_http_functions=others, max_workers=max_workers, runners=[queues], keys=keys)
     indexed = fresh_functions(app)
     tools, tool_errors = index_mcp_tools(indexed)
     for name, error in tool_errors.items():
@@ -1272,11 +1406,16 @@ def format_route_table(asgi_app: DevHostApp, base_url: str) -> str:
         lines.append(f"        {name}: {trigger}  ({'run' if name in running else 'not run'} by the dev host)")
     for name, error in router.errors.items():
         lines.append(f"        {name}: in error: {error}")
-    lines += [
-        "",
-        "Function keys are not checked: like Core Tools running locally, every auth level is served without a key.",
-        "",
-    ]
+    if asgi_app.keys is None:
+        note = (
+            "Function keys are not checked: like Core Tools running locally, every auth level is served without a key."
+        )
+    else:
+        note = (
+            "Function keys are enforced as in Azure: send `x-functions-key: <key>` or `?code=<key>`; "
+            "function level takes a host or function key, admin level the master key."
+        )
+    lines += ["", note, ""]
     return "\n".join(lines)
 
 
@@ -1354,6 +1493,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="how long a received queue message stays invisible while its function runs (renewed at half); "
         "the host's is 10 minutes, which a test of a killed host can shorten",
     )
+    parser.add_argument(
+        "--enforce-keys",
+        action="store_true",
+        help=f"check function keys by auth level as the host does in Azure (also {ENFORCE_KEYS_ENV}=true); "
+        "off by default, like Core Tools",
+    )
+    parser.add_argument(
+        "--keys-file",
+        default=None,
+        metavar="PATH",
+        help=f"JSON keys to enforce ({{masterKey, functionKeys, functions}}); else the {KEYS_ENV} setting "
+        f"(the same JSON inline) or {KEYS_FILE_ENV}; with neither, keys are generated and printed",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser.parse_args(argv)
 
@@ -1375,6 +1527,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         log.warning("no host.json at %s: using the host's default routePrefix '%s'", host_json, DEFAULT_ROUTE_PREFIX)
         route_prefix = DEFAULT_ROUTE_PREFIX
+    keys: FunctionKeys | None = None
+    if args.enforce_keys or _env_flag(ENFORCE_KEYS_ENV):  # after --local-settings, which may set it
+        try:
+            keys = load_function_keys(args.keys_file)
+        except KeysError as exc:
+            log.error("%s", exc)
+            return 1
+        if keys is None:
+            keys = FunctionKeys.generated()
+            print(f"Generated function keys (master, then host 'default'): {keys.master} {keys.host['default']}")
     asgi_app = create_asgi_app(
         load_app(args.app),
         route_prefix,
@@ -1383,6 +1545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
         host_json=host_json if host_json.is_file() else None,
         queue_lease=args.queue_lease,
+        keys=keys,
     )
     try:
         sock = _bind_socket(args.host, args.port)

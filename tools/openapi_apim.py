@@ -11,6 +11,10 @@ from that same source, because:
     function-key security scheme (it describes the backend's key, which APIM adds itself; APIM puts
     its own subscription-key schemes in its copy).
 
+Operations marked `x-internal` (EndpointSpec(published=False): /metrics, /health/detail, /docs and
+/openapi.json) are left out, so API Management publishes them to no subscriber; operators call the
+Function App itself with a function key.
+
 Anything without a known 3.0 spelling raises UnsupportedConstruct instead of passing through, so a new
 model feature cannot silently produce a document APIM rejects.
 """
@@ -61,7 +65,7 @@ _SCHEMA_DROPPED = {
 }
 _NULL = {"type": "null"}
 _OPERATION_KEPT = {"operationId", "summary", "tags", "deprecated"}
-_OPERATION_DROPPED = {"description", "security", "externalDocs"}
+_OPERATION_DROPPED = {"description", "security", "externalDocs", "x-internal"}
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 _PARAMETER_KEPT = {"name", "in", "required", "deprecated", "allowEmptyValue", "style", "explode"}
 _PARAMETER_DROPPED = {"description", "example", "examples"}
@@ -84,7 +88,11 @@ def apim_document(document: dict[str, Any]) -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         # info.summary and license.identifier are 3.1 only; title and version are all APIM reads.
         "info": {"title": info["title"], "version": info["version"]},
-        "paths": {path: _path_item(item, f"$.paths.{path}") for path, item in document["paths"].items()},
+        "paths": {
+            path: converted
+            for path, item in document["paths"].items()
+            if (converted := _path_item(item, f"$.paths.{path}"))
+        },
     }
     components = document.get("components") or {}
     unknown = set(components) - {"schemas", "securitySchemes"}
@@ -165,6 +173,8 @@ def _path_item(item: dict[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in item.items():
         if key in _METHODS:
+            if value.get("x-internal"):
+                continue  # operators only: not published to API Management's subscribers
             out[key] = _operation(value, f"{where}.{key}")
         elif key == "parameters":
             out[key] = [_parameter(p, f"{where}.parameters[{i}]") for i, p in enumerate(value)]

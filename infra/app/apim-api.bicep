@@ -14,6 +14,9 @@ param apimIdentityClientId string
 @description('Name of the Function App behind the API.')
 param functionAppName string
 
+@description('Audience of the token API Management presents to the Function App (its App Service Authentication).')
+param functionAppAudience string
+
 @description('Name of the Key Vault that stores the function key.')
 param keyVaultName string
 
@@ -150,7 +153,11 @@ var userTokenXml = replace(replace(replace(replace(loadTextContent('policies/use
   '__USER_TOKEN_CLAIM__', userTokenClaim)
 var userHeaderXml = replace(replace(loadTextContent('policies/user-header.xml'), '__USER_HEADER__', userHeader), '__USER_TOKEN_CLAIM__', userTokenClaim)
 var userPolicyXml = empty(userHeader) ? '' : '${userTokenXml}${userHeaderXml}'
-var apiPolicyXml = replace(replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml), '__CALLER_IDENTITY__', '${tenantPolicyXml}${userPolicyXml}')
+var apiPolicyXml = replace(replace(replace(replace(loadTextContent('policies/api.xml'),
+  '__CORS_ALLOWED_ORIGINS__', corsOriginsXml),
+  '__FUNCTION_APP_AUDIENCE__', functionAppAudience),
+  '__APIM_IDENTITY_CLIENT_ID__', apimIdentityClientId),
+  '__CALLER_IDENTITY__', '${tenantPolicyXml}${userPolicyXml}')
 
 resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = {
   parent: api

@@ -133,6 +133,12 @@ param userHeader string = ''
 @description('Outbound IPs of API Management; when not empty, every other caller is denied.')
 param allowedCallerIpAddresses array = []
 
+@description('Client id of API Management\'s identity: the one application App Service Authentication lets in.')
+param apimIdentityClientId string
+
+@description('Client ids of further identities allowed to call the app directly (operators: /metrics, /health/detail, /docs).')
+param operatorClientIds array = []
+
 @description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty for none.')
 param virtualNetworkSubnetId string = ''
 
@@ -229,7 +235,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: API Management (no VNet on the default tiers) calls the app over its public endpoint; every non-anonymous route requires the function key, and classic tiers add an IP allow-list.
+  // checkov:skip=CKV_AZURE_222: API Management (no VNet on the default tiers) calls the app over its public endpoint; App Service Authentication (authSettings below) lets in only API Management's managed-identity token, and the function key is checked behind it.
   // checkov:skip=CKV_AZURE_17: the caller (API Management) authenticates with the function key from Key Vault; client certificates would add a certificate lifecycle for no extra guarantee.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design (no cost at rest); always-ready instances are the alwaysReadyInstances parameter (default 0) for when cold starts matter.
   // checkov:skip=CKV_AZURE_213: the App Service health check is not available on Flex Consumption; /health is served by the app and monitored through Application Insights.
@@ -336,6 +342,60 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   }
 }
 
+// App Service Authentication: every request but the anonymous /health needs an Entra ID token whose
+// audience is the app's identity and whose caller is API Management's identity (the policy gets it
+// with authentication-managed-identity). Unlike an IP allow-list, this holds on the v2 and
+// Consumption tiers of API Management, which have no fixed outbound addresses, so the host key alone
+// no longer opens the app and nobody can go around the rate limit and quota. The function key is
+// still checked behind it (two independent locks). Managed-identity tokens are v1 tokens, hence the
+// sts.windows.net issuer.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_63: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_65: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_66: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_80: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_88: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  // checkov:skip=CKV_AZURE_222: false positive: this sites/config resource is 'authsettingsV2' (App Service Authentication itself); the check inspects a property of the site configuration ('web'/'logs' config), which this resource cannot hold
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/health'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: identityClientId
+          openIdIssuer: 'https://sts.windows.net/${tenant().tenantId}/'
+        }
+        validation: {
+          allowedAudiences: [
+            identityClientId
+            'api://${identityClientId}'
+          ]
+          defaultAuthorizationPolicy: {
+            allowedApplications: concat([apimIdentityClientId], operatorClientIds)
+          }
+        }
+      }
+    }
+  }
+}
+
 output name string = functionApp.name
+// The audience API Management asks tokens for (authentication-managed-identity resource).
+output authAudience string = identityClientId
 output id string = functionApp.id
 output defaultHostName string = functionApp.properties.defaultHostName

@@ -6,9 +6,29 @@ from __future__ import annotations
 import logging
 import os
 
-from shared.context import RequestIdLogFilter
+from shared.context import RequestIdLogFilter, request_id_var
 
 _configured = False
+
+
+class RequestIdFormatter(logging.Formatter):
+    """The console's own format, with ` [request_id=…]` ending the first line of a request's records.
+
+    The 500 message asks to quote the request id, so every line a request logs must show it; the
+    host's (or the dev host's) format is kept as it is around it.
+    """
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if not request_id or request_id == "-" or "request_id=" in text:
+            return text
+        first, newline, rest = text.partition("\n")
+        return f"{first} [request_id={request_id}]{newline}{rest}"
 
 
 def configure_logging() -> None:
@@ -26,6 +46,8 @@ def configure_logging() -> None:
         root.addFilter(request_filter)
     for handler in root.handlers:
         handler.addFilter(request_filter)
+        if not isinstance(handler.formatter, RequestIdFormatter):
+            handler.setFormatter(RequestIdFormatter(handler.formatter))
     service_logger.addFilter(request_filter)
     if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         try:

@@ -229,3 +229,55 @@ def not_expired(now: float) -> Condition:
     memory without the key in every engine.
     """
     return AnyOf((Compare(MORTAL_KEY, "ne", True), Compare(EXPIRES_KEY, "gt", now)))
+
+
+# --- the grammar as JSON Schema (for the OpenAPI document) -------------------------------------
+SCHEMA_PREFIX = "FilterCondition"
+
+
+def json_schemas(reserved: frozenset[str], ref: str = "#/components/schemas/{model}") -> dict[str, dict[str, Any]]:
+    """Named JSON schemas that accept exactly the filters `parse` accepts, but for the count of
+    conditions (`MAX_CONDITIONS`) and words in `contains`: one schema per nesting level, since
+    AND/OR/NOT nest at most `MAX_DEPTH` deep. The entry point is `FilterCondition`."""
+
+    def named(name: str) -> dict[str, str]:
+        return {"$ref": ref.format(model=f"{SCHEMA_PREFIX}{name}")}
+
+    values = {"type": "array", "minItems": 1, "maxItems": MAX_SET, "items": named("Scalar")}
+    schemas: dict[str, dict[str, Any]] = {
+        f"{SCHEMA_PREFIX}Scalar": {
+            "anyOf": [{"type": "string", "maxLength": MAX_STRING}, {"type": "number"}, {"type": "boolean"}]
+        },
+        f"{SCHEMA_PREFIX}Value": {
+            "description": "A value (equality) or an object of operators that must all hold.",
+            "anyOf": [
+                named("Scalar"),
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": False,
+                    "properties": {
+                        "eq": named("Scalar"),
+                        "ne": named("Scalar"),
+                        **{op: {"type": "number"} for op in RANGE_OPS},
+                        "in": values,
+                        "nin": values,
+                        "contains": {"type": "string", "maxLength": MAX_STRING, "pattern": "[0-9A-Za-z]"},
+                    },
+                },
+            ],
+        },
+    }
+    key = {"pattern": f"^{FILTER_KEY.pattern}$", "not": {"enum": sorted(reserved | set(LOGICAL))}}
+    levels = [SCHEMA_PREFIX] + [f"{SCHEMA_PREFIX}{level}" for level in range(1, MAX_DEPTH + 1)]
+    for depth, name in enumerate(levels):
+        schema: dict[str, Any] = {"type": "object", "minProperties": 1, "additionalProperties": named("Value")}
+        if depth < MAX_DEPTH:
+            items = {"$ref": ref.format(model=levels[depth + 1])}
+            schema["properties"] = {op: {"type": "array", "minItems": 1, "items": items} for op in LOGICAL}
+            schema["propertyNames"] = {"anyOf": [{"enum": list(LOGICAL)}, key]}
+        else:
+            schema["propertyNames"] = key
+            schema["description"] = f"AND/OR/NOT nest at most {MAX_DEPTH} deep."
+        schemas[name] = schema
+    return schemas

@@ -53,6 +53,10 @@ def _items() -> func.Blueprint:
 def _templates() -> func.Blueprint:
     bp = func.Blueprint()
 
+    @bp.route(route="ops/flush", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+    def ops_flush(req: func.HttpRequest) -> str:
+        return "flushed"
+
     @bp.route(route="greet/{name?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def greet(req: func.HttpRequest) -> str:
         return f"hello {req.route_params.get('name', 'world')}"

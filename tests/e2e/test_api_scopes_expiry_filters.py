@@ -70,7 +70,7 @@ def test_an_expired_memory_is_invisible_everywhere(api: httpx.Client) -> None:
     batch = {
         "user_id": user,
         "memories": [
-            {"content": "the locker code was 3333", "expiration_date": "2001-01-01T00:00:00"},
+            {"content": "the locker code was 3333", "expiration_date": "2001-01-01T00:00:00Z"},
             {"content": "the locker is by the door", "metadata": {"category": "places"}},
         ],
     }

@@ -165,7 +165,7 @@ def test_neo4j_outage_degrades_reads_fails_turns_cleanly_and_recovers(
         teach(llm, "I also ride a bike", _graph_reply(dan, [(dan, "RIDES", "bike")]), "Rides a bike")
         failed = chat(host, dan, "I also ride a bike")
         assert failed.status_code == 503 and failed.headers["Retry-After"]
-        assert host.client.get("/health").json()["checks"]["graph"]["status"] == "down"
+        assert host.client.get("/health/detail").json()["checks"]["graph"]["status"] == "down"
     memories = {m["memory"] for m in host.client.get(f"/api/memory/user/{dan}").json()["data"]["results"]}
     assert memories == {"Drives a Volvo", "still works"}  # the failed turn learned nothing
     recovered = host.client.post("/api/memory/search", json={"user_id": dan, "query": "Volvo"}).json()["data"]

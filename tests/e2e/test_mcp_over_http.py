@@ -154,7 +154,7 @@ def test_bad_input_is_a_tool_error_with_the_validation_message(devhost: DevHost)
         }
 
     out = _run(devhost, body)
-    assert "content: Value error, must not be blank" in _error_text(out["blank"])
+    assert "content: must not be blank" in _error_text(out["blank"])
     assert "limit: Input should be less than or equal to 100" in _error_text(out["limit"])
     assert "usr: unknown argument" in _error_text(out["unknown"])
     assert "metadata key 'user_id' is reserved" in _error_text(out["reserved"])

@@ -218,7 +218,7 @@ def test_chroma_outage_is_a_503_and_heals_without_restart(
         assert down.status_code == 503, down.text
         assert down.json()["error"]["code"] == "unavailable" and down.headers["Retry-After"]
         assert one.client.post("/api/memory/search", json={"user_id": carol, "query": "x"}).status_code == 503
-        health = one.client.get("/health").json()
+        health = one.client.get("/health/detail").json()
         assert health["status"] == "degraded" and health["checks"]["vector_store"]["status"] == "down"
         assert health["checks"]["state_store"]["status"] == "ok"  # Azurite is still up
     after = data(one.client.get(f"/api/memory/user/{carol}"))

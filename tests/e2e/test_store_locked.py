@@ -19,7 +19,7 @@ def test_a_second_process_on_the_embedded_store_is_told_why(tmp_path: Path) -> N
             assert body["error"]["code"] == "store_locked"
             assert "DATA_DIR" in body["message"] and "another process" in body["message"]
             assert "Retry-After" not in response.headers  # only stopping the other process helps
-            health = second.client.get("/health").json()
+            health = second.client.get("/health/detail").json()
             assert health["checks"]["vector_store"]["status"] == "down"
             assert health["checks"]["vector_store"]["error"] == "store_locked"
             assert health["status"] != "healthy"

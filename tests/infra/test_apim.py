@@ -74,9 +74,13 @@ def test_bicep_fills_every_placeholder_from_the_matching_parameter(main_template
         assert f"'{placeholder}', string({parameter})" in bicep
         # ...and main.bicep passes its own parameter of the same name.
         assert module_body(main_template["modules"]["apimApi"])["params"][parameter] == parameter
-    assert "replace(loadTextContent('policies/api.xml'), '__CORS_ALLOWED_ORIGINS__', corsOriginsXml)" in bicep
+    compact = re.sub(r"\s+", "", bicep)
+    assert "replace(loadTextContent('policies/api.xml'),'__CORS_ALLOWED_ORIGINS__',corsOriginsXml)" in compact
+    assert "'__FUNCTION_APP_AUDIENCE__',functionAppAudience)" in compact
+    assert "'__APIM_IDENTITY_CLIENT_ID__',apimIdentityClientId)" in compact
+    api_placeholders = {"__CORS_ALLOWED_ORIGINS__", "__FUNCTION_APP_AUDIENCE__", "__APIM_IDENTITY_CLIENT_ID__"}
     for path in POLICIES.glob("*.xml"):
-        filled = set(PLACEHOLDERS) | set(CALLER_PLACEHOLDERS) | {"__CORS_ALLOWED_ORIGINS__", "__CALLER_IDENTITY__"}
+        filled = set(PLACEHOLDERS) | set(CALLER_PLACEHOLDERS) | {"__CALLER_IDENTITY__"} | api_placeholders
         left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - filled
         assert not left, f"{path.name} has placeholders Bicep does not fill: {left}"
 
@@ -294,3 +298,27 @@ def test_the_default_token_issuer_is_entra_id_of_this_directory(main_template: d
         assert params[parameter] == parameter
     app = module_body(main_template["modules"]["functionApp"])["params"]
     assert app["tenantHeader"] == "tenantHeader" and app["userHeader"] == "userHeader"
+
+
+def test_apim_presents_its_managed_identity_token_to_the_function_app(main_template: dict[str, Any]) -> None:
+    inbound = _render_api_policy(main_template).find("inbound")
+    assert inbound is not None
+    token = inbound.find("authentication-managed-identity")
+    assert token is not None, "the Function App lets in only API Management's token"
+    assert token.get("resource") == "__FUNCTION_APP_AUDIENCE__"
+    assert token.get("client-id") == "__APIM_IDENTITY_CLIENT_ID__"
+    params = module_body(main_template["modules"]["apimApi"])["params"]
+    assert "'authAudience'" in str(params["functionAppAudience"]) and "'functionApp'" in str(
+        params["functionAppAudience"]
+    )
+    function_params = module_body(main_template["modules"]["functionApp"])["params"]
+    assert "'apimIdentityClientId'" in str(function_params["apimIdentityClientId"])
+
+
+def test_function_app_requires_the_apim_token_except_on_health() -> None:
+    bicep = (APIM_API.parent / "function-app.bicep").read_text()
+    compact = re.sub(r"\s+", "", bicep)
+    assert "name:'authsettingsV2'" in compact
+    assert "requireAuthentication:true" in compact and "unauthenticatedClientAction:'Return401'" in compact
+    assert "excludedPaths:['/health']" in compact  # the anonymous health only (/health/detail needs the token)
+    assert "allowedApplications:concat([apimIdentityClientId],operatorClientIds)" in compact

@@ -200,14 +200,23 @@ def test_both_checks_reject_a_31_construct(committed: dict[str, Any], construct:
         validate(document, cls=OpenAPIV30SpecValidator)
 
 
-def test_rendition_keeps_every_operation(app_document: dict[str, Any], committed: dict[str, Any]) -> None:
-    def operations(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+OPERATOR_ONLY = {"metrics", "health_detail", "openapi_document", "docs_page", "docs_asset"}
+
+
+def test_rendition_keeps_every_published_operation(app_document: dict[str, Any], committed: dict[str, Any]) -> None:
+    def operations(document: dict[str, Any], published_only: bool = False) -> dict[tuple[str, str], str]:
         return {
-            (path, method): op["operationId"] for path, item in document["paths"].items() for method, op in item.items()
+            (path, method): op["operationId"]
+            for path, item in document["paths"].items()
+            for method, op in item.items()
+            if not (published_only and op.get("x-internal"))
         }
 
-    assert operations(committed) == operations(app_document)
-    for (path, method), _ in operations(app_document).items():
+    internal = set(operations(app_document).values()) - set(operations(app_document, published_only=True).values())
+    assert internal == OPERATOR_ONLY  # /metrics, the detailed health and the docs are for operators only
+    assert not set(operations(committed).values()) & OPERATOR_ONLY  # API Management publishes none of them
+    assert operations(committed) == operations(app_document, published_only=True)
+    for (path, method), _ in operations(app_document, published_only=True).items():
         source, rendered = app_document["paths"][path][method], committed["paths"][path][method]
         assert rendered.get("summary") == source.get("summary"), "APIM names operations after their summary"
         assert set(rendered["responses"]) == set(source["responses"])
