@@ -18,6 +18,7 @@ from typing import Any
 from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, MemoryRecord
 from shared.errors import LlmNotConfigured, utc_now_iso
 from shared.memory.service import MemoryService, vector_store_calls
+from shared.observability import meters
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
 
@@ -122,7 +123,9 @@ class ChatAgent:
         learned.update({"learned_from": "chat", "session_id": session_id, "turn_id": turn_id})
         with vector_store_calls():
             result = self.service.memory.add(exchange, user_id=user_id, metadata=learned, infer=True)
-        return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
+        added = [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
+        meters.memories_added(len(added), "chat")
+        return added
 
     def _forget_turn(self, user_id: str, turn_id: str, graph_write: Any = None) -> None:
         """Delete whatever a failed turn had already learned (best effort: the error is reported anyway)."""

@@ -20,6 +20,7 @@ from shared.ai.embeddings import Embedder
 from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
 from shared.memory.records import record_from_payload
+from shared.observability import meters
 from shared.settings import Settings
 from shared.stores.vector.port import VectorStore, belongs
 
@@ -110,6 +111,7 @@ class MemoryService:
         with vector_store_calls():
             result = self.memory.add(content, user_id=user_id, metadata=dict(metadata or {}), infer=False)
         added = result["results"][0]
+        meters.memories_added(1, "add")
         now = utc_now()
         return MemoryRecord(
             id=str(added["id"]),
@@ -127,6 +129,7 @@ class MemoryService:
         leaves nothing behind.
         """
         texts = [item.content for item in items]
+        meters.batch_size(len(texts), "batch_add")
         vectors = self.embedder.embed_batch(texts, "add")
         now = utc_now()
         ids = [str(uuid.uuid4()) for _ in items]
@@ -165,6 +168,7 @@ class MemoryService:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
             raise
+        meters.memories_added(len(ids), "batch_add")
         return ids
 
     def _remove_quietly(self, ids: Sequence[str]) -> None:
