@@ -89,8 +89,11 @@ class Reply:
         self.status = status
 
 
-def endpoint(spec: EndpointSpec) -> Callable[[Handler], Callable[[func.HttpRequest], func.HttpResponse]]:
-    def decorate(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
+Invocation = Callable[[func.HttpRequest, func.Context], func.HttpResponse]
+
+
+def endpoint(spec: EndpointSpec) -> Callable[[Handler], Invocation]:
+    def decorate(handler: Handler) -> Invocation:
         def run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
             request_id = new_request_id(req.headers.get("x-request-id"))
             token = request_id_var.set(request_id)

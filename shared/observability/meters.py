@@ -40,7 +40,7 @@ BREAKER_OPEN = "memory_layer.breaker.open"
 QUEUE_BACKLOG = "memory_layer.queue.backlog"
 QUEUE_POISON = "memory_layer.queue.poison"
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # instruments() builds the reader under it
 _reader: InMemoryMetricReader | None = None
 _instruments: _Instruments | None = None
 _exporting = False

@@ -136,7 +136,7 @@ class TracedEmbedder:
         if not is_enabled():
             vectors: list[list[float]] = self._inner.embed_batch(texts, memory_action)
             return vectors
-        attributes = {
+        attributes: dict[str, str | int] = {
             "gen_ai.operation.name": "embeddings",
             "gen_ai.request.model": self._model,
             "memory_layer.batch_size": len(texts),
