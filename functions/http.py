@@ -1,5 +1,5 @@
-"""What every HTTP function shares: request id, body parsing and validation, the envelope, error
-mapping, metrics and logging. A function body only parses its inputs and calls one service method.
+"""What every HTTP function shares: request id, trace parent, body parsing and validation, the
+envelope, error mapping, metrics and logging. A function body only parses its inputs and calls one service method.
 
 `endpoint(...)` also records the request/response models on the function, which is where
 `/openapi.json` reads them from (see functions/openapi.py).
@@ -25,6 +25,7 @@ from shared.errors import (
     ServiceError,
     ValidationFailed,
 )
+from shared.observability.tracing import invocation_context
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -123,39 +124,43 @@ def api(
     return register
 
 
-def endpoint(
-    spec: EndpointSpec, name: str | None = None
-) -> Callable[[Handler], Callable[[func.HttpRequest], func.HttpResponse]]:
+Invocation = Callable[[func.HttpRequest, func.Context], func.HttpResponse]
+
+
+def endpoint(spec: EndpointSpec, name: str | None = None) -> Callable[[Handler], Invocation]:
     """The request around a handler: request id, envelope, errors to status codes, metrics and the log line."""
 
-    def decorate(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    def decorate(handler: Handler) -> Invocation:
         function = name or handler.__name__
 
-        def run(req: func.HttpRequest) -> func.HttpResponse:
+        def run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
             request_id = new_request_id(req.headers.get("x-request-id"))
             token = request_id_var.set(request_id)
             started = time.perf_counter()
             metrics.begin()
             status = 500
-            try:
-                response = _invoke(handler, spec, req, request_id)
-                status = response.status_code
-                return response
-            finally:
-                elapsed = time.perf_counter() - started
-                metrics.end(function, status, elapsed)
-                logger.info(
-                    "%s %s -> %d in %.1f ms",
-                    req.method,
-                    _path(req.url),
-                    status,
-                    elapsed * 1000,
-                    extra={"function": function, "status": status},
-                )
-                request_id_var.reset(token)
+            # The host's request span (its trace context) parents every span and log line of the invocation.
+            with invocation_context(getattr(context, "trace_context", None)):
+                try:
+                    response = _invoke(handler, spec, req, request_id)
+                    status = response.status_code
+                    return response
+                finally:
+                    elapsed = time.perf_counter() - started
+                    metrics.end(function, status, elapsed)
+                    logger.info(
+                        "%s %s -> %d in %.1f ms",
+                        req.method,
+                        _path(req.url),
+                        status,
+                        elapsed * 1000,
+                        extra={"function": function, "status": status},
+                    )
+                    request_id_var.reset(token)
 
         # Not functools.wraps: the worker binds by this wrapper's own signature, which must stay
-        # `(req: HttpRequest) -> HttpResponse` whatever the handler returns.
+        # `(req: HttpRequest, context: Context) -> HttpResponse` whatever the handler returns (the
+        # worker passes `context` to a parameter of that name, annotated exactly `func.Context`).
         run.__name__ = run.__qualname__ = function
         run.__doc__ = handler.__doc__
         run.__module__ = handler.__module__

@@ -1,83 +1,65 @@
-"""Per-worker request metrics for `/metrics`: counts, errors and latency percentiles per function.
+"""Per-worker request metrics for `/metrics`, read from the same OpenTelemetry instruments that
+Application Insights receives (shared/observability/meters.py): counts, errors and latency
+percentiles per function.
 
 They describe this worker only (workers come and go); fleet-wide figures live in Application
-Insights. Latencies are kept in a bounded ring per function so memory stays flat.
+Insights. Latencies are exponential-histogram buckets, so memory stays flat and percentiles are
+bucket estimates (shared/observability/percentiles.py `bucket_percentile`).
 """
 
 from __future__ import annotations
 
-import threading
+import math
 import time
-from collections import deque
 from typing import Any
 
-from shared.observability.percentiles import percentile
-
-_WINDOW = 2048
-
-
-class _FunctionStats:
-    __slots__ = ("client_errors", "errors", "latencies", "requests")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.errors = 0
-        self.client_errors = 0
-        self.latencies: deque[float] = deque(maxlen=_WINDOW)
+from shared.observability import meters
+from shared.observability.percentiles import bucket_percentile
 
 
 class RequestMetrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._functions: dict[str, _FunctionStats] = {}
-        self.active = 0
-        self.total = 0
         self.started = time.time()
 
     def begin(self) -> None:
-        with self._lock:
-            self.active += 1
-            self.total += 1
+        meters.instruments().active.add(1)
 
     def end(self, function: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.active -= 1
-            stats = self._functions.setdefault(function, _FunctionStats())
-            stats.requests += 1
-            if status >= 500:
-                stats.errors += 1
-            elif status >= 400:
-                stats.client_errors += 1
-            stats.latencies.append(seconds * 1000)
+        instruments = meters.instruments()
+        instruments.active.add(-1)
+        instruments.requests.add(1, {"function": function, "status_code": status})
+        instruments.duration.record(seconds * 1000, {"function": function})
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            functions = {}
-            errors = 0
-            for name, stats in sorted(self._functions.items()):
-                errors += stats.errors
-                ordered = sorted(stats.latencies)
-                functions[name] = {
-                    "requests": stats.requests,
-                    "errors": stats.errors,
-                    "client_errors": stats.client_errors,
-                    "latency_ms": {
-                        "p50": _percentile(ordered, 50),
-                        "p95": _percentile(ordered, 95),
-                        "p99": _percentile(ordered, 99),
-                    },
-                }
-            return {
-                "active_connections": self.active,
-                "total_requests": self.total,
-                "total_errors": errors,
-                "uptime_seconds": round(time.time() - self.started, 3),
-                "functions": functions,
-            }
+        data = meters.collect()
+        functions: dict[str, dict[str, Any]] = {}
+        finished = errors = 0
+        for point in meters.points(data, meters.REQUESTS):
+            name = str(point.attributes.get("function"))
+            status = int(point.attributes.get("status_code", 0))
+            stats = functions.setdefault(name, {"requests": 0, "errors": 0, "client_errors": 0})
+            stats["requests"] += point.value
+            finished += point.value
+            if status >= 500:
+                stats["errors"] += point.value
+                errors += point.value
+            elif status >= 400:
+                stats["client_errors"] += point.value
+        for point in meters.points(data, meters.REQUEST_DURATION):
+            stats = functions.setdefault(str(point.attributes.get("function")), {"requests": 0})
+            stats["latency_ms"] = {f"p{p}": _rounded(bucket_percentile(point, p)) for p in (50, 95, 99)}
+        active = sum(point.value for point in meters.points(data, meters.ACTIVE_REQUESTS))
+        return {
+            "active_connections": active,
+            "total_requests": finished + active,  # counted when they start, as the seed did
+            "total_errors": errors,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "functions": dict(sorted(functions.items())),
+        }
 
 
-def _percentile(ordered: list[float], pct: float) -> float | None:
-    return round(percentile(ordered, pct), 3) if ordered else None
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)
 
 
 metrics = RequestMetrics()

@@ -174,6 +174,13 @@ param functionAlwaysReadyInstances int = 0
 ])
 param logLevel string = 'INFO'
 
+@description('Resource id of an existing action group that the alerts notify (email, SMS, webhook...); empty creates the alerts without notifications.')
+param alertActionGroupId string = ''
+
+@description('The p95 request latency, in milliseconds, above which the latency alert fires.')
+@minValue(100)
+param alertLatencyP95Ms int = 3000
+
 @description('Replication of the storage account that holds sessions and memory history.')
 @allowed([
   'Standard_LRS'
@@ -316,6 +323,18 @@ module monitoring 'app/monitoring.bicep' = {
     tags: tags
     logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
     applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+  }
+}
+
+module observability 'app/observability.bicep' = {
+  name: 'observability'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupId: alertActionGroupId
+    latencyP95ThresholdMs: alertLatencyP95Ms
   }
 }
 
@@ -496,6 +515,7 @@ module apimApi 'app/apim-api.bicep' = {
 
 // --- outputs (azd stores them in the environment: `azd env get-values`) ----------------------
 
+output AZURE_MONITOR_WORKBOOK_ID string = observability.outputs.workbookId
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name

@@ -43,15 +43,17 @@ def build_memory_service(
     from shared.ai.llm import build_chat_model
     from shared.graph import build_graph_store
     from shared.memory.service import MemoryService, vector_store_calls
+    from shared.observability.traced import TracedEmbedder, TracedVectorStore
     from shared.stores.state.history import build_history_store
 
-    embedder = build_embedder(settings)
+    # Spans around the ports, put on here so that no adapter knows about telemetry.
+    embedder = TracedEmbedder(build_embedder(settings))
     history = build_history_store(settings)
     llm = build_chat_model(settings)
     from shared.stores.vector import build_vector_store
 
     with vector_store_calls():
-        store = build_vector_store(settings)
+        store = TracedVectorStore(build_vector_store(settings))
         memory = build_memory(settings, embedder, llm, history, store)
     graph = build_graph_store(settings, embedder, llm)
     from shared.search.hybrid import HybridSearcher

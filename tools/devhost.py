@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from functions.hostjson import DEFAULT_ROUTE_PREFIX, read_route_prefix
+from tools.devhost_tracing import RequestTrace, request_span
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -1227,20 +1228,23 @@ class DevHostApp:
             invocation_id,
         )
         started = time.perf_counter()
-        try:
-            result = await self._invoke(fn, request, invocation_id)
-            status, headers, payload = to_asgi_response(result)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:  # a failing function, even one raising SystemExit, must not take the host down
-            log.exception(
-                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
-                fn.name,
-                invocation_id,
-                (time.perf_counter() - started) * 1000,
-            )
-            await _send_response(send, 500, [(b"content-type", b"application/json")], _INTERNAL_ERROR_BODY)
-            return
+        with request_span(fn.name, method, request.url, path, request.headers) as trace:
+            try:
+                result = await self._invoke(fn, request, invocation_id, trace)
+                status, headers, payload = to_asgi_response(result)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:  # a failing function, even one raising SystemExit, must not take the host down
+                log.exception(
+                    "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
+                    fn.name,
+                    invocation_id,
+                    (time.perf_counter() - started) * 1000,
+                )
+                trace.finish(500)
+                await _send_response(send, 500, [(b"content-type", b"application/json")], _INTERNAL_ERROR_BODY)
+                return
+            trace.finish(status, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers})
         log.info(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
             fn.name,
@@ -1249,12 +1253,15 @@ class DevHostApp:
         )
         await _send_response(send, status, headers, payload)
 
-    async def _invoke(self, fn: HttpFunction, request: func.HttpRequest, invocation_id: str) -> object:
+    async def _invoke(
+        self, fn: HttpFunction, request: func.HttpRequest, invocation_id: str, trace: RequestTrace | None = None
+    ) -> object:
         kwargs: dict[str, object] = {fn.trigger_arg: request}
         if fn.takes_context:
-            kwargs["context"] = DevContext(
-                invocation_id, fn.name, self._function_directory, _trace_context(request.headers)
+            trace_context = (
+                _TraceContext(trace.trace_parent, trace.trace_state, {}) if trace else _trace_context(request.headers)
             )
+            kwargs["context"] = DevContext(invocation_id, fn.name, self._function_directory, trace_context)
         for name in fn.output_bindings:
             kwargs[name] = _DiscardedOut()
         if fn.is_async:

@@ -146,7 +146,7 @@ class OpenAIEmbedder:
             def create(chunk: list[str] = chunk) -> Any:
                 return self._clients.client().embeddings.create(model=self.model, input=chunk, **extra)
 
-            response = call_with_retries("embeddings", create, self._clients.max_retries)
+            response = call_with_retries("embeddings", create, self._clients.max_retries, model=self.model)
             ordered = sorted(response.data, key=lambda item: item.index)
             vectors.extend(list(item.embedding) for item in ordered)
         for vector in vectors:

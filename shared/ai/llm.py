@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from shared.errors import BackendUnavailable, ConfigurationProblem, LlmNotConfigured
 from shared.lazy import Lazy
+from shared.observability import meters
+from shared.observability.tracing import current_span, dependency_span
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -111,15 +113,22 @@ def _is_transient(error: Exception) -> bool:
     return False
 
 
-def call_with_retries(what: str, call: Callable[[], T], max_retries: int) -> T:
-    """Run one LLM/embedding call under the service's retry policy."""
+def call_with_retries(what: str, call: Callable[[], T], max_retries: int, *, model: str = "") -> T:
+    """Run one LLM/embedding call under the service's retry policy.
+
+    The current span (the caller's LLM or embedder span) gets the retry count and the token usage
+    the answer reports; the usage and every 429 are also metrics (dimensions: model, operation).
+    """
     import openai
 
     attempt = 0
+    span = current_span()
     while True:
         try:
-            return call()
+            result = call()
         except openai.APIError as error:
+            if isinstance(error, openai.RateLimitError):
+                meters.llm_throttled(model, what)
             if not _is_transient(error):
                 if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
                     raise BackendUnavailable("llm", f"the {what} endpoint refused our credentials") from error
@@ -138,6 +147,22 @@ def call_with_retries(what: str, call: Callable[[], T], max_retries: int) -> T:
             logger.info("%s call transient failure (%s); retry %d in %.2fs", what, error, attempt + 1, wait)
             time.sleep(wait)
             attempt += 1
+            span.set_attribute("memory_layer.retries", attempt)
+            continue
+        _record_usage(span, model, what, getattr(result, "usage", None))
+        return result
+
+
+def _record_usage(span: Any, model: str, what: str, usage: Any) -> None:
+    if usage is None:
+        return
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    meters.llm_usage(model, what, prompt, completion)
+    if prompt is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", prompt)
+    if completion is not None:
+        span.set_attribute("gen_ai.usage.output_tokens", completion)
 
 
 class ChatModel:
@@ -156,9 +181,21 @@ class ChatModel:
             kwargs["response_format"] = {"type": "json_object"}
         if not _is_reasoning_model(self.model):
             kwargs["temperature"] = self.temperature
-        response = call_with_retries(
-            "chat", lambda: self._clients.client().chat.completions.create(**kwargs), self._clients.max_retries
-        )
+        attributes = {
+            "gen_ai.system": "az.ai.openai" if self._clients.provider == "azure_openai" else "openai",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": self.model,
+            "memory_layer.llm.json_mode": json_mode,
+            "memory_layer.llm.messages": len(messages),
+        }
+        with dependency_span(f"chat {self.model}", attributes) as span:
+            response = call_with_retries(
+                "chat",
+                lambda: self._clients.client().chat.completions.create(**kwargs),
+                self._clients.max_retries,
+                model=self.model,
+            )
+            span.set_attribute("gen_ai.response.model", str(getattr(response, "model", "") or ""))
         content = response.choices[0].message.content if response.choices else None
         return content or ""
 

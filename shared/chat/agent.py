@@ -22,6 +22,7 @@ from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, EventAc
 from shared.errors import LlmNotConfigured, ServiceError
 from shared.memory.ingest import Ingestion, job_scope, scope_job
 from shared.memory.service import MemoryService, vector_store_calls
+from shared.observability import meters
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
@@ -154,6 +155,7 @@ class ChatAgent:
             self.service.graph.extract_and_store(
                 scope.key, job["message"], ids, write_id=write_id, self_name=scope.user_id
             )
+        meters.memories_added(len(ids), "chat")
         return ids
 
     def forget(self, user_key: str, job: dict[str, Any], write_id: str) -> None:

@@ -18,6 +18,8 @@ from shared.breaker import Admission, CircuitBreaker
 from shared.errors import BackendUnavailable, ConfigurationProblem, ServiceError
 from shared.graph.cypher import SCHEMA_STATEMENTS
 from shared.lazy import Lazy
+from shared.observability import meters
+from shared.observability.tracing import dependency_span
 
 if TYPE_CHECKING:
     from neo4j import Driver, ManagedTransaction
@@ -80,6 +82,7 @@ class Neo4jConnection:
         self._lock = threading.Lock()
         # Fail fast during an outage, serve again on the first call after it (see shared/breaker.py).
         self.breaker = CircuitBreaker()
+        meters.watch_breaker("graph", self.breaker)
 
     def driver(self) -> Driver:
         """The worker's driver, built on first use (building does no I/O)."""
@@ -151,10 +154,13 @@ class Neo4jConnection:
         if admission is Admission.REFUSED:
             raise GraphUnavailable("the graph store is unavailable; retry later")
         reached: bool | None = None
+        attributes = {"db.system": "neo4j", "db.operation": what, "db.name": self.settings.neo4j_database}
         try:
-            if admission is Admission.TRIAL:
-                self.driver().verify_connectivity()
-            yield
+            with dependency_span(f"neo4j {what}", attributes) as span:
+                span.set_attribute("memory_layer.breaker", admission.value)
+                if admission is Admission.TRIAL:
+                    self.driver().verify_connectivity()
+                yield
             reached = True
         except Exception as error:
             mapped = _classify(error)

@@ -22,6 +22,7 @@ from shared.context import iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters, scope_filters
 from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
 from shared.memory.records import record_from_payload
+from shared.observability import meters
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
@@ -128,6 +129,7 @@ class MemoryService:
                 content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored, infer=False
             )
         added = result["results"][0]
+        meters.memories_added(1, "add")
         now = iso_utc()
         return MemoryRecord(
             id=str(added["id"]),
@@ -158,6 +160,7 @@ class MemoryService:
         """
         scope = as_scope(scope)
         texts = [item.content for item in items]
+        meters.batch_size(len(texts), "batch_add")
         vectors = self.embedder.embed_batch(texts, "add")
         now = iso_utc()
         ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
@@ -201,6 +204,7 @@ class MemoryService:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
             raise
+        meters.memories_added(len(ids), "batch_add")
         return ids
 
     def _remove_quietly(self, ids: Sequence[str]) -> None:

@@ -1,5 +1,6 @@
-"""Logging for the service: every record carries the request id; Application Insights export is
-switched on only when a connection string is configured (the exporter raises without one)."""
+"""Logging for the service: every record carries the request id; Application Insights export (logs,
+the spans of shared/observability/tracing.py, the metrics of meters.py) is switched on only when a
+connection string is configured (the exporter raises without one)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,21 @@ def configure_logging() -> None:
             from azure.identity import ManagedIdentityCredential
 
             credential = ManagedIdentityCredential(client_id=os.environ["AZURE_CLIENT_ID"])
-        configure_azure_monitor(logger_name="memory_layer", credential=credential)
+        from shared.observability import meters, tracing
+
+        # One tracer provider and one meter provider for the process: the request-id processor
+        # stamps every span, and the local reader makes `/metrics` read the exported instruments.
+        configure_azure_monitor(
+            logger_name="memory_layer",
+            credential=credential,
+            span_processors=[tracing.request_id_processor()],
+            metric_readers=[meters.local_reader()],
+        )
+        tracing.enable()
+        meters.exporting()
+        # Logger filters do not run for records of child loggers (`memory_layer.http`): the
+        # exporter's handler stamps the request id itself, so exported log lines carry it.
+        for handler in service_logger.handlers:
+            handler.addFilter(request_filter)
     # mem0 and qdrant are chatty about optional features we deliberately do without.
     logging.getLogger("mem0").setLevel(logging.ERROR)

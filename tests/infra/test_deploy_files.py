@@ -11,6 +11,8 @@ from infra_support import INFRA, REPO_ROOT
 def test_host_json_is_a_deliberate_functions_v4_python_host() -> None:
     host = json.loads((REPO_ROOT / "host.json").read_text())
     assert host["version"] == "2.0"
+    # The host's request telemetry is OpenTelemetry, so the worker's spans join its trace (one operation id).
+    assert host["telemetryMode"] == "OpenTelemetry"
     assert host["extensions"]["http"]["routePrefix"] == ""
     assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]

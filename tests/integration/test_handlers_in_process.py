@@ -4,6 +4,7 @@ calls them: no host, no HTTP server. The worker-side half of what the e2e tests 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,17 +13,32 @@ import pytest
 
 from shared import runtime
 from tests.helpers import local_model_path
+from tools.devhost import DevContext, _trace_context
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
-def _functions() -> dict[str, Callable[[func.HttpRequest], func.HttpResponse]]:
+def _functions() -> dict[str, Handler]:
+    """Each HTTP function as the worker calls it: the request, and the invocation's context."""
     import function_app
     from functions.openapi import indexed_functions
 
-    return {fn.get_function_name(): fn.get_user_function() for fn in indexed_functions(function_app.app)}
+    def bound(name: str, user_function: Callable[..., func.HttpResponse]) -> Handler:
+        def call(req: func.HttpRequest) -> func.HttpResponse:
+            context = DevContext(uuid.uuid4().hex, name, ".", _trace_context(req.headers))
+            return user_function(req, context)
+
+        return call
+
+    return {
+        fn.get_function_name(): bound(fn.get_function_name(), fn.get_user_function())
+        for fn in indexed_functions(function_app.app)
+        if fn.get_trigger().get_binding_name() == "httpTrigger"
+    }
 
 
 @pytest.fixture(scope="module")
-def functions() -> dict[str, Callable[[func.HttpRequest], func.HttpResponse]]:
+def functions() -> dict[str, Handler]:
     return _functions()
 
 

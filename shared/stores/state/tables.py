@@ -22,6 +22,7 @@ from typing import Any
 
 from shared.context import utc_now
 from shared.errors import BackendUnavailable
+from shared.observability.tracing import dependency_span
 from shared.settings import Settings
 from shared.stores.state.sessions import Turn
 
@@ -50,11 +51,12 @@ def encode_key(value: str) -> str:
 
 @contextmanager
 def table_calls(what: str) -> Iterator[None]:
-    """A storage outage is a 503, not a 500."""
+    """A storage outage is a 503, not a 500; each call is a dependency span."""
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
     try:
-        yield
+        with dependency_span(f"table storage {what}", {"db.system": "azure_table", "db.operation": what}):
+            yield
     except (ServiceRequestError, ServiceResponseError) as error:
         logger.warning("table storage unreachable during %s: %s", what, error)
         raise BackendUnavailable("state_store", "the session/history store is unavailable; retry later") from error
