@@ -12,6 +12,7 @@ names none) to get the `Scope` the service acts in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import azure.functions as func
@@ -44,19 +45,24 @@ class Caller:
 
 def caller(req: func.HttpRequest) -> Caller:
     """The caller of an API request: 401 when a configured header is missing or malformed."""
+    return caller_from_headers({name.lower(): value for name, value in req.headers.items()})
+
+
+def caller_from_headers(headers: Mapping[str, str]) -> Caller:
+    """The caller of a request with these headers (names lower-case): an API call's or an MCP tool call's."""
     from shared.settings import get_settings
 
     settings = get_settings()
     return Caller(
-        tenant=_header(req, settings.tenant_header, "tenant"),
-        user=_header(req, settings.user_header, "user"),
+        tenant=_header(headers, settings.tenant_header, "tenant"),
+        user=_header(headers, settings.user_header, "user"),
     )
 
 
-def _header(req: func.HttpRequest, name: str | None, what: str) -> str | None:
+def _header(headers: Mapping[str, str], name: str | None, what: str) -> str | None:
     if not name or not name.strip():
         return None
-    value = (req.headers.get(name.strip()) or "").strip()
+    value = (headers.get(name.strip().lower()) or "").strip()
     if not value:
         raise Unauthenticated(
             f"the request carries no {what} identity (header {name.strip()!r}, set by API Management)"

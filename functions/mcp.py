@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import azure.functions as func
     from pydantic import BaseModel
 
+    from functions.caller import Caller
+
 logger = logging.getLogger("memory_layer.mcp")
 
 bp = blueprint()
@@ -72,6 +74,13 @@ class ToolCall:
     headers: dict[str, str] = field(default_factory=dict)  # the HTTP request's, lower-case names
     session_id: str | None = None
     model: str | None = None  # the tool's model in shared/contract.py
+
+    def caller(self) -> Caller:
+        """Who calls, from the tenant and user headers API Management sets (functions/caller.py):
+        a tool acts in exactly the scope its REST twin would."""
+        from functions.caller import caller_from_headers
+
+        return caller_from_headers(self.headers)
 
     def parse(self, model_name: str | None = None) -> Any:
         """The arguments validated against the tool's model of shared/contract.py, like a REST body."""
@@ -288,9 +297,10 @@ FILTERS = Arg(
 def add_memory(call: ToolCall) -> Any:
     from shared.contract import AddedMemory
 
+    who = call.caller()
     body = call.parse()
     record = get_memory_service().add_memory(
-        body.user_id,
+        who.scope(body.user_id),
         body.content,
         body.metadata,
         agent_id=body.agent_id,
@@ -316,12 +326,14 @@ def add_memory(call: ToolCall) -> Any:
 def search_memories(call: ToolCall) -> Any:
     from shared.contract import MemoryResults
 
+    who = call.caller()
     body = call.parse()
+    scope = who.scope(body.user_id)
     service = get_memory_service()
     results = service.search_memories(
-        body.user_id, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
+        scope, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
     )
-    graph = service.search_relations(body.user_id, body.query)
+    graph = service.search_relations(scope, body.query)
     if graph is None:
         return MemoryResults(results=results)
     warnings = [graph.warning] if graph.warning else None
@@ -340,8 +352,9 @@ def search_memories(call: ToolCall) -> Any:
 def list_memories(call: ToolCall) -> Any:
     from shared.contract import MemoryList
 
-    scope = call.parse()
-    records = get_memory_service().list_memories(scope.user_id, scope.agent_id, scope.run_id)
+    who = call.caller()
+    args = call.parse()
+    records = get_memory_service().list_memories(who.scope(args.user_id), args.agent_id, args.run_id)
     return MemoryList(results=records, total=len(records))
 
 
@@ -354,8 +367,9 @@ def list_memories(call: ToolCall) -> Any:
     USER_ID,
 )
 def get_memory(call: ToolCall) -> Any:
+    who = call.caller()
     ref = call.parse()
-    return get_memory_service().get_memory(ref.memory_id, ref.user_id)
+    return get_memory_service().get_memory(ref.memory_id, who.scope(ref.user_id))
 
 
 @mcp_tool(
@@ -371,8 +385,9 @@ def get_memory(call: ToolCall) -> Any:
 def update_memory(call: ToolCall) -> Any:
     from shared.contract import UpdatedMemory
 
+    who = call.caller()
     body = call.parse()
-    record = get_memory_service().update_memory(body.memory_id, body.content, body.metadata, body.user_id)
+    record = get_memory_service().update_memory(body.memory_id, body.content, body.metadata, who.scope(body.user_id))
     return UpdatedMemory(memory_id=record.id, content=record.memory)
 
 
@@ -387,5 +402,6 @@ def update_memory(call: ToolCall) -> Any:
 def delete_memory(call: ToolCall) -> Any:
     from shared.contract import DeletedMemory
 
+    who = call.caller()
     ref = call.parse()
-    return DeletedMemory(memory_id=get_memory_service().delete_memory(ref.memory_id, ref.user_id))
+    return DeletedMemory(memory_id=get_memory_service().delete_memory(ref.memory_id, who.scope(ref.user_id)))

@@ -49,7 +49,12 @@ class RequestMetrics:
             stats = functions.setdefault(str(point.attributes.get("function")), {"requests": 0})
             stats["latency_ms"] = {f"p{p}": _rounded(bucket_percentile(point, p)) for p in (50, 95, 99)}
         active = sum(point.value for point in meters.points(data, meters.ACTIVE_REQUESTS))
+        queues: dict[str, dict[str, int]] = {}
+        for key, name in (("backlog", meters.QUEUE_BACKLOG), ("poison", meters.QUEUE_POISON)):
+            for point in meters.points(data, name):
+                queues.setdefault(str(point.attributes.get("queue")), {})[key] = int(point.value)
         return {
+            **({"queues": dict(sorted(queues.items()))} if queues else {}),
             "active_connections": active,
             "total_requests": finished + active,  # counted when they start, as the seed did
             "total_errors": errors,

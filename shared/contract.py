@@ -302,6 +302,9 @@ class MetricsResponse(BaseModel):
     total_errors: int = 0
     uptime_seconds: float = 0.0
     functions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    queues: dict[str, dict[str, int]] | None = Field(
+        None, description="Per ingestion queue: `backlog` and `poison`, approximate message counts (queue mode)."
+    )
 
 
 class ServiceInfo(BaseModel):

@@ -81,4 +81,8 @@ def build_ingestion(
     from shared.stores.state.events import build_event_store
 
     queue = IngestQueue(settings) if settings.resolved_ingest_mode == "queue" else None
+    if queue is not None:
+        from shared.observability import meters
+
+        meters.observe_queue(queue.name, queue.backlog, queue.poison_count)  # the backlog and poison gauges
     return Ingestion(settings, build_event_store(settings), queue, memory_service, chat_agent)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import BackendUnavailable
+from shared.lazy import Lazy
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -70,10 +70,10 @@ class IngestQueue:
     def __init__(self, settings: Settings, name: str = INGEST_QUEUE) -> None:
         self.settings = settings
         self.name = name
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client: Lazy[Any] = Lazy(lambda: self._build(self.name, create=True))
+        self._poison: Lazy[Any] = Lazy(lambda: self._build(f"{self.name}-poison", create=False))
 
-    def _build(self) -> Any:
+    def _build(self, name: str, *, create: bool) -> Any:
         from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
         target = self.settings.queue_connection or ""
@@ -83,29 +83,41 @@ class IngestQueue:
         if target.startswith(("http://", "https://")):
             from shared.ai.llm import azure_credential
 
-            client = QueueClient(target, self.name, credential=azure_credential(self.settings), **options)
+            client = QueueClient(target, name, credential=azure_credential(self.settings), **options)
         else:
-            client = QueueClient.from_connection_string(target, self.name, **options)
-        from azure.core.exceptions import ResourceExistsError
+            client = QueueClient.from_connection_string(target, name, **options)
+        if create:
+            from azure.core.exceptions import ResourceExistsError
 
-        with contextlib.suppress(ResourceExistsError):
-            client.create_queue()
+            with contextlib.suppress(ResourceExistsError):
+                client.create_queue()
         return client
+
+    def backlog(self) -> int:
+        """About how many messages wait in the queue (the storage service's approximate count)."""
+        return int(self._client.get().get_queue_properties().approximate_message_count or 0)
+
+    def poison_count(self) -> int:
+        """About how many messages wait in `<queue>-poison` (0 while the host has made none)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return int(self._poison.get().get_queue_properties().approximate_message_count or 0)
+        except ResourceNotFoundError:
+            return 0
 
     def send(self, message: dict[str, Any]) -> None:
         """Enqueue one JSON message; a storage outage is a 503."""
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         try:
-            if self._client is None:
-                with self._lock:
-                    if self._client is None:
-                        self._client = self._build()
-            self._client.send_message(json.dumps(message, separators=(",", ":")))
+            self._client.get().send_message(json.dumps(message, separators=(",", ":")))
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
             logger.warning("ingestion queue unavailable: %s", error)
             raise BackendUnavailable("queue", "the ingestion queue is unavailable; retry later") from error
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for held in (self._client, self._poison):
+            client = held.reset()
+            if client is not None:
+                client.close()

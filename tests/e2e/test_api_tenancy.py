@@ -10,12 +10,17 @@ Neo4j in process; the LLM is the fake OpenAI server over HTTP.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
 
 from shared.graph import EXTRACTION_PROMPT_MARKER
 from tests.helpers import DevHost
@@ -77,7 +82,8 @@ class As:
         self.headers = {k: v for k, v in ((TENANT, tenant), (USER, user)) if v is not None}
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.request(method, path, headers=self.headers, **kwargs)
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kwargs)
 
     def ok(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.call(method, path, **kwargs)
@@ -108,6 +114,7 @@ def _every_endpoint(user: str, memory_id: str) -> list[tuple[str, str, dict[str,
         ("GET", f"/api/chat/memories/{user}", {}),
         ("DELETE", f"/api/chat/memory/{memory_id}", {"params": {"user_id": user}}),
         ("DELETE", f"/api/chat/memories/{user}", {}),
+        ("GET", f"/api/memory/events/{memory_id}", {"params": {"user_id": user}}),
     ]
 
 
@@ -234,6 +241,27 @@ def test_another_tenants_memory_id_is_not_found(host: DevHost) -> None:
     assert a.ok("DELETE", f"/api/chat/memory/{target}", params={"user_id": user})["data"] == {"memory_id": target}
 
 
+def test_another_tenants_event_is_not_found(host: DevHost) -> None:
+    a, b = As(host, f"tenant-a-{uuid.uuid4().hex[:6]}"), As(host, f"tenant-b-{uuid.uuid4().hex[:6]}")
+    user = f"eve-{uuid.uuid4().hex[:6]}"
+    accepted = a.call(
+        "POST", "/api/memory/add", json={"user_id": user, "content": "plum jam"}, headers={"Prefer": "respond-async"}
+    )
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["location"]
+    event_id = accepted.json()["data"]["event_id"]
+    event = a.ok("GET", location)["data"]
+    assert event["status"] == "succeeded"  # the zero-setup default runs events before answering
+    # the memory it wrote is the tenant's: found by id and listed in tenant a only
+    assert a.ok("GET", f"/api/memory/memory/{event['memory_ids'][0]}")["data"]["memory"] == "plum jam"
+    assert b.texts(user) == set()
+    for owner in ({}, {"user_id": user}):
+        theirs = b.call("GET", location, params=owner)
+        missing = b.call("GET", f"/api/memory/events/{MISSING}", params=owner)
+        assert theirs.status_code == missing.status_code == 404
+        assert theirs.json()["message"].replace(event_id, "ID") == missing.json()["message"].replace(MISSING, "ID")
+
+
 def test_metadata_cannot_claim_a_tenant(host: DevHost) -> None:
     a = As(host, f"tenant-a-{uuid.uuid4().hex[:6]}")
     refused = a.call("POST", "/api/memory/add", json={"user_id": "u", "content": "x", "metadata": {"_tenant": "b"}})
@@ -289,3 +317,50 @@ def test_by_id_calls_naming_no_user_act_as_the_authenticated_user(bound_host: De
     assert alice.ok("GET", f"/api/memory/memory/{target}/history")["data"]["history"][-1]["new_memory"] == "elder three"
     assert alice.ok("DELETE", f"/api/memory/memory/{target}")["data"] == {"memory_id": target}
     assert alice.texts("alice") == {"elder two"}
+
+
+# --- the MCP tools act in the same scope ------------------------------------------------------
+def _tool(host: DevHost, headers: dict[str, str], name: str, arguments: dict[str, Any]) -> CallToolResult:
+    async def main() -> CallToolResult:
+        async with httpx.AsyncClient(headers=headers, timeout=60) as client:
+            url = f"{host.base_url}/runtime/webhooks/mcp"
+            async with (
+                streamable_http_client(url, http_client=client) as (read, write, _),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                return await session.call_tool(name, arguments)
+
+    return asyncio.run(main())
+
+
+def _tool_text(result: CallToolResult) -> str:
+    assert isinstance(result.content[0], TextContent)
+    return result.content[0].text
+
+
+def test_the_mcp_tools_act_in_the_callers_tenant(host: DevHost) -> None:
+    tenant_a, tenant_b = f"tenant-a-{uuid.uuid4().hex[:6]}", f"tenant-b-{uuid.uuid4().hex[:6]}"
+    a = As(host, tenant_a)
+    user = f"mo-{uuid.uuid4().hex[:6]}"
+    memory_id = a.ok("POST", "/api/memory/add", json={"user_id": user, "content": "mo grows figs"})["data"]["memory_id"]
+    mine = _tool(host, {TENANT: tenant_a}, "list_memories", {"user_id": user})
+    assert not mine.isError and [m["id"] for m in json.loads(_tool_text(mine))["results"]] == [memory_id]
+    theirs = _tool(host, {TENANT: tenant_b}, "list_memories", {"user_id": user})
+    assert not theirs.isError and json.loads(_tool_text(theirs))["results"] == []
+    for name in ("get_memory", "delete_memory"):
+        refused = _tool(host, {TENANT: tenant_b}, name, {"memory_id": memory_id, "user_id": user})
+        assert refused.isError and "not_found" in _tool_text(refused)
+    anonymous = _tool(host, {}, "search_memories", {"user_id": user, "query": "figs"})
+    assert anonymous.isError and "unauthenticated" in _tool_text(anonymous)
+    assert a.texts(user) == {"mo grows figs"}  # nothing the other tenant tried reached it
+
+
+def test_the_mcp_tools_act_as_the_authenticated_user(bound_host: DevHost) -> None:
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    user, other = f"kim-{uuid.uuid4().hex[:6]}", f"lee-{uuid.uuid4().hex[:6]}"
+    headers = {TENANT: tenant, USER: user}
+    added = _tool(bound_host, headers, "add_memory", {"user_id": user, "content": "kim plays go"})
+    assert not added.isError, _tool_text(added)
+    refused = _tool(bound_host, headers, "list_memories", {"user_id": other})
+    assert refused.isError and "forbidden" in _tool_text(refused)

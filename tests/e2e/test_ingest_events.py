@@ -185,6 +185,9 @@ def test_learning_that_keeps_failing_ends_failed_and_its_message_in_the_poison_q
     bodies = [json.loads(base64.b64decode(m.content)) for m in poison.peek_messages(max_messages=32)]
     assert {"event_id": event_id, "user_id": user} in bodies
     assert api.get(f"/api/memory/user/{user}").json()["data"]["total"] == 0  # all or nothing
+    # the poison gauge counts it (an approximate count read from the queue service on each collection)
+    gauges = api.get("/metrics").json()["queues"]["memory-ingest"]
+    assert gauges["poison"] >= 1 and gauges["backlog"] >= 0
 
 
 # --- a host killed with a full queue --------------------------------------------------------------
