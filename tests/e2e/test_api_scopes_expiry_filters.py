@@ -4,12 +4,19 @@ stats; mem0's filter operators and their 422 paths."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.helpers import DevHost
+from tools.harness.ports import wait_until
 
 
 def _user(prefix: str) -> str:
@@ -90,10 +97,48 @@ def test_an_expired_memory_is_invisible_everywhere(api: httpx.Client) -> None:
         api.post("/api/memory/add", json={"user_id": user, "content": "c", "expiration_date": "soon"}).status_code
         == 422
     )
-    # The purge runs as the timer function `memory_purge_expired` (functions/maintenance.py); its
-    # test through the service is tests/integration/test_scopes_expiry_filters.py. PLUG-IN: once
-    # the dev host runs timer triggers (tools/devhost_timers.py), trigger it here and check that
-    # `gone` and its history are erased from the store.
+    # The purge (the timer of functions/maintenance.py) is run by the dev host in the next test.
+
+
+def test_the_hourly_purge_erases_expired_memories_and_their_history(tmp_path: Path) -> None:
+    """The timer function through the dev host by the host's rules: a run that was due while no
+    host was up (its schedule status says so) is run at start, as the Functions host does."""
+    host = DevHost(tmp_path / "data", name="purge-host")
+    try:
+        api = host.start().client
+        user = _user("purge")
+        past = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        gone = _data(
+            api.post("/api/memory/add", json={"user_id": user, "content": "old pin 4444", "expiration_date": past})
+        )
+        kept = _data(api.post("/api/memory/add", json={"user_id": user, "content": "the pin is 5555"}))
+        history = tmp_path / "data" / "history.db"
+        assert _history_rows(history, gone["memory_id"]) == 1  # hidden, not yet erased
+        host.stop()
+        # The host's schedule status for the hourly timer: the last run two hours ago, the next one
+        # due an hour ago, i.e. missed while the host was down.
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        status = {
+            "Last": (hour - timedelta(hours=2)).isoformat(),
+            "Next": (hour - timedelta(hours=1)).isoformat(),
+            "LastUpdated": (hour - timedelta(hours=2)).isoformat(),
+        }
+        timers = tmp_path / "data" / "devhost-state" / "timers"
+        timers.mkdir(parents=True, exist_ok=True)
+        (timers / "memory_purge_expired.status.json").write_text(json.dumps(status))
+        host.start()
+        wait_until(lambda: "Executed 'Functions.memory_purge_expired' (Succeeded" in host.log(200_000), 60)
+        assert "purged 1 expired memories" in host.log(200_000)
+        assert _history_rows(history, gone["memory_id"]) == 0
+        assert _history_rows(history, kept["memory_id"]) == 1
+        assert _texts(_data(api.get(f"/api/memory/user/{user}"))["results"]) == {"the pin is 5555"}
+    finally:
+        host.stop()
+
+
+def _history_rows(path: Path, memory_id: str) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM history WHERE memory_id = ?", (memory_id,)).fetchone()[0])
 
 
 SEARCH_CASES: list[tuple[dict[str, Any], set[str]]] = [
