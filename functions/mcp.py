@@ -324,20 +324,17 @@ def add_memory(call: ToolCall) -> Any:
     RUN_ID,
 )
 def search_memories(call: ToolCall) -> Any:
-    from shared.contract import MemoryResults
-
     who = call.caller()
     body = call.parse()
-    scope = who.scope(body.user_id)
-    service = get_memory_service()
-    results = service.search_memories(
-        scope, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
+    return get_memory_service().search_with_relations(
+        who.scope(body.user_id),
+        body.query,
+        body.limit,
+        body.filters,
+        body.threshold,
+        agent_id=body.agent_id,
+        run_id=body.run_id,
     )
-    graph = service.search_relations(scope, body.query)
-    if graph is None:
-        return MemoryResults(results=results)
-    warnings = [graph.warning] if graph.warning else None
-    return MemoryResults(results=results, relations=graph.relations, warnings=warnings)
 
 
 @mcp_tool(

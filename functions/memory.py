@@ -182,20 +182,20 @@ def memory_event(req: func.HttpRequest) -> Reply:
     EndpointSpec("Search a user's memories", TAG, "MemorySearchRequest", "MemoryResults", success_message="搜索完成"),
 )
 def memory_search(req: func.HttpRequest) -> Reply:
-    from shared.contract import MemoryResults, MemorySearchRequest
+    from shared.contract import MemorySearchRequest
 
     who = caller(req)
     body = parse_body(req, MemorySearchRequest)
-    scope = who.scope(body.user_id)
-    service = get_memory_service()
-    results = service.search_memories(
-        scope, body.query, body.limit, body.filters, body.threshold, agent_id=body.agent_id, run_id=body.run_id
+    found = get_memory_service().search_with_relations(
+        who.scope(body.user_id),
+        body.query,
+        body.limit,
+        body.filters,
+        body.threshold,
+        agent_id=body.agent_id,
+        run_id=body.run_id,
     )
-    graph = service.search_relations(scope, body.query)
-    if graph is None:
-        return Reply(MemoryResults(results=results))
-    warnings = [graph.warning] if graph.warning else None
-    return Reply(MemoryResults(results=results, relations=graph.relations, warnings=warnings))
+    return Reply(found)
 
 
 @api(

@@ -12,15 +12,15 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.ai.embeddings import Embedder
 from shared.context import iso_utc
-from shared.contract import MemoryInput, MemoryRecord, MemoryStats, SearchFilters, scope_filters
-from shared.errors import BackendUnavailable, Forbidden, NotFound, ServiceError
+from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
+from shared.errors import Forbidden, NotFound
+from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
 from shared.memory.records import record_from_payload
 from shared.observability import meters
 from shared.scope import Scope, as_scope
@@ -33,40 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-# Modules whose exceptions mean "the store could not answer", as opposed to a bug of ours.
-_STORE_ERROR_MODULES = ("qdrant_client", "chromadb", "httpx", "httpcore", "urllib3", "requests", "grpc", "portalocker")
 _SCAN_PAGE = 1000
-
-
-def _is_store_outage(error: BaseException) -> bool:
-    if isinstance(error, ServiceError):
-        return False
-    if isinstance(error, ConnectionError | TimeoutError):
-        return True
-    return any(type(e).__module__.startswith(_STORE_ERROR_MODULES) for e in _exception_chain(error))
-
-
-def _exception_chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-@contextmanager
-def vector_store_calls() -> Iterator[None]:
-    """Turns a vector store outage into a 503 instead of a 500."""
-    try:
-        yield
-    except ServiceError:
-        raise
-    except Exception as error:
-        if _is_store_outage(error):
-            logger.warning("vector store unavailable: %s: %s", type(error).__name__, error)
-            raise BackendUnavailable("vector_store", "the vector store is unavailable; retry later") from error
-        raise
 
 
 def is_valid_memory_id(memory_id: str) -> bool:
@@ -400,6 +367,26 @@ class MemoryService:
         with vector_store_calls():
             found = self.searcher.search(scope.key, query, limit, filters, threshold)
         return [record.model_copy(update={"user_id": scope.user_id}) for record in found]
+
+    def search_with_relations(
+        self,
+        scope: Scope | str,
+        query: str,
+        limit: int,
+        filters: SearchFilters | None = None,
+        threshold: float | None = None,
+        *,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> MemoryResults:
+        """A search's answer: the memories, and the graph's relations when graph memory is on (a graph
+        outage is a warning, never an error). What the search endpoint and its MCP tool return."""
+        results = self.search_memories(scope, query, limit, filters, threshold, agent_id=agent_id, run_id=run_id)
+        graph = self.search_relations(scope, query)
+        if graph is None:
+            return MemoryResults(results=results)
+        warnings = [graph.warning] if graph.warning else None
+        return MemoryResults(results=results, relations=graph.relations, warnings=warnings)
 
     def search_relations(self, scope: Scope | str, query: str, limit: int = 10) -> Any:
         """Graph relations relevant to `query` (`GraphReadResult`), or None when graph memory is off.
