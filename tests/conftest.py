@@ -13,6 +13,7 @@ A kind marker written on a test (an e2e test kept in an integration module) wins
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,11 @@ import httpx
 import pytest
 
 from tests.helpers import FOLDER_MARKERS, DevHost, local_model_path
+
+# No library phones home from a test run: mem0 and chromadb read these when they are first imported,
+# which a test may do before the service's own setup (shared/ai/backends.py) sets them.
+os.environ.setdefault("MEM0_TELEMETRY", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 # The harness fixtures (fake_openai, azurite, chroma_server, neo4j_server), available to every test.
 pytest_plugins = ["tests.fixtures.harness"]
