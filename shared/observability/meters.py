@@ -15,9 +15,10 @@ read whatever callbacks are registered there, so the queue code needs no other c
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from shared.lazy import Lazy
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -40,28 +41,25 @@ BREAKER_OPEN = "memory_layer.breaker.open"
 QUEUE_BACKLOG = "memory_layer.queue.backlog"
 QUEUE_POISON = "memory_layer.queue.poison"
 
-_lock = threading.RLock()  # instruments() builds the reader under it
-_reader: InMemoryMetricReader | None = None
-_instruments: _Instruments | None = None
 _exporting = False
 _breakers: dict[str, CircuitBreaker] = {}
 _queues: dict[str, tuple[Callable[[], int], Callable[[], int]]] = {}
 
 
+def _build_reader() -> InMemoryMetricReader:
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
+
+    return InMemoryMetricReader(preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()})
+
+
+_reader: Lazy[InMemoryMetricReader] = Lazy(_build_reader)
+
+
 def local_reader() -> InMemoryMetricReader:
     """The in-process reader `/metrics` collects (made once per worker)."""
-    global _reader
-    if _reader is None:
-        with _lock:
-            if _reader is None:
-                from opentelemetry.sdk.metrics import Histogram
-                from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-                from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
-
-                _reader = InMemoryMetricReader(
-                    preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()}
-                )
-    return _reader
+    return _reader.get()
 
 
 def exporting() -> None:
@@ -98,19 +96,17 @@ class _Instruments:
         meter.create_observable_gauge(QUEUE_POISON, callbacks=[_queue_poison], unit="{message}")
 
 
+_instruments: Lazy[_Instruments] = Lazy(lambda: _Instruments(_meter()))
+
+
 def instruments() -> _Instruments:
     """The worker's instruments (built on first use: the SDK is imported by the first request)."""
-    global _instruments
-    if _instruments is None:
-        with _lock:
-            if _instruments is None:
-                _instruments = _Instruments(_meter())
-    return _instruments
+    return _instruments.get()
 
 
 def collect() -> MetricsData | None:
     """What the local reader holds now (None before anything was recorded)."""
-    if _instruments is None:
+    if _instruments.peek() is None:
         return None
     return local_reader().get_metrics_data()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 
 from shared.context import utc_now
 from shared.errors import BackendUnavailable
+from shared.lazy import Lazy
 from shared.observability.tracing import dependency_span
 from shared.settings import Settings
 from shared.stores.state.sessions import Turn
@@ -72,9 +72,8 @@ class _Tables:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._service: Any = None
+        self._service: Lazy[Any] = Lazy(self._build)
         self._ready: set[str] = set()
-        self._lock = threading.Lock()
 
     def _build(self) -> Any:
         from azure.data.tables import TableServiceClient
@@ -88,19 +87,17 @@ class _Tables:
         return TableServiceClient.from_connection_string(target, **options)
 
     def table(self, name: str) -> Any:
-        if self._service is None:
-            with self._lock:
-                if self._service is None:
-                    self._service = self._build()
+        service = self._service.get()
         if name not in self._ready:
             with table_calls("create table"):
-                self._service.create_table_if_not_exists(name)
+                service.create_table_if_not_exists(name)
             self._ready.add(name)
-        return self._service.get_table_client(name)
+        return service.get_table_client(name)
 
     def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
+        service = self._service.reset()
+        if service is not None:
+            service.close()
 
 
 def _reverse_time_key() -> str:
