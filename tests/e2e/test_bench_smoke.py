@@ -110,3 +110,14 @@ def test_load_quick_chroma(tmp_path: Path, chroma_server: ChromaServer) -> None:
     result = run_bench([*args, "--chroma-port", str(chroma_server.port)], tmp_path)
     assert set(result["stores"]) == {"chroma"}
     _check_load(result, "chroma")
+
+
+@pytest.mark.slow
+def test_ingest_smoke(tmp_path: Path) -> None:
+    # Its own Azurite and dev hosts: the queue path end to end (202s drained, one and two hosts, chat).
+    args = ["ingest", "--accepts", "5", "--events", "3", "--per-event", "2", "--chat-turns", "1"]
+    result = run_bench([*args, "--llm-delay", "0.05"], tmp_path)
+    assert result["accept_202"]["count"] == 5
+    for drain in ("drain_one_host", "drain_two_hosts"):
+        assert result[drain]["memories"] == 6 and result[drain]["memories_per_s"] > 0
+    assert result["chat_inline"]["llm_calls_in_line"] == 3 and result["chat_queue"]["llm_calls_in_line"] == 1

@@ -197,8 +197,7 @@ def run_ingest(config: IngestConfig, root: Path) -> dict[str, Any]:
 
 
 def _queue_empty(ingestion: Any) -> bool:
-    client = ingestion.queue._client  # built by the first send
-    return client is None or client.get_queue_properties().approximate_message_count == 0
+    return bool(ingestion.queue.backlog() == 0)
 
 
 def ingest_tables(result: dict[str, Any]) -> str:
