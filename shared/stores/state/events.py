@@ -10,6 +10,9 @@ its input is dropped (the memories now hold that text, and deleting them must le
 `TableEventStore` keeps them in Table Storage: PartitionKey = event id, one `state` row and the
 input in rows of at most 30,000 characters (a string property holds 32K UTF-16 units), so one
 partition read returns everything an event is.
+
+Both also index each event under its user (a marker file in `users/<user>/`, a row in the
+partition `user|<user>`), so deleting a user touches that user's events only, never all of them.
 """
 
 from __future__ import annotations
@@ -85,8 +88,14 @@ class LocalEventStore:
         tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)
 
+    def _user_dir(self, user_id: str) -> Path:
+        return self.root / "users" / _digest(user_id)
+
     def create(self, event: IngestEvent, job: dict[str, Any]) -> None:
         with self._lock:
+            marker = self._user_dir(event.user_id) / _digest(event.event_id)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(event.event_id, encoding="utf-8")  # first: an event is never unindexed
             self._write(event.event_id, {"event": asdict(event), "job": job})
 
     def get(self, event_id: str) -> IngestEvent | None:
@@ -113,13 +122,18 @@ class LocalEventStore:
                 self._write(event_id, data)
 
     def delete_user(self, user_id: str) -> int:
+        """The user's events, inputs included: the user's index, not a scan of every event."""
         count = 0
         with self._lock:
-            for file in self.root.glob("*.json") if self.root.exists() else []:
-                data = json.loads(file.read_text(encoding="utf-8"))
-                if data.get("event", {}).get("user_id") == user_id:
-                    file.unlink()
+            folder = self._user_dir(user_id)
+            for marker in sorted(folder.glob("*")) if folder.exists() else []:
+                event_file = self._path(marker.read_text(encoding="utf-8"))
+                if event_file.exists():
+                    event_file.unlink()
                     count += 1
+                marker.unlink()
+            if folder.exists():
+                folder.rmdir()
         return count
 
 
@@ -141,7 +155,9 @@ class TableEventStore:
         chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
         with table_calls("write event"):
             table = self._table()
-            # Input rows first: a state row is only ever found with its whole input beside it.
+            # The user's index first (an event is never unindexed), then the input rows: a state row
+            # is only ever found with its whole input beside it.
+            table.upsert_entity({"PartitionKey": _user_partition(event.user_id), "RowKey": partition})
             for index, chunk in enumerate(chunks):
                 table.upsert_entity({"PartitionKey": partition, "RowKey": f"job-{index:05d}", "text": chunk})
             table.upsert_entity(self._entity(event, job_rows=len(chunks)))
@@ -222,26 +238,29 @@ class TableEventStore:
                 table.delete_entity(row["PartitionKey"], row["RowKey"])
 
     def delete_user(self, user_id: str) -> int:
-        """Every event of the user, input included (a scan: user deletion is rare, events are not)."""
+        """Every event of the user, input included, found through the user's index partition."""
         from shared.stores.state.tables import table_calls
 
         count = 0
         with table_calls("delete events"):
             table = self._table()
-            states = list(
+            index = list(
                 table.query_entities(
-                    "RowKey eq @row and user_id eq @user",
-                    parameters={"row": _STATE_ROW, "user": user_id},
-                    select=["PartitionKey"],
+                    "PartitionKey eq @pk",
+                    parameters={"pk": _user_partition(user_id)},
+                    select=["PartitionKey", "RowKey"],
                 )
             )
-            for state in states:
-                rows = table.query_entities(
-                    "PartitionKey eq @pk", parameters={"pk": state["PartitionKey"]}, select=["PartitionKey", "RowKey"]
+            for entry in index:
+                rows = list(
+                    table.query_entities(
+                        "PartitionKey eq @pk", parameters={"pk": entry["RowKey"]}, select=["PartitionKey", "RowKey"]
+                    )
                 )
-                for row in list(rows):
+                for row in rows:
                     table.delete_entity(row["PartitionKey"], row["RowKey"])
-                count += 1
+                count += 1 if rows else 0
+                table.delete_entity(entry["PartitionKey"], entry["RowKey"])
         return count
 
     def close(self) -> None:
@@ -253,3 +272,10 @@ def build_event_store(settings: Settings) -> EventStore:
     if settings.resolved_event_store == "azure_table":
         return TableEventStore(settings)
     return LocalEventStore(settings.data_dir / "events")
+
+
+def _user_partition(user_id: str) -> str:
+    """The index partition of a user's events (`|` never occurs in an event id's partition)."""
+    from shared.stores.state.tables import encode_key
+
+    return f"user|{encode_key(user_id)}"
