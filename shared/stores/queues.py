@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import BackendUnavailable
 from shared.lazy import Lazy
+from shared.observability.tracing import dependency_span
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -111,7 +112,9 @@ class IngestQueue:
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         try:
-            self._client.get().send_message(json.dumps(message, separators=(",", ":")))
+            attributes = {"messaging.system": "azure_queue", "messaging.destination.name": self.name}
+            with dependency_span(f"queue send {self.name}", {**attributes, "messaging.operation": "publish"}):
+                self._client.get().send_message(json.dumps(message, separators=(",", ":")))
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
             logger.warning("ingestion queue unavailable: %s", error)
             raise BackendUnavailable("queue", "the ingestion queue is unavailable; retry later") from error

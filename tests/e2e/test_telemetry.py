@@ -157,6 +157,30 @@ def test_add_is_one_request_with_its_dependency_spans_under_it(host: DevHost, in
     assert props(embed)["gen_ai.request.model"]
 
 
+def test_an_async_add_traces_its_queue_send_under_the_request(
+    tmp_path_factory: pytest.TempPathFactory, ingestion: IngestionServer, azurite: AzuriteServer
+) -> None:
+    env = {**ingestion.exporter_env(), "AzureWebJobsStorage": azurite.connection_string, "INGEST_MODE": "queue"}
+    env["EVENTS_TABLE"] = f"events{uuid.uuid4().hex[:8]}"
+    queued = DevHost(tmp_path_factory.mktemp("telemetry-queue") / "data", env, name="telemetry-queue").start()
+    try:
+        response = queued.client.post(
+            "/api/memory/add",
+            json={"user_id": f"u-{uuid.uuid4().hex[:8]}", "content": "keeps a bonsai"},
+            headers={"Prefer": "respond-async"},
+        )
+        assert response.status_code == 202, response.text
+        request_id = response.headers["x-request-id"]
+        items = wait_for_trace(ingestion, request_id, "azure_queue")
+        request = request_of(items, request_id)
+        assert request is not None
+        send = next(d for d in trace_of(items, request_id) if base_data(d)["name"] == "queue send memory-ingest")
+        assert descends_from(items, send, base_data(request)["id"])
+        assert base_data(send)["type"] == "azure_queue" and base_data(send)["success"] is True
+    finally:
+        queued.stop()
+
+
 def test_search_spans_give_the_result_count(host: DevHost, ingestion: IngestionServer) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     call(host, "/api/memory/batch-add", {"user_id": user, "memories": [{"content": f"fact {i}"} for i in range(3)]})
