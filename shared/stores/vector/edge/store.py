@@ -39,6 +39,7 @@ from shared.stores.vector.port import (
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
 from shared.stores.vector.edge.analysis import text_index_params
+from shared.stores.vector.edge.compaction import recover
 from shared.stores.vector.edge.filters import mem0_filter, search_filter, translate, user_condition
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class EdgeVectorStore:
             vectors=EdgeVectorParams(size=dims, distance=Distance.Cosine, memory=Memory.Cached),
             payload_memory=Memory.Cached,
         )
+        recover(self.path)  # a compaction a crash interrupted is finished or undone first
         try:
             if (self.path / "edge_config.json").exists():
                 self.shard = EdgeShard.load(str(self.path), config)  # checks the vector size too
@@ -372,7 +374,10 @@ class EdgeVectorStore:
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
-        return {str(r.id): dict(r.payload or {}) for r in self.shard.retrieve(list(ids), with_payload=True)}
+        return {
+            str(r.id): dict(r.payload or {})
+            for r in self.shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        }
 
     def list_user(
         self, user_id: str, limit: int | None = None, filters: SearchFilters | None = None, *, expired: bool = False
