@@ -149,3 +149,20 @@ def test_expired_memories_are_never_returned_and_the_purge_erases_them(workers: 
     # Later, the other one expires too: a purge "now" in two days takes it.
     assert one.purge_expired(now=time.time() + 2 * 86_400) == 1
     assert {r.id for r in two.list_memories(user)} == {batch[1]}
+
+
+def test_every_field_a_search_always_filters_on_is_indexed(tmp_path: Any) -> None:
+    """Each search carries the user and "not expired" (`_mortal`, `_expires`); unindexed, the engine
+    reads every one of the user's payloads for them (measured: 8x slower candidates at 10,000)."""
+    from shared.stores.vector.edge import EdgeVectorStore
+    from shared.stores.vector.port import EXPIRES_KEY, MORTAL_KEY, USER_KEY
+    from shared.stores.vector.qdrant.schema import payload_indexes
+
+    store = EdgeVectorStore(tmp_path / "shard", "memories", 4)
+    try:
+        schema = store.shard.info().payload_schema
+    finally:
+        store.close()
+    for key in (USER_KEY, MORTAL_KEY, EXPIRES_KEY):
+        assert key in schema, key
+        assert key in payload_indexes(local=False), key

@@ -19,6 +19,7 @@ from shared.errors import ConfigurationProblem, StoreLocked
 from shared.stores.vector.port import (
     EXPIRES_KEY,
     MONTH_KEY,
+    MORTAL_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
     TENANT_KEY,
@@ -94,7 +95,13 @@ class EdgeVectorStore:
         self._ensure_indexes()
 
     def _ensure_indexes(self) -> None:
-        from qdrant_edge import FloatIndexParams, IntegerIndexParams, KeywordIndexParams, UpdateOperation
+        from qdrant_edge import (
+            BoolIndexParams,
+            FloatIndexParams,
+            IntegerIndexParams,
+            KeywordIndexParams,
+            UpdateOperation,
+        )
 
         wanted: dict[str, Any] = {
             USER_KEY: KeywordIndexParams(is_tenant=True),
@@ -105,6 +112,10 @@ class EdgeVectorStore:
             "agent_id": KeywordIndexParams(),
             "run_id": KeywordIndexParams(),
             EXPIRES_KEY: FloatIndexParams(),
+            # Every search carries "not expired" (`_mortal` != true or `_expires` > now): without this
+            # index the engine reads each of the user's payloads for it (measured at 10,000 memories:
+            # candidates p50 49.9 ms, 8.0 ms with the index, 6.5 ms without the condition).
+            MORTAL_KEY: BoolIndexParams(),
             MONTH_KEY: KeywordIndexParams(),
             SPEAKER_KEY: KeywordIndexParams(),
             TENANT_KEY: KeywordIndexParams(is_tenant=True),

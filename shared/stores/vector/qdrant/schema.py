@@ -14,6 +14,7 @@ from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
     EXPIRES_KEY,
     MONTH_KEY,
+    MORTAL_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
     TENANT_KEY,
@@ -65,6 +66,8 @@ def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
         "agent_id": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         "run_id": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         EXPIRES_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
+        # "not expired" is on every search: its `_mortal` test must be an index lookup, not a payload read.
+        MORTAL_KEY: models.BoolIndexParams(type=models.BoolIndexType.BOOL),
         TENANT_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True, enable_hnsw=False),
     }
 
