@@ -205,8 +205,15 @@ def test_a_host_killed_with_a_full_queue_loses_and_doubles_nothing(tmp_path: Pat
         for batch in texts:
             body = {"user_id": user, "memories": [{"content": t} for t in batch]}
             locations.append(accepted(api.post("/api/memory/batch-add", json=body, headers=ASYNC))[0])
-        time.sleep(0.5)  # let it take messages in hand
-        statuses = [api.get(loc).json()["data"]["status"] for loc in locations]
+        # Killed as soon as the host has messages in hand and the queue is not drained: a condition,
+        # not a delay, so a faster or slower machine kills it at the same point.
+        statuses: list[str] = []
+
+        def draining() -> bool:
+            statuses[:] = [api.get(loc).json()["data"]["status"] for loc in locations]
+            return "processing" in statuses or ("succeeded" in statuses and "queued" in statuses)
+
+        wait_until(draining, 60, interval=0.01, what="the host taking messages in hand")
         host.kill()
         assert any(s != "succeeded" for s in statuses), statuses  # the queue was not drained yet
         host.start()

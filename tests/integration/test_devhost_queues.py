@@ -28,6 +28,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
+        self.started: list[float] = []  # when each delivery reached the function (monotonic)
+        self.finished = threading.Event()  # a "slow" delivery has returned
         self.lock = threading.Lock()
 
     def app(self) -> func.FunctionApp:
@@ -39,10 +41,12 @@ class Recorder:
             body = msg.get_body().decode()
             with self.lock:
                 self.calls.append((body, msg.dequeue_count))
+                self.started.append(time.monotonic())
             if body.startswith("fail"):
                 raise RuntimeError("asked to fail")
             if body.startswith("slow"):
-                time.sleep(3.5)
+                time.sleep(3.5)  # the work that outlasts the lease, not a wait of the test
+                self.finished.set()
 
         return app
 
@@ -103,21 +107,15 @@ def test_a_failing_message_is_tried_max_dequeue_count_times_apart_then_poisoned(
     recorder = Recorder()
     listener = _listener(recorder, queue, poison)
     listener.start()
-    stamps: list[float] = []
     try:
         _send(queue, "fail-me")
-        seen = 0
-        deadline = time.monotonic() + 30
-        while _count(poison) == 0 and time.monotonic() < deadline:
-            if len(recorder.calls) > seen:
-                seen = len(recorder.calls)
-                stamps.append(time.monotonic())
-            time.sleep(0.02)
+        _wait(lambda: _count(poison) == 1, timeout=30)
     finally:
         listener.stop()
     assert [count for _, count in recorder.calls] == [1, 2, 3]
-    # visibilityTimeout (1 s) separates the tries.
-    assert all(b - a >= 0.9 for a, b in itertools.pairwise(stamps)), stamps
+    # visibilityTimeout (1 s) separates the tries: stamped by the function itself, so a slow poll
+    # of the test cannot shorten a gap (a slow machine only lengthens them).
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(recorder.started)), recorder.started
     (copied,) = list(poison.peek_messages())
     assert base64.b64decode(copied.content).decode() == "fail-me"  # the body as it was sent
     assert _count(queue) == 0
@@ -127,8 +125,8 @@ def test_a_message_dequeued_too_often_goes_to_poison_without_running(queues) -> 
     queue, poison = queues
     _send(queue, "crashed-a-host-each-time")
     for _ in range(OPTIONS.max_dequeue_count):  # hosts that died with it in hand
-        list(queue.receive_messages(visibility_timeout=1))
-        time.sleep(1.1)
+        # receive it again as soon as it is visible again (its 1 s visibility timeout ran out)
+        _wait(lambda: bool(list(queue.receive_messages(visibility_timeout=1))))
     recorder = Recorder()
     listener = _listener(recorder, queue, poison)
     listener.start()
@@ -159,8 +157,7 @@ def test_a_long_invocation_keeps_its_message_invisible_by_renewing_the_lease(que
     listener.start()
     try:
         _send(queue, "slow")
-        _wait(lambda: recorder.calls)
-        time.sleep(4.5)
+        assert recorder.finished.wait(30)
         _wait(lambda: queue.get_queue_properties().approximate_message_count == 0)
     finally:
         listener.stop()
