@@ -5,6 +5,7 @@ as an event, retries ending in `failed` and the poison queue, and the zero-setup
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from tests.helpers import DevHost
@@ -181,9 +183,17 @@ def test_learning_that_keeps_failing_ends_failed_and_its_message_in_the_poison_q
     deliveries = re.findall(rf"event {event_id}: delivery (\d+)", queued.log(200_000))
     assert deliveries == ["1", "2", "3", "4"]  # host.json maxDequeueCount
     assert all(r.status == 503 for r in fresh_llm.chat_requests() if json_mode(r.json))
+    # The event turns `failed` inside the function, on its last delivery; the host copies the message
+    # to the poison queue only once the function has returned. Wait for the copy, not for the status.
     poison = QueueClient.from_connection_string(azurite.connection_string, "memory-ingest-poison")
-    bodies = [json.loads(base64.b64decode(m.content)) for m in poison.peek_messages(max_messages=32)]
-    assert {"event_id": event_id, "user_id": user} in bodies
+
+    def poisoned() -> bool:
+        with contextlib.suppress(ResourceNotFoundError):  # the host creates the queue with its first message
+            bodies = [json.loads(base64.b64decode(m.content)) for m in poison.peek_messages(max_messages=32)]
+            return {"event_id": event_id, "user_id": user} in bodies
+        return False
+
+    wait_until(poisoned, timeout=60, interval=0.2, what=f"event {event_id} in memory-ingest-poison")
     assert api.get(f"/api/memory/user/{user}").json()["data"]["total"] == 0  # all or nothing
     # the poison gauge counts it (an approximate count read from the queue service on each collection)
     gauges = api.get("/metrics").json()["queues"]["memory-ingest"]
