@@ -7,7 +7,7 @@ Kept apart from the modules it chooses between, so that none of them imports ano
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,19 +42,28 @@ def build_memory_service(
     prepare_mem0_environment(settings)
     from shared.ai.llm import build_chat_model
     from shared.graph import build_graph_store
+    from shared.lazy import Lazy
     from shared.memory.service import MemoryService, vector_store_calls
     from shared.observability.traced import TracedEmbedder, TracedVectorStore
-    from shared.stores.state.history import build_history_store
 
     # Spans around the ports, put on here so that no adapter knows about telemetry.
     embedder = TracedEmbedder(build_embedder(settings))
-    history = build_history_store(settings)
     llm = build_chat_model(settings)
     from shared.stores.vector import build_vector_store
 
     with vector_store_calls():
         store = TracedVectorStore(build_vector_store(settings))
-        memory = build_memory(settings, embedder, llm, history, store)
+
+    def mem0_memory() -> Any:
+        # Importing mem0 imports qdrant-client, fastembed's hub client and mem0's hosted client:
+        # about 2 s on a new worker. Searches never need it (they query the store directly), so
+        # it is built on the first write, chat turn or history read, not before a worker's first search.
+        from shared.stores.state.history import build_history_store
+
+        with vector_store_calls():
+            return build_memory(settings, embedder, llm, build_history_store(settings), store)
+
+    memory: Lazy[Any] = Lazy(mem0_memory)
     graph = build_graph_store(settings, embedder, llm)
     from shared.search.hybrid import HybridSearcher
 

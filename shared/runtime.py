@@ -82,7 +82,8 @@ def _close_at_exit() -> None:
     `mem0migrations` collection in MEM0_DIR) fails in `__del__` and prints a traceback on Ctrl-C.
     """
     service = _memory.peek()
-    telemetry = getattr(getattr(service, "memory", None), "_telemetry_vector_store", None)
+    memory = service.memory_if_built() if service is not None else None
+    telemetry = getattr(memory, "_telemetry_vector_store", None)
     client = getattr(telemetry, "client", None)
     if client is not None and callable(getattr(client, "close", None)):
         try:

@@ -75,24 +75,28 @@ class LocalEmbedder:
         the download host must answer a TCP connect within seconds, and a failure is remembered for
         a while so that every request does not wait for it again.
         """
-        from fastembed import TextEmbedding
-
         if time.monotonic() < self._failed_until and self._failure is not None:
             raise self._failure
-        kwargs: dict[str, Any] = {"model_name": self.model_name, "threads": self.threads}
         if self.model_path is not None:
-            if not (self.model_path / "model.onnx").is_file():
-                raise ConfigurationProblem(f"LOCAL_EMBEDDING_MODEL_PATH={self.model_path} holds no model.onnx")
-            return TextEmbedding(**kwargs, specific_model_path=str(self.model_path))
+            from shared.ai.onnx_encoder import OnnxSentenceEncoder, is_model_folder
+
+            if not is_model_folder(self.model_path):
+                raise ConfigurationProblem(
+                    f"LOCAL_EMBEDDING_MODEL_PATH={self.model_path} holds no model.onnx with its tokenizer.json"
+                )
+            return OnnxSentenceEncoder(self.model_path, self.threads or 1)
+        from fastembed import TextEmbedding
+
+        kwargs: dict[str, Any] = {"model_name": self.model_name, "threads": self.threads}
         try:
-            return TextEmbedding(**kwargs, local_files_only=True)  # fastembed's cache: no network
+            return _FastembedEncoder(TextEmbedding(**kwargs, local_files_only=True))  # its cache: no network
         except Exception:
             logger.info("embedding model %s is not in fastembed's cache; downloading it", self.model_name)
         unreachable = _unreachable(DOWNLOAD_HOST)
         try:
             if unreachable:
                 raise ConnectionError(unreachable)
-            return TextEmbedding(**kwargs)
+            return _FastembedEncoder(TextEmbedding(**kwargs))
         except Exception as error:
             failure = ConfigurationProblem(
                 f"the local embedding model {self.model_name} (LOCAL_EMBEDDING_MODEL) is not on this machine and "
@@ -113,11 +117,21 @@ class LocalEmbedder:
 
     def embed_batch(self, texts: Sequence[str], memory_action: str | None = "add") -> list[list[float]]:
         model = self._load()
-        # One call for the whole request; inside it ONNX Runtime runs 16 texts at a time. Each run is
-        # padded to its longest text and ONNX Runtime's arena keeps the largest run's buffers, so
-        # 64-text runs raised the worker's peak RSS by ~190 MB for no gain in throughput (measured).
-        vectors = list(model.embed([t.replace("\n", " ") for t in texts], batch_size=16))
+        # One call for the whole request; the encoder runs 16 texts at a time (shared/ai/onnx_encoder.py).
+        vectors = model.encode([t.replace("\n", " ") for t in texts])
         return [v.tolist() for v in vectors]
+
+
+class _FastembedEncoder:
+    """A model fastembed found in its cache or downloaded (a LOCAL_EMBEDDING_MODEL named without a path)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        from shared.ai.onnx_encoder import BATCH
+
+        return list(self.model.embed(list(texts), batch_size=BATCH))
 
 
 class OpenAIEmbedder:

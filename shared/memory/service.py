@@ -20,6 +20,7 @@ from shared.ai.embeddings import Embedder
 from shared.context import iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
+from shared.lazy import Lazy
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
 from shared.memory.records import record_from_payload
 from shared.observability import meters
@@ -65,7 +66,9 @@ class MemoryService:
         searcher: HybridSearcher | None = None,
         graph: Any = None,
     ) -> None:
-        self.memory = memory  # mem0's Memory, writing through `store`
+        # mem0's Memory, writing through `store`: given built, or as a `Lazy` the service builds on
+        # first use (the composition root's way: a search never imports mem0).
+        self._mem0: Lazy[Any] = memory if isinstance(memory, Lazy) else Lazy(lambda: memory)
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -73,6 +76,15 @@ class MemoryService:
         self.graph = graph  # shared.graph.GraphStore when GRAPH_STORE=neo4j
         self.sessions: Any = None  # the chat session store, erased with a user (set by the runtime)
         self.events: Any = None  # the ingestion events (their inputs hold texts), erased with a user
+
+    @property
+    def memory(self) -> Any:
+        """mem0's Memory over the service's store, embedder, LLM and history (built on first use)."""
+        return self._mem0.get()
+
+    def memory_if_built(self) -> Any:
+        """mem0's Memory when something has built it, else None (never builds)."""
+        return self._mem0.peek()
 
     # --- writes ------------------------------------------------------------------------------
     def add_memory(

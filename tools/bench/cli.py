@@ -72,6 +72,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     load.add_argument("--out", type=Path, help="write the results as JSON here")
     load.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
 
+    mix = sub.add_parser("mixed", help="ops/s of one worker under 1, 8, 32 clients: 80 % search / 20 % add")
+    mix.add_argument("--url", help="a running service to load (e.g. an older commit's); default: start a dev host")
+    mix.add_argument("--users", type=int, default=100, help="users seeded (default 100)")
+    mix.add_argument("--per-user", type=int, default=200, help="memories per user (default 200)")
+    mix.add_argument("--clients", default="1,8,32", type=_sizes, help="client counts, one phase each (default 1,8,32)")
+    mix.add_argument("--seconds", type=float, default=20.0, help="seconds per phase (default 20)")
+    mix.add_argument("--seed", type=int, default=7, help="seed of the synthetic texts (default 7)")
+    mix.add_argument("--out", type=Path, help="write the results as JSON here")
+
     ing = sub.add_parser(
         "ingest", help="202 latency, queue drain rate (one and two hosts), chat turn latency inline and queued"
     )
@@ -92,6 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_locomo(args)
         elif args.command == "ingest":
             result = run_ingest_command(args)
+        elif args.command == "mixed":
+            from tools.bench.mixed import MixedConfig, run_mixed
+
+            result = run_mixed(
+                MixedConfig(args.users, args.per_user, tuple(args.clients), args.seconds, seed=args.seed, url=args.url)
+            )
         else:
             result = run_load(load_config(args))
             result["targets"] = load_targets(result)
@@ -107,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench.ingest import ingest_tables
 
         print(ingest_tables(result))
+    elif args.command == "mixed":
+        from tools.bench.mixed import mixed_table
+
+        print(mixed_table(result))
     else:
         print(load_tables(result, show_cprofile=args.profile))
     if args.out:

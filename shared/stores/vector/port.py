@@ -96,10 +96,10 @@ class Candidates:
     items: list[Candidate] = field(default_factory=list)
     # True when the keyword side returned every memory that matched a query word (fewer than asked).
     keyword_exhaustive: bool = True
-    # The keyword score of a memory holding every query word once, at average length (for BM25
-    # with the user's own statistics: the sum of the user's idf over the query words the user's
-    # memories hold); 0 when unknown. A keyword score over it is the idf-weighted share of the
-    # query a memory covers, the same scale for every query and every user.
+    # The scale of the keyword scores: for BM25 with the user's own statistics, the sum over the
+    # query's words of the best score each word alone reaches among the user's memories (about the
+    # word's idf for the user); 0 when unknown. A keyword score over it is the idf-weighted share
+    # of the query a memory covers, the same scale for every query and every user.
     keyword_ceiling: float = 0.0
 
 
