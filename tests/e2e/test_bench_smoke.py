@@ -84,6 +84,12 @@ def _check_load(result: dict[str, Any], store: str) -> None:
     assert cold["restarts"] == 1 and cold["first_ms_p50"] > 0 and cold["warm_ms_p50"] > 0
     assert cold["first_over_warm"] > 0
     assert s["worker_peak_rss_mb"] > 50
+    mixed = s["mixed"]  # 80 % search / 20 % add under 1, 8 and 32 clients, on the same worker
+    assert (mixed["users"], mixed["per_user"]) == (3, 20)
+    assert [p["clients"] for p in mixed["phases"]] == [1, 8, 32]
+    for phase in mixed["phases"]:
+        assert phase["failures"] == 0 and phase["ops"] == phase["search"]["n"] + phase["add"]["n"] > 0
+        assert phase["ops_per_s"] > 0 and phase["worker_cpu_ms_per_op"] > 0
     profile = s["profile"]
     assert profile["queries"] == 5 and profile["service_ms_p50"] > 0
     assert "plain_mem0_ms_p50" not in profile  # mem0 reads neither store's layout (see tools/bench/load.py)

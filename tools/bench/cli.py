@@ -46,7 +46,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     load.add_argument("--sizes", type=_sizes, help="memories of the measured user (default 1000,10000)")
     load.add_argument("--others", type=int, help="memories of other users added first (default 50000)")
     load.add_argument("--other-users", type=int, help="how many other users share them (default 50)")
-    load.add_argument("--store", choices=[*STORES, "both"], default="both", help="vector store (default both)")
+    load.add_argument(
+        "--store",
+        choices=[*STORES, "both"],
+        default="both",
+        help="vector store (default both: embedded and chroma; qdrant loads the server at QDRANT_URL)",
+    )
+    load.add_argument("--mixed-users", type=int, help="users of the mixed-load phase (default 100; 0 skips it)")
+    load.add_argument("--mixed-per-user", type=int, help="memories per user of the mixed phase (default 200)")
+    load.add_argument("--mixed-seconds", type=float, help="seconds per client count of the mixed phase (default 20)")
     load.add_argument("--queries", type=int, help="timed searches per size (default 200)")
     load.add_argument("--single-adds", type=int, help="single adds timed (default 1000)")
     load.add_argument("--batch-size", type=int, help="memories per batch-add call (default 100)")
@@ -144,7 +152,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         sizes=pick("sizes"),
         others=pick("others"),
         other_users=pick("other_users"),
-        stores=list(STORES) if args.store == "both" else [args.store],
+        stores=["embedded", "chroma"] if args.store == "both" else [args.store],
         queries=pick("queries"),
         warmup=preset["warmup"],
         single_adds=pick("single_adds"),
@@ -158,6 +166,9 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         chroma_port=args.chroma_port,
         keep_data=args.keep_data,
         quick=args.quick,
+        mixed_users=pick("mixed_users"),
+        mixed_per_user=pick("mixed_per_user"),
+        mixed_seconds=pick("mixed_seconds"),
     )
     if config.queries < 1 or config.batch_size < 1 or config.import_runs < 1:
         raise BenchError("--queries, --batch-size and --import-runs must be at least 1")

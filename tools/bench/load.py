@@ -38,7 +38,7 @@ from tools.bench.host import Api, ServiceHost, service_env
 from tools.bench.synthetic import TextStream, memory_items, memory_stream, query_stream
 from tools.harness.models import REPO_ROOT
 
-STORES = ("embedded", "chroma")
+STORES = ("embedded", "chroma", "qdrant")
 ADD_PROFILE_BATCHES = 5
 Batches = list[tuple[str, list[dict[str, Any]]]]
 
@@ -62,6 +62,11 @@ class LoadConfig:
     chroma_port: int | None = None
     keep_data: bool = False
     quick: bool = False
+    # The mixed phase (tools/bench/mixed.py) on the same worker, after the searches: its own users.
+    mixed_users: int = 100
+    mixed_per_user: int = 200
+    mixed_clients: tuple[int, ...] = (1, 8, 32)
+    mixed_seconds: float = 20.0
 
 
 FULL_DEFAULTS: dict[str, Any] = {
@@ -76,6 +81,9 @@ FULL_DEFAULTS: dict[str, Any] = {
     "profile_queries": 100,
     "search_budget_s": 180.0,
     "cold_restarts": 5,
+    "mixed_users": 100,
+    "mixed_per_user": 200,
+    "mixed_seconds": 20.0,
 }
 # A smoke run for CI: every code path, small enough for well under a minute per store.
 QUICK_DEFAULTS: dict[str, Any] = {
@@ -90,6 +98,9 @@ QUICK_DEFAULTS: dict[str, Any] = {
     "profile_queries": 5,
     "search_budget_s": 30.0,
     "cold_restarts": 1,
+    "mixed_users": 3,
+    "mixed_per_user": 20,
+    "mixed_seconds": 2.0,
 }
 
 
@@ -323,10 +334,25 @@ def _drop_collections(host: str, port: int, collection: str) -> None:
                 client.delete_collection(name)
 
 
+def qdrant_env(run_id: str) -> dict[str, str]:
+    """Settings for the Qdrant server at QDRANT_URL (QDRANT_API_KEY passed on), one collection per run."""
+    import os
+
+    url = os.environ.get("QDRANT_URL")
+    if not url:
+        raise BenchError("--store qdrant loads the Qdrant server at QDRANT_URL: set it (e.g. http://127.0.0.1:6333)")
+    env = {"VECTOR_STORE": "qdrant", "QDRANT_URL": url, "COLLECTION_NAME": f"bench_{run_id}"}
+    if os.environ.get("QDRANT_API_KEY"):
+        env["QDRANT_API_KEY"] = os.environ["QDRANT_API_KEY"]
+    return env
+
+
 def run_store(store: str, config: LoadConfig, run_id: str, root: Path) -> dict[str, Any]:
     if store == "chroma":
         with chroma_for(config, run_id) as extra:
             return _run_store(store, config, run_id, root / store, extra)
+    if store == "qdrant":
+        return _run_store(store, config, run_id, root / store, qdrant_env(run_id))
     return _run_store(store, config, run_id, root / store, {})
 
 
@@ -357,6 +383,8 @@ def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: d
         warm_user = f"bench-{run_id}-single"  # has memories already: warms a restarted worker
         result["search"] = _grow_and_search(api, host, adds, config, user, warm_user, queries, store)
         result["batch_add"] = adds.summary(config.batch_size)
+        if config.mixed_users > 0 and config.mixed_seconds > 0:
+            result["mixed"] = _mixed(host, config, run_id, store)
         result["worker_peak_rss_mb"] = host.peak_rss_mb()
         # RSS counts the engine's memory-mapped files too: page cache the kernel can reclaim.
         result["worker_rss_anon_mb_at_end"] = host.memory_mb("RssAnon")
@@ -407,6 +435,32 @@ def _grow_and_search(
             f"warm {cold['warm_ms_p50']:.1f} ms",
         )
     return rows
+
+
+def _mixed(host: ServiceHost, config: LoadConfig, run_id: str, store: str) -> dict[str, Any]:
+    from tools.bench.mixed import MixedConfig, run_clients, seed_users
+
+    mixed = MixedConfig(
+        users=config.mixed_users,
+        per_user=config.mixed_per_user,
+        clients=config.mixed_clients,
+        seconds=config.mixed_seconds,
+        seed=config.seed,
+        user_prefix=f"bench-{run_id}-mixed",
+    )
+    _progress(store, f"mixed load: seeding {mixed.users} users x {mixed.per_user} memories")
+    seeded = seed_users(host.url, mixed)
+    phases = []
+    for clients in mixed.clients:
+        phases.append(run_clients(host.url, mixed, clients, host))
+        _progress(store, f"mixed load, {clients} clients: {phases[-1]['ops_per_s']} ops/s")
+    return {
+        "users": mixed.users,
+        "per_user": mixed.per_user,
+        "seconds": mixed.seconds,
+        "seed_memories_per_s": round(seeded, 1),
+        "phases": phases,
+    }
 
 
 def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store: str) -> None:

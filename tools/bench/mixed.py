@@ -44,6 +44,7 @@ class MixedConfig:
     seed: int = 7
     url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    user_prefix: str = "mixed"
 
 
 class _Client:
@@ -73,7 +74,7 @@ class _Client:
 
 
 def _user(config: MixedConfig, index: int) -> str:
-    return f"mixed-{config.seed}-{index:04d}"
+    return f"{config.user_prefix}-{config.seed}-{index:04d}"
 
 
 def seed_users(base_url: str, config: MixedConfig) -> float:

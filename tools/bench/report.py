@@ -142,6 +142,11 @@ def load_tables(result: dict[str, Any], show_cprofile: bool = False) -> str:
                 top = "\n".join(s["profile"]["cprofile_top"])
                 out.append(f"cProfile of the service search path ({name}), by own time:\n{top}")
     out.append(_phase_table(stores))
+    for name, s in stores.items():
+        if "mixed" in s:
+            from tools.bench.mixed import mixed_table
+
+            out.append(f"({name}) " + mixed_table(s["mixed"]))
     out.append(_add_profile_table(stores))
     probe = _chroma_probe_table(stores)
     if probe:
