@@ -87,6 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mix.add_argument("--clients", default="1,8,32", type=_sizes, help="client counts, one phase each (default 1,8,32)")
     mix.add_argument("--seconds", type=float, default=20.0, help="seconds per phase (default 20)")
     mix.add_argument("--seed", type=int, default=7, help="seed of the synthetic texts (default 7)")
+    mix.add_argument("--pid", type=int, help="the pid of the worker at --url, for its CPU per operation")
     mix.add_argument("--out", type=Path, help="write the results as JSON here")
 
     ing = sub.add_parser(
@@ -113,7 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tools.bench.mixed import MixedConfig, run_mixed
 
             result = run_mixed(
-                MixedConfig(args.users, args.per_user, tuple(args.clients), args.seconds, seed=args.seed, url=args.url)
+                MixedConfig(
+                    args.users,
+                    args.per_user,
+                    tuple(args.clients),
+                    args.seconds,
+                    seed=args.seed,
+                    url=args.url,
+                    pid=args.pid,
+                )
             )
         else:
             result = run_load(load_config(args))

@@ -45,6 +45,7 @@ class MixedConfig:
     url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     user_prefix: str = "mixed"
+    pid: int | None = None  # of the worker at `url`, for its CPU per operation
 
 
 class _Client:
@@ -95,7 +96,25 @@ def seed_users(base_url: str, config: MixedConfig) -> float:
     return config.users * config.per_user / (time.perf_counter() - began)
 
 
-def run_clients(base_url: str, config: MixedConfig, clients: int, host: ServiceHost | None) -> dict[str, Any]:
+class WorkerProcess:
+    """A worker this benchmark did not start, read by pid (`--pid`): its CPU time from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_seconds(self) -> float | None:
+        import os
+
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_clients(
+    base_url: str, config: MixedConfig, clients: int, host: ServiceHost | WorkerProcess | None
+) -> dict[str, Any]:
     """`clients` closed-loop clients for `config.seconds`; the figures of that phase."""
     stop = threading.Event()
     lock = threading.Lock()
@@ -164,17 +183,18 @@ def run_clients(base_url: str, config: MixedConfig, clients: int, host: ServiceH
 def run_mixed(config: MixedConfig) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-mixed-"))
     host: ServiceHost | None = None
+    probe: ServiceHost | WorkerProcess | None = WorkerProcess(config.pid) if config.pid else None
     try:
         if config.url:
             base_url = config.url
         else:
             host = ServiceHost(root / "data", config.extra_env, name="mixed-host")
             host.start()
-            base_url = host.url
+            base_url, probe = host.url, host
         seeded = seed_users(base_url, config)
         phases = []
         for clients in config.clients:
-            phases.append(run_clients(base_url, config, clients, host))
+            phases.append(run_clients(base_url, config, clients, probe))
             print(_phase_line(phases[-1]), flush=True)
         return {
             "users": config.users,
