@@ -52,6 +52,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="both",
         help="vector store (default both: embedded and chroma; qdrant loads the server at QDRANT_URL)",
     )
+    load.add_argument(
+        "--embeddings",
+        choices=["local", "fake-openai"],
+        default="local",
+        help="local model (default), or 1,536-dim embeddings from the fake OpenAI server over HTTP (the cloud's shape)",
+    )
+    load.add_argument(
+        "--embedding-latency-ms", type=float, default=30.0, help="the fake server's delay per answer (default 30)"
+    )
     load.add_argument("--mixed-users", type=int, help="users of the mixed-load phase (default 100; 0 skips it)")
     load.add_argument("--mixed-per-user", type=int, help="memories per user of the mixed phase (default 200)")
     load.add_argument("--mixed-seconds", type=float, help="seconds per client count of the mixed phase (default 20)")
@@ -178,6 +187,8 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         mixed_users=pick("mixed_users"),
         mixed_per_user=pick("mixed_per_user"),
         mixed_seconds=pick("mixed_seconds"),
+        embeddings=args.embeddings,
+        embedding_latency_ms=args.embedding_latency_ms,
     )
     if config.queries < 1 or config.batch_size < 1 or config.import_runs < 1:
         raise BenchError("--queries, --batch-size and --import-runs must be at least 1")

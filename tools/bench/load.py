@@ -67,6 +67,10 @@ class LoadConfig:
     mixed_per_user: int = 200
     mixed_clients: tuple[int, ...] = (1, 8, 32)
     mixed_seconds: float = 20.0
+    # "local" (the zero-setup model) or "fake-openai": embeddings of 1,536 dimensions from the fake
+    # OpenAI-compatible server over HTTP, each answer `embedding_latency_ms` late (the cloud's shape).
+    embeddings: str = "local"
+    embedding_latency_ms: float = 30.0
 
 
 FULL_DEFAULTS: dict[str, Any] = {
@@ -347,13 +351,30 @@ def qdrant_env(run_id: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def embeddings_for(config: LoadConfig) -> Iterator[dict[str, str]]:
+    """Settings for the configured embeddings: none for the local model, else a fake server started here."""
+    if config.embeddings == "local":
+        yield {}
+        return
+    from tools.harness.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(latency=config.embedding_latency_ms / 1000) as server:
+        yield {
+            "EMBEDDING_PROVIDER": "openai",
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "bench",
+            "LLM_PROVIDER": "openai",
+        }
+
+
 def run_store(store: str, config: LoadConfig, run_id: str, root: Path) -> dict[str, Any]:
-    if store == "chroma":
-        with chroma_for(config, run_id) as extra:
-            return _run_store(store, config, run_id, root / store, extra)
-    if store == "qdrant":
-        return _run_store(store, config, run_id, root / store, qdrant_env(run_id))
-    return _run_store(store, config, run_id, root / store, {})
+    with embeddings_for(config) as embedding_env:
+        if store == "chroma":
+            with chroma_for(config, run_id) as extra:
+                return _run_store(store, config, run_id, root / store, {**extra, **embedding_env})
+        extra = qdrant_env(run_id) if store == "qdrant" else {}
+        return _run_store(store, config, run_id, root / store, {**extra, **embedding_env})
 
 
 def _run_store(store: str, config: LoadConfig, run_id: str, root: Path, extra: dict[str, str]) -> dict[str, Any]:

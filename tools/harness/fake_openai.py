@@ -223,6 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # idle keep-alive connections must not pin handler threads forever
     server: _HTTPServer
 
+    # Headers and body leave in one send: written apart on a kept-alive connection, Nagle's
+    # algorithm and the client's delayed ACK held every answer back ~40 ms.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -233,8 +237,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeOpenAIServer:
-    def __init__(self, *, embedding_dims: int = DEFAULT_DIMS, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(
+        self, *, embedding_dims: int = DEFAULT_DIMS, host: str = LOOPBACK, port: int = 0, latency: float = 0.0
+    ) -> None:
         self.embedding_dims = embedding_dims
+        self.latency = latency  # seconds every answer takes, as a real service's would (benchmarks)
         self.chat_responder: Responder = default_chat_responder
         # When set, only this exact key / bearer token is accepted (401 otherwise), to test that the
         # app passes on the key it was configured with.
@@ -450,6 +457,8 @@ class FakeOpenAIServer:
         if (denied := self._check_auth(rec)) is not None:
             return denied
 
+        if self.latency and self._stopping.wait(self.latency):
+            return 503, _error(rec.style, 503, "fake stopping"), {}
         fault = self._take_fault(rec.kind)
         if fault is not None and fault.delay and self._stopping.wait(fault.delay):
             return 503, _error(rec.style, 503, "fake stopping"), {}
