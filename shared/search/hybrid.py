@@ -27,12 +27,21 @@ written by another worker is found by the next search.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.search.text import Month, memory_month, memory_speaker, query_months, tokenize
-from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate, Hints, matches, month_keys
+from shared.stores.vector.port import (
+    MONTH_KEY,
+    SEQ_KEY,
+    SPEAKER_KEY,
+    TS_KEY,
+    Candidate,
+    Hints,
+    matches,
+    month_keys,
+)
 
 if TYPE_CHECKING:
     from shared.ai.embeddings import Embedder
@@ -78,6 +87,11 @@ class Query:
     def parse(cls, text: str) -> Query:
         return cls(text, tokenize(text), query_months(text))
 
+    @property
+    def month_keys(self) -> frozenset[str]:
+        """The `_month` keys (port.month_keys) a memory of a named month holds: one per named month."""
+        return frozenset(k for y, m in self.months for k in month_keys(y, m)[:1])
+
 
 @dataclass
 class Scored:
@@ -114,23 +128,46 @@ def own_scores(
     scale = keyword_scale if keyword_scale > 0.0 else best_keyword
     terms = set(query.terms)
     scale = scale if best_keyword > 0.0 else 0.0
-    return [Scored(c, _own(c, query, weights, scale, terms)) for c in candidates]
+    months = query.month_keys
+    return [Scored(c, _own(c, query, weights, scale, terms, months)) for c in candidates]
 
 
-def _own(candidate: Candidate, query: Query, weights: RankingWeights, scale: float, terms: set[str]) -> float:
+def _own(
+    candidate: Candidate,
+    query: Query,
+    weights: RankingWeights,
+    scale: float,
+    terms: set[str],
+    months: frozenset[str] = frozenset(),
+) -> float:
     semantic = min(max(candidate.semantic, 0.0), 1.0)
     if scale > 0.0:
         own = weights.semantic * semantic + weights.keyword * min(candidate.keyword / scale, 1.0)
     else:
         own = semantic
     payload = candidate.payload
-    if weights.speaker and terms:
-        speaker = memory_speaker(payload)
-        if speaker and terms & set(tokenize(speaker)):
-            own += weights.speaker
-    if weights.date and query.months and _month_named(memory_month(payload), query.months):
+    if weights.speaker and terms and _speaker_named(payload, terms):
+        own += weights.speaker
+    if weights.date and query.months and _date_named(payload, query, months):
         own += weights.date
     return own
+
+
+def _speaker_named(payload: Mapping[str, Any], terms: set[str]) -> bool:
+    # The words of the speaker were derived on write (`_speaker`); a payload without them is read.
+    derived = payload.get(SPEAKER_KEY)
+    if isinstance(derived, list):
+        return not terms.isdisjoint(derived)
+    speaker = memory_speaker(payload)
+    return speaker is not None and not terms.isdisjoint(tokenize(speaker))
+
+
+def _date_named(payload: Mapping[str, Any], query: Query, months: frozenset[str]) -> bool:
+    # The memory's month keys were derived on write (`_month`); a payload without them is read.
+    derived = payload.get(MONTH_KEY)
+    if isinstance(derived, list) and months:
+        return not months.isdisjoint(derived)
+    return _month_named(memory_month(payload), query.months)
 
 
 def _month_named(month: Month, named: Sequence[Month]) -> bool:
@@ -192,8 +229,8 @@ class HybridSearcher:
         parsed = Query.parse(query)
         hints = None
         if self.mode != "dense" and self.named_candidates:
-            months = tuple(dict.fromkeys(k for y, m in parsed.months for k in month_keys(y, m)[:1]))
-            hints = Hints(months=months, speakers=tuple(dict.fromkeys(parsed.terms)))
+            named = tuple(dict.fromkeys(k for y, m in parsed.months for k in month_keys(y, m)[:1]))
+            hints = Hints(months=named, speakers=tuple(dict.fromkeys(parsed.terms)))
         found = self.store.candidates(user_id, vector, query, pool, filters, hints)
         if self.mode == "dense":
             ranked = [Scored(c, c.semantic, c.semantic) for c in found.items]
@@ -204,11 +241,10 @@ class HybridSearcher:
         if self.weights.context and scored:
             any_keyword = any(item.candidate.keyword > 0.0 for item in scored)
             scale = scale or max((item.candidate.keyword for item in scored), default=0.0)
-            terms = set(parsed.terms)
+            terms, months = set(parsed.terms), parsed.month_keys
             for neighbour in self._neighbours(user_id, vector, query, scored, limit):
-                scored.append(
-                    Scored(neighbour, _own(neighbour, parsed, self.weights, scale if any_keyword else 0.0, terms))
-                )
+                own = _own(neighbour, parsed, self.weights, scale if any_keyword else 0.0, terms, months)
+                scored.append(Scored(neighbour, own))
         add_context(scored, self.weights)
         scored.sort(key=lambda s: -s.score)
         return self._records(scored, limit, filters, threshold)
