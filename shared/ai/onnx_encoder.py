@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
-# Texts per ONNX run. A run is padded to its longest text and ONNX Runtime's arena keeps the largest
-# run's buffers: larger runs raised a worker's peak RSS (~190 MB at 64) for no gain in throughput.
+# Texts per ONNX run, and a bound on a run's attention buffers (texts x tokens^2: 16 texts of 128
+# tokens). Attention grows with the square of a run's longest text: 16 texts of 512 tokens take
+# ~200 MB per layer, which ONNX Runtime's arena then keeps; under the bound long texts run a few at
+# a time, and short ones 16 at a time as before.
 BATCH = 16
+ATTENTION_BUDGET = 16 * 128 * 128
 DEFAULT_MAX_TOKENS = 512
 
 
@@ -38,9 +41,9 @@ class OnnxSentenceEncoder:
         max_tokens = int(limit) if 0 < int(limit) <= 100_000 else DEFAULT_MAX_TOKENS
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_tokens)
-        pad_token = str(config.get("pad_token") or "[PAD]")
-        pad_id = self.tokenizer.token_to_id(pad_token)
-        self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
+        pad_id = self.tokenizer.token_to_id(str(config.get("pad_token") or "[PAD]"))
+        self.pad_id = pad_id if pad_id is not None else 0
+        self.tokenizer.no_padding()  # runs are padded here, per group of similar length
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
@@ -55,20 +58,33 @@ class OnnxSentenceEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of `texts`, in their order (float32, one row each)."""
-        if not texts:
-            return np.zeros((0, self.dims), dtype=np.float32)
-        # Runs of similar length pad less: sort, encode, put back in order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dims), dtype=np.float32)
-        for start in range(0, len(order), BATCH):
-            chunk = order[start : start + BATCH]
-            out[chunk] = self._run([texts[i] for i in chunk])
+        if not texts:
+            return out
+        encoded = self.tokenizer.encode_batch(list(texts))
+        # Runs of similar length pad least: sort by tokens, run in groups, put back in order.
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
+        start = 0
+        while start < len(order):
+            longest = len(encoded[order[start]].ids)
+            end = start + 1
+            while end < len(order) and end - start < BATCH:
+                longest = len(encoded[order[end]].ids)
+                if (end - start + 1) * longest * longest > ATTENTION_BUDGET:
+                    break
+                end += 1
+            chunk = order[start:end]
+            out[chunk] = self._run([encoded[i] for i in chunk])
+            start = end
         return out
 
-    def _run(self, texts: list[str]) -> np.ndarray:
-        encoded = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+    def _run(self, encoded: list[Any]) -> np.ndarray:
+        width = max(len(e.ids) for e in encoded)
+        ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
         feed: dict[str, Any] = {"input_ids": ids}
         if "attention_mask" in self._inputs:
             feed["attention_mask"] = mask
