@@ -4,8 +4,9 @@
 
 Run by the load benchmark with the same environment as its dev host (and a fresh data folder), so
 "first search served N s after start" can be split into: interpreter start, `import function_app`,
-importing mem0 and the vector store client, building the memory service (store opened), loading the
-ONNX model, and the first search itself. It follows the order the worker's first search takes.
+the settings, the vector store client, building the memory service (store opened), loading the
+embedder, and the first search itself, in the order the worker's first search takes them; then
+building mem0, which only a worker's first write, chat turn or history read waits for.
 """
 
 from __future__ import annotations
@@ -29,29 +30,30 @@ def main(argv: list[str]) -> int:
     import function_app  # noqa: F401  (the import being measured)
 
     mark("import function_app")
-    from shared.ai.backends import prepare_mem0_environment
     from shared.settings import get_settings
 
     settings = get_settings()
-    prepare_mem0_environment(settings)
-    import mem0  # noqa: F401
-
-    mark("import mem0")
+    mark("read settings")
     if settings.vector_store == "chroma":
         import chromadb  # noqa: F401
-    else:
+    elif settings.qdrant_url:
         import qdrant_client  # noqa: F401
+    else:
+        import qdrant_edge  # noqa: F401
     mark("import vector store client")
     from shared import runtime
 
     service = runtime.get_memory_service()
     mark("build memory service (store opened)")
     service.embedder.embed("hello")
-    mark("load ONNX model + first embedding")
+    mark("load the embedder + first embedding")
     service.search_memories("bench-coldstart", "hello", 1)
     mark("first search")
+    # What the first search no longer waits for: mem0, built on the first write.
+    service.memory  # noqa: B018  (the build being measured)
+    mark("build mem0 (first write only)")
     result = {name: round(seconds, 3) for name, seconds in steps.items()}
-    result["total"] = round(sum(steps.values()), 3)
+    result["total"] = round(sum(v for k, v in steps.items() if "first write" not in k), 3)
     print(json.dumps(result))
     return 0
 
