@@ -56,6 +56,7 @@ class OnnxSentenceEncoder:
         )
         self._inputs = {node.name for node in self.session.get_inputs()}
         self.dims = int(self.session.get_outputs()[0].shape[-1])
+        _release_free_heap()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of `texts`, in their order (float32, one row each)."""
@@ -97,3 +98,22 @@ def _json(path: Path) -> dict[str, Any]:
 def is_model_folder(folder: Path) -> bool:
     """A folder this encoder can run: an ONNX model with its tokenizer."""
     return (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def _release_free_heap() -> None:
+    """Gives the heap that building the session freed back to the system (glibc only).
+
+    Loading a model leaves freed scratch memory in malloc's heap (the int8 model's weights are
+    dequantised to float32 while the session is built): measured 164 -> 105 MB of resident memory
+    for the int8 model and 135 -> 106 MB for the fp32 one, for one call at start.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:
+        pass
