@@ -23,6 +23,7 @@ from shared.stores.vector.edge.compaction import compact
 from shared.stores.vector.edge.embedding import MODEL_FILE, REEMBED_COMMAND, EmbeddingModelChanged, recorded
 from tests.helpers import local_model_path
 from tools import migrate_store
+from tools.harness.chroma_server import ChromaServer
 
 
 def _store(path: Path, model: str | None, dims: int = 4) -> EdgeVectorStore:
@@ -117,3 +118,24 @@ def test_the_migration_re_embeds_into_the_multilingual_model(tmp_path: Path) -> 
         assert found and "Pepper" in found[0].memory
     finally:
         service.close()
+
+
+def test_a_chroma_collection_records_its_model_and_refuses_another(chroma_server: ChromaServer) -> None:
+    import chromadb
+
+    from shared.stores.vector.chroma import ChromaVectorStore
+
+    client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    store = ChromaVectorStore(client, name, 4, embedding_model="model-a")
+    ChromaVectorStore(client, name, 4, embedding_model="model-b").close()  # no memory yet: it takes model-b
+    store.close()
+    store = ChromaVectorStore(client, name, 4, embedding_model="model-b")
+    try:
+        store.insert([[1.0, 0.0, 0.0, 0.0]], [{"user_id": "u", "data": "hello"}], [str(uuid.uuid4())])
+        with pytest.raises(ConfigurationProblem, match=r"embedded with model-b.*COLLECTION_NAME"):
+            ChromaVectorStore(client, name, 4, embedding_model="model-c")
+        ChromaVectorStore(client, name, 4, embedding_model="model-b").close()
+    finally:
+        store.delete_col()
+        store.close()

@@ -21,7 +21,7 @@ def build_vector_store(settings: Settings) -> VectorStore:
     if settings.vector_store == "chroma":
         from shared.stores.vector.chroma import ChromaVectorStore
 
-        return ChromaVectorStore(chroma_client(settings), name, dims)
+        return ChromaVectorStore(chroma_client(settings), name, dims, embedding_model=settings.embedding_model_id)
     if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
