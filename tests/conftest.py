@@ -55,7 +55,7 @@ def devhost_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def model_path() -> Path:
+def model_path() -> Path | None:
     return local_model_path()
 
 

@@ -25,12 +25,19 @@ REPO = Path(__file__).resolve().parent.parent
 FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "infra": "infra"}
 
 
-def local_model_path() -> Path:
-    """The local embedding model (tools/harness/models.py); a test without it fails, saying where to put it."""
+def local_model_path() -> Path | None:
+    """The model folder LOCAL_EMBEDDING_MODEL_PATH names, None for the installed default
+    (tools/harness/models.py); a test without the model fails, saying how to install it."""
     try:
         return models.local_model_path()
     except models.ModelMissing as missing:
         pytest.fail(str(missing))
+
+
+def model_env() -> dict[str, str]:
+    """LOCAL_EMBEDDING_MODEL_PATH for a service process when one is configured; empty for the installed default."""
+    path = local_model_path()
+    return {"LOCAL_EMBEDDING_MODEL_PATH": str(path)} if path is not None else {}
 
 
 def base_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -41,7 +48,7 @@ def base_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str
             "DATA_DIR": str(data_dir),
             # What the dev host keeps in "storage" (timer leases and schedule status) stays with the test's data.
             "DEVHOST_STATE_DIR": str(data_dir / "devhost-state"),
-            "LOCAL_EMBEDDING_MODEL_PATH": str(local_model_path()),
+            **model_env(),
             "LOCAL_EMBEDDING_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",

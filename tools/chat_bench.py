@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from tools.harness.fake_openai import FakeOpenAIServer
-    from tools.harness.models import local_model_path
+    from tools.harness.models import model_env
     from tools.harness.ports import ServerProcess, free_port, http_status
 
-    model = local_model_path()
+    model = model_env()
     with FakeOpenAIServer() as llm, tempfile.TemporaryDirectory() as tmp:
         llm.when(
             match=lambda r: bool(r.get("response_format")),
@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "VECTOR_", "LLM_"))}
         env.update(
             DATA_DIR=tmp,
-            LOCAL_EMBEDDING_MODEL_PATH=str(model),
             LLM_PROVIDER="openai",
             OPENAI_BASE_URL=llm.base_url,
             OPENAI_API_KEY="bench",
             LOG_LEVEL="WARNING",
+            **model,
         )
         host = ServerProcess(
             "devhost",

@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from tools.harness.models import SHARED_MODEL
-
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 
@@ -104,7 +102,6 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--limit", type=int, default=60, help="candidates asked of each side")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", type=Path, default=SHARED_MODEL)
     parser.add_argument("--keep", action="store_true", help="reuse a filled store and keep it afterwards")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()

@@ -8,7 +8,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-SHARED_MODEL="$ROOT/../shared/models/all-MiniLM-L6-v2-onnx"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -35,12 +34,6 @@ setup_venv() {
     log "installing Python dependencies"
     "$PY" -m pip install -q -r requirements-dev.txt
     echo "$want" > "$stamp"
-  fi
-}
-
-use_shared_model() {
-  if [ -z "${LOCAL_EMBEDDING_MODEL_PATH:-}" ] && [ -f "$SHARED_MODEL/model.onnx" ]; then
-    export LOCAL_EMBEDDING_MODEL_PATH="$SHARED_MODEL"
   fi
 }
 
@@ -92,7 +85,7 @@ case "${1:-}" in
   run)
     shift
     setup_venv
-    use_shared_model
+    # The embedding model is installed with the requirements (shared/ai/local_models.py): nothing to fetch.
     # Like `func start`: values from local.settings.json apply when the file exists.
     local_settings=()
     [ -f local.settings.json ] && local_settings=(--local-settings local.settings.json)
@@ -103,7 +96,6 @@ case "${1:-}" in
     shift
     setup_venv
     setup_test_services
-    use_shared_model
     run_checks "$@"
     ;;
   *) echo "usage: bash tools/dev.sh run|test|setup" >&2; exit 2 ;;

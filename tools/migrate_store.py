@@ -2,8 +2,19 @@
 
     python -m tools.migrate_store [--path QDRANT_PATH]      # the embedded store (default settings)
     VECTOR_STORE=chroma CHROMA_HOST=... python -m tools.migrate_store   # a Chroma server
+    LOCAL_EMBEDDING_MODEL=multilingual python -m tools.migrate_store --reembed   # another embedding model
 
-The service refuses to start on either old layout and names this command.
+The service refuses to start on either old layout, and on memories of another embedding model, and
+names this command.
+
+**Another embedding model (`--reembed`, embedded store).** Each shard records the model (and size)
+that embedded its memories; after a change of LOCAL_EMBEDDING_MODEL, EMBEDDING_PROVIDER or
+EMBEDDING_DIMS the service refuses the old vectors. `--reembed` embeds every memory's text again
+with the configured model, into a fresh shard of the configured size (ids, payloads, times and
+write order kept), records the model, and swaps it in; the old shard stays beside it as
+`<collection>.before-reembed-<UTC time>` (delete it once satisfied; to go back, put it back and
+configure the old model). Safe to interrupt. Run it with the service stopped. A server store
+(Qdrant server, Chroma) is not re-embedded here: give the new model its own COLLECTION_NAME.
 
 **Embedded store.** Versions before the store-engine change kept the zero-setup store with
 qdrant-client's local mode under DATA_DIR/qdrant (a `meta.json` and one SQLite file per
@@ -34,7 +45,10 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 PAGE = 1000
 
@@ -128,14 +142,63 @@ def migrate_chroma() -> int:
     return moved
 
 
+def reembed(root: Path | None = None, settings: Settings | None = None) -> int:
+    """Re-embeds the configured collection of the embedded store with the configured model; returns the count."""
+    from shared.ai.backends import build_embedder
+    from shared.settings import get_settings
+    from shared.stores.vector.edge import EdgeVectorStore
+    from shared.stores.vector.edge.compaction import reembed as rewrite
+    from shared.stores.vector.edge.embedding import recorded, stored_dims
+
+    settings = settings or get_settings()
+    if settings.vector_store != "qdrant" or settings.qdrant_url:
+        raise SystemExit(
+            "--reembed rewrites the embedded store only: for a server store, give the new model its own "
+            "COLLECTION_NAME (and add the memories again)"
+        )
+    name, dims, model = settings.collection_name, settings.resolved_embedding_dims, settings.embedding_model_id
+    shard = (root if root is not None else settings.resolved_qdrant_path) / name
+    old_dims = stored_dims(shard)
+    if old_dims is None:
+        raise SystemExit(f"no embedded store at {shard}: nothing to re-embed")
+    found = recorded(shard) or {}
+    embedder = build_embedder(settings)
+    keep = shard.with_name(f"{shard.name}.before-reembed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}")
+    print(
+        f"re-embedding {shard} ({found.get('model', 'model not recorded')}, {old_dims} dimensions) with {model} "
+        f"({dims} dimensions)",
+        file=sys.stderr,
+    )
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return embedder.embed_batch(texts, "add")
+
+    done = rewrite(
+        shard,
+        lambda folder: EdgeVectorStore(folder, name, old_dims),
+        lambda folder: EdgeVectorStore(folder, name, dims),
+        embed,
+        model,
+        keep,
+    )
+    print(f"re-embedded {done.points} memories into {shard}; the old shard is {keep}", file=sys.stderr)
+    return done.points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--path", type=Path, help="the embedded store folder (default: QDRANT_PATH, else DATA_DIR/qdrant)"
     )
+    parser.add_argument(
+        "--reembed", action="store_true", help="embed every memory again with the configured embedding model"
+    )
     args = parser.parse_args(argv)
     from shared.settings import get_settings
 
+    if args.reembed:
+        print(f"{get_settings().collection_name}: {reembed(args.path)}")
+        return 0
     if args.path is None and get_settings().vector_store == "chroma":
         migrate_chroma()
         return 0

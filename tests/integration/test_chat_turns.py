@@ -9,7 +9,7 @@ import pytest
 
 from shared import runtime
 from shared.stores.state.sessions import _digest
-from tests.helpers import local_model_path
+from tests.helpers import model_env
 from tools.harness.fake_openai import FakeOpenAIServer
 
 FACT = {"memory": [{"id": "0", "text": "Owns a black cat named Miso"}]}
@@ -20,7 +20,7 @@ def agent_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
     with FakeOpenAIServer() as llm:
         for key, value in {
             "DATA_DIR": str(tmp_path),
-            "LOCAL_EMBEDDING_MODEL_PATH": str(local_model_path()),
+            **model_env(),
             "LLM_PROVIDER": "openai",
             "OPENAI_BASE_URL": llm.base_url,
             "OPENAI_API_KEY": "k",

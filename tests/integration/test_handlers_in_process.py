@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 from shared import runtime
-from tests.helpers import local_model_path
+from tests.helpers import model_env
 from tools.devhost import DevContext, _trace_context
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -45,7 +45,9 @@ def functions() -> dict[str, Handler]:
 @pytest.fixture
 def zero_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("LOCAL_EMBEDDING_MODEL_PATH", str(local_model_path()))
+    monkeypatch.delenv("LOCAL_EMBEDDING_MODEL_PATH", raising=False)
+    for key, value in model_env().items():
+        monkeypatch.setenv(key, value)
     runtime.reset()
     yield tmp_path
     runtime.reset()

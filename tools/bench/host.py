@@ -12,13 +12,13 @@ from typing import Any
 
 import httpx
 
-from tools.bench.common import BenchError, model_path
+from tools.bench.common import BenchError, model_env
 from tools.harness.models import REPO_ROOT
 from tools.harness.ports import LOOPBACK, ServerProcess, free_port, port_open
 
 # Settings a benchmarker may tune on purpose; every other service setting in the shell is dropped so
 # that the started host really is the zero-setup default.
-PASS_THROUGH_SETTINGS = ("LOCAL_EMBEDDING_THREADS", "LOG_LEVEL")
+PASS_THROUGH_SETTINGS = ("LOCAL_EMBEDDING_MODEL", "LOCAL_EMBEDDING_THREADS", "LOG_LEVEL")
 PROBE_USER = "bench-probe"
 
 
@@ -32,7 +32,7 @@ def service_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[
     env.update(
         {
             "DATA_DIR": str(data_dir),
-            "LOCAL_EMBEDDING_MODEL_PATH": str(model_path()),
+            **model_env(),
             "PYTHONUNBUFFERED": "1",
             "MEM0_TELEMETRY": "false",
             "ANONYMIZED_TELEMETRY": "False",

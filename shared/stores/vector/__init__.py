@@ -21,7 +21,7 @@ def build_vector_store(settings: Settings) -> VectorStore:
     if settings.vector_store == "chroma":
         from shared.stores.vector.chroma import ChromaVectorStore
 
-        return ChromaVectorStore(chroma_client(settings), name, dims)
+        return ChromaVectorStore(chroma_client(settings), name, dims, embedding_model=settings.embedding_model_id)
     if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
@@ -35,7 +35,7 @@ def build_vector_store(settings: Settings) -> VectorStore:
 
     root = settings.resolved_qdrant_path
     refuse_old_embedded_store(root)
-    return EdgeVectorStore(root / name, name, dims)
+    return EdgeVectorStore(root / name, name, dims, embedding_model=settings.embedding_model_id)
 
 
 def chroma_client(settings: Settings) -> Any:

@@ -16,6 +16,24 @@ if TYPE_CHECKING:
     from shared.stores.vector.chroma.store import ChromaVectorStore
 
 
+def check_embedding_model(store: ChromaVectorStore, model: str | None) -> None:
+    """The catalog records the embedding model of the memories; another model on them is refused (None:
+    no check, for tools that copy vectors as stored)."""
+    if model is None:
+        return
+    metadata = dict(store.catalog.metadata or {})
+    found = metadata.get("embedding_model")
+    if found == model:
+        return
+    if isinstance(found, str) and store.catalog.count():
+        raise ConfigurationProblem(
+            f"Chroma collections '{store.collection_name}__*' hold memories embedded with {found}, but the "
+            f"configured embedder is {model}: vectors of two models cannot be compared. Use another "
+            "COLLECTION_NAME for this embedder (and add the memories again), or configure the previous model"
+        )
+    store.catalog.modify(metadata={**metadata, "embedding_model": model})
+
+
 def refuse_legacy(store: ChromaVectorStore) -> None:
     """mem0's own Chroma adapter kept everything in one collection named `collection_name`.
 

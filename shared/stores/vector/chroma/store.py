@@ -63,7 +63,15 @@ class ChromaVectorStore:
 
     kind = "chroma"
 
-    def __init__(self, client: ClientAPI, collection_name: str, dims: int, *, allow_legacy: bool = False) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        collection_name: str,
+        dims: int,
+        *,
+        allow_legacy: bool = False,
+        embedding_model: str | None = None,
+    ) -> None:
         self.client = client
         self.collection_name = collection_name
         self.dims = dims
@@ -74,6 +82,7 @@ class ChromaVectorStore:
                 f"Chroma collections '{collection_name}__*' hold {found}-dimension vectors but the configured "
                 f"embedder makes {dims}: use another COLLECTION_NAME for this embedder (or set EMBEDDING_DIMS to match)"
             )
+        maintenance.check_embedding_model(self, embedding_model)
         self._batch = int(client.get_max_batch_size())
         self._users: dict[str, tuple[Collection, str]] = {}  # user id -> (collection, distance space)
         self._users_guard = threading.Lock()

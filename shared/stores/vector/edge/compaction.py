@@ -16,6 +16,7 @@ complete copy of its data.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,27 +67,64 @@ def compact(path: Path, open_store: Callable[[Path], Any]) -> Compaction:
 
     `open_store(folder)` opens (or creates) an `EdgeVectorStore` there, with the service's
     configuration and payload indexes, so the fresh shard is laid out exactly as a new store would be.
+    The record of the embedding model (`embedding.py`) goes with the vectors.
     """
+    return _rewrite(path, open_store, open_store, None, keep=None)
+
+
+def reembed(
+    path: Path,
+    open_old: Callable[[Path], Any],
+    open_new: Callable[[Path], Any],
+    embed: Callable[[list[str]], list[list[float]]],
+    model: str,
+    keep: Path,
+) -> Compaction:
+    """Rewrites the shard at `path` with every point's text embedded again by `embed` (another model, maybe
+    another size), payloads as stored, and `model` recorded; the old shard is kept at `keep`.
+
+    `open_old(folder)` opens the shard as it is (its own vector size), `open_new(folder)` creates the
+    fresh one at the new size. The swap is the compaction's: safe to interrupt at any point.
+    """
+    return _rewrite(path, open_old, open_new, (embed, model), keep=keep)
+
+
+def _rewrite(
+    path: Path,
+    open_old: Callable[[Path], Any],
+    open_new: Callable[[Path], Any],
+    reembedding: tuple[Callable[[list[str]], list[list[float]]], str] | None,
+    keep: Path | None,
+) -> Compaction:
     from qdrant_edge import Point, ScrollRequest, UpdateOperation
+
+    from shared.stores.vector.edge.embedding import MODEL_FILE, record
+    from shared.stores.vector.port import TEXT_KEY
 
     path = Path(path)
     recover(path)
     if not (path / "edge_config.json").exists():
         raise FileNotFoundError(f"no Qdrant Edge shard at {path}")
     before = folder_bytes(path)
-    old = open_store(path)  # refused while another process holds it
+    old = open_old(path)  # refused while another process holds it
     fresh = fresh_path(path)
     copied = 0
     try:
-        new = open_store(fresh)
+        new = open_new(fresh)
         try:
             offset = None
             while True:
                 points, offset = old.shard.scroll(
-                    ScrollRequest(offset=offset, limit=PAGE, with_payload=True, with_vector=True)
+                    ScrollRequest(offset=offset, limit=PAGE, with_payload=True, with_vector=reembedding is None)
                 )
                 if points:
-                    batch = [Point(str(p.id), _dense(p.vector), dict(p.payload or {})) for p in points]
+                    payloads = [dict(p.payload or {}) for p in points]
+                    if reembedding is None:
+                        vectors = [_dense(p.vector) for p in points]
+                    else:
+                        texts = [str(payload.get(TEXT_KEY) or "") for payload in payloads]
+                        vectors = [_unit(v) for v in reembedding[0](texts)]
+                    batch = [Point(str(p.id), v, pl) for p, v, pl in zip(points, vectors, payloads, strict=True)]
                     new.shard.update(UpdateOperation.upsert_points(batch))
                     copied += len(batch)
                 if offset is None or not points:
@@ -94,16 +132,27 @@ def compact(path: Path, open_store: Callable[[Path], Any]) -> Compaction:
             new.shard.optimize()
         finally:
             new.close()
+        if reembedding is not None:
+            record(fresh, reembedding[1], int(new.dims))
+        elif (path / MODEL_FILE).exists():
+            shutil.copy2(path / MODEL_FILE, fresh / MODEL_FILE)
     except BaseException:
         old.close()
         shutil.rmtree(fresh, ignore_errors=True)
         raise
     old.close()
     (fresh / COMPLETE_MARKER).write_text(f"{copied}\n", encoding="utf-8")
-    path.rename(retired_path(path))
+    # The old folder is set aside (removed by `recover`), or kept where asked; either way the complete
+    # fresh copy takes its place, and a crash in between is finished by `recover` on the next open.
+    path.rename(keep if keep is not None else retired_path(path))
     fresh.rename(path)
-    recover(path)  # removes the old folder and the marker
+    recover(path)  # removes the old folder (unless kept) and the marker
     return Compaction(points=copied, bytes_before=before, bytes_after=folder_bytes(path))
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else list(vector)
 
 
 def _dense(vector: Any) -> list[float]:

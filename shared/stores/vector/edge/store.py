@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.errors import ConfigurationProblem, StoreLocked
+from shared.errors import StoreLocked
 from shared.search.filters import holds
 from shared.stores.vector.port import (
     EXPIRES_KEY,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from shared.contract import SearchFilters
 from shared.stores.vector.edge.analysis import text_index_params
 from shared.stores.vector.edge.compaction import recover
+from shared.stores.vector.edge.embedding import REEMBED_COMMAND, EmbeddingModelChanged, check_model, recorded
 from shared.stores.vector.edge.filters import mem0_filter, search_filter, translate, user_condition
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class EdgeVectorStore:
 
     kind = "edge"
 
-    def __init__(self, path: Path, collection_name: str, dims: int) -> None:
+    def __init__(self, path: Path, collection_name: str, dims: int, embedding_model: str | None = None) -> None:
+        """`embedding_model`, when given, is compared with the model recorded in the shard and recorded
+        where none is (`embedding.py`): the service passes it; tools that copy vectors as stored do not."""
         from qdrant_edge import Distance, EdgeConfig, EdgeShard, EdgeVectorParams, Memory
 
         self.path = Path(path)
@@ -98,6 +101,12 @@ class EdgeVectorStore:
         except Exception as error:
             raise _explain(error, self.path, collection_name, dims) from error
         self._ensure_indexes()
+        if embedding_model is not None:
+            try:
+                check_model(self.path, collection_name, embedding_model, dims, self.count_all)
+            except BaseException:
+                self.close()
+                raise
 
     def _ensure_indexes(self) -> None:
         from qdrant_edge import (
@@ -431,9 +440,12 @@ def _explain(error: Exception, path: Path, collection_name: str, dims: int) -> E
             "store (QDRANT_URL, or VECTOR_STORE=chroma) for several workers"
         )
     if "vector size" in text or "Incompatible" in text:
-        return ConfigurationProblem(
-            f"collection '{collection_name}' at {path} holds vectors of another size than the configured "
-            f"embedder's {dims} ({text}): use another COLLECTION_NAME for this embedder (or set EMBEDDING_DIMS "
+        found = recorded(path) or {}
+        model = f" of {found['model']}" if found.get("model") else ""
+        return EmbeddingModelChanged(
+            f"collection '{collection_name}' at {path} holds vectors{model} of another size than the configured "
+            f"embedder's {dims} ({text}): stop the service and run `{REEMBED_COMMAND}` to re-embed them "
+            "with the configured model, or use another COLLECTION_NAME for this embedder (or set EMBEDDING_DIMS "
             "to match)"
         )
     return error
