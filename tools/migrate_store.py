@@ -3,6 +3,7 @@
     python -m tools.migrate_store [--path QDRANT_PATH]      # the embedded store (default settings)
     VECTOR_STORE=chroma CHROMA_HOST=... python -m tools.migrate_store   # a Chroma server
     LOCAL_EMBEDDING_MODEL=multilingual python -m tools.migrate_store --reembed   # another embedding model
+    QDRANT_URL=https://... python -m tools.migrate_store    # a Qdrant server (COLLECTION_NAME)
 
 The service refuses to start on either old layout, and on memories of another embedding model, and
 names this command.
@@ -34,6 +35,12 @@ Run it with the service stopped (the old store admits one process).
 into its user's collection, in creation order, and leaves the old collection as it was (delete it
 once satisfied); a re-run skips what was moved. Workers may keep running: until the copy is done
 they refuse to start, and the ones running still serve.
+
+**Qdrant server.** Earlier versions searched the memory text with a full-text index; this version
+keeps BM25 in a sparse vector (`data_bm25`) beside the dense one. The command adds that vector to
+the collection COLLECTION_NAME in place and gives every memory its keyword weights, then marks the
+collection with the new layout (shared/stores/vector/qdrant/migrate.py); nothing else is rewritten.
+Stop the earlier version's workers first; a re-run finishes an interrupted run.
 
 Memory ids, texts, metadata, creation times and vectors are kept; the history (a separate store)
 is untouched.
@@ -185,6 +192,35 @@ def reembed(root: Path | None = None, settings: Settings | None = None) -> int:
     return done.points
 
 
+def qdrant_server_client(settings: Any) -> Any:
+    from qdrant_client import QdrantClient
+
+    return QdrantClient(
+        url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=int(settings.vector_store_timeout_seconds)
+    )
+
+
+def migrate_qdrant_server() -> int:
+    """Brings the server's collection into the sparse-vector layout; returns how many memories got one."""
+    from shared.settings import get_settings
+    from shared.stores.vector.qdrant.migrate import upgrade_collection
+    from shared.stores.vector.qdrant.schema import check_server_version, is_local
+
+    settings = get_settings()
+    client = qdrant_server_client(settings)
+    try:
+        if not is_local(client):
+            check_server_version(client)
+        moved = upgrade_collection(client, settings.collection_name, settings.resolved_embedding_dims)
+    finally:
+        client.close()
+    print(
+        f"'{settings.collection_name}': {moved} memories got their keyword vector; the collection is in the new layout",
+        file=sys.stderr,
+    )
+    return moved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -201,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.path is None and get_settings().vector_store == "chroma":
         migrate_chroma()
+        return 0
+    if args.path is None and get_settings().qdrant_url:
+        migrate_qdrant_server()
         return 0
     root = args.path if args.path is not None else get_settings().resolved_qdrant_path
     for name, count in migrate(root).items():

@@ -18,8 +18,8 @@ param abbrs object
 @description('Log Analytics workspace that receives the container logs.')
 param logAnalyticsId string
 
-@description('Container image of Qdrant; keep it within one minor version of qdrant-client in requirements.txt.')
-param qdrantImage string = 'docker.io/qdrant/qdrant:v1.15.0'
+@description('Container image of Qdrant, pinned: the service needs 1.19.0 or later (BM25 as a sparse vector whose idf is computed over the memories of one user, IdfCorpusParams, new in 1.19.0) and refuses an older server at start; 1.19.0 is the release it is tested against.')
+param qdrantImage string = 'docker.io/qdrant/qdrant:v1.19.0'
 
 @description('Container image of Neo4j (community edition).')
 param neo4jImage string = 'docker.io/library/neo4j:5.26'

@@ -1,10 +1,13 @@
 """Hybrid search (shared/search/hybrid.py) through the real store engines: Qdrant Edge in process, the Qdrant
-adapter over qdrant-client's local mode, and a Chroma server.
+adapter over qdrant-client's local mode, and a Chroma server; also over a Qdrant server when QDRANT_TEST_URL
+names one (1.19.0 or later; each test's collection is deleted after it).
 
 Text analysis and the ranking of candidates, without a store, are in tests/unit/test_search_ranking.py."""
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,24 +86,41 @@ def _service_on(store: Any, settings: Settings, embedder: Embedder) -> MemorySer
     return MemoryService(memory, store, embedder, settings, HybridSearcher(store, embedder, settings))
 
 
-@pytest.fixture(params=["edge", "qdrant-local", "chroma"])
+QDRANT_TEST_URL = os.environ.get("QDRANT_TEST_URL")
+ENGINES = ["edge", "qdrant-local", "chroma", *(["qdrant-server"] if QDRANT_TEST_URL else [])]
+
+
+@pytest.fixture(params=ENGINES)
 def workers(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> Iterator[Workers]:
-    if request.param in ("edge", "qdrant-local"):
+    if request.param in ("edge", "qdrant-local", "qdrant-server"):
         settings = _settings(tmp_path / "data")
+        cleanup: Callable[[], None] | None = None
         if request.param == "edge":
             one = _service(settings, embedder)
         else:
-            # The Qdrant server adapter over qdrant-client's local mode (no server runs here).
+            # The Qdrant server adapter over qdrant-client's local mode, or over a Qdrant server.
             from qdrant_client import QdrantClient
 
             from shared.stores.vector.qdrant import QdrantServerStore
 
-            client = QdrantClient(path=str(tmp_path / "qdrant-local"))
-            one = _service_on(QdrantServerStore(client, "memories", 384), settings, embedder)
+            if request.param == "qdrant-server":
+                client = QdrantClient(url=QDRANT_TEST_URL, timeout=60)
+                collection = f"search-{uuid.uuid4().hex[:8]}"
+                cleanup = functools.partial(client.delete_collection, collection)
+            else:
+                client = QdrantClient(path=str(tmp_path / "qdrant-local"))
+                collection = "memories"
+            one = _service_on(QdrantServerStore(client, collection, 384), settings, embedder)
         two = MemoryService(
             one.memory, one.store, embedder, one.settings, HybridSearcher(one.store, embedder, one.settings)
         )
-        built = Workers(one, two, one.close)
+
+        def close() -> None:
+            if cleanup is not None:
+                cleanup()
+            one.close()
+
+        built = Workers(one, two, close)
     else:
         server = request.getfixturevalue("chroma_server")
         collection = f"search-{uuid.uuid4().hex[:8]}"
@@ -158,8 +178,6 @@ def test_a_rare_name_is_found_where_dense_search_misses_it(workers: Workers) -> 
 
 
 def test_the_seeds_chinese_examples_are_found_by_keyword(workers: Workers) -> None:
-    if workers.store.kind == "qdrant":
-        pytest.skip("qdrant-client's local mode has only its word tokenizer, which keeps a Chinese run whole")
     user = _user()
     _add(workers.one, user, ["用户偏好使用Python进行数据分析", "喜欢早上喝咖啡", "工作时间是9-17点"])
     # MiniLM sees Chinese as unknown tokens: the keyword side is what finds it

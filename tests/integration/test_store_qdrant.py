@@ -1,33 +1,41 @@
-"""The Qdrant server adapter, run against qdrant-client's local mode (no Qdrant server runs here).
+"""The Qdrant server adapter, run against qdrant-client's local mode, or a Qdrant server.
 
-Local mode implements the server's REST models, the batch query and BM25 text queries, so every
-call the adapter makes is exercised for real. What only a server does (the Multilingual tokenizer,
-stemmer and stop words, payload indexes, `is_tenant`) is listed in the adapter's docstring; the
-tests that depend on tokenization say which behaviour they pin.
+Local mode implements the server's REST models, the batch query with prefetch rescoring, sparse
+vectors with the IDF modifier and a corpus-scoped idf, and `update_mode`, so every call the adapter
+makes is exercised for real. The keyword analysis (tokenizer, stemmer, stop words) runs in the
+worker (`qdrant_edge.Bm25`), so it is the same in local mode and on a server.
+
+    QDRANT_TEST_URL=http://localhost:6333 pytest tests/integration/test_store_qdrant.py
+
+runs the same tests against a server (1.19.0 or later): each test's collections are deleted after it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from shared.ai.embeddings import Embedder, LocalEmbedder
 from shared.contract import SearchFilters
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, VectorStore
-from shared.stores.vector.qdrant import QdrantServerStore, text_index_params
+from shared.stores.vector.qdrant import QdrantServerStore
 from tests.helpers import local_model_path
 
 DIMS = 384
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+SERVER = os.environ.get("QDRANT_TEST_URL")
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +43,21 @@ def embedder() -> Embedder:
     return LocalEmbedder("sentence-transformers/all-MiniLM-L6-v2", local_model_path(), DIMS, 1)
 
 
+def new_client(folder: Path) -> QdrantClient:
+    """A client of the test server when QDRANT_TEST_URL is set, else local mode on disk in `folder`
+    (as a deployment would be, so persistence of the collection's layout is exercised too)."""
+    return QdrantClient(url=SERVER, timeout=60) if SERVER else QdrantClient(path=str(folder))
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[QdrantClient]:
-    # On disk, as a deployment would be, so persistence of the text index settings is exercised too.
-    qdrant = QdrantClient(path=str(tmp_path / "qdrant"))
+    qdrant = new_client(tmp_path / "qdrant")
+    before = {c.name for c in qdrant.get_collections().collections}
     yield qdrant
+    if SERVER:  # leave the server as the test found it
+        for collection in qdrant.get_collections().collections:
+            if collection.name not in before:
+                qdrant.delete_collection(collection.name)
     qdrant.close()
 
 
@@ -65,7 +83,7 @@ def _cos(a: list[float], b: list[float]) -> float:
 # --- setup -------------------------------------------------------------------------------------
 def test_collection_setup_is_idempotent_and_checks_dims(client: QdrantClient, store: QdrantServerStore) -> None:
     assert isinstance(store, VectorStore)
-    assert store.kind == "qdrant" and store.local
+    assert store.kind == "qdrant" and store.local == (SERVER is None)
     again = QdrantServerStore(client, "memories", DIMS)  # a second worker on the same collection
     assert again.ping()["status"] == "ok"
     with pytest.raises(ConfigurationProblem, match="384-dimension"):
@@ -84,30 +102,8 @@ def test_collection_calls_fetch_and_ping(store: QdrantServerStore) -> None:
     store.insert([[1.0] + [0.0] * (DIMS - 1)], [_payload("alice", "y")])
     assert [h.payload[SEQ_KEY] for h in store.list_user("alice")] == [0]
     store.delete_col()
-    with pytest.raises(ValueError, match="not found"):  # local mode's error; a server's is a 404
+    with pytest.raises((ValueError, UnexpectedResponse), match=r"(?i)not found|doesn.t exist"):  # server: a 404
         store.ping()
-
-
-def test_text_index_settings() -> None:
-    server = text_index_params(local=False)
-    assert server.tokenizer == models.TokenizerType.MULTILINGUAL and server.lowercase
-    assert server.stemmer == models.SnowballParams(
-        type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH
-    )
-    assert server.stopwords == models.StopwordsSet(languages=[models.Language.ENGLISH])
-    assert server.scoring == models.TextScoringParams(type=models.TextScoringType.BM25)
-    # Local mode runs text queries only on the default tokenizer; the adapter uses it there.
-    local = text_index_params(local=True)
-    assert local.tokenizer == models.TokenizerType.WORD and local.stemmer is None and local.stopwords is None
-
-
-def test_local_mode_refuses_the_server_text_index(tmp_path: Path) -> None:
-    """Why the adapter switches tokenizer in local mode: pin local mode's refusal."""
-    qdrant = QdrantClient(":memory:")
-    qdrant.create_collection("c", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE))
-    qdrant.create_payload_index("c", "data", text_index_params(local=False))
-    with pytest.raises(NotImplementedError):
-        qdrant.query_points("c", query=models.TextQuery(text="x"), using="data")
 
 
 # --- writes ------------------------------------------------------------------------------------
@@ -314,21 +310,244 @@ def test_neighbours_return_exactly_the_asked_seqs(store: QdrantServerStore, embe
 
 
 def test_chinese_keyword_side(store: QdrantServerStore, embedder: Embedder) -> None:
-    """On a server the Multilingual tokenizer segments Chinese (编程语言偏好 -> 编程 / 语言 / 偏好, as
-    Qdrant Edge does), so the Python memory is a keyword candidate through 偏好. Local mode cannot:
-    its only text-query tokenizer keeps each run of CJK and Latin characters as ONE token, so no
-    Chinese query word matches. This test pins what local mode does; the server case is unverified
-    here. The dense side still offers the memory when the user has few of them."""
+    """The Multilingual tokenizer segments Chinese (编程语言偏好 -> 编程 / 语言 / 偏好), so the Python
+    memory is the one keyword candidate, through 偏好; the analysis runs in the worker, so local
+    mode and a server agree."""
     python, coffee, hours = _add(
         store, embedder, "alice", ["用户偏好使用Python进行数据分析", "喜欢早上喝咖啡", "工作时间是9-17点"]
     )
     query = embedder.embed("编程语言偏好")
     found = store.candidates("alice", query, "编程语言偏好", 10, None)
     assert {c.id for c in found.items} == {python, coffee, hours}  # dense side: all three
-    assert all(c.keyword == 0.0 for c in found.items) and found.keyword_exhaustive
-    # the whole string is one local-mode token: only an exact match of it is a keyword hit
-    exact = store.candidates("alice", query, "用户偏好使用Python进行数据分析", 10, None)
-    assert [c.id for c in exact.items if c.keyword > 0] == [python]
+    assert [c.id for c in found.items if c.keyword > 0] == [python] and found.keyword_exhaustive
+    # 喜欢早上喝咖啡 is 喜欢 / 早上 / 喝咖啡: a word of it finds it (咖啡 alone is not one of its words)
+    assert [c.id for c in store.candidates("alice", query, "早上", 10, None).items if c.keyword > 0] == [coffee]
+    # Latin words inside a Chinese run are words of their own
+    assert [c.id for c in store.candidates("alice", query, "python", 10, None).items if c.keyword > 0] == [python]
+
+
+def test_keyword_analysis_stems_and_drops_stop_words(store: QdrantServerStore, embedder: Embedder) -> None:
+    dogs, paint, _ = _add(
+        store, embedder, "alice", ["She likes hiking with her dogs", "We painted the fence", "The weather was fine"]
+    )
+
+    def keyword_hits(text: str) -> list[str]:
+        return [c.id for c in store.candidates("alice", embedder.embed(text), text, 10, None).items if c.keyword > 0]
+
+    assert keyword_hits("like dog") == [dogs]
+    assert keyword_hits("paintings") == [paint]  # paintings = painted = paint
+    assert keyword_hits("the and with") == []  # stop words only: no keyword side at all
+    nothing = store.candidates("alice", embedder.embed("the and with"), "the and with", 10, None)
+    assert nothing.keyword_ceiling == 0.0 and nothing.keyword_exhaustive
+    assert keyword_hits("When did she go hiking?") == [dogs]  # question words are stop words too
+
+
+def test_idf_and_ceiling_are_the_users_own(store: QdrantServerStore, embedder: Embedder) -> None:
+    """BM25's idf counts the user's memories only: another user's hundred memories holding a word do
+    not make it common for alice. The ceiling is the sum of the best score each query word reaches
+    among alice's memories, so no candidate's keyword score exceeds it and one holding every word
+    as strongly as any of her memories reaches it."""
+    texts = ["Okafor fixed my tooth", "The tooth fairy visited", "I met Okafor at the dentist", "Lunch was pasta"]
+    ids = _add(store, embedder, "alice", texts)
+    query_text = "Okafor tooth"
+    query = embedder.embed(query_text)
+    alone = store.candidates("alice", query, query_text, 10, None)
+    _add(store, embedder, "bob", [f"Okafor note {i}" for i in range(100)])  # "okafor" is common for bob only
+    crowded = store.candidates("alice", query, query_text, 10, None)
+    assert {c.id: c.keyword for c in crowded.items} == pytest.approx({c.id: c.keyword for c in alone.items})
+    assert crowded.keyword_ceiling == pytest.approx(alone.keyword_ceiling)
+
+    by_id = {c.id: c for c in alone.items}
+    assert by_id[ids[3]].keyword == 0.0 and all(by_id[i].keyword > 0 for i in ids[:3])
+    single = store.candidates("alice", query, "Okafor", 10, None)
+    assert single.keyword_ceiling == pytest.approx(max(c.keyword for c in single.items))
+    tooth_best = max(c.keyword for c in store.candidates("alice", query, "tooth", 10, None).items)
+    assert alone.keyword_ceiling == pytest.approx(single.keyword_ceiling + tooth_best)
+    # the first memory holds both words in a short text: it reaches the ceiling
+    assert by_id[ids[0]].keyword == pytest.approx(alone.keyword_ceiling)
+    assert all(c.keyword <= alone.keyword_ceiling + 1e-6 for c in alone.items)
+
+
+class CountingClient:
+    """A client that counts the calls that reach the engine (one call, one round trip on a server)."""
+
+    def __init__(self, inner: QdrantClient) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+def test_a_search_is_two_round_trips(client: QdrantClient, embedder: Embedder) -> None:
+    """Candidates with their cosines, BM25 and the keyword ceiling in one batch, whatever the query;
+    the context neighbours in one more. (The adapter before sparse vectors took 3 + 1 per query
+    word for the candidates, 2 for the neighbours: 8 for QUERY, whose words are appointment, dr
+    and okafor.)"""
+    from shared.search.hybrid import HybridSearcher
+
+    counting = CountingClient(client)
+    store = QdrantServerStore(counting, "memories", DIMS)  # type: ignore[arg-type]
+    _add(store, embedder, "alice", [*[f"note {i} about the garden" for i in range(200)], *FILLER, OKAFOR])
+    searcher = HybridSearcher(store, embedder, SimpleNamespace(search_mode="hybrid"))  # type: ignore[arg-type]
+    for text in (QUERY, "Okafor", "the and with", "May 2024 dentist Friday"):
+        counting.calls.clear()
+        assert searcher.search("alice", text, 5, None, None)
+        assert counting.calls == ["query_batch_points", "query_batch_points"], (text, counting.calls)
+
+
+class RacingClient(CountingClient):
+    """A delete of `victim` reaches the engine right after the adapter's next read."""
+
+    def __init__(self, inner: QdrantClient) -> None:
+        super().__init__(inner)
+        self.victim: str | None = None
+
+    def retrieve(self, *args: Any, **kwargs: Any) -> Any:
+        records = self.inner.retrieve(*args, **kwargs)
+        if self.victim is not None:
+            self.inner.delete("memories", points_selector=models.PointIdsList(points=[self.victim]), wait=True)
+            self.victim = None
+        return records
+
+
+def test_update_never_brings_back_a_deleted_memory(client: QdrantClient, embedder: Embedder) -> None:
+    """mem0's update reads the memory, then writes it; a delete landing in between wins."""
+    racing_client = RacingClient(client)
+    store = QdrantServerStore(racing_client, "memories", DIMS)  # type: ignore[arg-type]
+    [kept, racing] = _add(store, embedder, "alice", ["I like tea", "I live in Lisbon"])
+
+    racing_client.victim = racing
+    store.update(racing, vector=embedder.embed("I live in Porto"), payload=_payload("alice", "I live in Porto"))
+    assert store.get(racing) is None and store.count_user("alice") == 1
+
+    # every form of update on an id already gone is a no-op
+    store.update(racing, payload=_payload("alice", "back?"))
+    store.update(racing, vector=embedder.embed("back?"))
+    assert store.get(racing) is None and store.fetch([racing]) == {}
+    # and a live memory is rewritten, keyword vector included
+    store.update(kept, payload=_payload("alice", "I like coffee"))
+    found = store.candidates("alice", embedder.embed("coffee"), "coffee", 5, None)
+    assert [c.id for c in found.items if c.keyword > 0] == [kept]
+    assert store.candidates("alice", embedder.embed("tea"), "tea", 5, None).keyword_ceiling == 0.0
+
+
+# --- layout, version, migration ----------------------------------------------------------------
+def _old_layout(client: QdrantClient, name: str) -> None:
+    """A collection as the adapter before sparse vectors made it: dense vector and a BM25 text index."""
+    client.create_collection(name, vectors_config=models.VectorParams(size=DIMS, distance=models.Distance.COSINE))
+    text_index = models.TextIndexParams(
+        type=models.TextIndexType.TEXT,
+        tokenizer=models.TokenizerType.WORD,
+        lowercase=True,
+        scoring=models.TextScoringParams(type=models.TextScoringType.BM25),
+    )
+    client.create_payload_index(name, field_name="data", field_schema=text_index, wait=True)
+
+
+def test_an_old_layout_is_refused_then_migrated_in_place(client: QdrantClient, embedder: Embedder) -> None:
+    from shared.stores.vector.qdrant.migrate import upgrade_collection
+
+    _old_layout(client, "memories")
+    texts = [*FILLER, OKAFOR, "the and with"]  # the last holds no indexed word
+    ids = [str(uuid.uuid4()) for _ in texts]
+    vectors = embedder.embed_batch(texts)
+    payloads = [{**_payload("alice", t), SEQ_KEY: i, TS_KEY: T0.timestamp()} for i, t in enumerate(texts)]
+    client.upsert(
+        "memories",
+        points=[models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads, strict=True)],
+        wait=True,
+    )
+    with pytest.raises(ConfigurationProblem, match=r"python -m tools\.migrate_store"):
+        QdrantServerStore(client, "memories", DIMS)
+    with pytest.raises(ConfigurationProblem, match="384-dimension"):
+        upgrade_collection(client, "memories", 768)  # the wrong embedder: nothing is touched
+
+    # an interrupted run: the vector was added, a few memories got theirs, the layout mark is missing
+    client.create_vector_name(
+        "memories", "data_bm25", models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier="idf"))
+    )
+    with pytest.raises(ConfigurationProblem, match="did not finish"):
+        QdrantServerStore(client, "memories", DIMS)
+
+    assert upgrade_collection(client, "memories", DIMS) == len(texts) - 1
+    info = client.get_collection("memories")
+    assert "data" not in (info.payload_schema or {})  # the full-text index is gone
+    store = QdrantServerStore(client, "memories", DIMS)
+    assert store.count_user("alice") == len(texts)
+    found = store.candidates("alice", embedder.embed(QUERY), QUERY, 10, None)
+    assert ids[-2] in {c.id for c in found.items if c.keyword > 0}  # Okafor, by keyword
+    assert store.get(ids[0]).payload[SEQ_KEY] == 0  # type: ignore[union-attr]  # payloads untouched
+    assert upgrade_collection(client, "memories", DIMS) == 0  # a re-run has nothing left to do
+
+
+def test_migrate_store_runs_the_server_migration(
+    client: QdrantClient, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m tools.migrate_store` with QDRANT_URL set migrates the server's collection."""
+    from tools import migrate_store
+
+    _old_layout(client, "memories")
+    one = str(uuid.uuid4())
+    client.upsert(
+        "memories",
+        points=[models.PointStruct(id=one, vector=embedder.embed(OKAFOR), payload=_payload("alice", OKAFOR))],
+    )
+    unclosed = CountingClient(client)
+    unclosed.close = lambda: None  # type: ignore[method-assign]  # the fixture closes it
+    monkeypatch.setattr(migrate_store, "qdrant_server_client", lambda settings: unclosed)
+    monkeypatch.setenv("QDRANT_URL", SERVER or "http://qdrant.invalid:6333")
+    monkeypatch.setenv("COLLECTION_NAME", "memories")
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert migrate_store.main([]) == 0
+    finally:
+        get_settings.cache_clear()
+    store = QdrantServerStore(client, "memories", DIMS)
+    assert [c.id for c in store.candidates("alice", embedder.embed("Okafor"), "Okafor", 5, None).items] == [one]
+
+
+class _OldServer:
+    """What the adapter reads of a server before it touches a collection."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.init_options = {"url": "http://qdrant.example:6333"}
+        self.touched = False
+
+    def info(self) -> models.VersionInfo:
+        return models.VersionInfo(title="qdrant - vector search engine", version=self.version)
+
+    def __getattr__(self, name: str) -> Any:
+        self.touched = True
+        raise AssertionError(f"the adapter went on to call {name} on a refused server")
+
+
+@pytest.mark.parametrize("version", ["1.18.2", "1.13.0", "v1.17.0"])
+def test_a_server_older_than_1_19_is_refused(version: str) -> None:
+    old = _OldServer(version)
+    with pytest.raises(ConfigurationProblem, match=rf"version {version}; this service needs 1\.19\.0 or later"):
+        QdrantServerStore(old, "memories", DIMS)  # type: ignore[arg-type]
+    assert not old.touched
+
+
+def test_the_server_version_is_read_once_at_start(client: QdrantClient) -> None:
+    counting = CountingClient(client)
+    store = QdrantServerStore(counting, "memories", DIMS)  # type: ignore[arg-type]
+    if SERVER:
+        assert counting.calls.count("info") == 1 and store.server_version
+    else:
+        assert "info" not in counting.calls and store.server_version is None  # local mode has no server
 
 
 # --- mem0 on the adapter -----------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The collection layout on a Qdrant server: payload indexes and the full-text index parameters."""
+"""The collection layout on a Qdrant server: the vectors, the payload indexes, the server version."""
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +19,10 @@ from shared.stores.vector.port import (
     SEQ_KEY,
     SPEAKER_KEY,
     TENANT_KEY,
-    TEXT_KEY,
     TS_KEY,
     USER_KEY,
 )
+from shared.stores.vector.qdrant.keywords import SPARSE_KEY, sparse_params
 
 logger = logging.getLogger(__name__)
 
@@ -30,32 +31,31 @@ CATEGORY_KEY = "category"
 PAGE_SIZE = 256  # scroll page for listing a user's memories: bounded responses, few round trips
 
 
-def text_index_params(local: bool) -> models.TextIndexParams:
-    """The `data` full-text index; local mode only runs text queries on the default tokenizer."""
-    bm25 = models.TextScoringParams(type=models.TextScoringType.BM25)
-    if local:
-        return models.TextIndexParams(
-            type=models.TextIndexType.TEXT,
-            tokenizer=models.TokenizerType.WORD,
-            lowercase=True,
-            scoring=bm25,
-            enable_hnsw=False,
-        )
-    return models.TextIndexParams(
-        type=models.TextIndexType.TEXT,
-        tokenizer=models.TokenizerType.MULTILINGUAL,
-        lowercase=True,
-        stemmer=models.SnowballParams(type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH),
-        stopwords=models.StopwordsSet(languages=[models.Language.ENGLISH]),
-        scoring=bm25,
-        enable_hnsw=False,
-    )
+# The server version this adapter needs: the idf of a sparse search computed over a corpus filter
+# (`SearchParams(idf=IdfCorpusParams(...))`, the user's own statistics) arrived in Qdrant 1.19.0.
+MIN_SERVER_VERSION = (1, 19, 0)
+# Collection metadata naming the layout: set when the collection is created in it, or by
+# `python -m tools.migrate_store` once every memory carries its keyword vector.
+LAYOUT_KEY = "memory_layout"
+LAYOUT = "dense+data_bm25"
 
 
-def payload_indexes(local: bool) -> dict[str, models.PayloadSchemaParams]:
+def create_params(dims: int) -> dict[str, Any]:
+    """The keyword arguments of `create_collection` for this layout."""
+    return {
+        "vectors_config": models.VectorParams(size=dims, distance=models.Distance.COSINE),
+        "sparse_vectors_config": {SPARSE_KEY: sparse_params()},
+        "metadata": {LAYOUT_KEY: LAYOUT},
+    }
+
+
+def payload_indexes(local: bool = False) -> dict[str, models.PayloadSchemaParams]:
+    """The payload indexes; the same in local mode, which accepts them and scans payloads instead.
+
+    No full-text index on the memory text: the keyword side is the sparse vector (`keywords.py`).
+    """
     return {
         USER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-        TEXT_KEY: text_index_params(local),
         SEQ_KEY: models.IntegerIndexParams(
             type=models.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
         ),
@@ -100,11 +100,52 @@ def check_vectors(name: str, info: models.CollectionInfo, dims: int) -> None:
         raise ConfigurationProblem(f"collection '{name}' uses {vectors.distance} distance; this service needs Cosine")
 
 
+def check_layout(name: str, info: models.CollectionInfo) -> None:
+    """Refuses a collection an earlier version made (no keyword vector) or a migration left half done."""
+    from shared.stores.vector import MIGRATE_COMMAND
+
+    sparse = (info.config.params.sparse_vectors or {}).get(SPARSE_KEY)
+    marked = (info.config.metadata or {}).get(LAYOUT_KEY) == LAYOUT
+    if sparse is None or not marked:
+        raise ConfigurationProblem(
+            f"collection '{name}' is in an earlier layout of this service (no '{SPARSE_KEY}' sparse vector for BM25, "
+            "or a migration into it that did not finish): run `QDRANT_URL=... "
+            f"{MIGRATE_COMMAND}` once to add it to every memory, or set COLLECTION_NAME to a new collection"
+        )
+    if sparse.modifier != models.Modifier.IDF:
+        raise ConfigurationProblem(
+            f"collection '{name}' has a '{SPARSE_KEY}' sparse vector without the IDF modifier; "
+            "this service needs modifier=idf: use another COLLECTION_NAME"
+        )
+
+
+def server_version(text: str) -> tuple[int, ...] | None:
+    """(major, minor, patch) of a version string such as "1.19.0" or "v1.19.0-rc1", or None."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if match is None:
+        return None
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def check_server_version(client: QdrantClient) -> str:
+    """The server's version; a server older than MIN_SERVER_VERSION is refused."""
+    found = str(client.info().version)
+    version = server_version(found)
+    needed = ".".join(str(part) for part in MIN_SERVER_VERSION)
+    if version is None:
+        logger.warning("Qdrant server version %r not understood; this adapter needs %s or later", found, needed)
+    elif version < MIN_SERVER_VERSION:
+        raise ConfigurationProblem(
+            f"the Qdrant server at QDRANT_URL is version {found}; this service needs {needed} or later "
+            "(the user-scoped idf of its BM25 sparse search): upgrade the server"
+        )
+    return found
+
+
 def ensure_indexes(client: QdrantClient, local: bool, name: str, info: models.CollectionInfo) -> None:
     existing = info.payload_schema or {}
     for field_name, params in payload_indexes(local).items():
-        present = existing.get(field_name)
-        if present is not None and not _needs_rebuild(field_name, present):
+        if field_name in existing:
             continue
         try:
             with warnings.catch_warnings():
@@ -114,16 +155,3 @@ def ensure_indexes(client: QdrantClient, local: bool, name: str, info: models.Co
         except UnexpectedResponse as error:
             if not already_exists(error):
                 raise
-        if present is not None:
-            logger.warning("payload index '%s' of '%s' rebuilt for BM25 scoring", field_name, name)
-
-
-def _needs_rebuild(field_name: str, present: models.PayloadIndexInfo) -> bool:
-    """Only a `data` index without BM25 scoring (e.g. made by another tool) breaks the keyword
-    query, so only that one is replaced. Other differences, such as a `user_id` index that mem0's
-    own adapter made without `is_tenant`, are left alone: comparing every parameter against what a
-    server echoes back risks rebuilding an index on every worker start."""
-    if field_name != TEXT_KEY:
-        return False
-    params = present.params
-    return not (isinstance(params, models.TextIndexParams) and params.scoring)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-import math
 import numbers
 import threading
 import uuid
@@ -13,7 +12,6 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
@@ -32,16 +30,20 @@ from shared.stores.vector.port import (
     carry_derived,
     derive,
     matches,
-    query_words,
+    user_filter_value,
 )
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
 from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter, translate
+from shared.stores.vector.qdrant.keywords import SPARSE_KEY, document_vector, query_vector, term_vectors
 from shared.stores.vector.qdrant.schema import (
     PAGE_SIZE,
     already_exists,
+    check_layout,
+    check_server_version,
     check_vectors,
+    create_params,
     ensure_indexes,
     is_local,
 )
@@ -51,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 # --- vectors -------------------------------------------------------------------------------------
 def _dense(vector: Any) -> builtins.list[float] | None:
-    """The dense vector of a returned point: plain, or the unnamed one of a mem0 (dense + sparse) layout."""
+    """The dense vector of a returned point: plain, or the unnamed one beside the sparse vector(s)."""
     if isinstance(vector, Mapping):
         vector = vector.get("")
     if vector is None or isinstance(vector, models.SparseVector):
@@ -59,19 +61,13 @@ def _dense(vector: Any) -> builtins.list[float] | None:
     return [float(x) for x in vector]
 
 
-class _Query:
-    """A query vector, normalised once so that each cosine is one dot product."""
-
-    def __init__(self, vector: Sequence[float]) -> None:
-        self.values = [float(x) for x in vector]
-        array = np.asarray(self.values, dtype=np.float64)
-        norm = float(np.linalg.norm(array))
-        self._unit = array / norm if norm else array
-
-    def cosine(self, other: Sequence[float]) -> float:
-        array = np.asarray(other, dtype=np.float64)
-        norm = float(np.linalg.norm(array))
-        return float(self._unit @ array / norm) if norm else 0.0
+def _vectors(dense: Sequence[float], text: Any) -> dict[str, Any]:
+    """A point's vectors: the dense one (unnamed) and the BM25 weights of its text, when it has words."""
+    out: dict[str, Any] = {"": [float(x) for x in dense]}
+    sparse = document_vector(text)
+    if sparse is not None:
+        out[SPARSE_KEY] = sparse
+    return out
 
 
 class QdrantServerStore:
@@ -92,6 +88,7 @@ class QdrantServerStore:
         # One lock per user while someone holds it (weak values: users come and go).
         self._user_locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
         self._user_locks_guard = threading.Lock()
+        self.server_version = None if self.local else check_server_version(client)
         self._ensure_collection(collection_name, dims)
 
     # --- setup ---------------------------------------------------------------------------------
@@ -99,14 +96,13 @@ class QdrantServerStore:
         with self._guard:
             if not self.client.collection_exists(name):
                 try:
-                    self.client.create_collection(
-                        name, vectors_config=models.VectorParams(size=dims, distance=models.Distance.COSINE)
-                    )
+                    self.client.create_collection(name, **create_params(dims))
                 except (UnexpectedResponse, ValueError) as error:
                     if not already_exists(error):  # another worker made it first: fine
                         raise
             info = self.client.get_collection(name)
             check_vectors(name, info, dims)
+            check_layout(name, info)
             ensure_indexes(self.client, self.local, name, info)
 
     # --- locks ---------------------------------------------------------------------------------
@@ -170,10 +166,9 @@ class QdrantServerStore:
                 if user is not None:
                     seq = next_seq[user]
                     next_seq[user] = seq + 1
+                stored = derive(payload, seq)
                 points.append(
-                    models.PointStruct(
-                        id=str(point_id), vector=[float(x) for x in vector], payload=derive(payload, seq)
-                    )
+                    models.PointStruct(id=str(point_id), vector=_vectors(vector, stored.get(TEXT_KEY)), payload=stored)
                 )
             with self._guard:
                 self.client.upsert(self.collection_name, points=points, wait=True)
@@ -200,15 +195,18 @@ class QdrantServerStore:
         self, query: str, top_k: int = 5, filters: dict[str, Any] | None = None
     ) -> builtins.list[Hit] | None:
         """BM25 over the memory text (mem0 calls this beside `search`)."""
-        if not query.strip():
+        sparse = query_vector(query)
+        if sparse is None:
             return []
         must, must_not = _mem0_conditions(filters)
+        user = user_filter_value(filters)
         with self._guard:
             response = self.client.query_points(
                 self.collection_name,
-                query=models.TextQuery(text=query),
-                using=TEXT_KEY,
+                query=sparse,
+                using=SPARSE_KEY,
                 query_filter=models.Filter(must=must or None, must_not=must_not or None),
+                search_params=self._idf(user) if user is not None else None,
                 limit=top_k,
                 with_payload=True,
             )
@@ -228,23 +226,30 @@ class QdrantServerStore:
     def update(
         self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None
     ) -> None:
+        """Rewrites a memory's vector, payload or both; a memory deleted meanwhile stays deleted.
+
+        The point is written whole (dense vector, keyword vector of its text, payload) with
+        `update_mode=update_only`: when a delete reached the engine first, the write is a no-op.
+        """
+        if vector is None and payload is None:
+            return
         point_id = str(vector_id)
-        if payload is not None:
-            old = self.get(point_id)
-            new = carry_derived(payload, old.payload if old else None)
-            with self._guard:
-                if vector is not None:
-                    point = models.PointStruct(id=point_id, vector=[float(x) for x in vector], payload=new)
-                    self.client.upsert(self.collection_name, points=[point], wait=True)
-                else:
-                    self.client.overwrite_payload(self.collection_name, payload=new, points=[point_id], wait=True)
-        elif vector is not None:
-            with self._guard:
-                self.client.update_vectors(
-                    self.collection_name,
-                    points=[models.PointVectors(id=point_id, vector=[float(x) for x in vector])],
-                    wait=True,
-                )
+        with self._guard:
+            records = self.client.retrieve(
+                self.collection_name, ids=[point_id], with_payload=True, with_vectors=vector is None
+            )
+        if not records:
+            return  # deleted: nothing to rewrite
+        old = dict(records[0].payload or {})
+        new = carry_derived(payload, old) if payload is not None else old
+        dense = [float(x) for x in vector] if vector is not None else _dense(records[0].vector)
+        if dense is None:
+            raise ValueError(f"memory {point_id} has no dense vector to keep")
+        point = models.PointStruct(id=point_id, vector=_vectors(dense, new.get(TEXT_KEY)), payload=new)
+        with self._guard:
+            self.client.upsert(
+                self.collection_name, points=[point], update_mode=models.UpdateMode.UPDATE_ONLY, wait=True
+            )
 
     def delete(self, vector_id: str) -> None:
         with self._guard:
@@ -285,148 +290,135 @@ class QdrantServerStore:
         filters: SearchFilters | None,
         hints: Hints | None = None,
     ) -> Candidates:
+        """One `query_batch_points` round trip, whatever the query:
+
+        - the candidates: the dense nearest `limit`, the BM25 best `limit` and the nearest of each
+          named month and speaker, as the prefetches of one request whose query is the dense
+          vector, so every one of them comes back once with its cosine and its payload;
+        - their BM25: the same prefetches under the sparse query (those holding no query word are
+          absent: keyword 0);
+        - the keyword ceiling: per query word, that word alone over the user's live memories,
+          limit 1 (see `_ceiling`).
+        """
         if limit <= 0:
             return Candidates()
-        query = _Query(vector)
+        dense = [float(x) for x in vector]
         engine_filter = search_filter(user_id, filters)
-        requests = [models.QueryRequest(query=query.values, filter=engine_filter, limit=limit, with_payload=True)]
-        if text.strip():  # an empty text query has no terms; skip it rather than send it
-            requests.append(
-                models.QueryRequest(
-                    query=models.TextQuery(text=text),
-                    using=TEXT_KEY,
-                    filter=engine_filter,
-                    params=self._bm25_params(user_id),
-                    limit=limit,
-                    with_payload=True,
-                    with_vector=True,
-                )
+        sparse = query_vector(text)
+        idf = self._idf(user_id)
+        prefetch = [models.Prefetch(query=dense, filter=engine_filter, limit=limit)]
+        if sparse is not None:
+            prefetch.append(
+                models.Prefetch(query=sparse, using=SPARSE_KEY, filter=engine_filter, params=idf, limit=limit)
             )
         # The nearest memories of a month or a speaker the query names, however far their words are.
-        named_requests = []
         for key, values in ((MONTH_KEY, hints.months if hints else ()), (SPEAKER_KEY, hints.speakers if hints else ())):
             if values:
                 condition = models.FieldCondition(key=key, match=models.MatchAny(any=builtins.list(values)))
                 named = models.Filter(must=[*(engine_filter.must or []), condition])
-                named_requests.append(
-                    models.QueryRequest(query=query.values, filter=named, limit=max(1, limit // 2), with_payload=True)
+                prefetch.append(models.Prefetch(query=dense, filter=named, limit=max(1, limit // 2)))
+        pool = sum(p.limit or 0 for p in prefetch)
+        requests = [
+            models.QueryRequest(prefetch=prefetch, query=dense, filter=engine_filter, limit=pool, with_payload=True)
+        ]
+        terms: builtins.list[models.SparseVector] = []
+        if sparse is not None:
+            requests.append(
+                models.QueryRequest(
+                    prefetch=prefetch, query=sparse, using=SPARSE_KEY, filter=engine_filter, params=idf, limit=pool
                 )
+            )
+            terms = term_vectors(sparse)
+            live = search_filter(user_id, None)
+            requests.extend(
+                models.QueryRequest(query=term, using=SPARSE_KEY, filter=live, params=idf, limit=1) for term in terms
+            )
         with self._guard:
-            responses = self.client.query_batch_points(self.collection_name, requests=[*requests, *named_requests])
-        dense = builtins.list(responses[0].points)
-        keyword = responses[1].points if len(requests) > 1 else []
-        for extra in responses[len(requests) :]:
-            dense.extend(extra.points)
+            responses = self.client.query_batch_points(self.collection_name, requests=requests)
 
         found: dict[str, Candidate] = {}
-        for point in dense:
+        for point in responses[0].points:
             payload = dict(point.payload or {})
             if belongs(payload, user_id) and matches(payload, filters):
                 found[str(point.id)] = Candidate(id=str(point.id), payload=payload, semantic=float(point.score))
-        for point in keyword:
-            payload = dict(point.payload or {})
-            if not (belongs(payload, user_id) and matches(payload, filters)):
-                continue
-            point_id = str(point.id)
-            if point_id in found:
-                found[point_id].keyword = float(point.score)
-                continue
-            stored = _dense(point.vector)
-            semantic = query.cosine(stored) if stored is not None else 0.0
-            found[point_id] = Candidate(id=point_id, payload=payload, semantic=semantic, keyword=float(point.score))
-        if len(keyword) >= limit:
-            # The keyword list was cut: dense candidates outside it may still hold query words.
-            self._score_keywords(user_id, text, [c for c in found.values() if c.keyword == 0.0])
+        held = 0
+        if sparse is not None:
+            for point in responses[1].points:
+                if point.score <= 0.0:
+                    continue
+                held += 1
+                item = found.get(str(point.id))
+                if item is not None:
+                    item.keyword = float(point.score)
         return Candidates(
             items=builtins.list(found.values()),
-            keyword_exhaustive=len(keyword) < limit,
-            keyword_ceiling=self._keyword_ceiling(user_id, text),
+            # Every memory holding a query word is among the union's (the BM25 prefetch was not cut)
+            # exactly when fewer than `limit` of the union hold one.
+            keyword_exhaustive=held < limit,
+            keyword_ceiling=self._ceiling(responses[2 : 2 + len(terms)]),
         )
 
-    def _bm25_params(self, user_id: str) -> models.SearchParams | None:
-        """The user's own BM25 statistics on a server; local mode refuses a corpus and counts globally."""
-        if self.local:
-            return None
-        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[_user_condition(user_id)])))
+    @staticmethod
+    def _ceiling(responses: Sequence[models.QueryResponse]) -> float:
+        """The keyword ceiling: the sum, over the query words, of the best score each query word
+        reaches for this user (that word alone, over the user's live memories, with the user's idf).
 
-    def _score_keywords(self, user_id: str, text: str, items: Sequence[Candidate]) -> None:
-        """Sets the BM25 score of each of `items` (0 stays for those holding no query word)."""
-        if not items or not text.strip():
-            return
-        by_id = {c.id: c for c in items}
-        only = models.Filter(must=[_user_condition(user_id), models.HasIdCondition(has_id=builtins.list(by_id))])
-        with self._guard:
-            points = self.client.query_points(
-                self.collection_name,
-                query=models.TextQuery(text=text),
-                using=TEXT_KEY,
-                query_filter=only,
-                search_params=self._bm25_params(user_id),
-                limit=len(by_id),
-            ).points
-        for point in points:
-            item = by_id.get(str(point.id))
-            if item is not None:
-                item.keyword = float(point.score)
-
-    def _keyword_ceiling(self, user_id: str, text: str) -> float:
-        """The sum of the idf over the query words some memory holds (the user's own on a server).
-
-        BM25 gives a memory holding a word once, at average length, that word's idf: a keyword score
-        over this sum is the idf-weighted share of the query a memory covers. One count per word.
+        No memory's BM25 for the query can exceed it (its score is a sum of the same per-word
+        terms), and a memory holding every query word as strongly as any of the user's memories
+        does reaches it: a keyword score over it is the share of the query's weight a memory holds,
+        on the same scale for every query and every user. 0 when no memory holds a query word.
         """
-        words = query_words(text)
-        if not words:
-            return 0.0
-        scope = [] if self.local else [_user_condition(user_id)]
-        with self._guard:
-            total = self.client.count(
-                self.collection_name, count_filter=models.Filter(must=scope) if scope else None, exact=True
-            ).count
-            ceiling = 0.0
-            for word in words:
-                held = models.Filter(
-                    must=[*scope, models.FieldCondition(key=TEXT_KEY, match=models.MatchTextAny(text_any=word))]
-                )
-                df = self.client.count(self.collection_name, count_filter=held, exact=True).count
-                if df:
-                    ceiling += math.log(1 + (total - df + 0.5) / (df + 0.5))
-        return ceiling
+        return sum(float(r.points[0].score) for r in responses if r.points)
+
+    def _idf(self, user_id: str) -> models.SearchParams:
+        """The user's own BM25 statistics: idf over the user's memories, not the collection's."""
+        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[_user_condition(user_id)])))
 
     def neighbours(
         self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
     ) -> builtins.list[Candidate]:
+        """One `query_batch_points` round trip: the memories at `seqs` by the dense query (exact,
+        so every one comes back with its cosine) and by the sparse one (their BM25)."""
         wanted = sorted(
             {int(s) for s in seqs if isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0}
         )
         if not wanted:
             return []
-        query = _Query(vector)
+        dense = [float(x) for x in vector]
         engine_filter = models.Filter(
             must=[search_filter(user_id, None), models.FieldCondition(key=SEQ_KEY, match=models.MatchAny(any=wanted))]
         )
-        with self._guard:
-            records, _ = self.client.scroll(
-                self.collection_name,
-                scroll_filter=engine_filter,
-                # Room for the rare duplicate `_seq` two processes can write (see the module docstring).
-                limit=2 * len(wanted),
+        # Room for the rare duplicate `_seq` two processes can write (see the module docstring).
+        room = 2 * len(wanted)
+        requests = [
+            models.QueryRequest(
+                query=dense,
+                filter=engine_filter,
+                params=models.SearchParams(exact=True),
+                limit=room,
                 with_payload=True,
-                with_vectors=True,
             )
-        out = []
-        for record in records:
-            payload = dict(record.payload or {})
-            if not belongs(payload, user_id) or payload.get(SEQ_KEY) not in wanted:
-                continue
-            stored = _dense(record.vector)
-            out.append(
-                Candidate(
-                    id=str(record.id), payload=payload, semantic=query.cosine(stored) if stored is not None else 0.0
+        ]
+        sparse = query_vector(text)
+        if sparse is not None:
+            requests.append(
+                models.QueryRequest(
+                    query=sparse, using=SPARSE_KEY, filter=engine_filter, params=self._idf(user_id), limit=room
                 )
             )
+        with self._guard:
+            responses = self.client.query_batch_points(self.collection_name, requests=requests)
+        keyword = {str(p.id): float(p.score) for p in responses[1].points} if sparse is not None else {}
+        out = []
+        for point in responses[0].points:
+            payload = dict(point.payload or {})
+            if not belongs(payload, user_id) or payload.get(SEQ_KEY) not in wanted:
+                continue
+            point_id = str(point.id)
+            out.append(
+                Candidate(id=point_id, payload=payload, semantic=float(point.score), keyword=keyword.get(point_id, 0.0))
+            )
         out.sort(key=lambda c: c.payload[SEQ_KEY])
-        self._score_keywords(user_id, text, out)
         return out
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
