@@ -11,8 +11,10 @@ learned memory, then the added one), as a reader would paste it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
     with FakeOpenAIServer() as llm:
         llm.when(match=lambda r: bool(r.get("response_format")), reply={"memory": [{"id": "0", "text": LEARNED}]})
         env = {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "k"}
+        if url := os.environ.get("QDRANT_TEST_URL"):  # the same walk-through against a Qdrant server
+            env.update({"QDRANT_URL": url, "COLLECTION_NAME": f"readme_{uuid.uuid4().hex[:8]}"})
         server = DevHost(tmp_path_factory.mktemp("readme") / "data", env, name="readme-host").start()
         yield server
         server.stop()
