@@ -459,7 +459,7 @@ def _grow_and_search(
 
 
 def _mixed(host: ServiceHost, config: LoadConfig, run_id: str, store: str) -> dict[str, Any]:
-    from tools.bench.mixed import MixedConfig, run_clients, seed_users
+    from tools.bench.mixed import MixedConfig, seed_and_load
 
     mixed = MixedConfig(
         users=config.mixed_users,
@@ -469,19 +469,7 @@ def _mixed(host: ServiceHost, config: LoadConfig, run_id: str, store: str) -> di
         seed=config.seed,
         user_prefix=f"bench-{run_id}-mixed",
     )
-    _progress(store, f"mixed load: seeding {mixed.users} users x {mixed.per_user} memories")
-    seeded = seed_users(host.url, mixed)
-    phases = []
-    for clients in mixed.clients:
-        phases.append(run_clients(host.url, mixed, clients, host))
-        _progress(store, f"mixed load, {clients} clients: {phases[-1]['ops_per_s']} ops/s")
-    return {
-        "users": mixed.users,
-        "per_user": mixed.per_user,
-        "seconds": mixed.seconds,
-        "seed_memories_per_s": round(seeded, 1),
-        "phases": phases,
-    }
+    return seed_and_load(host.url, mixed, host, lambda line: _progress(store, line.strip()))
 
 
 def _add_others(api: Api, adds: AddTimer, config: LoadConfig, run_id: str, store: str) -> None:

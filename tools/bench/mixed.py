@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,25 @@ def run_clients(
     return result
 
 
+def seed_and_load(
+    base_url: str, config: MixedConfig, probe: ServiceHost | WorkerProcess | None, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Seeds the users, then runs one phase per client count; what the run measured."""
+    say(f"mixed load: seeding {config.users} users x {config.per_user} memories")
+    seeded = seed_users(base_url, config)
+    phases = []
+    for clients in config.clients:
+        phases.append(run_clients(base_url, config, clients, probe))
+        say(_phase_line(phases[-1]))
+    return {
+        "users": config.users,
+        "per_user": config.per_user,
+        "seconds": config.seconds,
+        "seed_memories_per_s": round(seeded, 1),
+        "phases": phases,
+    }
+
+
 def run_mixed(config: MixedConfig) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-mixed-"))
     host: ServiceHost | None = None
@@ -191,20 +211,8 @@ def run_mixed(config: MixedConfig) -> dict[str, Any]:
             host = ServiceHost(root / "data", config.extra_env, name="mixed-host")
             host.start()
             base_url, probe = host.url, host
-        seeded = seed_users(base_url, config)
-        phases = []
-        for clients in config.clients:
-            phases.append(run_clients(base_url, config, clients, probe))
-            print(_phase_line(phases[-1]), flush=True)
-        return {
-            "users": config.users,
-            "per_user": config.per_user,
-            "seconds": config.seconds,
-            "seed_memories_per_s": round(seeded, 1),
-            "phases": phases,
-            "worker_peak_rss_mb": host.peak_rss_mb() if host else None,
-            "loadavg_1m": loadavg_1m(),
-        }
+        result = seed_and_load(base_url, config, probe, lambda line: print(line, flush=True))
+        return {**result, "worker_peak_rss_mb": host.peak_rss_mb() if host else None, "loadavg_1m": loadavg_1m()}
     finally:
         if host is not None:
             host.stop()
