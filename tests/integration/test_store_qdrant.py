@@ -90,6 +90,17 @@ def test_collection_setup_is_idempotent_and_checks_dims(client: QdrantClient, st
         QdrantServerStore(client, "memories", 768)
 
 
+def test_a_collection_records_its_embedding_model_and_refuses_another_on_its_memories(client: QdrantClient) -> None:
+    empty = QdrantServerStore(client, "models", DIMS, embedding_model="model-a")
+    QdrantServerStore(client, "models", DIMS, embedding_model="model-b")  # nothing stored yet: b is recorded
+    assert client.get_collection("models").config.metadata["embedding_model"] == "model-b"
+    empty.insert([[1.0] + [0.0] * (DIMS - 1)], [_payload("alice", "x")], [str(uuid.uuid4())])
+    QdrantServerStore(client, "models", DIMS, embedding_model="model-b")  # the same model: fine
+    with pytest.raises(ConfigurationProblem, match="embedded with model-b, but the configured embedder is model-a"):
+        QdrantServerStore(client, "models", DIMS, embedding_model="model-a")
+    QdrantServerStore(client, "models", DIMS)  # a tool copying vectors as stored checks nothing
+
+
 def test_collection_calls_fetch_and_ping(store: QdrantServerStore) -> None:
     one = str(uuid.uuid4())
     store.insert([[1.0] + [0.0] * (DIMS - 1)], [_payload("alice", "x")], [one])

@@ -30,7 +30,7 @@ def build_vector_store(settings: Settings) -> VectorStore:
         qdrant = QdrantClient(
             url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=int(settings.vector_store_timeout_seconds)
         )
-        return QdrantServerStore(qdrant, name, dims)
+        return QdrantServerStore(qdrant, name, dims, embedding_model=settings.embedding_model_id)
     from shared.stores.vector.edge import EdgeVectorStore
 
     root = settings.resolved_qdrant_path

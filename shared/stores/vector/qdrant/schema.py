@@ -100,6 +100,28 @@ def check_vectors(name: str, info: models.CollectionInfo, dims: int) -> None:
         raise ConfigurationProblem(f"collection '{name}' uses {vectors.distance} distance; this service needs Cosine")
 
 
+MODEL_KEY = "embedding_model"  # collection metadata: the model whose vectors the collection holds
+
+
+def check_model(client: QdrantClient, name: str, info: models.CollectionInfo, model: str | None) -> None:
+    """Refuses a collection whose memories another embedding model embedded (vectors of two models
+    cannot be compared, even at one size); records the model where none is recorded yet (a
+    collection written before the record existed holds the configured model's vectors, the only
+    one it could be opened with). `model` None checks nothing (tools that copy vectors as stored)."""
+    if model is None:
+        return
+    found = (info.config.metadata or {}).get(MODEL_KEY)
+    if found == model:
+        return
+    if isinstance(found, str) and (info.points_count or 0) > 0:
+        raise ConfigurationProblem(
+            f"collection '{name}' holds memories embedded with {found}, but the configured embedder is {model}: "
+            "vectors of two models cannot be compared. Use another COLLECTION_NAME for this embedder (and add the "
+            "memories again), or configure the previous model"
+        )
+    client.update_collection(name, metadata={MODEL_KEY: model})
+
+
 def check_layout(name: str, info: models.CollectionInfo) -> None:
     """Refuses a collection an earlier version made (no keyword vector) or a migration left half done."""
     from shared.stores.vector import MIGRATE_COMMAND

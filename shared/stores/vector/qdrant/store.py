@@ -41,6 +41,7 @@ from shared.stores.vector.qdrant.schema import (
     PAGE_SIZE,
     already_exists,
     check_layout,
+    check_model,
     check_server_version,
     check_vectors,
     create_params,
@@ -75,7 +76,9 @@ class QdrantServerStore:
 
     kind = "qdrant"
 
-    def __init__(self, client: QdrantClient, collection_name: str, dims: int) -> None:
+    def __init__(
+        self, client: QdrantClient, collection_name: str, dims: int, embedding_model: str | None = None
+    ) -> None:
         self.client = client
         self.collection_name = collection_name
         self.dims = dims
@@ -89,10 +92,10 @@ class QdrantServerStore:
         self._user_locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
         self._user_locks_guard = threading.Lock()
         self.server_version = None if self.local else check_server_version(client)
-        self._ensure_collection(collection_name, dims)
+        self._ensure_collection(collection_name, dims, embedding_model)
 
     # --- setup ---------------------------------------------------------------------------------
-    def _ensure_collection(self, name: str, dims: int) -> None:
+    def _ensure_collection(self, name: str, dims: int, embedding_model: str | None = None) -> None:
         with self._guard:
             if not self.client.collection_exists(name):
                 try:
@@ -103,6 +106,7 @@ class QdrantServerStore:
             info = self.client.get_collection(name)
             check_vectors(name, info, dims)
             check_layout(name, info)
+            check_model(self.client, name, info, embedding_model)
             ensure_indexes(self.client, self.local, name, info)
 
     # --- locks ---------------------------------------------------------------------------------
