@@ -58,18 +58,19 @@ class _Client:
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """One request; a connection the server closed is opened again once."""
         data = json.dumps(body).encode()
-        for attempt in (1, 2):
-            try:
-                self.conn.request("POST", path, data, {"Content-Type": "application/json"})
-                response = self.conn.getresponse()
-                return response.status, response.read()
-            except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._send(path, data)
+        except (ConnectionError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            return self._send(path, data)
+
+    def _send(self, path: str, data: bytes) -> tuple[int, bytes]:
+        self.conn.request("POST", path, data, {"Content-Type": "application/json"})
+        response = self.conn.getresponse()
+        return response.status, response.read()
 
     def close(self) -> None:
         self.conn.close()

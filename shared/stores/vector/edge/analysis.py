@@ -47,20 +47,20 @@ EXTRA_STOP_WORDS = frozenset(
 )
 
 
-def text_index_params() -> Any:
-    from qdrant_edge import (
-        Language,
-        SnowballLanguage,
-        SnowballParams,
-        StopwordsSet,
-        TextIndexParams,
-        TokenizerType,
-    )
+def analysis() -> dict[str, Any]:
+    """How memory text is analysed into words, wherever BM25 runs: the embedded engine's text index and
+    the sparse vectors computed for a Qdrant server (`qdrant/keywords.py`) take these same settings."""
+    from qdrant_edge import Language, SnowballLanguage, SnowballParams, StopwordsSet, TokenizerType
 
-    return TextIndexParams(
-        tokenizer=TokenizerType.Multilingual,
-        lowercase=True,
-        stemmer=SnowballParams(SnowballLanguage.English),
-        stopwords=StopwordsSet(languages={Language.English}, custom=set(EXTRA_STOP_WORDS)),
-        scoring=True,
-    )
+    return {
+        "tokenizer": TokenizerType.Multilingual,
+        "lowercase": True,
+        "stemmer": SnowballParams(SnowballLanguage.English),
+        "stopwords": StopwordsSet(languages={Language.English}, custom=set(EXTRA_STOP_WORDS)),
+    }
+
+
+def text_index_params() -> Any:
+    from qdrant_edge import TextIndexParams
+
+    return TextIndexParams(**analysis(), scoring=True)

@@ -9,7 +9,7 @@ idf(word) * tf weight(word, memory): BM25.
 
 The text analysis is the embedded engine's (`edge/analysis.py`), computed in the worker by
 `qdrant_edge.Bm25`: the Multilingual tokenizer (Chinese and Japanese segmented into words),
-lowercase, English Snowball stemming, English stop words plus `EXTRA_STOP_WORDS`. Words are hashed
+lowercase, English Snowball stemming, English stop words plus the extra ones (`analysis()`). Words are hashed
 to sparse indices, so no vocabulary is kept anywhere.
 
 The one figure a sparse vector fixes at write time is the average document length of BM25's
@@ -25,7 +25,7 @@ from typing import Any
 
 from qdrant_client import models
 
-from shared.stores.vector.edge.analysis import EXTRA_STOP_WORDS
+from shared.stores.vector.edge.analysis import analysis
 
 SPARSE_KEY = "data_bm25"  # the named sparse vector (mem0's own layout names its fastembed one "bm25")
 AVG_LEN = 14.0
@@ -39,25 +39,9 @@ _local = threading.local()
 
 @functools.cache
 def _config() -> Any:
-    from qdrant_edge import (
-        Bm25Config,
-        Language,
-        SnowballLanguage,
-        SnowballParams,
-        StopwordsSet,
-        TokenizerType,
-    )
+    from qdrant_edge import Bm25Config
 
-    return Bm25Config(
-        k=K1,
-        b=B,
-        avg_len=AVG_LEN,
-        tokenizer=TokenizerType.Multilingual,
-        language="english",
-        lowercase=True,
-        stemmer=SnowballParams(SnowballLanguage.English),
-        stopwords=StopwordsSet(languages={Language.English}, custom=set(EXTRA_STOP_WORDS)),
-    )
+    return Bm25Config(k=K1, b=B, avg_len=AVG_LEN, language="english", **analysis())
 
 
 def _model() -> Any:
