@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 _PAGE = 1000
 # The BM25 list of a search is this many times deeper than each candidate list (see `candidates`).
 KEYWORD_DEPTH = 2
+SEARCH_THREADS = 1
 
 
 def _unit(vector: Sequence[float]) -> np.ndarray:
@@ -87,9 +88,15 @@ class EdgeVectorStore:
         # on disk (Cold), a user's first search on a worker pays the page faults of that user's
         # payloads (measured at 10,000 memories: 7.1 ms instead of 1.9 ms for one query), the very
         # cost of a first search this engine is here to remove.
+        # One search thread: the binding holds the GIL for the whole of every engine call, so a
+        # worker runs one engine call at a time whatever its request threads, and a pool that splits
+        # that call over segments only adds hand-offs and spinning threads (measured on 2 cores,
+        # embedding + candidates + neighbours from 8 threads: 170-180 searches/s with one thread,
+        # 130-141/s with the default pool, 1 ms less CPU per search).
         config = EdgeConfig(
             vectors=EdgeVectorParams(size=dims, distance=Distance.Cosine, memory=Memory.Cached),
             payload_memory=Memory.Cached,
+            max_search_threads=SEARCH_THREADS,
         )
         recover(self.path)  # a compaction a crash interrupted is finished or undone first
         try:
