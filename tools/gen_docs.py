@@ -87,7 +87,7 @@ DEVELOPMENT: tuple[tuple[str, str, str], ...] = (
         "Threads of the synchronous functions, as the Functions Python worker reads it.",
     ),
     ("WEBSITE_TIME_ZONE", "tools/devhost_timers.py", "IANA zone of the timer schedules; default UTC."),
-    ("QDRANT_TEST_URL", "tests", "A Qdrant server the Qdrant tests and the README walk-through also run against."),
+    ("QDRANT_TEST_URL", "tests", "A Qdrant server the Qdrant tests and the API walk-through test also run against."),
 )
 
 _GROUP = re.compile(r"^\s*# --- (.+?) -+\s*$")
