@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     )
     max_list_results: int = Field(10_000, ge=1, description="Most memories returned by one list call.")
 
-    # --- callers (headers set by API Management; docs/api.md, "Tenants and end users") ------
+    # --- callers (headers set by API Management, see docs/api.md) ----------------------------
     tenant_header: str | None = Field(
         None,
         description="Header naming the caller's tenant (e.g. x-memory-tenant), set by API Management from the "
@@ -192,7 +192,8 @@ class Settings(BaseSettings):
     azurewebjobsstorage: str | None = Field(
         None,
         alias="AzureWebJobsStorage",
-        description="The Functions host storage; used for tables when nothing else is set.",
+        description="The Functions host storage (a connection string): the ingestion queue, and tables when nothing "
+        "more specific is set.",
     )
     sessions_table: str = Field("chatsessions", description="Table of chat session turns.")
     history_table: str = Field("memoryhistory", description="Table of per-memory change history.")
