@@ -48,3 +48,14 @@ def test_every_relative_link_resolves(page: Path) -> None:
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target} (no such heading)")
     assert not broken, f"{page.relative_to(REPO_ROOT)}: " + "; ".join(broken)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """The README opens with the two commands; `.ci/run` runs the second one, as a reader would."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.S)
+    assert first_block, "the README starts with a bash block of the two commands"
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines() if line.strip()]
+    assert commands == ["bash tools/dev.sh run", "bash tools/dev.sh test"]
+    ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^exec bash tools/dev\.sh test\b", ci, re.M), ".ci/run must run the README's test command"
