@@ -41,17 +41,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
 
     # --- service ---------------------------------------------------------------------------
-    log_level: str = Field("INFO", description="Python log level of the service's loggers.")
+    log_level: str = Field(
+        "INFO", description="Python log level of the service's loggers (DEBUG, INFO, WARNING, ERROR)."
+    )
     data_dir: Path = Field(
         REPO_ROOT / ".data",
-        description="Folder for the zero-setup stores (embedded Qdrant, local sessions and history).",
+        description="Folder of the zero-setup stores: the embedded Qdrant (unless QDRANT_PATH), local sessions, "
+        "history and ingestion events.",
     )
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body; larger is 413.")
-    max_batch_size: int = Field(500, ge=1, description="Most memories accepted by one batch-add call.")
-    max_content_chars: int = Field(8_000, ge=1, description="Longest memory content or chat message accepted.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest accepted request body, in bytes; larger is 413."
+    )
+    max_batch_size: int = Field(500, ge=1, description="Most memories accepted by one batch-add call; more is 422.")
+    max_content_chars: int = Field(
+        8_000,
+        ge=1,
+        description="Informational only: the contract caps a memory's content and a chat message at 8,000 "
+        "characters (shared/constraints.py); changing this setting changes nothing.",
+    )
     max_list_results: int = Field(10_000, ge=1, description="Most memories returned by one list call.")
 
-    # --- callers (set by API Management; see README "Tenants and end users") ---------------
+    # --- callers (headers set by API Management, see docs/api.md) ----------------------------
     tenant_header: str | None = Field(
         None,
         description="Header naming the caller's tenant (e.g. x-memory-tenant), set by API Management from the "
@@ -67,15 +77,26 @@ class Settings(BaseSettings):
     vector_store: VectorStoreName = Field(
         "qdrant", description="`qdrant` (embedded when QDRANT_URL is unset, else a server) or `chroma` (a server)."
     )
-    collection_name: str = Field("memories", description="Vector collection holding the memories.")
-    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset means embedded Qdrant.")
+    collection_name: str = Field(
+        "memories",
+        description="Vector collection holding the memories (on Chroma, the prefix of the per-user collections). "
+        "A collection keeps one embedding model: use another name for another embedder.",
+    )
+    qdrant_url: str | None = Field(
+        None,
+        description="Qdrant server URL (1.19.0 or later), e.g. http://localhost:6333; unset means the embedded "
+        "engine (Qdrant Edge) under QDRANT_PATH.",
+    )
     qdrant_api_key: str | None = Field(None, description="Qdrant API key (Qdrant Cloud), if the server needs one.")
-    qdrant_path: Path | None = Field(None, description="Folder of the embedded Qdrant; default DATA_DIR/qdrant.")
+    qdrant_path: Path | None = Field(
+        None,
+        description="Folder of the embedded Qdrant (one shard folder per COLLECTION_NAME); default DATA_DIR/qdrant.",
+    )
     chroma_host: str | None = Field(None, description="Chroma server host (VECTOR_STORE=chroma).")
     chroma_port: int = Field(8000, description="Chroma server port.")
     chroma_ssl: bool = Field(False, description="Use HTTPS to reach the Chroma server.")
     chroma_auth_token: str | None = Field(None, description="Bearer token for a Chroma server with token auth.")
-    vector_store_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one vector store call.")
+    vector_store_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one vector store call, in seconds.")
 
     # --- embeddings ------------------------------------------------------------------------
     embedding_provider: EmbeddingProviderName = Field(
@@ -107,25 +128,50 @@ class Settings(BaseSettings):
         ),
     )
     embedding_dims: int | None = Field(
-        None, ge=1, description="Embedding size; default 384 (local) or 1536 (OpenAI/Azure text-embedding-3-small)."
+        None,
+        ge=1,
+        description="Embedding size; default 384 (local MiniLM), 512 (local `multilingual`), 1536 (OpenAI or Azure "
+        "text-embedding-3-small) or 3072 (a `-large` model). Sent as `dimensions` to Azure OpenAI when set.",
     )
 
     # --- LLM and remote embeddings ---------------------------------------------------------
-    llm_provider: LlmProviderName = Field("none", description="`none`, `azure_openai` or `openai`.")
+    llm_provider: LlmProviderName = Field(
+        "none",
+        description="`none` (chat answers 503 llm_not_configured), `azure_openai` or `openai` (any compatible "
+        "endpoint: OpenAI, Ollama, vLLM).",
+    )
     azure_openai_endpoint: str | None = Field(None, description="Azure OpenAI endpoint, https://NAME.openai.azure.com.")
-    azure_openai_api_key: str | None = Field(None, description="Azure OpenAI key; unset means Entra ID (keyless).")
+    azure_openai_api_key: str | None = Field(
+        None, description="Azure OpenAI key; unset means Entra ID (managed identity, or the developer's login locally)."
+    )
     azure_openai_deployment: str | None = Field(None, description="Azure OpenAI chat deployment name.")
     azure_openai_api_version: str = Field("2024-10-21", description="Azure OpenAI REST API version.")
     azure_embedding_deployment: str | None = Field(None, description="Azure OpenAI embedding deployment name.")
-    azure_embedding_model: str = Field("text-embedding-3-small", description="Model behind the embedding deployment.")
-    azure_client_id: str | None = Field(None, description="Client id of a user-assigned managed identity.")
+    azure_embedding_model: str = Field(
+        "text-embedding-3-small", description="Model behind the embedding deployment (sets the default EMBEDDING_DIMS)."
+    )
+    azure_client_id: str | None = Field(
+        None,
+        description="Client id of the user-assigned managed identity to sign in with (Azure OpenAI, Storage, "
+        "telemetry).",
+    )
     openai_base_url: str | None = Field(None, description="OpenAI-compatible base URL (Ollama, vLLM, OpenAI).")
     openai_api_key: str | None = Field(None, description="API key of the OpenAI-compatible endpoint.")
     openai_model: str = Field("gpt-4o-mini", description="Chat model of the OpenAI-compatible endpoint.")
     openai_embedding_model: str = Field("text-embedding-3-small", description="Embedding model of that endpoint.")
-    llm_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one LLM or remote embedding call.")
-    llm_max_retries: int = Field(3, ge=0, le=10, description="Retries of a throttled/failed LLM or embedding call.")
-    llm_temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of chat answers.")
+    llm_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of one LLM or remote embedding call, in seconds."
+    )
+    llm_max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a throttled or failed LLM or remote embedding call, with exponential back-off "
+        "(a short Retry-After is honoured).",
+    )
+    llm_temperature: float = Field(
+        0.2, ge=0, le=2, description="Sampling temperature of chat answers (not sent to o-series deployments)."
+    )
 
     # --- chat agent ------------------------------------------------------------------------
     chat_history_turns: int = Field(10, ge=0, le=100, description="Earlier turns of the session put in the prompt.")
@@ -137,14 +183,17 @@ class Settings(BaseSettings):
         description="`local` (files under DATA_DIR) or `azure_table`; default azure_table when a table "
         "connection is configured, else local.",
     )
-    azure_tables_connection_string: str | None = Field(None, description="Table Storage connection string.")
+    azure_tables_connection_string: str | None = Field(
+        None, description="Table Storage connection string (Azurite, or an account key)."
+    )
     azure_tables_endpoint: str | None = Field(
         None, description="Table Storage endpoint, https://ACCOUNT.table.core.windows.net (managed identity)."
     )
     azurewebjobsstorage: str | None = Field(
         None,
         alias="AzureWebJobsStorage",
-        description="The Functions host storage; used for tables when nothing else is set.",
+        description="The Functions host storage (a connection string): the ingestion queue, and tables when nothing "
+        "more specific is set.",
     )
     sessions_table: str = Field("chatsessions", description="Table of chat session turns.")
     history_table: str = Field("memoryhistory", description="Table of per-memory change history.")
@@ -168,10 +217,10 @@ class Settings(BaseSettings):
     )
 
     # --- graph memory ----------------------------------------------------------------------
-    graph_store: GraphStoreName = Field("none", description="`none` or `neo4j`.")
+    graph_store: GraphStoreName = Field("none", description="`none`, or `neo4j` for graph memory (docs/graph.md).")
     neo4j_uri: str | None = Field(None, description="Neo4j URI, e.g. bolt://localhost:7687 or neo4j+s://….")
     neo4j_username: str = Field("neo4j", description="Neo4j user.")
-    neo4j_password: str | None = Field(None, description="Neo4j password.")
+    neo4j_password: str | None = Field(None, description="Neo4j password (on Azure: a Key Vault reference).")
     neo4j_database: str = Field("neo4j", description="Neo4j database name.")
 
     # --- retrieval -------------------------------------------------------------------------
@@ -181,7 +230,9 @@ class Settings(BaseSettings):
 
     # --- telemetry -------------------------------------------------------------------------
     applicationinsights_connection_string: str | None = Field(
-        None, description="Application Insights connection string; unset disables export."
+        None,
+        description="Application Insights connection string: logs, traces and metrics are exported there; unset "
+        "disables export.",
     )
 
     @model_validator(mode="after")

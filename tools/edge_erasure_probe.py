@@ -7,7 +7,7 @@ payloads, WAL on), stores `--deleted` points whose payload holds a unique canary
 points, deletes them, and after each step prints how many times the canary's bytes still occur in
 the shard's files and in which: after the delete, a flush, optimize(), `--ops` further single-point
 writes (does the WAL roll over?) with a flush and optimize(), and a close and reload. It changes
-nothing of the service; it is how the README's figure on the engine's erasure bound is made.
+nothing of the service; it is how the figure on the engine's erasure bound in docs/operations.md is made.
 """
 
 from __future__ import annotations

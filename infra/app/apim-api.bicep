@@ -207,7 +207,7 @@ resource productPolicy 'Microsoft.ApiManagement/service/products/policies@2024-0
 }
 
 // One subscription so the deployer can call the API right away (its key is read with the CLI, see
-// README); more callers get their own subscriptions to the product.
+// docs/deploy.md); more callers get their own subscriptions to the product.
 resource defaultSubscription 'Microsoft.ApiManagement/service/subscriptions@2024-05-01' = {
   parent: apim
   name: 'memory-layer-default'

@@ -207,7 +207,7 @@ var neo4jServerSettings = {
 }
 var neo4jSettings = empty(neo4jUri) ? {} : union(neo4jServerSettings, neo4jPasswordSetting)
 
-// Who calls, as API Management vouches for it (see README, "Tenants and end users"); unset when off.
+// Who calls, as API Management vouches for it (see docs/api.md, "Tenants and end users"); unset when off.
 var tenantSettings = empty(tenantHeader) ? {} : {
   TENANT_HEADER: tenantHeader
 }

@@ -51,7 +51,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     softDeleteRetentionInDays: 90
     // Off by default (purgeProtection): the vault name is fixed per environment, and a purge-protected
     // vault keeps it taken for 90 days after azd down, which breaks the next azd up. Its secrets are
-    // copies (store credentials and the function host key come from the azd environment); see README.
+    // copies (store credentials and the function host key come from the azd environment); see docs/deploy.md.
     // Once on, the API refuses false: null leaves the setting as it is.
     enablePurgeProtection: purgeProtection ? true : null
     publicNetworkAccess: 'Enabled'

@@ -1,6 +1,7 @@
-"""The README's curl walk-through ("Using the API"), run as written against the dev host.
+"""The curl walk-through of the API manual (docs/api.md, "A walk-through with curl"), run as written
+against the dev host (the README links to it; the file keeps its name).
 
-The commands are read from README.md itself (continuation lines joined, `$BASE` and `MEMORY_ID`
+The commands are read from docs/api.md itself (continuation lines joined, `$BASE` and `MEMORY_ID`
 filled in), in their order, so an example a newcomer copies cannot drift from the service: each
 must answer 200 with the shape asserted here. The host is the zero-setup default (embedded store,
 the installed local model, local files) plus a fake OpenAI-compatible LLM, since the chat example
@@ -25,7 +26,8 @@ import pytest
 from tests.helpers import REPO, DevHost
 from tools.harness.fake_openai import FakeOpenAIServer
 
-README = REPO / "README.md"
+WALKTHROUGH = REPO / "docs" / "api.md"
+SECTION = "\n## A walk-through with curl"
 LEARNED = "喜欢科幻电影，特别是《星际穿越》"
 
 
@@ -37,12 +39,13 @@ class Curl:
     line: str
 
 
-def walkthrough(readme: Path = README) -> list[Curl]:
-    """The curl commands of the first bash block under "## Using the API", in order."""
-    text = readme.read_text(encoding="utf-8")
-    section = text.split("\n## Using the API", 1)[1]
+def walkthrough(page: Path = WALKTHROUGH) -> list[Curl]:
+    """The curl commands of the first bash block under SECTION, in order."""
+    text = page.read_text(encoding="utf-8")
+    assert SECTION in text, f"{page.name}: no section {SECTION.strip()!r}"
+    section = text.split(SECTION, 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block, "README: no bash block under 'Using the API'"
+    assert block, f"{page.name}: no bash block under {SECTION.strip()!r}"
     joined = re.sub(r"\\\n\s*", " ", block.group(1))
     commands = []
     pending = ""
@@ -73,7 +76,7 @@ def walkthrough(readme: Path = README) -> list[Curl]:
     return commands
 
 
-# What each example's answer holds, by method and path (MEMORY_ID and user ids as the README writes
+# What each example's answer holds, by method and path (MEMORY_ID and user ids as the page writes
 # them): ("data", keys) for the envelope {success, message, data, request_id, timestamp}, ("body", keys)
 # for the answers that are not in it (the seed's chat answer, the system endpoints).
 ENVELOPE = {"success", "message", "data", "request_id", "timestamp"}
@@ -105,10 +108,10 @@ SHAPES: dict[tuple[str, str], tuple[str, set[str]]] = {
 }
 
 
-def test_the_walkthrough_is_read_from_the_readme() -> None:
+def test_the_walkthrough_is_read_from_the_api_manual() -> None:
     commands = walkthrough()
     paths = [(c.method, c.url.split("?")[0].replace("$BASE", "")) for c in commands]
-    assert paths == list(SHAPES), "README's walk-through changed: update SHAPES (and the service, if it must)"
+    assert paths == list(SHAPES), "docs/api.md's walk-through changed: update SHAPES (and the service, if it must)"
     add = next(c for c in commands if c.url.endswith("/api/memory/add"))
     assert add.body["content"] == "用户偏好使用Python进行数据分析"  # the seed's first example
 
@@ -125,7 +128,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
         server.stop()
 
 
-def test_every_readme_example_answers_200_with_its_shape(host: DevHost) -> None:
+def test_every_walkthrough_example_answers_200_with_its_shape(host: DevHost) -> None:
     memory_id: str | None = None
     answers: dict[tuple[str, str], Any] = {}
     for curl in walkthrough():

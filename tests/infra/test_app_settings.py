@@ -247,9 +247,9 @@ def test_always_ready_instances_are_opt_in(function_app: dict[str, Any], main_te
     # The HTTP functions form Flex Consumption's 'http' scale group; memory_ingest (queue) scales on its own.
     assert always_ready["operands"]["false_value"] == [{"name": "http", "instanceCount": "alwaysReadyInstances"}]
 
-    readme = (REPO_ROOT / "README.md").read_text()
-    costs = readme[readme.index("### What it costs at rest") :]
-    costs = costs[: costs.index("\n### ", 4)]
+    manual = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    costs = manual[manual.index("## What it costs at rest") :]
+    costs = costs[: costs.index("\n## ", 4)]
     assert "functionAlwaysReadyInstances" in costs and "always-ready" in costs, (
         "the cost of always-ready instances belongs in the cost section"
     )

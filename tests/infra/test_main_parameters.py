@@ -11,10 +11,7 @@ from infra_support import INFRA, REPO_ROOT, decorator, has_default, module_body,
 
 
 def _deploy_section() -> str:
-    readme = (REPO_ROOT / "README.md").read_text()
-    start = readme.index("## Deploy to Azure")
-    end = readme.find("\n## ", start + 1)
-    return readme[start : end if end > 0 else None]
+    return (REPO_ROOT / "docs" / "deploy.md").read_text()
 
 
 def test_location_is_limited_to_flex_consumption_regions(main_template: dict[str, Any]) -> None:
@@ -23,7 +20,7 @@ def test_location_is_limited_to_flex_consumption_regions(main_template: dict[str
     assert regions, "location needs @allowed with the regions that offer Flex Consumption"
     assert all(re.fullmatch(r"[a-z]+[0-9]?", region) for region in regions), "ARM region names: lowercase, no spaces"
     assert regions == sorted(set(regions)), "keep the list sorted and without duplicates"
-    # Regions Flex Consumption has offered from its first release, and the ones the README suggests.
+    # Regions Flex Consumption has offered from its first release, and the ones the deploy manual suggests.
     assert {"eastus", "eastus2", "swedencentral", "westeurope", "australiaeast"} <= set(regions)
     examples = [
         next(part for part in match if part)
@@ -31,7 +28,7 @@ def test_location_is_limited_to_flex_consumption_regions(main_template: dict[str
     ]
     assert examples, "the deploy section shows the region in its commands"
     for region in examples:
-        assert region in regions, f"the README deploys to {region}, which location does not allow"
+        assert region in regions, f"docs/deploy.md deploys to {region}, which location does not allow"
     # azd still offers its region picker, filtered to the allowed ones.
     assert decorator(location, "metadata") == {"azd": {"type": "location"}}
 

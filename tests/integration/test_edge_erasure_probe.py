@@ -1,4 +1,4 @@
-"""The erasure probe of the embedded engine runs and prints its figures (the README quotes them)."""
+"""The erasure probe of the embedded engine runs and prints its figures (docs/operations.md quotes them)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The zh/en retrieval set (tests/data/zh_en_retrieval.json) on the default and the multilingual local
-models, through the memory service's own search: the figures in README "Local embedding models"."""
+models, through the memory service's own search: the figures in docs/embeddings.md."""
 
 from __future__ import annotations
 
