@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ M = TypeVar("M", bound="BaseModel")
 
 # Default ceiling before settings are loaded; the configured one applies once they are.
 _DEFAULT_MAX_BODY = 1_048_576
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -240,10 +242,14 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
         raise BadRequest("request body is nested too deeply to be read") from None
     except ValueError as error:  # e.g. an integer of more digits than Python converts
         raise BadRequest(f"request body could not be read: {str(error)[:200]}") from None
-    try:
-        json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("request body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
+    # A lone surrogate comes from a `\\uD800`-`\\uDFFF` escape, or from raw bytes the JSON reader lets
+    # through (0xED 0xA0-0xBF in UTF-8, or a UTF-16/32 body): only then is the body written out again.
+    if b"\xed" in raw or _SURROGATE_ESCAPE.search(raw) or json.detect_encoding(raw) != "utf-8":
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            message = "request body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+            raise BadRequest(message) from None
     if not isinstance(payload, dict):
         raise ValidationFailed("request body must be a JSON object", details=[{"loc": [], "msg": "expected object"}])
     try:

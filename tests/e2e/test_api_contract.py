@@ -89,10 +89,24 @@ def test_a_request_logs_its_request_id_on_every_line(devhost: DevHost) -> None:
     assert any(line.endswith(f"[request_id={request_id}]") for line in lines), lines[-3:]
 
 
-def test_a_lone_surrogate_is_a_400_not_a_500(api: httpx.Client) -> None:
-    raw = b'{"user_id": "u", "content": "bad \\ud800 text"}'
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"user_id": "u", "content": "bad \\ud800 text"}',  # an escape
+        b'{"user_id": "u", "content": "bad \xed\xa0\x80 text"}',  # the raw bytes the JSON reader lets through
+        '{"user_id": "u", "content": "bad \ud800 text"}'.encode("utf-16-le", "surrogatepass"),  # a UTF-16 body
+    ],
+    ids=["escape", "utf-8-bytes", "utf-16-body"],
+)
+def test_a_lone_surrogate_is_a_400_not_a_500(api: httpx.Client, raw: bytes) -> None:
     response = api.post("/api/memory/add", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 400 and "surrogate" in response.json()["message"]
+
+
+def test_a_surrogate_pair_escape_is_text(api: httpx.Client) -> None:
+    raw = b'{"user_id": "pair-user", "content": "smile \\ud83d\\ude00"}'
+    response = api.post("/api/memory/add", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
 
 
 def test_error_examples_match_their_status_and_system_routes_list_no_4xx(api: httpx.Client) -> None:
