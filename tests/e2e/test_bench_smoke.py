@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, TINY_LOCOMO, model_env
+from tests.helpers import REPO, TINY_LOCOMO, DevHost, model_env
 from tools.harness.chroma_server import ChromaServer
 
 SMOKE_TIMEOUT = 180  # seconds; a smoke run takes ~25 s on a quiet 2-core machine
@@ -127,3 +127,10 @@ def test_ingest_smoke(tmp_path: Path) -> None:
     for drain in ("drain_one_host", "drain_two_hosts"):
         assert result[drain]["memories"] == 6 and result[drain]["memories_per_s"] > 0
     assert result["chat_inline"]["llm_calls_in_line"] == 3 and result["chat_queue"]["llm_calls_in_line"] == 1
+
+
+def test_requestpath_smoke(tmp_path: Path, devhost: DevHost) -> None:
+    result = run_bench(["requestpath", "--runs", "20", "--url", devhost.base_url], tmp_path)
+    for name in ("memory_search", "memory_batch_add"):
+        assert 0 < result["function_ms"][name]["p50"] <= result["function_ms"][name]["p95"]
+    assert result["host_round_trip_ms"]["p50"] > 0

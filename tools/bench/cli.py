@@ -107,6 +107,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     zhen.add_argument("--data", type=Path, help="the retrieval set (default tests/data/zh_en_retrieval.json)")
     zhen.add_argument("--out", type=Path, help="write the results as JSON here")
 
+    rp = sub.add_parser(
+        "requestpath", help="the request path on its own: the endpoint's work and the host's round trip"
+    )
+    rp.add_argument("--runs", type=int, default=2000, help="calls per measure (default 2000)")
+    rp.add_argument("--url", help="a running host, for its round trip (GET /health)")
+    rp.add_argument("--out", type=Path, help="write the results as JSON here")
+
     ing = sub.add_parser(
         "ingest", help="202 latency, queue drain rate (one and two hosts), chat turn latency inline and queued"
     )
@@ -131,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tools.bench.zhen import DEFAULT_DATA, main_models, run_zhen
 
             result = run_zhen(main_models(args.models), args.data or DEFAULT_DATA)
+        elif args.command == "requestpath":
+            from tools.bench.requestpath import run_requestpath
+
+            result = run_requestpath(args.runs, args.url)
         elif args.command == "mixed":
             from tools.bench.mixed import MixedConfig, run_mixed
 
@@ -168,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench.mixed import mixed_table
 
         print(mixed_table(result))
+    elif args.command == "requestpath":
+        from tools.bench.requestpath import requestpath_table
+
+        print(requestpath_table(result))
     else:
         print(load_tables(result, show_cprofile=args.profile))
     if args.out:
