@@ -50,9 +50,11 @@ def build_embedder(settings: Settings) -> Embedder:
 def build_memory(settings: Settings, embedder: Embedder, llm: Any, history: Any, store: VectorStore) -> Any:
     """A mem0 `Memory` writing through our vector-store adapter, with our embedder, LLM and history."""
     prepare_mem0_environment(settings)
+    from shared.stores.vector.qdrant.client import load_qdrant_client, qdrant_client
+
+    load_qdrant_client()  # before mem0 imports it: without fastembed
     from mem0 import Memory
     from mem0.configs.base import MemoryConfig
-    from qdrant_client import QdrantClient
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = MemoryConfig(
@@ -64,7 +66,7 @@ def build_memory(settings: Settings, embedder: Embedder, llm: Any, history: Any,
             "config": {
                 "collection_name": "placeholder",
                 "embedding_model_dims": embedder.dims,
-                "client": QdrantClient(location=":memory:"),
+                "client": qdrant_client(location=":memory:"),
             },
         },
         embedder={"provider": "openai", "config": {"api_key": "injected", "embedding_dims": embedder.dims}},

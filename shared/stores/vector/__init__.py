@@ -23,11 +23,10 @@ def build_vector_store(settings: Settings) -> VectorStore:
 
         return ChromaVectorStore(chroma_client(settings), name, dims, embedding_model=settings.embedding_model_id)
     if settings.qdrant_url:
-        from qdrant_client import QdrantClient
-
         from shared.stores.vector.qdrant import QdrantServerStore
+        from shared.stores.vector.qdrant.client import qdrant_client
 
-        qdrant = QdrantClient(
+        qdrant = qdrant_client(
             url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=int(settings.vector_store_timeout_seconds)
         )
         return QdrantServerStore(qdrant, name, dims, embedding_model=settings.embedding_model_id)

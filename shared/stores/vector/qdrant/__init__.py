@@ -47,6 +47,10 @@ version).
 
 from __future__ import annotations
 
-from shared.stores.vector.qdrant.store import QdrantServerStore
+from shared.stores.vector.qdrant.client import load_qdrant_client
+
+load_qdrant_client()  # before the modules below import it: without fastembed (client.py)
+
+from shared.stores.vector.qdrant.store import QdrantServerStore  # noqa: E402
 
 __all__ = ["QdrantServerStore"]

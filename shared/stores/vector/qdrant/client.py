@@ -1,0 +1,52 @@
+"""qdrant-client without fastembed.
+
+qdrant-client imports fastembed when it is installed: once when the package is imported
+(`qdrant_client.fastembed_common`) and again in every client's constructor
+(`FastEmbedMisc.is_installed`), for its own embed-the-text conveniences, which this service never
+uses (the embeddings come from the service's embedder). That brings onnxruntime, Pillow and the
+Hugging Face hub client into a worker that embeds through Azure OpenAI: measured 37 MB of resident
+memory (147 -> 110 MB for a worker configured as in the cloud, after building the service) and
+their import time on every cold start. fastembed is installed for local embedding models named
+without a path (`shared/ai/embeddings.py`), so it stays importable for that use: it is hidden only
+while qdrant-client is imported and while a client is built, and qdrant-client takes it as absent.
+
+Import `load_qdrant_client()` before anything else imports `qdrant_client` (this package's
+`__init__` does, and so does the mem0 builder, whose placeholder store is a Qdrant client).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_hiding = threading.Lock()
+
+
+def _without_fastembed(make: Callable[[], T]) -> T:
+    with _hiding:
+        if "fastembed" in sys.modules:  # imported already (or hidden by an outer call): nothing to save
+            return make()
+        sys.modules["fastembed"] = None  # type: ignore[assignment]  # `import fastembed` raises ImportError
+        try:
+            return make()
+        finally:
+            if "fastembed" in sys.modules and sys.modules["fastembed"] is None:
+                del sys.modules["fastembed"]
+
+
+def load_qdrant_client() -> None:
+    """Imports qdrant-client (once) with fastembed hidden."""
+    if "qdrant_client" not in sys.modules:
+        _without_fastembed(lambda: importlib.import_module("qdrant_client"))
+
+
+def qdrant_client(**kwargs: Any) -> Any:
+    """`QdrantClient(**kwargs)`, built with fastembed hidden."""
+    load_qdrant_client()
+    from qdrant_client import QdrantClient
+
+    return _without_fastembed(lambda: QdrantClient(**kwargs))
