@@ -358,8 +358,8 @@ def test_meaning_and_words_together(store: ChromaVectorStore, embedder: LocalEmb
 def test_mem0_memory_works_on_the_adapter(
     store: ChromaVectorStore, chroma_server: ChromaServer, embedder: LocalEmbedder, tmp_path: Path, mem0_ready: None
 ) -> None:
-    from shared.memory.mem0_engine import build_memory
     from shared.ai.llm import build_chat_model
+    from shared.memory.mem0_engine import build_memory
     from shared.settings import Settings
     from shared.stores.state.history import build_history_store
 

@@ -239,8 +239,8 @@ def test_the_seeds_chinese_examples_are_keyword_candidates(store: EdgeVectorStor
 
 
 def test_mem0_memory_works_on_the_adapter(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.memory.mem0_engine import build_memory, prepare_mem0_environment
     from shared.ai.llm import build_chat_model
+    from shared.memory.mem0_engine import build_memory, prepare_mem0_environment
     from shared.settings import Settings
     from shared.stores.state.history import build_history_store
 
