@@ -14,15 +14,18 @@ from), so that deleting a memory or a user deletes its text everywhere the servi
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.lazy import Lazy
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import sqlite3
 
 # A history row: memory_id, old_memory, new_memory, event (ADD, UPDATE, DELETE), created_at,
 # updated_at, is_deleted, actor_id, role; `get_history` adds the row's own `id`.
@@ -76,33 +79,28 @@ _SCHEMA = (
 
 
 class LocalHistoryStore:
-    """The history in one SQLite file, shared by the threads of a worker (one connection, one lock)."""
+    """The history in one SQLite file, shared by the threads of a worker (one connection, one lock).
+    The file is opened on first use: a worker's first search does not wait for it."""
 
     def __init__(self, db_path: str) -> None:
-        self._connection = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db: Lazy[sqlite3.Connection] = Lazy(lambda: _open(db_path))
         self._lock = threading.Lock()
-        with self._lock:
-            self._connection.execute("PRAGMA secure_delete = ON")
-            # A write-ahead log, synced at checkpoints: a commit is an append. With the rollback
-            # journal every history row cost several fsyncs (15-20 ms of wall time here), taken
-            # under the store's lock, so concurrent adds queued behind each other. A commit
-            # survives a crash of the process; a power cut may lose the last ones, as it may the
-            # embedded vector store's own unflushed writes, which this file only describes.
-            self._connection.execute("PRAGMA journal_mode = WAL")
-            self._connection.execute("PRAGMA synchronous = NORMAL")
-            for statement in _SCHEMA:
-                self._connection.execute(statement)
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        return self._db.get()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection
         with self._lock:
-            self._connection.execute("BEGIN")
+            connection.execute("BEGIN")
             try:
-                yield self._connection
+                yield connection
             except BaseException:
-                self._connection.execute("ROLLBACK")
+                connection.execute("ROLLBACK")
                 raise
-            self._connection.execute("COMMIT")
+            connection.execute("COMMIT")
 
     def add_history(
         self,
@@ -131,8 +129,9 @@ class LocalHistoryStore:
 
     def get_history(self, memory_id: str) -> list[HistoryRow]:
         """The memory's rows, oldest first."""
+        connection = self._connection
         with self._lock:
-            rows = self._connection.execute(
+            rows = connection.execute(
                 f"SELECT id, {', '.join(_COLUMNS)} FROM history WHERE memory_id = ?"  # noqa: S608 - column names only
                 " ORDER BY created_at ASC, DATETIME(updated_at) ASC",
                 (memory_id,),
@@ -160,8 +159,9 @@ class LocalHistoryStore:
 
     def get_last_messages(self, session_scope: str, limit: int = 10) -> list[dict[str, Any]]:
         """The scope's last `limit` messages, oldest first."""
+        connection = self._connection
         with self._lock:
-            rows = self._connection.execute(
+            rows = connection.execute(
                 "SELECT role, content, name, created_at FROM (SELECT role, content, name, created_at FROM messages"
                 " WHERE session_scope = ? ORDER BY created_at DESC LIMIT ?) ORDER BY created_at ASC",
                 (session_scope, limit),
@@ -195,12 +195,32 @@ class LocalHistoryStore:
 
     def _checkpoint(self) -> None:
         """Moves the log into the file and empties it: erased rows' old pages live on in the log until then."""
+        connection = self._connection
         with self._lock:
-            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
+        connection = self._db.reset()
+        if connection is not None:
+            with self._lock:
+                connection.close()
+
+
+def _open(db_path: str) -> sqlite3.Connection:
+    import sqlite3
+
+    connection = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+    connection.execute("PRAGMA secure_delete = ON")
+    # A write-ahead log, synced at checkpoints: a commit is an append. With the rollback journal
+    # every history row cost several fsyncs (15-20 ms of wall time here), taken under the store's
+    # lock, so concurrent adds queued behind each other. A commit survives a crash of the process;
+    # a power cut may lose the last ones, as it may the embedded vector store's own unflushed
+    # writes, which this file only describes.
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    for statement in _SCHEMA:
+        connection.execute(statement)
+    return connection
 
 
 def build_history_store(settings: Settings) -> HistoryStore:
