@@ -9,9 +9,10 @@ delete is not offered: it writes one more history row holding the text it delete
 `build_memory` is the one place that knows how mem0 is assembled. mem0's `Memory.__init__` builds
 an embedder, an LLM client, a vector store and a SQLite history from provider names; ours are
 given, so the builder allocates the object and sets the attributes mem0 reads, from our parts.
-`Mem0Engine` imports and assembles mem0 on its first call: the import costs about 2 s on a new
-worker, and a worker's first search never needs it (tests/integration/test_mem0_engine.py checks
-the assembly against mem0's own constructor, so an upgrade that adds a part is caught).
+`Mem0Engine` imports and assembles mem0 on its first call: importing it costs about a second on a
+new worker (`python -m tools.bench.coldstart`: "build mem0"), which a worker's first search never
+waits for. tests/integration/test_mem0_engine.py checks the assembly against mem0's own
+constructor, so an upgrade of mem0 that adds a part fails a test instead of a request.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class MemoryEngine(Protocol):
     def load(self) -> None:
         """Gets ready now rather than on the first write (a warm-up; the cold-start benchmark times it)."""
         ...
+
+
+class ExtractionLlm(Protocol):
+    """mem0's LLM interface, as it calls it (shared/ai/llm.py's `ChatModel` implements it)."""
+
+    def generate_response(self, messages: list[dict[str, str]], response_format: Any = None, **kwargs: Any) -> str: ...
 
 
 def prepare_mem0_environment(settings: Settings) -> None:
@@ -91,7 +98,9 @@ class _NoEntities:
         return []
 
 
-def build_memory(settings: Settings, embedder: Embedder, llm: Any, history: HistoryStore, store: VectorStore) -> Any:
+def build_memory(
+    settings: Settings, embedder: Embedder, llm: ExtractionLlm, history: HistoryStore, store: VectorStore
+) -> Any:
     """A mem0 `Memory` made of our parts: it embeds with `embedder`, extracts with `llm`, writes
     memories through `store` (our adapter) and their history through `history`."""
     prepare_mem0_environment(settings)
@@ -118,7 +127,7 @@ class Mem0Engine:
     """`MemoryEngine` on mem0, assembled by `build_memory` on the first call."""
 
     def __init__(
-        self, settings: Settings, embedder: Embedder, llm: Any, history: HistoryStore, store: VectorStore
+        self, settings: Settings, embedder: Embedder, llm: ExtractionLlm, history: HistoryStore, store: VectorStore
     ) -> None:
         self._memory: Lazy[Any] = Lazy(lambda: build_memory(settings, embedder, llm, history, store))
 
