@@ -325,7 +325,7 @@ def memory_history(req: func.HttpRequest) -> Reply:
 
     scope = caller(req).scope(owner_from_query(req))
     memory_id = req.route_params.get("memory_id", "")
-    rows = get_memory_service().history(memory_id, scope)
+    rows = get_memory_service().memory_history(memory_id, scope)
     return Reply(MemoryHistory(memory_id=memory_id, history=[HistoryEntry.model_validate(r) for r in rows]))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -43,6 +43,29 @@ def as_iso_utc(value: str | None) -> str | None:
         return iso_utc(datetime.fromisoformat(value))
     except (TypeError, ValueError):
         return value
+
+
+def expiration_text(value: date | None) -> str | None:
+    """An `expiration_date` as stored: `YYYY-MM-DD` for a date, ISO UTC with `Z` for an instant."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
+
+
+def utc_day(timestamp: str) -> str:
+    """The UTC day (`YYYY-MM-DD`) of a stored timestamp, for counts by day."""
+    if not timestamp:
+        return "unknown"
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp[:10]
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d")
 
 
 class RequestIdLogFilter(logging.Filter):

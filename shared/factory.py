@@ -7,11 +7,12 @@ Kept apart from the modules it chooses between, so that none of them imports ano
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from shared.ai.llm import ChatModel, NoChatModel
     from shared.chat.agent import ChatAgent
     from shared.memory.ingest import Ingestion
     from shared.memory.service import MemoryService
@@ -33,41 +34,43 @@ def build_session_store(settings: Settings) -> SessionStore:
     return LocalSessionStore(settings.data_dir / "sessions")
 
 
-def build_memory_service(
-    settings: Settings, sessions: SessionStore | None = None, events: EventStore | None = None
-) -> MemoryService:
-    """The memory service: embedder, history, LLM, vector store, mem0 over them, graph and search."""
-    from shared.ai.backends import build_embedder, build_memory, prepare_mem0_environment
-
-    prepare_mem0_environment(settings)
+def build_llm(settings: Settings) -> ChatModel | NoChatModel:
+    """The chat LLM of a worker: the agent answers with it, mem0 and the graph extract with it."""
     from shared.ai.llm import build_chat_model
+
+    return build_chat_model(settings)
+
+
+def build_memory_service(
+    settings: Settings,
+    sessions: SessionStore | None = None,
+    events: EventStore | None = None,
+    llm: ChatModel | NoChatModel | None = None,
+) -> MemoryService:
+    """The memory service and every part of it: embedder, LLM, vector store, history, mem0 over
+    them, graph and search. Sessions, events and the LLM are the worker's own when given (the chat
+    agent and the ingestion share them), else built here."""
+    from shared.memory.mem0_engine import Mem0Engine, prepare_mem0_environment
+
+    prepare_mem0_environment(settings)  # before anything imports mem0
+    from shared.ai.backends import build_embedder
     from shared.graph import build_graph_store
-    from shared.lazy import Lazy
     from shared.memory.service import MemoryService, vector_store_calls
     from shared.observability.traced import TracedEmbedder, TracedVectorStore
+    from shared.search.hybrid import HybridSearcher
+    from shared.stores.state.events import build_event_store
+    from shared.stores.state.history import build_history_store
+    from shared.stores.vector import build_vector_store
 
     # Spans around the ports, put on here so that no adapter knows about telemetry.
     embedder = TracedEmbedder(build_embedder(settings))
-    llm = build_chat_model(settings)
-    from shared.stores.vector import build_vector_store
-
+    llm = llm if llm is not None else build_llm(settings)
     with vector_store_calls():
         store = TracedVectorStore(build_vector_store(settings))
-
-    def mem0_memory() -> Any:
-        # Importing mem0 imports qdrant-client, fastembed's hub client and mem0's hosted client:
-        # about 2 s on a new worker. Searches never need it (they query the store directly), so
-        # it is built on the first write, chat turn or history read, not before a worker's first search.
-        from shared.stores.state.history import build_history_store
-
-        with vector_store_calls():
-            return build_memory(settings, embedder, llm, build_history_store(settings), store)
-
-    memory: Lazy[Any] = Lazy(mem0_memory)
-    graph = build_graph_store(settings, embedder, llm)
-    from shared.search.hybrid import HybridSearcher
-
-    searcher = HybridSearcher(store, embedder, settings)
+    history = build_history_store(settings)
+    # mem0 is imported and assembled on the engine's first call (a write, a chat turn's learning):
+    # about 2 s on a new worker that a worker's first search does not wait for.
+    engine = Mem0Engine(settings, embedder, llm, history, store)
     logger.info(
         "memory service ready: vector_store=%s embedder=%s llm=%s state=%s",
         settings.vector_store,
@@ -75,10 +78,17 @@ def build_memory_service(
         settings.llm_provider,
         settings.resolved_state_store,
     )
-    service = MemoryService(memory, store, embedder, settings, searcher=searcher, graph=graph)
-    service.sessions = sessions  # erased with the user's memories
-    service.events = events  # so are the inputs of the user's events
-    return service
+    return MemoryService(
+        settings,
+        store=store,
+        embedder=embedder,
+        searcher=HybridSearcher(store, embedder, settings),
+        engine=engine,
+        history=history,
+        sessions=sessions if sessions is not None else build_session_store(settings),
+        events=events if events is not None else build_event_store(settings),
+        graph=build_graph_store(settings, embedder, llm),
+    )
 
 
 def build_ingestion(

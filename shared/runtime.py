@@ -16,6 +16,7 @@ from shared.errors import ServiceError
 from shared.lazy import Lazy
 
 if TYPE_CHECKING:
+    from shared.ai.llm import ChatModel, NoChatModel
     from shared.chat.agent import ChatAgent
     from shared.memory.ingest import Ingestion
     from shared.memory.service import MemoryService
@@ -37,7 +38,7 @@ def _memory_service() -> MemoryService:
 
     global _build_failure
     try:
-        service = build_memory_service(_settings(), get_session_store(), get_ingestion().events)
+        service = build_memory_service(_settings(), get_session_store(), get_ingestion().events, _llm.get())
     except ServiceError as error:
         _build_failure = error  # what /health reports until a build succeeds
         raise
@@ -49,13 +50,19 @@ def _memory_service() -> MemoryService:
 def _chat_agent() -> ChatAgent:
     from shared.chat.agent import build_chat_agent
 
-    return build_chat_agent(_settings(), get_memory_service(), get_session_store(), get_ingestion())
+    return build_chat_agent(_settings(), get_memory_service(), get_session_store(), _llm.get(), get_ingestion())
 
 
 def _session_store() -> SessionStore:
     from shared.factory import build_session_store
 
     return build_session_store(_settings())
+
+
+def _chat_model() -> ChatModel | NoChatModel:
+    from shared.factory import build_llm
+
+    return build_llm(_settings())
 
 
 def _ingestion() -> Ingestion:
@@ -68,6 +75,7 @@ _memory: Lazy[MemoryService] = Lazy(_memory_service)
 _ingest: Lazy[Ingestion] = Lazy(_ingestion)
 _chat: Lazy[ChatAgent] = Lazy(_chat_agent)
 _sessions: Lazy[SessionStore] = Lazy(_session_store)
+_llm: Lazy[ChatModel | NoChatModel] = Lazy(_chat_model)  # one per worker: the agent's, mem0's and the graph's
 
 
 def get_memory_service() -> MemoryService:
@@ -76,20 +84,8 @@ def get_memory_service() -> MemoryService:
 
 
 def _close_at_exit() -> None:
-    """Closes what holds files before the interpreter tears modules down.
-
-    Left to the garbage collector at shutdown, the QdrantClient that mem0 opens on its own (the
-    `mem0migrations` collection in MEM0_DIR) fails in `__del__` and prints a traceback on Ctrl-C.
-    """
-    service = _memory.peek()
-    memory = service.memory_if_built() if service is not None else None
-    telemetry = getattr(memory, "_telemetry_vector_store", None)
-    client = getattr(telemetry, "client", None)
-    if client is not None and callable(getattr(client, "close", None)):
-        try:
-            client.close()
-        except Exception:  # best effort at exit
-            logger.debug("error while closing mem0's own vector store", exc_info=True)
+    """Closes what holds files (the store's folder lock, the history file) before the interpreter
+    tears modules down."""
     reset()
 
 
@@ -127,6 +123,7 @@ def reset() -> None:
     """Forget every built object and the settings (tests, and a config reload)."""
     ingestion = _ingest.reset()
     extra = (ingestion.events, ingestion.queue) if ingestion is not None else ()
+    _llm.reset()
     for obj in (_chat.reset(), _sessions.reset(), _memory.reset(), *extra):
         close = getattr(obj, "close", None)
         if close is not None:

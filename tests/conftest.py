@@ -23,7 +23,7 @@ import pytest
 from tests.helpers import FOLDER_MARKERS, DevHost, local_model_path
 
 # No library phones home from a test run: mem0 and chromadb read these when they are first imported,
-# which a test may do before the service's own setup (shared/ai/backends.py) sets them.
+# which a test may do before the service's own setup (shared/memory/mem0_engine.py) sets them.
 os.environ.setdefault("MEM0_TELEMETRY", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 

@@ -58,13 +58,13 @@ OUTSIDE_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "MEM0_DIR",
-        "shared/ai/backends.py",
+        "shared/memory/mem0_engine.py",
         "mem0's scratch folder: set to DATA_DIR/mem0 before mem0 is imported, unless already set.",
     ),
-    ("MEM0_TELEMETRY", "shared/ai/backends.py", "Always set to `false`: mem0 sends no telemetry."),
+    ("MEM0_TELEMETRY", "shared/memory/mem0_engine.py", "Always set to `false`: mem0 sends no telemetry."),
     (
         "ANONYMIZED_TELEMETRY",
-        "shared/ai/backends.py",
+        "shared/memory/mem0_engine.py",
         "Set to `False` unless already set: the libraries' anonymous telemetry stays off.",
     ),
 )

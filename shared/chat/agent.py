@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from shared.context import iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, EventAccepted, MemoryRecord
 from shared.errors import LlmNotConfigured, ServiceError
 from shared.memory.ingest import Ingestion, job_scope, scope_job
-from shared.memory.service import MemoryService, vector_store_calls
-from shared.observability import meters
+from shared.memory.service import MemoryService
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.state.sessions import SessionStore, Turn
@@ -38,9 +37,15 @@ What you remember about the user:
 {relations}"""
 
 
+class ChatLlm(Protocol):
+    """The LLM the agent answers with (shared/ai/llm.py's `ChatModel`)."""
+
+    def complete(self, messages: list[dict[str, str]], *, json_mode: bool = False) -> str: ...
+
+
 class ChatAgent:
     def __init__(
-        self, settings: Settings, service: MemoryService, sessions: SessionStore, llm: Any, ingestion: Ingestion
+        self, settings: Settings, service: MemoryService, sessions: SessionStore, llm: ChatLlm, ingestion: Ingestion
     ) -> None:
         self.settings = settings
         self.service = service
@@ -140,33 +145,17 @@ class ChatAgent:
         return messages
 
     def learn(self, user_key: str, job: dict[str, Any], write_id: str) -> list[str]:
-        """A learning event's work: mem0 extracts facts from the exchange (LLM inference), then the
-        graph learns from what the user said. Returns the ids mem0 added, all tagged with the turn id."""
+        """A learning event's work: the service learns from the exchange (facts, then the graph).
+        Returns the ids of the memories added, all tagged with the turn id."""
+        tags = dict(job.get("metadata") or {})
+        tags.update({"learned_from": "chat", "session_id": job["session_id"], "turn_id": job["turn_id"]})
         scope = job_scope(user_key, job)
-        exchange = [{"role": "user", "content": job["message"]}, {"role": "assistant", "content": job["answer"]}]
-        learned = dict(job.get("metadata") or {})
-        learned.update({"learned_from": "chat", "session_id": job["session_id"], "turn_id": job["turn_id"]})
-        learned.update(scope.payload_fields())
-        with vector_store_calls():
-            result = self.service.memory.add(exchange, user_id=scope.key, metadata=learned, infer=True)
-        ids = [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
-        if self.service.graph is not None:
-            # What the user said is what the graph learns from ("I" is the user's own node).
-            self.service.graph.extract_and_store(
-                scope.key, job["message"], ids, write_id=write_id, self_name=scope.user_id
-            )
-        meters.memories_added(len(ids), "chat")
-        return ids
+        return self.service.learn_from_turn(scope, job["message"], job["answer"], tags, write_id=write_id)
 
     def forget(self, user_key: str, job: dict[str, Any], write_id: str) -> None:
         """Remove whatever a learning attempt wrote: its graph write, then the memories tagged with its turn."""
         scope = job_scope(user_key, job)
-        if self.service.graph is not None:
-            from shared.graph.store import GraphWriteResult
-
-            # The memories' own support goes with them below (delete_where cascades into the graph).
-            self.service.graph.revert_write(scope.key, GraphWriteResult(write_id=write_id, status="written"))
-        removed = self.service.delete_where(scope, {"turn_id": job["turn_id"]})
+        removed = self.service.forget_turn(scope, {"turn_id": job["turn_id"]}, write_id=write_id)
         if removed:
             logger.warning("turn %s: removed the %d memories an unfinished attempt learned", job["turn_id"], removed)
 
@@ -181,8 +170,8 @@ def _flat_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def build_chat_agent(
-    settings: Settings, service: MemoryService, sessions: SessionStore, ingestion: Ingestion
+    settings: Settings, service: MemoryService, sessions: SessionStore, llm: ChatLlm, ingestion: Ingestion
 ) -> ChatAgent:
     if not settings.llm_configured:
         raise LlmNotConfigured()
-    return ChatAgent(settings, service, sessions, service.memory.llm, ingestion)
+    return ChatAgent(settings, service, sessions, llm, ingestion)

@@ -35,12 +35,17 @@ from shared.stores.state.events import EventKind, EventStore, IngestEvent
 if TYPE_CHECKING:
     from shared.memory.service import MemoryService
     from shared.settings import Settings
-    from shared.stores.queues import IngestQueue
 
 logger = logging.getLogger(__name__)
 
 # Ids of the memories an add event writes: uuid5 of the event id and the item's position.
 _MEMORY_IDS = uuid.UUID("0f5c4d0e-53a1-4c4e-9a43-2f0a1c9f7b6d")
+
+
+class EventQueue(Protocol):
+    """Where queued events wait for the ingestion function (shared/stores/queues.py's `IngestQueue`)."""
+
+    def send(self, message: dict[str, Any]) -> None: ...
 
 
 class Learner(Protocol):
@@ -81,7 +86,7 @@ class Ingestion:
         self,
         settings: Settings,
         events: EventStore,
-        queue: IngestQueue | None,
+        queue: EventQueue | None,
         memory_service: Callable[[], MemoryService],
         learner: Callable[[], Learner],
     ) -> None:

@@ -1,8 +1,11 @@
 """The memory service: every memory operation of the API, scoped to one user.
 
-mem0 does the storage work. This layer adds what mem0 leaves to its caller: by-id calls are
-checked against the owner before anything is read back or changed, batch adds embed once and
-write once, counts and stats are exact, and store outages surface as `BackendUnavailable`.
+mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given, extracts facts
+from a chat turn and updates a memory's text. This layer owns the rules: by-id calls are checked
+against the owner before anything is read back or changed, batch adds embed once and write once,
+erasure removes a text from every store that holds it, counts and stats are exact, and store
+outages surface as `BackendUnavailable`. Every collaborator is given typed to the constructor
+(shared/factory.py builds them; tests/fixtures has in-memory ones).
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from shared.ai.embeddings import Embedder
-from shared.context import iso_utc
+from shared.context import expiration_text, iso_utc, utc_day
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
-from shared.lazy import Lazy
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
 from shared.memory.records import record_from_payload
 from shared.observability import meters
@@ -29,7 +31,13 @@ from shared.settings import Settings
 from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
 
 if TYPE_CHECKING:
+    from shared.graph.store import GraphReadResult
+    from shared.memory.mem0_engine import MemoryEngine
+    from shared.memory.ports import MemoryGraph
     from shared.search.hybrid import HybridSearcher
+    from shared.stores.state.events import EventStore
+    from shared.stores.state.history import HistoryRow, HistoryStore
+    from shared.stores.state.sessions import SessionStore, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -59,32 +67,26 @@ class MemoryService:
 
     def __init__(
         self,
-        memory: Any,
+        settings: Settings,
+        *,
         store: VectorStore,
         embedder: Embedder,
-        settings: Settings,
-        searcher: HybridSearcher | None = None,
-        graph: Any = None,
+        searcher: HybridSearcher,
+        engine: MemoryEngine,
+        history: HistoryStore,
+        sessions: SessionStore,
+        events: EventStore,
+        graph: MemoryGraph | None,
     ) -> None:
-        # mem0's Memory, writing through `store`: given built, or as a `Lazy` the service builds on
-        # first use (the composition root's way: a search never imports mem0).
-        self._mem0: Lazy[Any] = memory if isinstance(memory, Lazy) else Lazy(lambda: memory)
-        self.store = store
-        self.embedder = embedder
         self.settings = settings
+        self.store = store  # the memories: the service reads and erases here, mem0 writes here
+        self.embedder = embedder
         self.searcher = searcher
-        self.graph = graph  # shared.graph.GraphStore when GRAPH_STORE=neo4j
-        self.sessions: Any = None  # the chat session store, erased with a user (set by the runtime)
-        self.events: Any = None  # the ingestion events (their inputs hold texts), erased with a user
-
-    @property
-    def memory(self) -> Any:
-        """mem0's Memory over the service's store, embedder, LLM and history (built on first use)."""
-        return self._mem0.get()
-
-    def memory_if_built(self) -> Any:
-        """mem0's Memory when something has built it, else None (never builds)."""
-        return self._mem0.peek()
+        self.engine = engine  # mem0: raw adds, a turn's extraction, updates (imported on first use)
+        self.history = history  # every memory's change rows and mem0's message log
+        self.sessions = sessions  # chat turns: erased and exported with the user
+        self.events = events  # ingestion events, whose inputs hold texts: erased with the user
+        self.graph = graph  # None when GRAPH_STORE=none
 
     # --- writes ------------------------------------------------------------------------------
     def add_memory(
@@ -104,14 +106,11 @@ class MemoryService:
         if expires is not None:
             stored[EXPIRATION_KEY] = expires  # kept as given; mem0's own form is a date only
         with vector_store_calls():
-            result = self.memory.add(
-                content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored, infer=False
-            )
-        added = result["results"][0]
+            memory_id = self.engine.add(content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored)
         meters.memories_added(1, "add")
         now = iso_utc()
         return MemoryRecord(
-            id=str(added["id"]),
+            id=memory_id,
             memory=content,
             user_id=str(scope.user_id),
             agent_id=agent_id,
@@ -163,7 +162,7 @@ class MemoryService:
             if expires is not None:
                 payload[EXPIRATION_KEY] = expires
             payloads.append(payload)
-        history = [
+        history: list[HistoryRow] = [
             {
                 "memory_id": mid,
                 "old_memory": None,
@@ -178,7 +177,7 @@ class MemoryService:
         with vector_store_calls():
             self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
         try:
-            self.memory.db.batch_add_history(history)
+            self.history.batch_add_history(history)
         except Exception:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
@@ -201,7 +200,7 @@ class MemoryService:
         self._owned(memory_id, scope)  # 404 or 403 before anything is changed
         with vector_store_calls():
             try:
-                self.memory.update(memory_id, text=content, metadata=dict(metadata) if metadata is not None else None)
+                self.engine.update(memory_id, content, metadata)
             except Exception:
                 # A delete racing this update removed the memory between the check and the write:
                 # the update lost the race, which is a 404, not a failure of the service.
@@ -243,15 +242,11 @@ class MemoryService:
             deleted += len(batch)
             if len(batch) < _SCAN_PAGE:
                 break
-        # What else holds the user's words: the messages mem0 logged and the chat sessions. This
-        # runs even when no memory was left, so a retry after a failure finishes the erasure.
-        erase_messages = getattr(self.memory.db, "erase_user_messages", None)
-        if erase_messages is not None:
-            erase_messages(user_id)
-        if self.sessions is not None:
-            self.sessions.delete_user(user_id)
-        if self.events is not None:
-            self.events.delete_user(user_id)
+        # What else holds the user's words: the messages mem0 logged, the chat sessions and the
+        # events' inputs. This runs even when no memory was left, so a retry finishes the erasure.
+        self.history.erase_user_messages(user_id)
+        self.sessions.delete_user(user_id)
+        self.events.delete_user(user_id)
         return deleted
 
     def erase_memories(self, memory_ids: Sequence[str]) -> None:
@@ -301,9 +296,7 @@ class MemoryService:
         """
         if not memory_ids:
             return
-        erase_history = getattr(self.memory.db, "erase_memories", None)
-        if erase_history is not None:
-            erase_history(list(memory_ids))
+        self.history.erase_memories(list(memory_ids))
         with vector_store_calls():
             for memory_id in memory_ids:
                 self.store.delete(vector_id=memory_id)
@@ -323,6 +316,32 @@ class MemoryService:
             for row in matching:
                 self.graph.delete_memory(user_id, str(row.id))
         return len(matching)
+
+    def learn_from_turn(
+        self, scope: Scope | str, message: str, answer: str, tags: dict[str, Any], *, write_id: str
+    ) -> list[str]:
+        """What a chat turn teaches: mem0 extracts facts from the exchange (LLM inference), then the
+        graph learns from what the user said ("I" is the user's own node) as the write `write_id`.
+        Every memory carries `tags` (by which `forget_turn` finds them); returns their ids."""
+        scope = as_scope(scope)
+        exchange = [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
+        with vector_store_calls():
+            ids = self.engine.extract(exchange, user_id=scope.key, metadata={**tags, **scope.payload_fields()})
+        if self.graph is not None:
+            self.graph.extract_and_store(scope.key, message, ids, write_id=write_id, self_name=scope.user_id)
+        meters.memories_added(len(ids), "chat")
+        return ids
+
+    def forget_turn(self, scope: Scope | str, tags: dict[str, Any], *, write_id: str) -> int:
+        """Removes whatever a `learn_from_turn` attempt wrote, finished or not: the graph write
+        `write_id`, then the memories carrying `tags` (with their history and graph support).
+        Returns how many memories were removed."""
+        scope = as_scope(scope)
+        if self.graph is not None:
+            from shared.graph.store import GraphWriteResult
+
+            self.graph.revert_write(scope.key, GraphWriteResult(write_id=write_id, status="written"))
+        return self.delete_where(scope, tags)
 
     # --- reads -------------------------------------------------------------------------------
     def get_memory(self, memory_id: str, scope: Scope | str | None = None) -> MemoryRecord:
@@ -372,10 +391,6 @@ class MemoryService:
         """The user's memories (of the agent and run scopes given) most relevant to `query`, best first."""
         scope = as_scope(scope)
         filters = scope_filters(agent_id, run_id, filters)
-        if self.searcher is None:
-            from shared.search.hybrid import HybridSearcher
-
-            self.searcher = HybridSearcher(self.store, self.embedder, self.settings)
         with vector_store_calls():
             found = self.searcher.search(scope.key, query, limit, filters, threshold)
         return [record.model_copy(update={"user_id": scope.user_id}) for record in found]
@@ -400,8 +415,8 @@ class MemoryService:
         warnings = [graph.warning] if graph.warning else None
         return MemoryResults(results=results, relations=graph.relations, warnings=warnings)
 
-    def search_relations(self, scope: Scope | str, query: str, limit: int = 10) -> Any:
-        """Graph relations relevant to `query` (`GraphReadResult`), or None when graph memory is off.
+    def search_relations(self, scope: Scope | str, query: str, limit: int = 10) -> GraphReadResult | None:
+        """Graph relations relevant to `query`, or None when graph memory is off.
 
         Never raises: a graph outage gives no relations and a warning, and memory search goes on.
         """
@@ -426,7 +441,7 @@ class MemoryService:
             payload = row.payload or {}
             total += 1
             created = str(payload.get("created_at") or "")
-            by_day[_utc_day(created)] += 1
+            by_day[utc_day(created)] += 1
             category = payload.get("category")
             by_category[str(category) if category not in (None, "") else "other"] += 1
         return MemoryStats(
@@ -436,10 +451,9 @@ class MemoryService:
             category_distribution=dict(by_category.most_common()),
         )
 
-    def history(self, memory_id: str, scope: Scope | str | None = None) -> list[dict[str, Any]]:
+    def memory_history(self, memory_id: str, scope: Scope | str | None = None) -> list[HistoryRow]:
         self._owned(memory_id, as_scope(scope))
-        rows: list[dict[str, Any]] = self.memory.db.get_history(memory_id)
-        return rows
+        return self.history.get_history(memory_id)
 
     def export_memories(self, scope: Scope | str) -> list[dict[str, Any]]:
         """Every memory of the user with its change history, oldest first (portability requests)."""
@@ -448,16 +462,13 @@ class MemoryService:
         exported = []
         for record in records:
             item = record.model_dump(mode="json", exclude_none=True)
-            item["history"] = self.memory.db.get_history(record.id)
+            item["history"] = self.history.get_history(record.id)
             exported.append(item)
         return exported
 
-    def export_sessions(self, scope: Scope | str) -> dict[str, Any]:
-        """The user's chat sessions by id (turns oldest first); none without a session store."""
-        if self.sessions is None:
-            return {}
-        sessions: dict[str, Any] = self.sessions.export_user(as_scope(scope).key)
-        return sessions
+    def export_sessions(self, scope: Scope | str) -> dict[str, list[Turn]]:
+        """The user's chat sessions by id (turns oldest first)."""
+        return self.sessions.export_user(as_scope(scope).key)
 
     def _scan_user(self, user_id: str, cap: int | None, filters: SearchFilters | None = None) -> list[Any]:
         """Every live stored point of `user_id` passing `filters` (payloads only), up to `cap`."""
@@ -471,27 +482,6 @@ class MemoryService:
             return self.store.count_user(as_scope(scope).key)
 
     def close(self) -> None:
-        """Release the store (the embedded engine's folder lock with it)."""
+        """Release the store (the embedded engine's folder lock with it) and the history."""
         self.store.close()
-
-
-def expiration_text(value: date | None) -> str | None:
-    """An `expiration_date` as stored: `YYYY-MM-DD` for a date, ISO UTC with `Z` for an instant."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return value.isoformat()
-
-
-def _utc_day(timestamp: str) -> str:
-    if not timestamp:
-        return "unknown"
-    try:
-        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return timestamp[:10]
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC)
-    return parsed.strftime("%Y-%m-%d")
+        self.history.close()

@@ -44,8 +44,7 @@ def test_deleting_a_user_erases_their_words_from_every_store(service: MemoryServ
     [memory_id] = service.add_memories(user, [MemoryInput(content=f"I keep a {canary} at home")])
     service.update_memory(memory_id, f"I keep an {updated} at home", None, user)  # history: old + new text
     service.add_memory(user, "a second memory")
-    service.memory.db.save_messages([{"role": "user", "content": f"I said {said}"}], f"user_id={user}")  # mem0's log
-    assert service.sessions is not None
+    service.history.save_messages([{"role": "user", "content": f"I said {said}"}], f"user_id={user}")  # mem0's log
     service.sessions.append_turn(user, "s1", Turn(f"I said {said}", "noted", "2026-01-01T00:00:00+00:00", []))
     service.add_memory(other, f"another user's {kept}")
     root = service.settings.data_dir
@@ -56,7 +55,7 @@ def test_deleting_a_user_erases_their_words_from_every_store(service: MemoryServ
         assert _files_holding(root, word) == [], word
     assert service.list_memories(user) == [] and service.search_memories(user, canary, 10) == []
     assert service.export_memories(user) == [] and service.sessions.export_user(user) == {}
-    assert service.memory.db.get_history(memory_id) == []
+    assert service.history.get_history(memory_id) == []
     assert service.store.count_user(user) == 0
     # nothing of anybody else's was touched
     assert _files_holding(root, kept) and [m.memory for m in service.list_memories(other)] == [f"another user's {kept}"]
@@ -72,6 +71,6 @@ def test_deleting_a_memory_erases_its_history(service: MemoryService) -> None:
     [kept_id] = service.add_memories(user, [MemoryInput(content="kept")])
     service.delete_memory(memory_id, user)
     assert _files_holding(service.settings.data_dir, canary) == []
-    assert service.memory.db.get_history(memory_id) == []
-    assert [row["event"] for row in service.memory.db.get_history(kept_id)] == ["ADD"]
+    assert service.history.get_history(memory_id) == []
+    assert [row["event"] for row in service.history.get_history(kept_id)] == ["ADD"]
     assert [m.id for m in service.list_memories(user)] == [kept_id]

@@ -139,11 +139,11 @@ def test_expired_memories_are_never_returned_and_the_purge_erases_them(workers: 
         two.get_memory(gone.id, user)
     assert two.get_memory(soon.id, user).expiration_date == soon.expiration_date
 
-    assert one.memory.db.get_history(gone.id)  # the history is there until the purge
+    assert one.history.get_history(gone.id)  # the history is there until the purge
     # The worker that wrote them purges: on Chroma the two workers here keep separate local history.
     assert one.purge_expired() == 2
     assert one.store.get(gone.id) is None and one.store.get(batch[0]) is None
-    assert one.memory.db.get_history(gone.id) == [] and one.memory.db.get_history(batch[0]) == []
+    assert one.history.get_history(gone.id) == [] and one.history.get_history(batch[0]) == []
     assert {r.id for r in two.list_memories(user)} == live
     assert one.purge_expired() == 0
     # Later, the other one expires too: a purge "now" in two days takes it.

@@ -61,11 +61,24 @@ class Workers:
         self.store = one.store
 
     def dense(self) -> MemoryService:
-        service = MemoryService(self.one.memory, self.one.store, self.one.embedder, self.one.settings)
         searcher = HybridSearcher(self.one.store, self.one.embedder, self.one.settings)
         searcher.mode = "dense"
-        service.searcher = searcher
-        return service
+        return _sibling(self.one, searcher)
+
+
+def _sibling(service: MemoryService, searcher: HybridSearcher) -> MemoryService:
+    """Another worker's service on the same store, history and mem0 (one process owns the folder)."""
+    return MemoryService(
+        service.settings,
+        store=service.store,
+        embedder=service.embedder,
+        searcher=searcher,
+        engine=service.engine,
+        history=service.history,
+        sessions=service.sessions,
+        events=service.events,
+        graph=None,
+    )
 
 
 def _service(settings: Settings, embedder: Embedder) -> MemoryService:
@@ -76,14 +89,26 @@ def _service(settings: Settings, embedder: Embedder) -> MemoryService:
 
 
 def _service_on(store: Any, settings: Settings, embedder: Embedder) -> MemoryService:
-    from shared.ai.backends import build_memory, prepare_mem0_environment
     from shared.ai.llm import build_chat_model
+    from shared.factory import build_session_store
+    from shared.memory.mem0_engine import Mem0Engine, prepare_mem0_environment
+    from shared.stores.state.events import build_event_store
     from shared.stores.state.history import build_history_store
 
     prepare_mem0_environment(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
-    return MemoryService(memory, store, embedder, settings, HybridSearcher(store, embedder, settings))
+    history = build_history_store(settings)
+    return MemoryService(
+        settings,
+        store=store,
+        embedder=embedder,
+        searcher=HybridSearcher(store, embedder, settings),
+        engine=Mem0Engine(settings, embedder, build_chat_model(settings), history, store),
+        history=history,
+        sessions=build_session_store(settings),
+        events=build_event_store(settings),
+        graph=None,
+    )
 
 
 QDRANT_TEST_URL = os.environ.get("QDRANT_TEST_URL")
@@ -111,9 +136,7 @@ def workers(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) 
                 client = QdrantClient(path=str(tmp_path / "qdrant-local"))
                 collection = "memories"
             one = _service_on(QdrantServerStore(client, collection, 384), settings, embedder)
-        two = MemoryService(
-            one.memory, one.store, embedder, one.settings, HybridSearcher(one.store, embedder, one.settings)
-        )
+        two = _sibling(one, HybridSearcher(one.store, embedder, one.settings))
 
         def close() -> None:
             if cleanup is not None:

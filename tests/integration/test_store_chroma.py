@@ -39,7 +39,7 @@ def embedder() -> LocalEmbedder:
 @pytest.fixture(scope="module")
 def mem0_ready(tmp_path_factory: pytest.TempPathFactory) -> None:
     """mem0 reads its settings when first imported: the service's (no telemetry, its folder) first."""
-    from shared.ai.backends import prepare_mem0_environment
+    from shared.memory.mem0_engine import prepare_mem0_environment
     from shared.settings import Settings
 
     prepare_mem0_environment(Settings(data_dir=tmp_path_factory.mktemp("mem0"), llm_provider="none"))
@@ -358,8 +358,8 @@ def test_meaning_and_words_together(store: ChromaVectorStore, embedder: LocalEmb
 def test_mem0_memory_works_on_the_adapter(
     store: ChromaVectorStore, chroma_server: ChromaServer, embedder: LocalEmbedder, tmp_path: Path, mem0_ready: None
 ) -> None:
-    from shared.ai.backends import build_memory
     from shared.ai.llm import build_chat_model
+    from shared.memory.mem0_engine import build_memory
     from shared.settings import Settings
     from shared.stores.state.history import build_history_store
 

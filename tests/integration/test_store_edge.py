@@ -239,8 +239,8 @@ def test_the_seeds_chinese_examples_are_keyword_candidates(store: EdgeVectorStor
 
 
 def test_mem0_memory_works_on_the_adapter(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.ai.backends import build_memory, prepare_mem0_environment
     from shared.ai.llm import build_chat_model
+    from shared.memory.mem0_engine import build_memory, prepare_mem0_environment
     from shared.settings import Settings
     from shared.stores.state.history import build_history_store
 
@@ -321,20 +321,15 @@ def test_a_rewrite_never_brings_back_a_memory_deleted_meanwhile(store: EdgeVecto
     assert store.get(memory_id) is None and store.count_user("alice") == 0
 
 
-def test_an_update_that_loses_a_race_with_a_delete_is_not_found(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.ai.backends import build_memory, prepare_mem0_environment
-    from shared.ai.llm import build_chat_model
+def test_an_update_that_loses_a_race_with_a_delete_is_not_found(tmp_path: Path) -> None:
     from shared.contract import MemoryInput
     from shared.errors import NotFound
-    from shared.memory.service import MemoryService
+    from shared.factory import build_memory_service
     from shared.settings import Settings
-    from shared.stores.state.history import build_history_store
 
     settings = Settings(data_dir=tmp_path / "data", local_embedding_model_path=local_model_path(), state_store="local")
-    prepare_mem0_environment(settings)
-    store = build_vector_store(settings)
-    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
-    service = MemoryService(memory, store, embedder, settings)
+    service = build_memory_service(settings)
+    store = service.store
     try:
         [memory_id] = service.add_memories("alice", [MemoryInput(content="I like green tea")])
         checked = service.get_memory(memory_id, "alice")
@@ -344,4 +339,4 @@ def test_an_update_that_loses_a_race_with_a_delete_is_not_found(tmp_path: Path, 
             service.update_memory(memory_id, "I like black tea", None, "alice")
         assert store.get(memory_id) is None
     finally:
-        store.close()
+        service.close()

@@ -563,8 +563,8 @@ def test_the_server_version_is_read_once_at_start(client: QdrantClient) -> None:
 
 # --- mem0 on the adapter -----------------------------------------------------------------------
 def test_mem0_memory_works_on_the_adapter(tmp_path: Path, embedder: Embedder) -> None:
-    from shared.ai.backends import build_memory, prepare_mem0_environment
     from shared.ai.llm import build_chat_model
+    from shared.memory.mem0_engine import build_memory, prepare_mem0_environment
     from shared.settings import Settings
     from shared.stores.state.history import build_history_store
 

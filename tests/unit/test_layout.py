@@ -98,6 +98,29 @@ def test_the_core_never_imports_the_http_face() -> None:
     )
 
 
+# The one door to mem0 (issue 23): the service's only importer of it. The benchmark modules named here
+# build or time mem0 itself, to measure the service against it.
+MEM0_DOOR = "shared/memory/mem0_engine.py"
+MEASURES_MEM0 = ("tools/bench/inproc.py", "tools/bench/profile.py")
+
+
+def test_mem0_is_imported_by_one_module_only() -> None:
+    found = [
+        offence
+        for folder in ("shared", "functions", "tools")
+        for offence in offences(folder, ("mem0",))
+        if not offence.startswith((MEM0_DOOR, *MEASURES_MEM0))
+    ]
+    app = imported_modules((REPO / "function_app.py").read_text(encoding="utf-8"), "function_app")
+    found += [f"function_app.py:{line} imports {name}" for line, name in app if name.split(".")[0] == "mem0"]
+    assert not found, f"only {MEM0_DOOR} imports mem0 (give the service what it needs there):\n" + "\n".join(found)
+    door = {
+        name
+        for _line, name in imported_modules((REPO / MEM0_DOOR).read_text(encoding="utf-8"), "shared.memory.mem0_engine")
+    }
+    assert any(name.startswith("mem0") for name in door)  # the check reads the door itself
+
+
 def test_the_harness_needs_no_pytest() -> None:
     # Benchmarks use the harness outside pytest; its fixtures live in tests/fixtures.
     found = offences("tools/harness", ("pytest", "_pytest"))

@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     service.search_memories("bench-coldstart", "hello", 1)
     mark("first search")
     # What the first search no longer waits for: mem0, built on the first write.
-    service.memory  # noqa: B018  (the build being measured)
+    service.engine.load()  # mem0 imported and assembled: the build being measured
     mark("build mem0 (first write only)")
     result = {name: round(seconds, 3) for name, seconds in steps.items()}
     result["total"] = round(sum(v for k, v in steps.items() if "first write" not in k), 3)

@@ -50,12 +50,13 @@ def build_plain_mem0(settings: Settings, client: Any = None) -> Any:
 
     Only what mem0 cannot do by itself here is supplied: our ONNX embedder (mem0's FastEmbed wrapper
     cannot load a model from a folder), the inert LLM, and no BM25 model (mem0 would fetch one from
-    a hub). None of the service's own store work is applied (shared.ai.backends.build_memory wraps the
+    a hub). None of the service's own store work is applied (shared.memory.mem0_engine.build_memory wraps the
     store in our own adapter): that is what we measure against.
     `client` shares an open store client (the embedded Qdrant folder admits one client per process).
     """
-    from shared.ai.backends import build_embedder, prepare_mem0_environment
+    from shared.ai.backends import build_embedder
     from shared.ai.llm import NoChatModel
+    from shared.memory.mem0_engine import prepare_mem0_environment
 
     prepare_mem0_environment(settings)
     from mem0 import Memory

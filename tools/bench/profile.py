@@ -105,10 +105,10 @@ def _owners(service: Any) -> dict[str, Any]:
     import mem0.utils.lemmatization as lemmatization
 
     owners = {
-        "embedder": service.memory.embedding_model,
+        "embedder": service.embedder,
         "vector_store": service.store,
-        "memory": service.memory,
-        "history": service.memory.db,
+        "memory": service.engine.memory,
+        "history": service.history,
         "searcher": getattr(service, "searcher", None),
         "mem0_main": mem0_main,
         "lemmatization": lemmatization,
@@ -148,7 +148,7 @@ def profile_search(
     filters = {"user_id": user_id}
     calls: dict[str, Callable[[str], Any]] = {
         "service": lambda q: service.search_memories(user_id, q, 10),
-        "mem0_same_store": lambda q: service.memory.search(q, top_k=10, filters=filters),
+        "mem0_same_store": lambda q: service.engine.memory.search(q, top_k=10, filters=filters),
     }
     if plain is not None:
         calls["plain_mem0"] = lambda q: plain.search(q, top_k=10, filters=filters)

@@ -184,7 +184,7 @@ class TableSessionStore:
 
 
 class TableHistoryStore:
-    """mem0's history interface (`add_history`, `get_history`, message log) on Table Storage."""
+    """The history store (`HistoryStore`, shared/stores/state/history.py) on Table Storage."""
 
     def __init__(self, settings: Settings) -> None:
         self._tables = _Tables(settings)
@@ -301,10 +301,9 @@ class TableHistoryStore:
 
     def erase_user_messages(self, user_id: str) -> int:
         """Deletes the messages mem0 logged for `user_id`: the service's scope is the user alone."""
-        from mem0.memory.main import _escape_scope_value
+        from shared.memory.mem0_engine import user_scope_part
 
-        scope = f"user_id={_escape_scope_value(user_id)}"
-        return self._erase_partition("messages|" + encode_key(scope), "erase messages")
+        return self._erase_partition("messages|" + encode_key(user_scope_part(user_id)), "erase messages")
 
     def _erase_partition(self, partition: str, what: str) -> int:
         with table_calls(what):

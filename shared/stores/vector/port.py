@@ -7,7 +7,7 @@ two things at once:
 - mem0's vector store (`insert`, `search`, `get`, `update`, `delete`, `list`, ...), so mem0 stays
   the memory core and writes through it. Every abstract method of mem0's `VectorStoreBase` is
   implemented, not inherited: importing mem0 in an adapter would run its import-time setup (its
-  telemetry flag, its home folder) before `shared.ai.backends.prepare_mem0_environment` set them;
+  telemetry flag, its home folder) before `shared.memory.mem0_engine.prepare_mem0_environment` set them;
 - this port's own calls, which keep work that grows with a user's data inside the engine:
   `candidates` (the hybrid query: dense + BM25, filtered to the user and the search filters),
   `neighbours` (memories next to others in the user's write order), `fetch`, `list_user`,

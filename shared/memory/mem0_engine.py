@@ -1,0 +1,166 @@
+"""mem0 behind one door: the only module of the service that imports mem0.
+
+The service keeps mem0 for three things: the raw add path (one memory, as given), the LLM's
+extraction of facts from an exchange, and the update of a memory's text (re-embedded, one history
+row). `MemoryEngine` is exactly that; everything else (reads, search, batch adds, deletion and
+erasure) the service does on the vector store port and the history store itself. mem0's own
+delete is not offered: it writes one more history row holding the text it deletes.
+
+`build_memory` is the one place that knows how mem0 is assembled. mem0's `Memory.__init__` builds
+an embedder, an LLM client, a vector store and a SQLite history from provider names; ours are
+given, so the builder allocates the object and sets the attributes mem0 reads, from our parts.
+`Mem0Engine` imports and assembles mem0 on its first call: importing it costs about a second on a
+new worker (`python -m tools.bench.coldstart`: "build mem0"), which a worker's first search never
+waits for. tests/integration/test_mem0_engine.py checks the assembly against mem0's own
+constructor, so an upgrade of mem0 that adds a part fails a test instead of a request.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.lazy import Lazy
+
+if TYPE_CHECKING:
+    from shared.ai.embeddings import Embedder
+    from shared.settings import Settings
+    from shared.stores.state.history import HistoryStore
+    from shared.stores.vector.port import VectorStore
+
+
+class MemoryEngine(Protocol):
+    """What the memory service asks of mem0. Every write also lands in the history store."""
+
+    def add(
+        self, content: str, *, user_id: str, agent_id: str | None, run_id: str | None, metadata: dict[str, Any]
+    ) -> str:
+        """Stores `content` as one memory, unchanged (no LLM); returns its id."""
+        ...
+
+    def extract(self, exchange: list[dict[str, str]], *, user_id: str, metadata: dict[str, Any]) -> list[str]:
+        """The LLM extracts facts from the exchange; returns the ids of the memories it added."""
+        ...
+
+    def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
+        """New text (re-embedded) and `metadata` merged into the memory's own."""
+        ...
+
+    def load(self) -> None:
+        """Gets ready now rather than on the first write (a warm-up; the cold-start benchmark times it)."""
+        ...
+
+
+class ExtractionLlm(Protocol):
+    """mem0's LLM interface, as it calls it (shared/ai/llm.py's `ChatModel` implements it)."""
+
+    def generate_response(self, messages: list[dict[str, str]], response_format: Any = None, **kwargs: Any) -> str: ...
+
+
+def prepare_mem0_environment(settings: Settings) -> None:
+    """mem0 reads these at import time: no telemetry, and its scratch folder under our data dir."""
+    os.environ["MEM0_TELEMETRY"] = "false"
+    os.environ.setdefault("MEM0_DIR", str(settings.data_dir / "mem0"))
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def _import_ready() -> None:
+    """`import mem0` imports qdrant-client, which imports fastembed (onnxruntime, Pillow, the HF hub
+    client) unless qdrant-client is already loaded without it (shared/stores/vector/qdrant/client.py)."""
+    from shared.stores.vector.qdrant.client import load_qdrant_client
+
+    load_qdrant_client()
+
+
+def user_scope_part(user_id: str) -> str:
+    """How mem0 names a user in the scope of its message log ("user_id=<escaped id>"): the whole scope
+    of the service's extractions (they name the user alone), one `&`-separated part of others."""
+    _import_ready()
+    from mem0.memory.main import _build_session_scope
+
+    scope: str = _build_session_scope({"user_id": user_id})
+    return scope
+
+
+class _NoEntities:
+    """mem0's entity store (spaCy entities kept in a second collection to boost its own search): the
+    service's search is its own, so entities are neither kept nor looked up."""
+
+    def search(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    def search_batch(self, queries: list[str], *args: Any, **kwargs: Any) -> list[list[Any]]:
+        return [[] for _ in queries]
+
+    def insert(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def delete(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    # mem0's `list` comes last: below it, `list[...]` in an annotation would name this method.
+    def list(self, *args: Any, **kwargs: Any) -> builtins.list[Any]:
+        return []
+
+
+def build_memory(
+    settings: Settings, embedder: Embedder, llm: ExtractionLlm, history: HistoryStore, store: VectorStore
+) -> Any:
+    """A mem0 `Memory` made of our parts: it embeds with `embedder`, extracts with `llm`, writes
+    memories through `store` (our adapter) and their history through `history`."""
+    prepare_mem0_environment(settings)
+    _import_ready()
+    from mem0 import Memory
+    from mem0.configs.base import MemoryConfig
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # MEM0_DIR is under it
+    config = MemoryConfig()  # what mem0 reads of it after construction: the LLM's vision switch, the version
+    memory = Memory.__new__(Memory)
+    memory.config = config
+    memory.embedding_model = embedder
+    memory.llm = llm
+    memory.vector_store = store
+    memory.db = history
+    memory.collection_name = settings.collection_name
+    memory.api_version = config.version
+    memory.custom_instructions = config.custom_instructions
+    memory.reranker = None  # the service ranks its own results
+    memory._entity_store = _NoEntities()
+    return memory
+
+
+class Mem0Engine:
+    """`MemoryEngine` on mem0, assembled by `build_memory` on the first call."""
+
+    def __init__(
+        self, settings: Settings, embedder: Embedder, llm: ExtractionLlm, history: HistoryStore, store: VectorStore
+    ) -> None:
+        self._memory: Lazy[Any] = Lazy(lambda: build_memory(settings, embedder, llm, history, store))
+
+    @property
+    def memory(self) -> Any:
+        """mem0's `Memory` itself, for tools that measure mem0's own paths (tools/bench); the service
+        goes through the methods below."""
+        return self._memory.get()
+
+    def load(self) -> None:
+        self._memory.get()
+
+    def add(
+        self, content: str, *, user_id: str, agent_id: str | None, run_id: str | None, metadata: dict[str, Any]
+    ) -> str:
+        result = self.memory.add(
+            content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=metadata, infer=False
+        )
+        return str(result["results"][0]["id"])
+
+    def extract(self, exchange: list[dict[str, str]], *, user_id: str, metadata: dict[str, Any]) -> list[str]:
+        result = self.memory.add(exchange, user_id=user_id, metadata=metadata, infer=True)
+        return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
+
+    def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
+        self.memory.update(memory_id, text=text, metadata=dict(metadata) if metadata is not None else None)
