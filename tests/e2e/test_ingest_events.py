@@ -160,7 +160,7 @@ def test_chat_answers_with_the_learning_queued_and_the_next_turn_sees_it(
     assert learned["memory"] == "Keeps bees on the roof" and learned["id"] == event["memory_ids"][0]
     api.post("/api/chat/message", json={"user_id": user, "message": "what about my bees?", "session_id": "s1"})
     prompts = [r for r in fresh_llm.chat_requests() if not json_mode(r.json)]
-    assert "Keeps bees on the roof" in prompts[-1].messages[0]["content"]
+    assert "Keeps bees on the roof" in prompts[-1].messages[1]["content"]  # the memory data block
 
 
 def test_learning_that_keeps_failing_ends_failed_and_its_message_in_the_poison_queue(

@@ -729,8 +729,8 @@ def test_chat_learns_relations_that_the_next_prompt_search_and_graph_endpoint_sh
         reply = api.post("/api/chat/message", json={"user_id": alice, "message": "Which film should I rewatch?"})
         assert reply.status_code == 200, reply.text
         answer_request = [r for r in llm.chat_requests() if not r.json.get("response_format")][-1]
-        system = answer_request.messages[0]["content"]
-        assert f"{alice} -[LIKES]-> Interstellar" in system and bob not in system
+        data = answer_request.messages[1]["content"]  # the memory data block, after our instructions
+        assert f"{alice} -[LIKES]-> Interstellar" in data and bob not in data
 
         # Search returns them as `relations` next to `results`.
         found = api.post("/api/memory/search", json={"user_id": alice, "query": "Interstellar"}).json()["data"]
