@@ -22,11 +22,11 @@ from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStat
 from shared.errors import Forbidden, NotFound
 from shared.lazy import Lazy
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
-from shared.memory.records import record_from_payload
 from shared.observability import meters
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
+from shared.stores.vector.records import record_from_payload
 
 if TYPE_CHECKING:
     from shared.search.hybrid import HybridSearcher

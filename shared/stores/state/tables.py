@@ -81,7 +81,7 @@ class _Tables:
         target = self.settings.table_connection or ""
         options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 15}
         if target.startswith(("http://", "https://")):
-            from shared.ai.llm import azure_credential
+            from shared.credentials import azure_credential
 
             return TableServiceClient(endpoint=target, credential=azure_credential(self.settings), **options)
         return TableServiceClient.from_connection_string(target, **options)
