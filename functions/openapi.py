@@ -120,10 +120,10 @@ def build_openapi_document(app: Any) -> dict[str, Any]:
 
 
 def _with_filter_grammar(schemas: dict[str, Any]) -> dict[str, Any]:
-    """`schemas` with the search filter grammar's own (shared/search/filters.py) as components, and
+    """`schemas` with the search filter grammar's own (shared/query/filters.py) as components, and
     `SearchFilters.metadata` described by them (pydantic sees only a dict there)."""
     from shared.constraints import RESERVED_METADATA_KEYS
-    from shared.search.filters import SCHEMA_PREFIX, json_schemas
+    from shared.query.filters import SCHEMA_PREFIX, json_schemas
 
     schemas = {**schemas, **json_schemas(RESERVED_METADATA_KEYS)}
     filters = schemas.get("SearchFilters")

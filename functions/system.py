@@ -24,7 +24,7 @@ _checks_lock = threading.Lock()
 
 def _checks(fresh: bool) -> dict[str, dict[str, object]]:
     global _last_checks
-    from shared.observability.health import run_checks
+    from shared.health import run_checks
     from shared.settings import get_settings
 
     with _checks_lock:

@@ -33,8 +33,8 @@ from shared.constraints import (
     UserId,
     _epoch,
 )
-from shared.search.filters import Condition, all_of
-from shared.search.filters import parse as parse_filter
+from shared.query.filters import Condition, all_of
+from shared.query.filters import parse as parse_filter
 
 
 class StrictModel(BaseModel):
@@ -98,8 +98,8 @@ class SearchFilters(StrictModel):
         return copy
 
     def condition(self) -> Condition | None:
-        """Everything these filters ask, as one tree (shared/search/filters.py) for the engines."""
-        from shared.search.filters import Compare
+        """Everything these filters ask, as one tree (shared/query/filters.py) for the engines."""
+        from shared.query.filters import Compare
 
         parts: list[Condition | None] = [self._parsed]
         if self.categories:

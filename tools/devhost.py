@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from functions.hostjson import DEFAULT_ROUTE_PREFIX, read_route_prefix
+from tools.devhost_bindings import binding_problems
 from tools.devhost_tracing import RequestTrace, request_span
 
 if TYPE_CHECKING:
@@ -531,38 +532,6 @@ class HttpFunction:
     warnings: tuple[str, ...] = ()
 
 
-def _binding_problems(fn: func.Function, trigger_arg: str) -> tuple[bool, tuple[str, ...], str | None, list[str]]:
-    """(takes_context, output binding names, error, warnings) from the signature and the bindings.
-
-    The worker refuses to load a function whose parameters and bindings disagree
-    (worker azure_functions_worker/functions.py), so the dev host puts it in error the same way.
-    """
-    from azure.functions.decorators.core import BindingDirection
-
-    user_function = fn.get_user_function()
-    params = list(inspect.signature(user_function).parameters)
-    bindings = [b for b in fn.get_bindings() if b.name != "$return"]
-    names = {b.name for b in bindings}
-    takes_context = "context" in params and "context" not in names
-    unbound = [p for p in params if p not in names and not (p == "context" and takes_context)]
-    missing = sorted(names - set(params))
-    if unbound:
-        return takes_context, (), f"parameters {unbound} are declared in Python but are not bindings", []
-    if missing:
-        return takes_context, (), f"bindings {missing} are not parameters of the Python function", []
-    outputs: list[str] = []
-    warnings: list[str] = []
-    for binding in bindings:
-        if binding.name == trigger_arg:
-            continue
-        kind = binding.get_binding_name()
-        if binding.direction == BindingDirection.IN.value:
-            return takes_context, (), f"the dev host cannot provide the '{binding.name}' input binding ({kind})", []
-        outputs.append(binding.name)
-        warnings.append(f"output binding '{binding.name}' ({kind}) is accepted and discarded by the dev host")
-    return takes_context, tuple(outputs), None, warnings
-
-
 def fresh_functions(app: func.FunctionApp) -> list[func.Function]:
     """`app.get_functions()`, indexed afresh."""
     # get_functions() keeps the names it saw in `functions_bindings` and reports them all as duplicates on
@@ -603,7 +572,7 @@ def index_functions(app: func.FunctionApp) -> tuple[list[HttpFunction], list[tup
         methods = frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods) if trigger.methods else None
         auth = trigger.auth_level
         trigger_arg = trigger.name
-        takes_context, outputs, error, binding_warnings = _binding_problems(fn, trigger_arg)
+        takes_context, outputs, error, binding_warnings = binding_problems(fn, trigger_arg)
         http.append(
             HttpFunction(
                 name=name,

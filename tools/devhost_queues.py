@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tools.devhost_bindings import binding_problems
+
 if TYPE_CHECKING:
     import azure.functions as func
 
@@ -171,8 +173,6 @@ class QueueFunction:
 
 def index_queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
     """The app's queue-triggered functions (the app must be indexed freshly: see devhost.index_functions)."""
-    from tools.devhost import _binding_problems  # one rule for parameters and bindings, the worker's
-
     if getattr(app, "functions_bindings", None):
         app.functions_bindings = None
     found: list[QueueFunction] = []
@@ -181,7 +181,7 @@ def index_queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
         if trigger is None or trigger.get_binding_name() != "queueTrigger":
             continue
         user_function = fn.get_user_function()
-        takes_context, outputs, error, _warnings = _binding_problems(fn, trigger.name)
+        takes_context, outputs, error, _warnings = binding_problems(fn, trigger.name)
         found.append(
             QueueFunction(
                 name=fn.get_function_name() or user_function.__name__,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from shared.credentials import azure_credential
 from shared.errors import BackendUnavailable, ConfigurationProblem, LlmNotConfigured
 from shared.lazy import Lazy
 from shared.observability import meters
@@ -27,9 +28,6 @@ T = TypeVar("T")
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 _MAX_SINGLE_WAIT_SECONDS = 8.0
 _BASE_WAIT_SECONDS = 0.5
-
-# Tests inject a credential here (e.g. a static token); production resolves one from the environment.
-credential_override: Any = None
 
 
 class OpenAIClientFactory:
@@ -77,15 +75,6 @@ class OpenAIClientFactory:
                 max_retries=0,
             )
         raise ConfigurationProblem(f"unknown OpenAI provider {self.provider!r}")
-
-
-def azure_credential(settings: Settings) -> Any:
-    """Managed identity on Azure (user-assigned when AZURE_CLIENT_ID is set), developer credentials locally."""
-    if credential_override is not None:
-        return credential_override
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
 
 
 def _retry_after_seconds(error: Exception) -> float | None:

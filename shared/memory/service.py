@@ -24,11 +24,11 @@ from shared.context import expiration_text, iso_utc, utc_day
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
-from shared.memory.records import record_from_payload
 from shared.observability import meters
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
+from shared.stores.vector.records import record_from_payload
 
 if TYPE_CHECKING:
     from shared.graph.store import GraphReadResult
@@ -244,7 +244,9 @@ class MemoryService:
                 break
         # What else holds the user's words: the messages mem0 logged, the chat sessions and the
         # events' inputs. This runs even when no memory was left, so a retry finishes the erasure.
-        self.history.erase_user_messages(user_id)
+        from shared.memory.mem0_engine import user_scope_part
+
+        self.history.erase_messages(user_scope_part(user_id))
         self.sessions.delete_user(user_id)
         self.events.delete_user(user_id)
         return deleted

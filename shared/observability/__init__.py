@@ -1,1 +1,1 @@
-"""Logs, health checks and the percentile the metrics and benchmarks share."""
+"""Logs, traces, metrics and the percentile the metrics and benchmarks share (health checks: shared/health.py)."""

@@ -1,1 +1,1 @@
-"""Hybrid search over the vector-store port, and the text rules it and the stores share."""
+"""Hybrid search over the vector-store port (the query language it shares with the stores is `shared/query/`)."""

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.search.text import Month, memory_month, memory_speaker, query_months, tokenize
+from shared.query.text import Month, memory_month, memory_speaker, query_months, tokenize
 from shared.stores.vector.port import (
     MONTH_KEY,
     SEQ_KEY,
@@ -270,7 +270,7 @@ class HybridSearcher:
     def _records(
         self, ranked: Sequence[Scored], limit: int, filters: SearchFilters | None, threshold: float | None
     ) -> list[MemoryRecord]:
-        from shared.memory.records import record_from_payload
+        from shared.stores.vector.records import record_from_payload
 
         records = []
         for item in ranked:

@@ -82,7 +82,7 @@ class IngestQueue:
         if queue_rules().message_encoding == "base64":
             options["message_encode_policy"] = TextBase64EncodePolicy()
         if target.startswith(("http://", "https://")):
-            from shared.ai.llm import azure_credential
+            from shared.credentials import azure_credential
 
             client = QueueClient(target, name, credential=azure_credential(self.settings), **options)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared import credentials
 from shared.ai import llm
 from shared.ai.embeddings import OpenAIEmbedder
 from shared.errors import BackendUnavailable
@@ -41,7 +42,7 @@ def test_azure_without_key_uses_an_entra_id_bearer_token(
     fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     credential = StaticTokenCredential("entra-token-123")
-    monkeypatch.setattr(llm, "credential_override", credential)
+    monkeypatch.setattr(credentials, "credential_override", credential)
     settings = azure_settings(fake_openai)
     model = llm.build_chat_model(settings)
     assert model.complete([{"role": "user", "content": "hi"}], json_mode=False) == "ACK: hi"

@@ -115,7 +115,7 @@ def test_add_update_and_extract_write_the_store_and_the_history(settings: Settin
     assert [m["content"] for m in history.get_last_messages(scope)] == ["My cat is Miso", "Nice!"]
     engine.extract([{"role": "user", "content": "Also a dog"}], user_id="alice", metadata={})
     assert "My cat is Miso" in llm.prompts[-1]  # the log is the next extraction's context
-    assert history.erase_user_messages("alice") == 3 and history.get_last_messages(scope) == []
+    assert history.erase_messages(user_scope_part("alice")) == 3 and history.get_last_messages(scope) == []
 
 
 def test_user_scope_part_is_a_part_of_every_scope_naming_the_user() -> None:
@@ -152,7 +152,7 @@ def test_the_local_history_reads_and_erases_a_file_mem0_wrote(tmp_path: Path) ->
         ours.add_history("m2", "other", "changed", "UPDATE")
         assert [r["event"] for r in ours.get_history("m2")] == ["ADD", "UPDATE"]
         assert ours.erase_memories(["m1"]) == 2 and ours.get_history("m1") == []
-        assert ours.erase_user_messages("bob") == 0 and ours.erase_user_messages("alice") == 1
+        assert ours.erase_messages(user_scope_part("bob")) == 0 and ours.erase_messages(user_scope_part("alice")) == 1
     finally:
         ours.close()
     again = SQLiteManager(path)  # and mem0 reads what ours wrote

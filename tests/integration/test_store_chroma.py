@@ -1,4 +1,6 @@
-"""The Chroma adapter (shared/stores/vector/chroma/) against a real Chroma 1.5.9 server.
+"""What only the Chroma adapter (shared/stores/vector/chroma/) does, against a real Chroma 1.5.9 server:
+a collection per user, keyword scores as idf-weighted shares, its layouts and maintenance, outages.
+What every adapter does is in test_store_contract.py.
 
 Every test has collections of its own (a fresh name) on the session's server, and removes them.
 Vectors are built to a known cosine where the test is about arithmetic, and come from the local
@@ -8,11 +10,9 @@ MiniLM model where it is about meaning.
 from __future__ import annotations
 
 import math
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import chromadb
@@ -23,7 +23,7 @@ from shared.ai.embeddings import LocalEmbedder
 from shared.contract import SearchFilters
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.chroma import ChromaVectorStore, analysed
-from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidates, VectorStore
+from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidates
 from tests.helpers import local_model_path
 from tools.harness.chroma_server import ChromaServer
 
@@ -93,130 +93,26 @@ def by_id(found: Candidates) -> dict[str, Any]:
     return {c.id: c for c in found.items}
 
 
-# --- writes and the derived fields ---------------------------------------------------------------
-def test_the_adapter_is_the_port_and_mem0s_vector_store(store: ChromaVectorStore, mem0_ready: None) -> None:
-    from mem0.vector_stores.base import VectorStoreBase
-
-    assert isinstance(store, VectorStore)
-    missing = {name for name in VectorStoreBase.__abstractmethods__ if not callable(getattr(store, name, None))}
-    assert not missing
+# --- the adapter's own answers ------------------------------------------------------------------
+def test_no_keyword_search_for_mem0_and_a_ping_of_the_server(store: ChromaVectorStore) -> None:
     assert store.keyword_search("anything") is None  # mem0 then ranks by its dense search alone
-    assert store.kind == "chroma"
     assert store.ping()["kind"] == "chroma"
 
 
-def test_insert_get_update_keep_seq_and_ts(store: ChromaVectorStore) -> None:
-    v = unit(1)
-    (memory_id,) = add(store, [(v.tolist(), payload("alice", "I keep bees", 5, note=None, tags=[]))])
+def test_keys_chroma_cannot_hold_are_left_out(store: ChromaVectorStore) -> None:
+    (memory_id,) = add(store, [(unit(1).tolist(), payload("alice", "I keep bees", note=None, tags=[]))])
     hit = store.get(memory_id)
-    assert hit is not None and hit.id == memory_id
-    assert hit.payload[SEQ_KEY] == 0
-    assert hit.payload[TS_KEY] == pytest.approx((START + timedelta(minutes=5)).timestamp())
-    assert "note" not in hit.payload and "tags" not in hit.payload  # Chroma takes neither None nor []
-
-    # mem0's update: a rebuilt payload (here without the derived fields) and a new vector
-    rebuilt = {k: v for k, v in hit.payload.items() if k not in (SEQ_KEY, TS_KEY)} | {"data": "I keep wasps"}
-    store.update(memory_id, vector=unit(2).tolist(), payload=rebuilt)
-    hit = store.get(memory_id)
-    assert hit is not None
-    assert hit.payload["data"] == "I keep wasps"
-    assert hit.payload[SEQ_KEY] == 0 and TS_KEY in hit.payload
-
-    # vector only: the payload stays as it was
-    store.update(memory_id, vector=v.tolist())
-    again = store.get(memory_id)
-    assert again is not None and again.payload == hit.payload
-    assert store.neighbours("alice", [0], v.tolist())[0].semantic == pytest.approx(1.0, abs=1e-5)
+    assert hit is not None and "note" not in hit.payload and "tags" not in hit.payload  # neither None nor []
 
 
-def test_a_rewrite_drops_keys_and_a_payload_only_rewrite_keeps_the_vector(store: ChromaVectorStore) -> None:
-    v = unit(3)
-    (memory_id,) = add(store, [(v.tolist(), payload("alice", "I like jazz", mood="calm"))])
-    old = store.get(memory_id)
-    assert old is not None
-    new = {k: val for k, val in old.payload.items() if k != "mood"} | {"data": "I like loud saxophone"}
-    store.update(memory_id, payload=new)  # text changed, no vector given
-    hit = store.get(memory_id)
-    assert hit is not None and "mood" not in hit.payload and hit.payload["data"] == "I like loud saxophone"
-    found = store.candidates("alice", v.tolist(), "saxophone", 5, None)
-    assert found.items[0].id == memory_id
-    assert found.items[0].semantic == pytest.approx(1.0, abs=1e-5)  # the stored vector was kept
-    assert found.items[0].keyword == 1.0  # the document follows the new text
-
-
-def test_seq_is_contiguous_per_user_across_calls_and_users(store: ChromaVectorStore) -> None:
-    first = add(store, [(unit(i).tolist(), payload("alice", f"a{i}")) for i in range(3)])
-    mixed = add(
-        store,
-        [
-            (unit(10).tolist(), payload("bob", "b0")),
-            (unit(11).tolist(), payload("alice", "a3")),
-            (unit(12).tolist(), payload("bob", "b1")),
-            (unit(13).tolist(), payload("alice", "a4")),
-        ],
-    )
-    seqs = {memory_id: payload[SEQ_KEY] for memory_id, payload in store.fetch(first + mixed).items()}
-    assert [seqs[m] for m in first] == [0, 1, 2]
-    assert [seqs[m] for m in mixed] == [0, 3, 1, 4]
-
-
-def test_concurrent_writers_in_one_process_never_share_a_seq(store: ChromaVectorStore) -> None:
-    errors: list[BaseException] = []
-
-    def write(n: int) -> None:
-        try:
-            add(store, [(unit(100 + n * 3 + k).tolist(), payload("alice", f"t{n}-{k}")) for k in range(3)])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    seqs = sorted(hit.payload[SEQ_KEY] for hit in store.list_user("alice"))
-    assert seqs == list(range(18))
+def test_a_search_without_a_user_is_refused(store: ChromaVectorStore) -> None:
+    with pytest.raises(ValueError, match="user_id"):  # the user names the collection to search
+        store.search("q", unit(1).tolist(), 5, {"agent_id": "x"})
 
 
 def test_a_payload_without_a_user_is_refused(store: ChromaVectorStore) -> None:
     with pytest.raises(ValueError, match="user_id"):
         store.insert([unit(1).tolist()], [{"data": "nobody's"}], [str(uuid.uuid4())])
-
-
-# --- isolation -----------------------------------------------------------------------------------
-def test_lookalike_users_are_isolated(store: ChromaVectorStore) -> None:
-    v = unit(7)
-    alice = add(store, [(v.tolist(), payload("alice", "alice likes the harbour")) for _ in range(2)])
-    spaced = add(store, [(v.tolist(), payload("alice ", "alice likes the harbour"))])
-    assert store.count_user("alice") == 2 and store.count_user("alice ") == 1 and store.count_user("Alice") == 0
-    assert {h.id for h in store.list_user("alice")} == set(alice)
-    assert {h.id for h in store.list_user("alice ")} == set(spaced)
-    assert {h.id for h in store.list({"user_id": "alice"})[0]} == set(alice)
-    assert {h.id for h in store.search("q", v.tolist(), 10, {"user_id": "alice "})} == set(spaced)
-    assert set(by_id(store.candidates("alice", v.tolist(), "harbour", 10, None))) == set(alice)
-    assert [c.id for c in store.neighbours("alice ", [0, 1], v.tolist())] == spaced
-    assert store.list_user("alice", limit=1)[0].id in alice
-
-
-def test_another_users_best_match_is_never_returned(store: ChromaVectorStore) -> None:
-    v = unit(8)
-    mine = add(store, [(at_cosine(v, 0.2, 80), payload("alice", "a note about gardening"))])
-    add(store, [(v.tolist(), payload("mallory", "zanzibar zanzibar exactly the query"))])
-    found = store.candidates("alice", v.tolist(), "zanzibar exactly the query", 10, None)
-    assert [c.id for c in found.items] == mine
-    assert [h.id for h in store.search("q", v.tolist(), 10, {"user_id": "alice"})] == mine
-
-
-def test_unknown_users_and_ids(store: ChromaVectorStore) -> None:
-    assert store.candidates("nobody", unit(1).tolist(), "anything", 10, None).items == []
-    assert store.neighbours("nobody", [0, 1], unit(1).tolist()) == []
-    assert store.count_user("nobody") == 0 and store.list_user("nobody") == []
-    assert store.get(str(uuid.uuid4())) is None
-    assert store.fetch([str(uuid.uuid4())]) == {}
-    store.delete(str(uuid.uuid4()))  # no error, as mem0 expects of a vanished id
-    with pytest.raises(ValueError, match="user_id"):
-        store.search("q", unit(1).tolist(), 5, {"agent_id": "x"})
 
 
 # --- candidates ----------------------------------------------------------------------------------
@@ -312,19 +208,6 @@ def test_filters_hold_on_both_sides(store: ChromaVectorStore, limit: int) -> Non
     }
 
 
-def test_neighbours_returns_exactly_the_asked_seqs(store: ChromaVectorStore) -> None:
-    v = unit(30)
-    ids = add(store, [(unit(700 + i).tolist(), payload("alice", f"turn {i}")) for i in range(10)])
-    add(store, [(unit(800 + i).tolist(), payload("bob", f"turn {i}")) for i in range(10)])
-    found = store.neighbours("alice", [2, 3, 9, 42], v.tolist())
-    assert sorted(c.payload[SEQ_KEY] for c in found) == [2, 3, 9]
-    assert {c.id for c in found} == {ids[2], ids[3], ids[9]}
-    for c in found:
-        assert c.keyword == 0.0
-        assert c.semantic == pytest.approx(float(unit(700 + c.payload[SEQ_KEY]).dot(v)), abs=1e-5)
-    assert store.neighbours("alice", [], v.tolist()) == []
-
-
 def test_chinese_memories_are_keyword_candidates(store: ChromaVectorStore, embedder: LocalEmbedder) -> None:
     texts = ["用户偏好使用Python进行数据分析", "喜欢早上喝咖啡", "工作时间是9-17点"]
     ids = add(store, [(embedder.embed(t), payload("alice", t)) for t in texts])
@@ -352,52 +235,6 @@ def test_meaning_and_words_together(store: ChromaVectorStore, embedder: LocalEmb
     assert items[ids[0]].semantic == pytest.approx(
         float(np.dot(embedder.embed(texts[0]), embedder.embed(query, "search"))), abs=1e-4
     )
-
-
-# --- mem0 on the adapter ---------------------------------------------------------------------------
-def test_mem0_memory_works_on_the_adapter(
-    store: ChromaVectorStore, chroma_server: ChromaServer, embedder: LocalEmbedder, tmp_path: Path, mem0_ready: None
-) -> None:
-    from shared.ai.llm import build_chat_model
-    from shared.memory.mem0_engine import build_memory
-    from shared.settings import Settings
-    from shared.stores.state.history import build_history_store
-
-    settings = Settings(
-        data_dir=tmp_path,
-        vector_store="chroma",
-        chroma_host=chroma_server.host,
-        chroma_port=chroma_server.port,
-        collection_name=store.collection_name,
-        local_embedding_model_path=local_model_path(),
-        local_embedding_threads=1,
-        state_store="local",
-        llm_provider="none",
-        embedding_provider="local",
-    )
-    memory = build_memory(settings, embedder, build_chat_model(settings), build_history_store(settings), store)
-    added = memory.add("I moved to Porto last spring", user_id="alice", infer=False)["results"]
-    memory.add("I play the cello", user_id="alice", infer=False)
-    memory_id = added[0]["id"]
-    got = memory.get(memory_id)
-    assert got is not None and got["memory"] == "I moved to Porto last spring" and got["user_id"] == "alice"
-    hit = store.get(memory_id)
-    assert hit is not None and hit.payload[SEQ_KEY] == 0
-
-    memory.update(memory_id, "I moved to Braga last spring")
-    updated = store.get(memory_id)
-    assert updated is not None
-    assert updated.payload["data"] == "I moved to Braga last spring" and updated.payload[SEQ_KEY] == 0
-    assert memory.get(memory_id)["memory"] == "I moved to Braga last spring"
-    query = "Where do I live?"
-    found = store.candidates("alice", embedder.embed(query, "search"), "braga", 5, None)
-    assert any(c.id == memory_id and c.keyword == 1.0 for c in found.items)
-    assert len(memory.get_all(filters={"user_id": "alice"})["results"]) == 2
-    assert memory.search(query, filters={"user_id": "alice"})["results"]
-
-    memory.delete(memory_id)
-    assert memory.get(memory_id) is None and store.get(memory_id) is None
-    assert store.count_user("alice") == 1
 
 
 # --- other layouts, other embedders, outages -------------------------------------------------------

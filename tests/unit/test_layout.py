@@ -1,6 +1,8 @@
-"""The import rules of the layout (issue 12), read from the source with `ast`, so an import inside a
-function counts as much as one at the top of a module:
+"""The import rules of the layout (issues 12 and 23), read from the source with `ast`, so an import
+inside a function, or one only for type checkers, counts as much as one at the top of a module:
 
+* the packages of `shared/` form layers (`SHARED_LAYERS`, lowest first) and no import goes upward;
+* no import circle between modules, in shared/, functions/ and tools/;
 * `tools/` never imports `tests/`: the servers tests and benchmarks share live in tools/harness;
 * `shared/` (the core) never imports the HTTP face, `functions/` or `function_app`;
 * every test lives in the folder of its kind (tests/unit, integration, e2e, infra), which sets its marker.
@@ -11,6 +13,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import FOLDER_MARKERS, REPO
 
@@ -149,3 +153,160 @@ def test_no_module_of_the_core_or_the_http_face_is_over_500_lines() -> None:
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     ]
     assert long == []
+
+
+# --- layers of the core ----------------------------------------------------------------------------
+# Lowest first. A unit is a package or a module of shared/ (the longest name that matches wins); it may
+# import units of lower layers, never one of its own layer or above. A new package must be placed here.
+SHARED_LAYERS: tuple[tuple[str, ...], ...] = (
+    # the service's name and version, errors, request context, API limits, the lazy holder, scopes,
+    # the circuit breaker; the table of local embedding models (data only: the settings read it)
+    ("shared", "shared.errors", "shared.context", "shared.constraints", "shared.lazy", "shared.scope"),
+    ("shared.breaker", "shared.ai.local_models"),
+    ("shared.settings", "shared.observability"),  # logs, traces, metrics: below everything that reports
+    ("shared.credentials", "shared.query"),  # the Entra ID credential; the filter grammar and text analysis
+    ("shared.contract",),  # the API's models (their filters are parsed by the query language)
+    ("shared.stores",),  # vector-store port and adapters, state tables, the ingestion queue
+    ("shared.ai",),  # model clients and embedders (mem0's backends are given a store)
+    ("shared.search", "shared.graph"),  # ranking over the store port; the graph memory
+    ("shared.memory",),  # the memory service and ingestion
+    ("shared.chat",),
+    ("shared.factory",),  # the composition root
+    ("shared.runtime",),  # one of each per worker
+    ("shared.health",),  # looks at what the runtime holds without building it
+)
+
+
+def shared_unit(module: str) -> str | None:
+    """The declared unit `module` belongs to (`shared` itself only by its own name), else None."""
+    found = [
+        unit
+        for layer in SHARED_LAYERS
+        for unit in layer
+        if module == unit or (unit != "shared" and module.startswith(f"{unit}."))
+    ]
+    return max(found, key=len) if found else None
+
+
+def layer_of(unit: str) -> int:
+    return next(n for n, layer in enumerate(SHARED_LAYERS) if unit in layer)
+
+
+def upward_imports(imports: dict[str, set[tuple[int, str]]]) -> list[str]:
+    """`module:line imports name` for every import from a unit into one of its own layer or above."""
+    found: dict[tuple[str, int, str], str] = {}  # one line per import statement, its shortest name
+    for module, targets in imports.items():
+        unit = shared_unit(module)
+        assert unit is not None, f"{module} is in no layer: place its package in SHARED_LAYERS"
+        for line, name in sorted(targets, key=lambda target: len(target[1]), reverse=True):
+            target = shared_unit(name) if name.startswith("shared.") else None
+            if target is not None and target != unit and layer_of(target) >= layer_of(unit):
+                found[module, line, target] = f"{module}:{line} imports {name} ({target} is not below {unit})"
+    return sorted(found.values())
+
+
+def shared_imports() -> dict[str, set[tuple[int, str]]]:
+    found = {}
+    for path in python_files("shared"):
+        module = module_name(path)
+        source = path.read_text(encoding="utf-8")
+        found[module] = set(imported_modules(source, module, is_package=path.name == "__init__.py"))
+    return found
+
+
+def test_the_core_imports_only_downward() -> None:
+    found = upward_imports(shared_imports())
+    assert not found, "an import goes up the layers of shared/ (see SHARED_LAYERS):\n" + "\n".join(found)
+
+
+def test_the_layer_check_sees_an_upward_import_and_an_undeclared_package() -> None:
+    imports = {
+        "shared.stores.vector.port": {
+            (3, "shared.query.text"),
+            (9, "shared.search.hybrid"),
+            (9, "shared.search.hybrid.rank"),
+        },
+        "shared.search.hybrid": {(5, "shared.stores.vector.port")},
+        "shared.graph.store": {(7, "shared.search")},  # same layer
+        "shared": set(),
+    }
+    assert upward_imports(imports) == [
+        "shared.graph.store:7 imports shared.search (shared.search is not below shared.graph)",
+        "shared.stores.vector.port:9 imports shared.search.hybrid (shared.search is not below shared.stores)",
+    ]
+    assert shared_unit("shared.ai.local_models") == "shared.ai.local_models"
+    assert shared_unit("shared.ai.llm") == "shared.ai"
+    assert shared_unit("shared.sharedish") is None
+    with pytest.raises(AssertionError, match="in no layer"):
+        upward_imports({"shared.newpackage.module": set()})
+
+
+# --- circles --------------------------------------------------------------------------------------
+CIRCLE_ROOTS = ("shared", "functions", "tools")
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the repository it imports. A package importing its own submodules (to
+    re-export them) is how a package is built and is left out; a submodule importing its package counts."""
+    paths = {module_name(path): path for root in CIRCLE_ROOTS for path in python_files(root)}
+    paths["function_app"] = REPO / "function_app.py"
+    graph = {}
+    for module, path in paths.items():
+        source = path.read_text(encoding="utf-8")
+        names = {name for _line, name in imported_modules(source, module, is_package=path.name == "__init__.py")}
+        graph[module] = {
+            name for name in names if name in paths and name != module and not name.startswith(f"{module}.")
+        }
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle() -> None:
+    assert cycles(module_graph()) == []
+
+
+def test_the_circle_check_sees_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_circle_graph_keeps_type_only_imports_and_leaves_out_a_package_building_itself() -> None:
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from shared.chat.agent import ChatAgent\n"
+    assert "shared.chat.agent" in {name for _line, name in imported_modules(source, "shared.factory")}
+    graph = module_graph()
+    # chroma/__init__ re-exports its store: not an edge; the store imports a sibling through the package: one
+    assert "shared.stores.vector.chroma.store" not in graph["shared.stores.vector.chroma"]
+    assert "shared.stores.vector.chroma" in graph["shared.stores.vector.chroma.store"]

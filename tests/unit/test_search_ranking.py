@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.query.text import memory_month, memory_speaker, parse_month, query_months, tokenize
 from shared.search.hybrid import (
     CONTEXT_WINDOW_SECONDS,
     DEFAULT_WEIGHTS,
@@ -16,7 +17,6 @@ from shared.search.hybrid import (
     add_context,
     own_scores,
 )
-from shared.search.text import memory_month, memory_speaker, parse_month, query_months, tokenize
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidate
 
 

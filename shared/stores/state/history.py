@@ -59,7 +59,10 @@ class HistoryStore(Protocol):
 
     def erase_memories(self, memory_ids: list[str]) -> int: ...
 
-    def erase_user_messages(self, user_id: str) -> int: ...
+    def erase_messages(self, scope_part: str) -> int:
+        """Deletes the messages of every session scope that has `scope_part` among its `&`-separated parts
+        (how mem0 names a user: `shared.memory.mem0_engine.user_scope_part`); returns how many."""
+        ...
 
     def close(self) -> None: ...
 
@@ -178,11 +181,9 @@ class LocalHistoryStore:
         self._checkpoint()
         return erased
 
-    def erase_user_messages(self, user_id: str) -> int:
-        """Deletes every message mem0 logged in a session scope of `user_id`; returns how many."""
-        from shared.memory.mem0_engine import user_scope_part
-
-        part = user_scope_part(user_id)
+    def erase_messages(self, scope_part: str) -> int:
+        """Deletes every message mem0 logged in a session scope with this part (a user); returns how many."""
+        part = scope_part
         with self._transaction() as db:
             scopes = [row[0] for row in db.execute("SELECT DISTINCT session_scope FROM messages")]
             mine = [scope for scope in scopes if part in scope.split("&")]

@@ -81,7 +81,7 @@ class _Tables:
         target = self.settings.table_connection or ""
         options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 15}
         if target.startswith(("http://", "https://")):
-            from shared.ai.llm import azure_credential
+            from shared.credentials import azure_credential
 
             return TableServiceClient(endpoint=target, credential=azure_credential(self.settings), **options)
         return TableServiceClient.from_connection_string(target, **options)
@@ -299,11 +299,9 @@ class TableHistoryStore:
         """Deletes every history row of these memories (a memory's rows are its partition)."""
         return sum(self._erase_partition(encode_key(str(memory_id)), "erase history") for memory_id in memory_ids)
 
-    def erase_user_messages(self, user_id: str) -> int:
-        """Deletes the messages mem0 logged for `user_id`: the service's scope is the user alone."""
-        from shared.memory.mem0_engine import user_scope_part
-
-        return self._erase_partition("messages|" + encode_key(user_scope_part(user_id)), "erase messages")
+    def erase_messages(self, scope_part: str) -> int:
+        """Deletes the messages mem0 logged for a user: the service's scope is the user's part alone."""
+        return self._erase_partition("messages|" + encode_key(scope_part), "erase messages")
 
     def _erase_partition(self, partition: str, what: str) -> int:
         with table_calls(what):

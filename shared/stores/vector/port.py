@@ -20,7 +20,7 @@ shown to callers (they are reserved metadata names):
   neighbours of a memory are one filtered lookup (`_seq` in {s - 1, s + 1});
 - `_ts`: the creation instant as epoch seconds, for range filters and the context window;
 - `_expires`: when the memory expires (`expiration_date`) as epoch seconds, for the engine's
-  "not expired" condition (`shared.search.filters.not_expired`) and the purge's range query, with
+  "not expired" condition (`shared.query.filters.not_expired`) and the purge's range query, with
   `_mortal` (true) beside it, so that "never expires" is a plain condition in every engine;
 - `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
   `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from shared.query.text import STOP_WORDS
 from shared.scope import TENANT_KEY as TENANT_KEY  # re-exported beside the derived keys
-from shared.search.text import STOP_WORDS
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -244,7 +244,7 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     else:
         out.pop(EXPIRES_KEY, None)
         out.pop(MORTAL_KEY, None)
-    from shared.search.text import memory_month, memory_speaker, tokenize
+    from shared.query.text import memory_month, memory_speaker, tokenize
 
     out[MONTH_KEY] = month_keys(*memory_month(out))
     speaker = memory_speaker(out)
@@ -282,7 +282,7 @@ def user_filter_value(filters: Mapping[str, Any] | None) -> str | None:
 
 def matches(payload: Mapping[str, Any], filters: SearchFilters | None) -> bool:
     """The API's search filters evaluated on a payload: what every adapter's engine filter means."""
-    from shared.search.filters import holds
+    from shared.query.filters import holds
 
     return filters is None or holds(filters.condition(), payload)
 
@@ -297,7 +297,7 @@ def expired(payload: Mapping[str, Any] | None, now: float | None = None) -> bool
 
 def live_condition(filters: SearchFilters | None = None, now: float | None = None) -> Any:
     """The filters' condition and "not expired at `now`" as one tree, for an adapter to translate."""
-    from shared.search.filters import all_of, not_expired
+    from shared.query.filters import all_of, not_expired
 
     moment = now if now is not None else time.time()
     return all_of(filters.condition() if filters is not None else None, not_expired(moment))

@@ -20,7 +20,7 @@ Layout, all created in cosine space:
 
 Keyword candidates. Single-node Chroma has no sparse index, so no BM25. A record's document is not
 the raw text (that stays in the payload as mem0's `data`) but its analysed form ` term term `:
-the distinct terms of `shared.search.text.tokenize` (casefolded Snowball stems without stop words, CJK
+the distinct terms of `shared.query.text.tokenize` (casefolded Snowball stems without stop words, CJK
 character bigrams) between single spaces. `$contains` is a case-sensitive `LIKE` substring test
 (on raw text "python" misses "Python" and "art" hits "party"), and each `$contains` of an `$or`
 is another pass (measured ~20 ms a term), so the query is one `$regex`, ` (?:t1|t2|...) `: exact

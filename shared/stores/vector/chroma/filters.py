@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ValidationFailed
-from shared.search.filters import AllOf, AnyOf, Compare, Condition, NoneOf
+from shared.query.filters import AllOf, AnyOf, Compare, Condition, NoneOf
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -115,7 +115,7 @@ def search_where(filters: SearchFilters | None, now: float | None = None) -> dic
 
 
 def translate(condition: Condition | None) -> dict[str, Any] | None:
-    """A filter tree (shared/search/filters.py) as a Chroma `where`.
+    """A filter tree (shared/query/filters.py) as a Chroma `where`.
 
     Chroma has no NOT: `NOT [a, b]` becomes `(not a) and (not b)`, each negation pushed down to the
     comparisons by De Morgan (`ne` for `eq`, `nin` for `in`, `lte` for `gt`, ...). The one place

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.search.text import tokenize
+from shared.query.text import tokenize
 
 # chromadb's parameter types (TypedDict `where`s, numpy-or-sequence unions) are stricter than the
 # plain dicts and lists built here, and the server validates every call anyway.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from chromadb.errors import NotFoundError
 
@@ -12,11 +13,25 @@ from shared.stores.vector.chroma.keywords import analysed
 from shared.stores.vector.chroma.queries import PAGE, result_rows
 from shared.stores.vector.port import EXPIRES_KEY, MORTAL_KEY, TEXT_KEY, USER_KEY, Hit, belongs, derive, timestamp
 
-if TYPE_CHECKING:
-    from shared.stores.vector.chroma.store import ChromaVectorStore
+
+class ChromaLayout(Protocol):
+    """What these tasks use of `ChromaVectorStore` (a protocol, so this module does not import store.py,
+    which imports it)."""
+
+    client: Any
+    collection_name: str
+    catalog: Any
+
+    def user_collections(self) -> list[Any]: ...
+
+    def owners(self, ids: Sequence[str]) -> dict[str, str]: ...
+
+    def reserve(self, memories: Mapping[str, Sequence[str]]) -> dict[str, int]: ...
+
+    def write(self, user_id: str, ids: list[str], vectors: list[Any], payloads: list[dict[str, Any]]) -> None: ...
 
 
-def check_embedding_model(store: ChromaVectorStore, model: str | None) -> None:
+def check_embedding_model(store: ChromaLayout, model: str | None) -> None:
     """The catalog records the embedding model of the memories; another model on them is refused (None:
     no check, for tools that copy vectors as stored)."""
     if model is None:
@@ -34,7 +49,7 @@ def check_embedding_model(store: ChromaVectorStore, model: str | None) -> None:
     store.catalog.modify(metadata={**metadata, "embedding_model": model})
 
 
-def refuse_legacy(store: ChromaVectorStore) -> None:
+def refuse_legacy(store: ChromaLayout) -> None:
     """mem0's own Chroma adapter kept everything in one collection named `collection_name`.
 
     Those memories are not in this layout: serving without them would look like data loss, so
@@ -55,9 +70,9 @@ def refuse_legacy(store: ChromaVectorStore) -> None:
         )
 
 
-def reanalyse(store: ChromaVectorStore) -> int:
+def reanalyse(store: ChromaLayout) -> int:
     """Rewrites every document whose analysed form is not what `analysed` makes of its text
-    today (after a change to `shared.search.text.tokenize`). A full scan, for an operator to run
+    today (after a change to `shared.query.text.tokenize`). A full scan, for an operator to run
     once; returns how many documents changed."""
     changed = 0
     for collection in store.user_collections():
@@ -84,7 +99,7 @@ def reanalyse(store: ChromaVectorStore) -> int:
     return changed
 
 
-def migrate(store: ChromaVectorStore, source: str | None = None) -> int:
+def migrate(store: ChromaLayout, source: str | None = None) -> int:
     """Moves memories of the old single-collection layout (mem0's own Chroma adapter, collection
     `source`, default `collection_name`) into this layout, numbering each user's in creation
     order after the user's last `_seq`. Memories already in the catalog are skipped, so it can be
@@ -143,7 +158,7 @@ def count_expired(collection: Any, now: float | None = None) -> int:
     return len(got.get("ids") or [])
 
 
-def expired_points(store: ChromaVectorStore, now: float, limit: int) -> list[Hit]:
+def expired_points(store: ChromaLayout, now: float, limit: int) -> list[Hit]:
     found: list[Hit] = []
     for collection in store.user_collections():
         if len(found) >= limit:

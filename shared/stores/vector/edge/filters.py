@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.search.filters import AllOf, AnyOf, Compare, Condition, NoneOf
+from shared.query.filters import AllOf, AnyOf, Compare, Condition, NoneOf
 from shared.stores.vector.port import USER_KEY
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def search_filter(user_id: str, filters: SearchFilters | None, now: float | None
 
 
 def translate(condition: Condition | None) -> Any:
-    """A filter tree (shared/search/filters.py) as a Qdrant Edge filter."""
+    """A filter tree (shared/query/filters.py) as a Qdrant Edge filter."""
     from qdrant_edge import Filter
 
     if condition is None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.errors import StoreLocked
-from shared.search.filters import holds
+from shared.query.filters import holds
 from shared.stores.vector.port import (
     EXPIRES_KEY,
     MONTH_KEY,

@@ -36,10 +36,10 @@ lock would cost a round trip per write and the only effect is one extra neighbou
 `update` writes with `update_mode=update_only`, so a rewrite racing a delete never brings the
 memory back.
 
-Tested against qdrant-client's local mode (`tests/integration/test_store_qdrant.py`, every call the
-adapter makes, including the per-user idf corpus, the prefetch rescoring and `update_only`), and
-against a Qdrant 1.19.0 server when QDRANT_TEST_URL is set (the same tests, and
-tests/integration/test_search.py). What only a server does: payload indexes (local mode accepts
+Tested against qdrant-client's local mode (`tests/integration/test_store_contract.py` and
+`test_store_qdrant.py`, every call the adapter makes, including the per-user idf corpus, the prefetch
+rescoring and `update_only`), and against a Qdrant 1.19.0 server when QDRANT_TEST_URL is set (the same
+tests, and tests/integration/test_search.py). What only a server does: payload indexes (local mode accepts
 and ignores them, and evaluates every filter by scanning payloads), `is_tenant`, the HNSW
 settings, index-backed `order_by` on `_seq`, and the version check (local mode has no server
 version).

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdrant_client import models
 
-from shared.search.filters import AllOf, AnyOf, Condition, NoneOf
+from shared.query.filters import AllOf, AnyOf, Condition, NoneOf
 from shared.stores.vector.port import USER_KEY
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def search_filter(user_id: str, filters: SearchFilters | None, now: float | None
 
 
 def translate(condition: Condition | None) -> models.Filter:
-    """A filter tree (shared/search/filters.py) as a Qdrant filter."""
+    """A filter tree (shared/query/filters.py) as a Qdrant filter."""
     if condition is None:
         return models.Filter(must=[])
     if isinstance(condition, AllOf):
