@@ -1,4 +1,4 @@
-"""Queue triggers for the dev host (tools/devhost.py): Azure Storage queue listeners run by the rules
+"""Queue triggers for the dev host (tools/devhost/): Azure Storage queue listeners run by the rules
 of the Functions host's queue extension, against Azurite or a real account.
 
 Like the HTTP side it knows no function by name: it runs every `queueTrigger` function of the
@@ -46,6 +46,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tools.devhost.indexing import binding_problems
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -170,9 +172,7 @@ class QueueFunction:
 
 
 def index_queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
-    """The app's queue-triggered functions (the app must be indexed freshly: see devhost.index_functions)."""
-    from tools.devhost import _binding_problems  # one rule for parameters and bindings, the worker's
-
+    """The app's queue-triggered functions (the app must be indexed freshly: see indexing.index_functions)."""
     if getattr(app, "functions_bindings", None):
         app.functions_bindings = None
     found: list[QueueFunction] = []
@@ -181,7 +181,7 @@ def index_queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
         if trigger is None or trigger.get_binding_name() != "queueTrigger":
             continue
         user_function = fn.get_user_function()
-        takes_context, outputs, error, _warnings = _binding_problems(fn, trigger.name)
+        takes_context, outputs, error, _warnings = binding_problems(fn, trigger.name)
         found.append(
             QueueFunction(
                 name=fn.get_function_name() or user_function.__name__,
