@@ -504,7 +504,7 @@ def test_the_migration_command_moves_the_old_layout(
     from mem0.vector_stores.chroma import ChromaDB
 
     from shared.settings import get_settings
-    from tools.migrate_store import main
+    from tools.ops.migrate_store import main
 
     name = f"old-{uuid.uuid4().hex[:8]}"
     legacy = ChromaDB(collection_name=name, client=client)

@@ -290,7 +290,7 @@ def _old_store(root: Path, embedder: Embedder) -> list[str]:
 
 def test_an_old_embedded_store_is_refused_then_migrated(tmp_path: Path, embedder: Embedder) -> None:
     from shared.settings import Settings
-    from tools.migrate_store import migrate
+    from tools.ops.migrate_store import migrate
 
     root = tmp_path / "data" / "qdrant"
     ids = _old_store(root, embedder)

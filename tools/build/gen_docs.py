@@ -4,13 +4,13 @@
   description), in the order and groups of shared/settings.py, then the variables the service reads
   outside `Settings` (a short list kept here, checked by tests/unit/test_docs_generated.py).
 - docs/api.md: the endpoint reference and the request bodies, from the committed OpenAPI document
-  that API Management imports (infra/openapi.json, written by `python -m tools.export_openapi` and
+  that API Management imports (infra/openapi.json, written by `python -m tools.build.export_openapi` and
   kept current by tests/infra), so the page follows the code through it.
 
 A generated part sits between two markers in its page; the prose around them is written by hand.
 
-    python -m tools.gen_docs           # rewrite the generated parts
-    python -m tools.gen_docs --check   # exit 1, naming each page that differs
+    python -m tools.build.gen_docs           # rewrite the generated parts
+    python -m tools.build.gen_docs --check   # exit 1, naming each page that differs
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from shared.settings import REPO_ROOT, Settings
 
 DOCS = REPO_ROOT / "docs"
 OPENAPI = REPO_ROOT / "infra" / "openapi.json"
-COMMAND = "python -m tools.gen_docs"
+COMMAND = "python -m tools.build.gen_docs"
 
 # Variables the service reads (or sets for its libraries) outside `Settings`: name, where, what.
 OUTSIDE_SETTINGS: tuple[tuple[str, str, str], ...] = (
