@@ -428,7 +428,7 @@ def test_migrate_moves_the_single_collection_layout(
     legacy.insert([r[3] for r in rows], [payload(r[0], r[1], r[2]) for r in rows], ids)
 
     assert store.count_user("alice") == 0  # not searched until moved
-    with pytest.raises(ConfigurationProblem, match=r"tools\.migrate_store"):  # a worker refuses to start on it
+    with pytest.raises(ConfigurationProblem, match=r"tools\.ops\.migrate_store"):  # a worker refuses to start on it
         ChromaVectorStore(client, store.collection_name, DIMS)
     store = ChromaVectorStore(client, store.collection_name, DIMS, allow_legacy=True)  # what the command opens
     assert store.migrate() == 4

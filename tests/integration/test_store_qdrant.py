@@ -477,7 +477,7 @@ def test_an_old_layout_is_refused_then_migrated_in_place(client: QdrantClient, e
         points=[models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads, strict=True)],
         wait=True,
     )
-    with pytest.raises(ConfigurationProblem, match=r"python -m tools\.migrate_store"):
+    with pytest.raises(ConfigurationProblem, match=r"python -m tools\.ops\.migrate_store"):
         QdrantServerStore(client, "memories", DIMS)
     with pytest.raises(ConfigurationProblem, match="384-dimension"):
         upgrade_collection(client, "memories", 768)  # the wrong embedder: nothing is touched
