@@ -3,7 +3,7 @@
 Paths, methods and auth come from the FunctionApp's triggers; bodies and responses from the
 models each function declares with `functions.http.endpoint`. Nothing is written by hand, so the
 document cannot drift from the code. `infra/openapi.json` (what API Management imports) is made from
-this document, in OpenAPI 3.0 (tools/openapi_apim.py), by `python -m tools.export_openapi`.
+this document, in OpenAPI 3.0 (tools/build/openapi_apim.py), by `python -m tools.build.export_openapi`.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _is_request(model: type[BaseModel], entries: list[Any]) -> bool:
 def _operation(name: str, trigger: Any, spec: Any, path: str, refs: dict[Any, str]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": name, "summary": spec.summary, "tags": [spec.tag]}
     if not spec.published:
-        op["x-internal"] = True  # tools/openapi_apim.py leaves it out of what API Management imports
+        op["x-internal"] = True  # tools/build/openapi_apim.py leaves it out of what API Management imports
     if spec.description:
         op["description"] = spec.description
     path_params = _PARAM.findall(path)

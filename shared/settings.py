@@ -303,7 +303,7 @@ class Settings(BaseSettings):
     @property
     def embedding_model_id(self) -> str:
         """What names the embedder's vector space, recorded with the data: a change of it is refused
-        on existing data (`python -m tools.migrate_store --reembed` moves the data)."""
+        on existing data (`python -m tools.ops.migrate_store --reembed` moves the data)."""
         if self.embedding_provider == "local":
             return local_model_id(self.local_embedding_model)
         if self.embedding_provider == "azure_openai":

@@ -76,7 +76,7 @@ class DevHost:
         args: Sequence[str] = (),
         keys: Mapping[str, Any] | None = None,
     ) -> None:
-        """`args` go to `python -m tools.devhost`; `keys` (the JSON of tools.devhost.FunctionKeys) turns on
+        """`args` go to `python -m tools.devhost`; `keys` (the JSON of tools.devhost.keys.FunctionKeys) turns on
         function keys, as in Azure."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"

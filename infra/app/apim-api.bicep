@@ -132,8 +132,8 @@ resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
     ]
     subscriptionRequired: true
     serviceUrl: 'https://${functionApp.properties.defaultHostName}'
-    // The OpenAPI 3.0 rendition of the app's 3.1 document, written by `python -m tools.export_openapi`
-    // (tools/openapi_apim.py); tests/infra keeps it equal to what that generates, valid 3.0, and small.
+    // The OpenAPI 3.0 rendition of the app's 3.1 document, written by `python -m tools.build.export_openapi`
+    // (tools/build/openapi_apim.py); tests/infra keeps it equal to what that generates, valid 3.0, and small.
     format: 'openapi+json'
     value: loadTextContent('../openapi.json')
   }

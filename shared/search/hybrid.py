@@ -66,7 +66,7 @@ class RankingWeights:
 
 DEFAULT_WEIGHTS = RankingWeights()
 # Candidates asked of the engine on each side (dense, keyword). On LoCoMo 50 and 100 give the same
-# recall to the third decimal (tools/retrieval_lab.py); what the worker ranks stays small.
+# recall to the third decimal (tools/lab/retrieval_lab.py); what the worker ranks stays small.
 MIN_POOL = 50
 POOL_PER_RESULT = 5
 # The neighbours of this many of the best candidates are fetched for the context signal.

@@ -9,7 +9,7 @@ schema-valid request refused and any schema-invalid one accepted.
 
 Excluded checks, each for a reason:
 - `unsupported_method`: the Functions host answers a method a route does not serve with 404, not 405
-  (the method is a route constraint; see tools/devhost.py), and the app cannot change that.
+  (the method is a route constraint; see tools/devhost/), and the app cannot change that.
 - `use_after_free` / `ensure_resource_availability` / `object_level_authorization`: stateful
   resource checks that need links between operations, which the document does not declare; deletion
   and ownership are tested by tests/e2e/test_api_isolation.py and tests/integration/test_erasure.py.

@@ -15,7 +15,8 @@ import pytest
 
 from tests.devhost import sample_app
 from tests.helpers import REPO
-from tools.devhost import create_asgi_app, serve_in_thread
+from tools.devhost.host import create_asgi_app
+from tools.devhost.serve import serve_in_thread
 from tools.harness.ports import free_port, http_status, wait_until
 
 

@@ -21,7 +21,9 @@ import pytest
 
 from tests.devhost import sample_app
 from tests.helpers import REPO, DevHost
-from tools.devhost import FunctionKeys, create_asgi_app, serve_in_thread
+from tools.devhost.host import create_asgi_app
+from tools.devhost.keys import FunctionKeys
+from tools.devhost.serve import serve_in_thread
 from tools.harness.ports import free_port, http_status, wait_until
 
 KEYS = {

@@ -14,7 +14,7 @@ from infra_support import INFRA, REPO_ROOT
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from tools.openapi_apim import UnsupportedConstruct, apim_document
+from tools.build.openapi_apim import UnsupportedConstruct, apim_document
 
 COMMITTED = INFRA / "openapi.json"
 # Bicep's loadTextContent() refuses files of more characters than this.
@@ -62,7 +62,7 @@ def test_committed_document_is_far_below_what_bicep_can_load() -> None:
     text = COMMITTED.read_text(encoding="utf-8")
     assert len(text) < SIZE_BUDGET, (
         f"infra/openapi.json has {len(text):,} characters, over the budget of {SIZE_BUDGET:,} (60% of the"
-        f" {LOAD_TEXT_CONTENT_LIMIT:,} Bicep's loadTextContent() accepts): slim tools/openapi_apim.py further,"
+        f" {LOAD_TEXT_CONTENT_LIMIT:,} Bicep's loadTextContent() accepts): slim tools/build/openapi_apim.py further,"
         " or import the document from a URL (apim-api.bicep, format 'openapi+json-link')"
     )
     document = json.loads(text)
@@ -79,7 +79,7 @@ def test_committed_document_equals_the_generated_one(app_document: dict[str, Any
     generated = json.loads(json.dumps(apim_document(app_document)))
     differences = _differences(committed, generated)
     assert not differences, (
-        "infra/openapi.json is stale: regenerate it with `python -m tools.export_openapi` and commit it.\n"
+        "infra/openapi.json is stale: regenerate it with `python -m tools.build.export_openapi` and commit it.\n"
         + "\n".join(differences[:20])
     )
 

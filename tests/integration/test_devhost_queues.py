@@ -15,7 +15,7 @@ import azure.functions as func
 import pytest
 from azure.storage.queue import QueueClient
 
-from tools.devhost_queues import QueueListener, QueueOptions, index_queue_functions
+from tools.devhost.queues import QueueListener, QueueOptions, index_queue_functions
 from tools.harness.azurite import AzuriteServer
 
 OPTIONS = QueueOptions(

@@ -116,7 +116,12 @@ def test_the_tool_compacts_the_configured_store(tmp_path: Path) -> None:
     _fill(shard, canary)
     env = {**os.environ, "DATA_DIR": str(data), "EMBEDDING_DIMS": str(DIMS), "COLLECTION_NAME": "memories"}
     done = subprocess.run(
-        [sys.executable, "-m", "tools.compact_store"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tools.ops.compact_store"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "30 memories kept" in done.stdout

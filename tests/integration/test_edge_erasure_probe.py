@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tools import edge_erasure_probe
+from tools.lab import edge_erasure_probe
 
 
 def test_the_probe_finds_the_canary_where_the_engine_keeps_it(capsys: pytest.CaptureFixture[str]) -> None:

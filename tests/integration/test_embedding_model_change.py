@@ -2,7 +2,7 @@
 
 Each embedded shard records the model (and size) that embedded its memories
 (shared/stores/vector/edge/embedding.py). Vectors of two models cannot be compared even at one size,
-so the service refuses to open memories of another model, and `python -m tools.migrate_store --reembed`
+so the service refuses to open memories of another model, and `python -m tools.ops.migrate_store --reembed`
 embeds every memory's text again with the configured model.
 """
 
@@ -22,8 +22,8 @@ from shared.stores.vector.edge import EdgeVectorStore
 from shared.stores.vector.edge.compaction import compact
 from shared.stores.vector.edge.embedding import MODEL_FILE, REEMBED_COMMAND, EmbeddingModelChanged, recorded
 from tests.helpers import local_model_path
-from tools import migrate_store
 from tools.harness.chroma_server import ChromaServer
+from tools.ops import migrate_store
 
 
 def _store(path: Path, model: str | None, dims: int = 4) -> EdgeVectorStore:

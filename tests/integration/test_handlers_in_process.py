@@ -13,7 +13,7 @@ import pytest
 
 from shared import runtime
 from tests.helpers import model_env
-from tools.devhost import DevContext, _trace_context
+from tools.devhost.invocation import DevContext, trace_context_from
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
@@ -25,7 +25,7 @@ def _functions() -> dict[str, Handler]:
 
     def bound(name: str, user_function: Callable[..., func.HttpResponse]) -> Handler:
         def call(req: func.HttpRequest) -> func.HttpResponse:
-            context = DevContext(uuid.uuid4().hex, name, ".", _trace_context(req.headers))
+            context = DevContext(uuid.uuid4().hex, name, ".", trace_context_from(req.headers))
             return user_function(req, context)
 
         return call

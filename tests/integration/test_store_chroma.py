@@ -265,7 +265,7 @@ def test_migrate_moves_the_single_collection_layout(
     legacy.insert([r[3] for r in rows], [payload(r[0], r[1], r[2]) for r in rows], ids)
 
     assert store.count_user("alice") == 0  # not searched until moved
-    with pytest.raises(ConfigurationProblem, match=r"tools\.migrate_store"):  # a worker refuses to start on it
+    with pytest.raises(ConfigurationProblem, match=r"tools\.ops\.migrate_store"):  # a worker refuses to start on it
         ChromaVectorStore(client, store.collection_name, DIMS)
     store = ChromaVectorStore(client, store.collection_name, DIMS, allow_legacy=True)  # what the command opens
     assert store.migrate() == 4
@@ -341,7 +341,7 @@ def test_the_migration_command_moves_the_old_layout(
     from mem0.vector_stores.chroma import ChromaDB
 
     from shared.settings import get_settings
-    from tools.migrate_store import main
+    from tools.ops.migrate_store import main
 
     name = f"old-{uuid.uuid4().hex[:8]}"
     legacy = ChromaDB(collection_name=name, client=client)

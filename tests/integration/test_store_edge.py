@@ -92,13 +92,13 @@ def _old_store(root: Path, embedder: Embedder) -> list[str]:
 
 def test_an_old_embedded_store_is_refused_then_migrated(tmp_path: Path, embedder: Embedder) -> None:
     from shared.settings import Settings
-    from tools.migrate_store import migrate
+    from tools.ops.migrate_store import migrate
 
     root = tmp_path / "data" / "qdrant"
     ids = _old_store(root, embedder)
     assert is_old_embedded_store(root)
     settings = Settings(data_dir=tmp_path / "data", local_embedding_model_path=local_model_path())
-    with pytest.raises(ConfigurationProblem, match=r"tools\.migrate_store"):
+    with pytest.raises(ConfigurationProblem, match=r"tools\.ops\.migrate_store"):
         build_vector_store(settings)
 
     assert migrate(root) == {"memories": 3}

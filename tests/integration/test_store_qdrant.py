@@ -261,7 +261,7 @@ def test_an_old_layout_is_refused_then_migrated_in_place(client: QdrantClient, e
         points=[models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads, strict=True)],
         wait=True,
     )
-    with pytest.raises(ConfigurationProblem, match=r"python -m tools\.migrate_store"):
+    with pytest.raises(ConfigurationProblem, match=r"python -m tools\.ops\.migrate_store"):
         QdrantServerStore(client, "memories", DIMS)
     with pytest.raises(ConfigurationProblem, match="384-dimension"):
         upgrade_collection(client, "memories", 768)  # the wrong embedder: nothing is touched
@@ -287,8 +287,8 @@ def test_an_old_layout_is_refused_then_migrated_in_place(client: QdrantClient, e
 def test_migrate_store_runs_the_server_migration(
     client: QdrantClient, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`python -m tools.migrate_store` with QDRANT_URL set migrates the server's collection."""
-    from tools import migrate_store
+    """`python -m tools.ops.migrate_store` with QDRANT_URL set migrates the server's collection."""
+    from tools.ops import migrate_store
 
     _old_layout(client, "memories")
     one = str(uuid.uuid4())

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.devhost import sample_app
-from tools.devhost import DevHostApp, create_asgi_app
+from tools.devhost.asgi import DevHostApp
+from tools.devhost.host import create_asgi_app
 
 
 def call(app: DevHostApp, method: str, url: str, **kwargs: Any) -> httpx.Response:

@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 
 from tests.helpers import REPO
-from tools.devhost_queues import (
+from tools.devhost.queues import (
     MIN_POLLING_INTERVAL,
     Backoff,
     QueueOptions,

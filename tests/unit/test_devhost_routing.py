@@ -8,17 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tools.devhost import (
-    HttpFunction,
-    Router,
-    RouteTemplateError,
-    decode_request_path,
-    load_local_settings,
-    parse_route_template,
-    read_route_prefix,
-    request_headers,
-    request_query,
-)
+from functions.hostjson import read_route_prefix
+from tools.devhost.cli import load_local_settings
+from tools.devhost.indexing import HttpFunction
+from tools.devhost.messages import decode_request_path, request_headers, request_query
+from tools.devhost.routing import Router
+from tools.devhost.templates import RouteTemplateError, parse_route_template
 
 
 def matched(router: Router, method: str, path: str) -> str | None:

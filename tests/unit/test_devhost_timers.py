@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.devhost import sample_app
-from tools.devhost_timers import (
+from tools.devhost.timers import (
     Schedule,
     ScheduleError,
     ScheduleStatus,

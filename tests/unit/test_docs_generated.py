@@ -1,4 +1,4 @@
-"""The manual's generated parts are what the generator makes now (`python -m tools.gen_docs`):
+"""The manual's generated parts are what the generator makes now (`python -m tools.build.gen_docs`):
 docs/configuration.md from `Settings`, docs/api.md from infra/openapi.json. Also: every variable
 the service reads from the environment is documented, and the generator leaves no field out."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import REPO_ROOT, Settings
-from tools import gen_docs
+from tools.build import gen_docs
 
 # A literal variable name read (or set) through os.environ / os.getenv.
 _ENV_READ = re.compile(r"""(?:environ\.get|environ\.setdefault|environ\[|getenv)\(?\s*["']([A-Za-z_]\w*)["']""")
@@ -48,7 +48,7 @@ def test_every_variable_the_service_reads_is_documented() -> None:
     settings = {(field.alias or name).upper() for name, field in Settings.model_fields.items()}
     listed = {name.upper() for name, _where, _what in gen_docs.OUTSIDE_SETTINGS}
     undocumented = sorted(name for name in read if name.upper() not in settings | listed)
-    assert not undocumented, f"add these to OUTSIDE_SETTINGS in tools/gen_docs.py: {undocumented}"
+    assert not undocumented, f"add these to OUTSIDE_SETTINGS in tools/build/gen_docs.py: {undocumented}"
 
 
 def test_every_public_endpoint_and_request_body_is_in_the_reference() -> None:

@@ -13,7 +13,7 @@ import function_app
 from functions.mcp import TOOLS, ToolCall, ToolSpec, read_invocation, run_tool
 from shared import contract
 from shared.errors import NotFound
-from tools.devhost_mcp import index_mcp_tools, schema_from_properties, to_call_tool_result
+from tools.devhost.mcp import index_mcp_tools, schema_from_properties, to_call_tool_result
 
 SCHEMA_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
 

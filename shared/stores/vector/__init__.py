@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.stores.vector.port import VectorStore
 
-MIGRATE_COMMAND = "python -m tools.migrate_store"
+MIGRATE_COMMAND = "python -m tools.ops.migrate_store"
 
 
 def build_vector_store(settings: Settings) -> VectorStore:

@@ -1,10 +1,10 @@
 """Erasing what the embedded engine keeps of deleted memories: a rewrite of the shard.
 
 Qdrant Edge keeps the bytes of deleted payloads in its write-ahead log and segment pages for as
-long as the shard lives (measured: `python -m tools.edge_erasure_probe`). `compact` ends that: it
+long as the shard lives (measured: `python -m tools.lab.edge_erasure_probe`). `compact` ends that: it
 copies the live points (vectors and payloads exactly as stored, derived fields included) into a
 fresh shard beside the old one, and swaps the folders, so the deleted memories' texts are in no file
-of the store afterwards. Run it with the service stopped (`python -m tools.compact_store`): a shard
+of the store afterwards. Run it with the service stopped (`python -m tools.ops.compact_store`): a shard
 is one process's at a time, and a running service holds it.
 
 The swap survives a crash at any point. The fresh shard is marked complete (`COMPACTED`) only after

@@ -5,7 +5,7 @@ means nothing to another 384-dimension model), so a shard that holds memories ke
 size of the model that embedded them in `embedding_model.json` inside its folder (the engine
 ignores the file; a compaction carries it over; a re-embedding writes the new one in the same swap
 as the new vectors). Opening a shard with memories under another model is refused with the
-command that moves them (`python -m tools.migrate_store --reembed`); an empty shard simply takes
+command that moves them (`python -m tools.ops.migrate_store --reembed`); an empty shard simply takes
 the configured model. A shard written before the record existed is taken to hold the configured
 model's vectors (the only one it could have been opened with at that size) and gets the record.
 """
@@ -24,7 +24,7 @@ from shared.errors import ConfigurationProblem
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "embedding_model.json"
-REEMBED_COMMAND = "python -m tools.migrate_store --reembed"
+REEMBED_COMMAND = "python -m tools.ops.migrate_store --reembed"
 
 
 class EmbeddingModelChanged(ConfigurationProblem):

@@ -20,7 +20,7 @@ Collection layout (created when missing, idempotently; two workers racing is fin
   (`TextQuery` is not in 1.19), hence the sparse vector;
 - collection metadata `memory_layout`, set with the layout. A collection without it (made by an
   earlier version: no sparse vector, or a migration that did not finish) is refused at start with
-  a message naming `python -m tools.migrate_store`, which adds the vector in place (`migrate.py`);
+  a message naming `python -m tools.ops.migrate_store`, which adds the vector in place (`migrate.py`);
 - payload indexes: `user_id` keyword with `is_tenant` (the server stores each user's points
   together), `_seq` integer (lookup for neighbours, range for `order_by`), `_ts` float
   (created_after/before), `category` keyword, and the others of `schema.payload_indexes`. Only

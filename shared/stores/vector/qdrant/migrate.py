@@ -1,5 +1,5 @@
 """Brings a collection of an earlier layout (dense vector and a full-text index, no keyword vector)
-into this one, in place: `python -m tools.migrate_store` with QDRANT_URL set runs it.
+into this one, in place: `python -m tools.ops.migrate_store` with QDRANT_URL set runs it.
 
 1. adds the named sparse vector (`create_vector_name`, Qdrant 1.18+; idempotent);
 2. gives every memory without one its BM25 weights (`update_vectors` of that vector alone: the

@@ -35,7 +35,7 @@ PAGE_SIZE = 256  # scroll page for listing a user's memories: bounded responses,
 # (`SearchParams(idf=IdfCorpusParams(...))`, the user's own statistics) arrived in Qdrant 1.19.0.
 MIN_SERVER_VERSION = (1, 19, 0)
 # Collection metadata naming the layout: set when the collection is created in it, or by
-# `python -m tools.migrate_store` once every memory carries its keyword vector.
+# `python -m tools.ops.migrate_store` once every memory carries its keyword vector.
 LAYOUT_KEY = "memory_layout"
 LAYOUT = "dense+data_bm25"
 

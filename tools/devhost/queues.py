@@ -1,4 +1,4 @@
-"""Queue triggers for the dev host (tools/devhost.py): Azure Storage queue listeners run by the rules
+"""Queue triggers for the dev host (tools/devhost/): Azure Storage queue listeners run by the rules
 of the Functions host's queue extension, against Azurite or a real account.
 
 Like the HTTP side it knows no function by name: it runs every `queueTrigger` function of the
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.devhost_bindings import binding_problems
+from tools.devhost.indexing import binding_problems
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -172,7 +172,7 @@ class QueueFunction:
 
 
 def index_queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
-    """The app's queue-triggered functions (the app must be indexed freshly: see devhost.index_functions)."""
+    """The app's queue-triggered functions (the app must be indexed freshly: see indexing.index_functions)."""
     if getattr(app, "functions_bindings", None):
         app.functions_bindings = None
     found: list[QueueFunction] = []

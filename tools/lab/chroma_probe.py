@@ -3,11 +3,11 @@
 Timing: fills the store with `--total` memories (random unit vectors, sentences drawn from the
 LoCoMo dev turns) of which `--user` belong to one user and the rest to `--others` other users,
 then times `candidates` (and its engine calls alone, `neighbours`, `count_user`) over `--calls`
-LoCoMo questions. Retrieval quality on Chroma is `python -m tools.retrieval_lab --store chroma`.
+LoCoMo questions. Retrieval quality on Chroma is `python -m tools.lab.retrieval_lab --store chroma`.
 Without `--port` it starts a throwaway server from the test harness's venv on a free port.
 
-    .venv/bin/python -m tools.chroma_probe                       # 10,000 of 60,000, 100 calls
-    .venv/bin/python -m tools.chroma_probe --port 8000 --keep    # an existing server; keep the data
+    .venv/bin/python -m tools.lab.chroma_probe                       # 10,000 of 60,000, 100 calls
+    .venv/bin/python -m tools.lab.chroma_probe --port 8000 --keep    # an existing server; keep the data
 
 The question texts and turn texts come from ../shared/data (never copied into the repo).
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 
 

@@ -1,45 +1,37 @@
-"""A fake OpenAI / Azure OpenAI service over real HTTP, for tests that run the real `openai` SDK.
-
-Going through a socket (not an httpx mock) means the SDK's own URL building, auth headers,
-retries, timeouts and response parsing are all exercised exactly as in production.
-
-    with FakeOpenAIServer() as server:
-        OpenAI(base_url=server.base_url, api_key="k")
-        AzureOpenAI(azure_endpoint=server.url, api_key="k", api_version="2024-10-21")
-
-Routes: OpenAI `/v1/{chat/completions,embeddings}`; Azure `/openai/deployments/{name}/...` (needs
-`api-version`) and the newer `/openai/v1/...`.
-"""
+"""The fake's HTTP server: routes, auth, injected faults and delays, chat and embedding answers."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
-import math
 import re
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tools.harness.fake_openai.recording import Headers, RecordedRequest
+from tools.harness.fake_openai.replies import (
+    DEFAULT_DIMS,
+    Reply,
+    Responder,
+    Rule,
+    count_tokens,
+    default_chat_responder,
+    embed,
+)
 from tools.harness.ports import LOOPBACK
-
-if TYPE_CHECKING:
-    from azure.core.credentials import AccessToken, AccessTokenInfo
 
 # A fixed timestamp keeps responses byte-identical between runs.
 CREATED = 1_700_000_000
-DEFAULT_DIMS = 1536
 
-_TOKEN = re.compile(r"[a-z0-9]+")
 _AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
 _PLAIN = {
     "/v1/chat/completions": ("openai", "chat"),
@@ -47,148 +39,6 @@ _PLAIN = {
     "/openai/v1/chat/completions": ("azure", "chat"),
     "/openai/v1/embeddings": ("azure", "embeddings"),
 }
-
-
-# --- embeddings --------------------------------------------------------------------------------
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
-
-
-def embed(text: str, dims: int = DEFAULT_DIMS) -> list[float]:
-    """The fake's embedding of `text`: signed hashed bag of words, L2-normalised.
-
-    Texts sharing words get a positive cosine, unrelated texts land near 0, and the same text
-    always gives the same vector, which is what retrieval tests need from an embedder.
-    """
-    vec = [0.0] * dims
-    words = tokens(text) or [text]  # punctuation-only text still needs a non-zero vector
-    for word in words:
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        n = int.from_bytes(digest, "little")
-        vec[n % dims] += 1.0 if (n >> 63) & 1 else -1.0
-    norm = math.sqrt(sum(v * v for v in vec))
-    if norm == 0.0:  # words that cancelled out exactly in one bucket
-        vec[0], norm = 1.0, 1.0
-    return [v / norm for v in vec]
-
-
-def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
-def _count_tokens(value: Any) -> int:
-    if isinstance(value, str):
-        return max(1, len(tokens(value)))
-    if isinstance(value, Mapping):
-        return sum(_count_tokens(v) for k, v in value.items() if k in ("content", "text"))
-    if isinstance(value, list):
-        return sum(_count_tokens(v) for v in value)
-    return 0
-
-
-# --- chat replies ------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """A full chat reply, for when a plain string is not enough (tool calls, finish reason)."""
-
-    content: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name": ..., "arguments": dict|str}]
-    finish_reason: str | None = None
-
-
-Responder = Callable[[dict[str, Any]], "str | dict[str, Any] | Reply"]
-
-
-def message_text(message: Mapping[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-    return "" if content is None else str(content)
-
-
-def last_user_message(request_json: Mapping[str, Any]) -> str:
-    for message in reversed(request_json.get("messages") or []):
-        if message.get("role") == "user":
-            return message_text(message)
-    return ""
-
-
-def json_mode(request_json: Mapping[str, Any]) -> bool:
-    fmt = request_json.get("response_format") or {}
-    return isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")
-
-
-def default_chat_responder(request_json: dict[str, Any]) -> str | dict[str, Any]:
-    # `{"memory": []}` is the "nothing to extract" answer mem0's fact extraction parses.
-    if json_mode(request_json):
-        return {"memory": []}
-    return f"ACK: {last_user_message(request_json)}"
-
-
-@dataclass
-class _Rule:
-    contains: str | None
-    role: str | None
-    match: Callable[[dict[str, Any]], bool] | None
-    reply: Any
-    times: int | None
-
-    def matches(self, request_json: dict[str, Any]) -> bool:
-        if self.match is not None and not self.match(request_json):
-            return False
-        if self.contains is not None:
-            messages = request_json.get("messages") or []
-            texts = [message_text(m) for m in messages if self.role is None or m.get("role") == self.role]
-            if not any(self.contains in t for t in texts):
-                return False
-        return True
-
-
-# --- recording ---------------------------------------------------------------------------------
-
-
-class Headers(Mapping[str, str]):
-    """Read-only, case-insensitive header map (HTTP header names are case-insensitive)."""
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = {k.lower(): v for k, v in items}
-
-    def __getitem__(self, key: str) -> str:
-        return self._items[key.lower()]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: Headers
-    json: Any
-    kind: str | None  # 'chat' | 'embeddings' | None for unknown routes
-    style: str | None  # 'openai' | 'azure'
-    deployment: str | None
-    status: int = 0  # the status the fake answered with
-    duration_ms: float | None = None  # time the fake spent answering (benchmarks subtract it)
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return list((self.json or {}).get("messages") or []) if isinstance(self.json, dict) else []
 
 
 @dataclass
@@ -247,7 +97,7 @@ class FakeOpenAIServer:
         # app passes on the key it was configured with.
         self.expected_api_key: str | None = None
         self.requests: list[RecordedRequest] = []
-        self._rules: list[_Rule] = []
+        self._rules: list[Rule] = []
         self._faults: list[_Fault] = []
         self._down = False
         self._lock = threading.Lock()
@@ -339,7 +189,7 @@ class FakeOpenAIServer:
         that breaks JSON), a dict (sent as JSON), a `Reply`, or a callable returning any of those.
         """
         with self._lock:
-            self._rules.append(_Rule(contains, role, match, reply, times))
+            self._rules.append(Rule(contains, role, match, reply, times))
         return self
 
     def clear_rules(self) -> None:
@@ -542,8 +392,8 @@ class FakeOpenAIServer:
                 }
                 for i, call in enumerate(tool_calls)
             ]
-        prompt_tokens = _count_tokens(req.get("messages"))
-        completion_tokens = _count_tokens(content or "") + (_count_tokens(json.dumps(tool_calls)) if tool_calls else 0)
+        prompt_tokens = count_tokens(req.get("messages"))
+        completion_tokens = count_tokens(content or "") + (count_tokens(json.dumps(tool_calls)) if tool_calls else 0)
         return {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
@@ -599,7 +449,7 @@ class FakeOpenAIServer:
             else:
                 value = vec
             data.append({"object": "embedding", "index": i, "embedding": value})
-        used = sum(_count_tokens(x) if isinstance(x, str) else len(x) for x in inputs)
+        used = sum(count_tokens(x) if isinstance(x, str) else len(x) for x in inputs)
         return {
             "object": "list",
             "data": data,
@@ -627,43 +477,3 @@ def _error(style: str | None, status: int, message: str) -> dict[str, Any]:
         return {"error": {"code": str(status), "message": message}}
     kinds = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error", 429: "requests"}
     return {"error": {"message": message, "type": kinds.get(status, "server_error"), "param": None, "code": None}}
-
-
-# --- azure-identity stand-in -------------------------------------------------------------------
-
-
-class StaticTokenCredential:
-    """A `TokenCredential` that always hands out the same token and remembers what was asked.
-
-    Works with `azure.identity.get_bearer_token_provider(cred, scope)`, so the Entra ID code path
-    runs without any identity service.
-    """
-
-    def __init__(self, token: str = "fake-entra-token", expires_in: int = 3600) -> None:  # noqa: S107 - a fake
-        self.token = token
-        self.expires_in = expires_in
-        self.scopes: list[tuple[str, ...]] = []
-        self.calls = 0
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        from azure.core.credentials import AccessToken  # imported late: only Entra tests need azure-core
-
-        self.scopes.append(scopes)
-        self.calls += 1
-        return AccessToken(self.token, int(time.time()) + self.expires_in)
-
-    def get_token_info(self, *scopes: str, options: Mapping[str, Any] | None = None) -> AccessTokenInfo:
-        from azure.core.credentials import AccessTokenInfo
-
-        self.scopes.append(scopes)
-        self.calls += 1
-        return AccessTokenInfo(self.token, int(time.time()) + self.expires_in)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> StaticTokenCredential:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass

@@ -1,6 +1,6 @@
 """How long Qdrant Edge keeps the bytes of deleted payloads in its files, measured.
 
-    python -m tools.edge_erasure_probe [--deleted 50] [--ops 2000]
+    python -m tools.lab.edge_erasure_probe [--deleted 50] [--ops 2000]
 
 It builds a shard in a temporary folder with the service's configuration (Cached vectors and
 payloads, WAL on), stores `--deleted` points whose payload holds a unique canary string beside filler
@@ -33,7 +33,7 @@ def _occurrences(root: Path, needle: bytes) -> tuple[int, dict[str, int]]:
 def main(argv: list[str] | None = None) -> int:
     from qdrant_edge import Distance, EdgeConfig, EdgeShard, EdgeVectorParams, Memory, Point, UpdateOperation
 
-    parser = argparse.ArgumentParser(prog="python -m tools.edge_erasure_probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.lab.edge_erasure_probe", description=__doc__.split("\n")[0])
     parser.add_argument("--deleted", type=int, default=50, help="points holding the canary, then deleted")
     parser.add_argument("--ops", type=int, default=2000, help="single-point writes after the delete")
     parser.add_argument("--dims", type=int, default=384)

@@ -1,9 +1,9 @@
 """Move memories written by earlier versions into this version's store layout.
 
-    python -m tools.migrate_store [--path QDRANT_PATH]      # the embedded store (default settings)
-    VECTOR_STORE=chroma CHROMA_HOST=... python -m tools.migrate_store   # a Chroma server
-    LOCAL_EMBEDDING_MODEL=multilingual python -m tools.migrate_store --reembed   # another embedding model
-    QDRANT_URL=https://... python -m tools.migrate_store    # a Qdrant server (COLLECTION_NAME)
+    python -m tools.ops.migrate_store [--path QDRANT_PATH]      # the embedded store (default settings)
+    VECTOR_STORE=chroma CHROMA_HOST=... python -m tools.ops.migrate_store   # a Chroma server
+    LOCAL_EMBEDDING_MODEL=multilingual python -m tools.ops.migrate_store --reembed   # another embedding model
+    QDRANT_URL=https://... python -m tools.ops.migrate_store    # a Qdrant server (COLLECTION_NAME)
 
 The service refuses to start on either old layout, and on memories of another embedding model, and
 names this command.

@@ -4,13 +4,13 @@
   description), in the order and groups of shared/settings.py, then the variables the service reads
   outside `Settings` (a short list kept here, checked by tests/unit/test_docs_generated.py).
 - docs/api.md: the endpoint reference and the request bodies, from the committed OpenAPI document
-  that API Management imports (infra/openapi.json, written by `python -m tools.export_openapi` and
+  that API Management imports (infra/openapi.json, written by `python -m tools.build.export_openapi` and
   kept current by tests/infra), so the page follows the code through it.
 
 A generated part sits between two markers in its page; the prose around them is written by hand.
 
-    python -m tools.gen_docs           # rewrite the generated parts
-    python -m tools.gen_docs --check   # exit 1, naming each page that differs
+    python -m tools.build.gen_docs           # rewrite the generated parts
+    python -m tools.build.gen_docs --check   # exit 1, naming each page that differs
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from shared.settings import REPO_ROOT, Settings
 
 DOCS = REPO_ROOT / "docs"
 OPENAPI = REPO_ROOT / "infra" / "openapi.json"
-COMMAND = "python -m tools.gen_docs"
+COMMAND = "python -m tools.build.gen_docs"
 
 # Variables the service reads (or sets for its libraries) outside `Settings`: name, where, what.
 OUTSIDE_SETTINGS: tuple[tuple[str, str, str], ...] = (
@@ -73,20 +73,20 @@ OUTSIDE_SETTINGS: tuple[tuple[str, str, str], ...] = (
 DEVELOPMENT: tuple[tuple[str, str, str], ...] = (
     ("HOST", "tools/dev.sh", "Address `bash tools/dev.sh run` listens on; default `127.0.0.1`."),
     ("PORT", "tools/dev.sh", "Port of `bash tools/dev.sh run`; default `7071`."),
-    ("DEVHOST_ENFORCE_KEYS", "tools/devhost.py", "`true`: check function keys as Azure does (`--enforce-keys`)."),
-    ("DEVHOST_KEYS", "tools/devhost.py", "The keys to check, inline JSON (as `az functionapp keys list` prints)."),
-    ("DEVHOST_KEYS_FILE", "tools/devhost.py", "A file holding those keys (`--keys-file`)."),
+    ("DEVHOST_ENFORCE_KEYS", "tools/devhost/keys.py", "`true`: check function keys as Azure does (`--enforce-keys`)."),
+    ("DEVHOST_KEYS", "tools/devhost/keys.py", "The keys to check, inline JSON (as `az functionapp keys list` prints)."),
+    ("DEVHOST_KEYS_FILE", "tools/devhost/keys.py", "A file holding those keys (`--keys-file`)."),
     (
         "DEVHOST_STATE_DIR",
-        "tools/devhost.py",
+        "tools/devhost/host.py",
         "Where the dev host keeps timer leases and schedule status (`--state-dir`); default `.devhost/`.",
     ),
     (
         "PYTHON_THREADPOOL_THREAD_COUNT",
-        "tools/devhost.py",
+        "tools/devhost/asgi.py",
         "Threads of the synchronous functions, as the Functions Python worker reads it.",
     ),
-    ("WEBSITE_TIME_ZONE", "tools/devhost_timers.py", "IANA zone of the timer schedules; default UTC."),
+    ("WEBSITE_TIME_ZONE", "tools/devhost/timers.py", "IANA zone of the timer schedules; default UTC."),
     ("QDRANT_TEST_URL", "tests", "A Qdrant server the Qdrant tests and the API walk-through test also run against."),
 )
 

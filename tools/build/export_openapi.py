@@ -1,10 +1,10 @@
 """Write infra/openapi.json: the OpenAPI 3.0 rendition of the app's API that API Management imports.
 
 The app serves its OpenAPI 3.1 document itself (/openapi.json); this file is made from the same
-document by tools.openapi_apim (3.0 spelling, without what APIM does not use), see that module.
+document by tools.build.openapi_apim (3.0 spelling, without what APIM does not use), see that module.
 
-python -m tools.export_openapi           # write it
-python -m tools.export_openapi --check   # exit 1 if the committed file is stale
+python -m tools.build.export_openapi           # write it
+python -m tools.build.export_openapi --check   # exit 1 if the committed file is stale
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from function_app import app
 from functions.openapi import build_openapi_document, render
-from tools.openapi_apim import apim_document
+from tools.build.openapi_apim import apim_document
 
-TARGET = Path(__file__).resolve().parent.parent / "infra" / "openapi.json"
+TARGET = Path(__file__).resolve().parents[2] / "infra" / "openapi.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
-            print(f"{TARGET} is stale: run python -m tools.export_openapi", file=sys.stderr)
+            print(f"{TARGET} is stale: run python -m tools.build.export_openapi", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")

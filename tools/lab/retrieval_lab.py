@@ -1,6 +1,6 @@
 """Ranking experiments on LoCoMo, in process: ingest once into the default engine, then score variants.
 
-    python -m tools.retrieval_lab [--data FILE] [--variants NAME,...] [--store edge|chroma]
+    python -m tools.lab.retrieval_lab [--data FILE] [--variants NAME,...] [--store edge|chroma]
 
 The protocol is `tools.bench.locomo`'s (one user per conversation, one memory per turn, limit 10,
 categories 1-4), run on `shared.search.hybrid.HybridSearcher` with the weights or pool of each variant, so

@@ -1,9 +1,9 @@
 """Erase what the embedded store keeps of deleted memories: rewrite its shard with the live points only.
 
-    python -m tools.compact_store            # the shard the settings name (DATA_DIR / QDRANT_PATH, COLLECTION_NAME)
+    python -m tools.ops.compact_store            # the shard the settings name (DATA_DIR / QDRANT_PATH, COLLECTION_NAME)
 
 Qdrant Edge keeps the bytes of deleted payloads in its WAL and segment pages for the shard's life
-(`python -m tools.edge_erasure_probe` measures it). After deleting users whose data must be gone
+(`python -m tools.lab.edge_erasure_probe` measures it). After deleting users whose data must be gone
 from disk, stop the service and run this: it copies every live memory into a fresh shard and swaps
 it in (shared/stores/vector/edge/compaction.py; safe to interrupt). A server store (Qdrant server,
 Chroma) has its own compaction and is not touched.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.compact_store", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.compact_store", description=__doc__.split("\n")[0])
     parser.parse_args(argv)
     from shared.errors import ServiceError
     from shared.settings import get_settings

@@ -1,6 +1,6 @@
 """Chat latency budget: what one chat turn costs us, with the LLM's own time taken out.
 
-    python -m tools.chat_bench [--turns 50] [--memories 1000] [--out chat.json]
+    python -m tools.lab.chat_bench [--turns 50] [--memories 1000] [--out chat.json]
 
 Starts the fake OpenAI server of the test suite (answers in about a millisecond) and a dev host
 on the zero-setup stores pointed at it, seeds the user with memories, then times chat turns
@@ -24,7 +24,7 @@ import httpx
 
 from shared.observability.percentiles import percentile
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """Graph memory latency on a real Neo4j: write and read p50/p95 with 1,000 entities per user.
 
-    python -m tools.graph_bench                      # starts a private Neo4j (tools/harness/neo4j_launcher)
-    python -m tools.graph_bench --java-opts "-Xms1g -Xmx1g"   # ... with a server-like JVM
-    NEO4J_URI=bolt://localhost:7687 NEO4J_PASSWORD=... python -m tools.graph_bench --users 3
+    python -m tools.lab.graph_bench                      # starts a private Neo4j (tools/harness/neo4j_launcher)
+    python -m tools.lab.graph_bench --java-opts "-Xms1g -Xmx1g"   # ... with a server-like JVM
+    NEO4J_URI=bolt://localhost:7687 NEO4J_PASSWORD=... python -m tools.lab.graph_bench --users 3
 
 Each user first gets ENTITIES entities and about as many relations (a third of them on the user's
 own node, the worst case for search since that node is always a seed), written through
@@ -34,7 +34,7 @@ from typing import Any
 
 from shared.observability.percentiles import percentile
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 _TOPICS = (
     "film", "book", "city", "restaurant", "band", "programming_language", "sport", "company", "dish", "game",
