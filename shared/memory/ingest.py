@@ -73,10 +73,12 @@ def is_valid_event_id(event_id: str) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """The reason an event failed, as a client may read it (no traceback, no internals)."""
+    """The reason an event failed, as a client may read it: our own errors say what happened; any
+    other exception is named only as internal (its text can hold host names, paths or a library's
+    internals, which the worker's log keeps)."""
     if isinstance(error, ServiceError):
         return f"{error.code}: {error.message}"[:500]
-    return f"{type(error).__name__}: {error}"[:500]
+    return "internal_error: the event failed on an unexpected error; quote its event id when reporting it"
 
 
 class Ingestion:
@@ -181,7 +183,9 @@ class Ingestion:
         try:
             memory_ids = self._run(event, job)
         except Exception as error:
-            logger.warning("event %s attempt %d failed: %s", event_id, event.attempts, describe_error(error))
+            # The log keeps what the client's answer leaves out: the exception itself, and its traceback.
+            unexpected = not isinstance(error, ServiceError)
+            logger.warning("event %s attempt %d failed: %r", event_id, event.attempts, error, exc_info=unexpected)
             try:
                 self._purge(event, job)
             except Exception:  # the next attempt purges again (attempts > 0)

@@ -216,7 +216,7 @@ class MemoryService:
             # Graph first: if Neo4j is down this is a 503 before anything is deleted, and a retry
             # redoes the whole deletion (the graph step is idempotent; the memory still exists).
             self.graph.delete_memory(scope.as_user(owner.user_id).key, memory_id)
-        self._erase([memory_id])
+        self._erase([memory_id], scope.as_user(owner.user_id).key)
         return memory_id
 
     def delete_user_memories(self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None) -> int:
@@ -237,7 +237,7 @@ class MemoryService:
             with vector_store_calls():
                 listed = self.store.list_user(user_id, _SCAN_PAGE, None, expired=True)
                 batch = [row for row in listed if row.id not in seen]
-            self._erase([row.id for row in batch])
+            self._erase([row.id for row in batch], user_id)
             seen.update(row.id for row in batch)
             deleted += len(batch)
             if len(batch) < _SCAN_PAGE:
@@ -263,7 +263,7 @@ class MemoryService:
             if self.graph is not None:
                 for row in batch:
                     self.graph.delete_memory(user_id, str(row.id))
-            self._erase([row.id for row in batch])
+            self._erase([row.id for row in batch], user_id)
             deleted += len(batch)
             if len(batch) < _SCAN_PAGE:
                 return deleted
@@ -289,8 +289,9 @@ class MemoryService:
             purged += len(batch)
             logger.info("purged %d expired memories", len(batch))
 
-    def _erase(self, memory_ids: list[str]) -> None:
+    def _erase(self, memory_ids: list[str], owner: str | None = None) -> None:
         """Erases memories: their history rows (every old and new text) first, then the memories.
+        `owner` is the storage key of their user when one user owns them all (the engine may need it).
 
         In that order, a failure between the two leaves memories that still exist and that a
         retry erases, never a deleted memory whose texts survive in its history. mem0's own delete
@@ -301,7 +302,7 @@ class MemoryService:
         self.history.erase_memories(list(memory_ids))
         with vector_store_calls():
             for memory_id in memory_ids:
-                self.store.delete(vector_id=memory_id)
+                self.store.delete(vector_id=memory_id, user_id=owner)
 
     def delete_where(self, scope: Scope | str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
@@ -313,7 +314,7 @@ class MemoryService:
                 for row in _rows(listed)
                 if belongs(row.payload, user_id) and all(row.payload.get(k) == v for k, v in conditions.items())
             ]
-        self._erase([row.id for row in matching])
+        self._erase([row.id for row in matching], user_id)
         if self.graph is not None:
             for row in matching:
                 self.graph.delete_memory(user_id, str(row.id))

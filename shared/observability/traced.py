@@ -82,8 +82,8 @@ class TracedVectorStore:
     def update(self, vector_id: str, vector: Any = None, payload: Any = None) -> None:
         self._call("update", self._inner.update, vector_id, vector, payload, sent=1)
 
-    def delete(self, vector_id: str) -> None:
-        self._call("delete", self._inner.delete, vector_id, sent=1)
+    def delete(self, vector_id: str, user_id: str | None = None) -> None:
+        self._call("delete", self._inner.delete, vector_id, user_id, sent=1)
 
     def list(self, filters: Any = None, top_k: int | None = None) -> Any:
         return self._call("list", self._inner.list, filters, top_k)

@@ -23,6 +23,7 @@ from shared.ai.embeddings import LocalEmbedder
 from shared.contract import SearchFilters
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.chroma import ChromaVectorStore, analysed
+from shared.stores.vector.chroma.queries import memory_key
 from shared.stores.vector.port import SEQ_KEY, TS_KEY, Candidates
 from tests.helpers import local_model_path
 from tools.harness.chroma_server import ChromaServer
@@ -94,6 +95,19 @@ def by_id(found: Candidates) -> dict[str, Any]:
 
 
 # --- the adapter's own answers ------------------------------------------------------------------
+def test_a_memory_the_catalog_lost_is_still_deleted_when_its_user_is_named(store: ChromaVectorStore) -> None:
+    rows = [(unit(1).tolist(), payload("alice", "kept")), (unit(2).tolist(), payload("alice", "lost"))]
+    kept, lost = add(store, rows)
+    store.catalog.delete(ids=[memory_key(lost)])  # a write that stopped before its catalog record
+    assert store.count_user("alice") == 2 and store.owners([lost]) == {}
+    store.delete(lost)  # without the owner the adapter cannot find it: nothing to do
+    assert store.count_user("alice") == 2
+    store.delete(lost, user_id="bob")  # another user named: only that user's collection is touched
+    assert store.count_user("alice") == 2
+    store.delete(lost, user_id="alice")
+    assert store.count_user("alice") == 1 and store.get(lost) is None and store.get(kept) is not None
+
+
 def test_no_keyword_search_for_mem0_and_a_ping_of_the_server(store: ChromaVectorStore) -> None:
     assert store.keyword_search("anything") is None  # mem0 then ranks by its dense search alone
     assert store.ping()["kind"] == "chroma"

@@ -77,6 +77,23 @@ def test_the_last_failed_attempt_fails_the_event_and_a_replay_from_the_poison_qu
     assert done.status == "succeeded" and queued.service.count_memories("alice") == 2
 
 
+def test_an_unexpected_error_is_reported_to_the_client_without_its_text(
+    queued: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = queued.ingestion.submit_memories("alice", ITEMS)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("connect to db-internal-7.corp.example:5432 failed (/srv/secret/path)")
+
+    queued.store.insert = broken  # type: ignore[method-assign]
+    [error] = queued.deliver(last_attempt=True)
+    assert isinstance(error, OSError)
+    failed = queued.ingestion.get_event(event.event_id, "alice")
+    assert failed.status == "failed" and failed.error and failed.error.startswith("internal_error:")
+    assert "db-internal" not in failed.error and "/srv" not in failed.error
+    assert "db-internal-7.corp.example" in caplog.text  # the operator's log keeps it
+
+
 def test_a_message_for_an_unknown_or_someone_elses_event_is_dropped(queued: Core) -> None:
     event = queued.ingestion.submit_memories("alice", ITEMS)
     assert queued.ingestion.process("00000000-0000-4000-8000-000000000000", last_attempt=False) is None

@@ -118,8 +118,10 @@ class TableSessionStore:
             return []
         partition = encode_key(user_id)
         prefix = encode_key(session_id) + "|"
-        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        params = {"pk": partition, "lo": prefix, "hi": prefix[:-1] + "}"}
+        # The row-key range holds the session's turns, and those of any session whose id starts with
+        # this one's and a "|" ("s" and "s|x"): the stored session id tells them apart, on the server.
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and session_id eq @sid"
+        params = {"pk": partition, "lo": prefix, "hi": prefix[:-1] + "}", "sid": session_id}
         turns: list[Turn] = []
         with table_calls("read session"):
             table = self._tables.table(self._name)

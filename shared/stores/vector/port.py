@@ -124,7 +124,10 @@ class VectorStore(Protocol):
         self, vector_id: str, vector: Sequence[float] | None = None, payload: dict[str, Any] | None = None
     ) -> None: ...
 
-    def delete(self, vector_id: str) -> None: ...
+    def delete(self, vector_id: str, user_id: str | None = None) -> None:
+        """Deletes the memory if it exists. `user_id`, when the caller knows the owner (the service
+        always does), lets an engine that files memories per user find it without its own lookup."""
+        ...
 
     def list(
         self, filters: dict[str, Any] | None = None, top_k: int | None = None

@@ -372,16 +372,14 @@ class ChromaVectorStore:
 
         self._on_user(user, rewrite, None)
 
-    def delete(self, vector_id: str) -> None:
+    def delete(self, vector_id: str, user_id: str | None = None) -> None:
+        # The catalog names the owner; when it lost the id (a write stopped before its record, a reset
+        # by another worker) the caller's `user_id` does, so the memory is erased, not silently kept.
         memory_id = str(vector_id)
-        user = self.owners([memory_id]).get(memory_id)
+        user = self.owners([memory_id]).get(memory_id) or user_id
         if user is None:
             return
-
-        def delete_one(collection: Collection, _space: str) -> None:
-            collection.delete(ids=[memory_id])
-
-        self._on_user(user, delete_one, None)
+        self._on_user(user, lambda collection, _space: collection.delete(ids=[memory_id]), None)
         self._on_catalog(lambda catalog: catalog.delete(ids=[memory_key(memory_id)]))
 
     @staticmethod

@@ -241,7 +241,7 @@ class EdgeVectorStore:
         elif vector is not None:
             self.shard.update(UpdateOperation.update_vectors([PointVectors(vector_id, _unit(vector).tolist())]))
 
-    def delete(self, vector_id: str) -> None:
+    def delete(self, vector_id: str, user_id: str | None = None) -> None:
         from qdrant_edge import UpdateOperation
 
         self.shard.update(UpdateOperation.delete_points([vector_id]))

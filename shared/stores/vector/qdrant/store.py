@@ -255,7 +255,7 @@ class QdrantServerStore:
                 self.collection_name, points=[point], update_mode=models.UpdateMode.UPDATE_ONLY, wait=True
             )
 
-    def delete(self, vector_id: str) -> None:
+    def delete(self, vector_id: str, user_id: str | None = None) -> None:
         with self._guard:
             self.client.delete(
                 self.collection_name, points_selector=models.PointIdsList(points=[str(vector_id)]), wait=True
