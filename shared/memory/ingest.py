@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.context import iso_utc
 from shared.contract import MemoryInput
 from shared.errors import NotFound, ServiceError
-from shared.scope import Scope, as_scope
+from shared.scope import Scope, as_scope, scope_of_key
 from shared.stores.state.events import EventKind, EventStore, IngestEvent
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ def scope_job(scope: Scope) -> dict[str, Any]:
 
 
 def job_scope(user_key: str, job: dict[str, Any]) -> Scope:
-    """The scope an event acts in: as recorded with its input, else the plain user of the key."""
+    """The scope an event acts in: as recorded with its input, else the one the storage key names."""
     if job.get("scope_tenant") is not None:
         return Scope(str(job["scope_user"]), tenant=str(job["scope_tenant"]))
-    return Scope(user_key)
+    return scope_of_key(user_key)

@@ -14,6 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -364,3 +365,46 @@ def test_the_mcp_tools_act_as_the_authenticated_user(bound_host: DevHost) -> Non
     assert not added.isError, _tool_text(added)
     refused = _tool(bound_host, headers, "list_memories", {"user_id": other})
     assert refused.isError and "forbidden" in _tool_text(refused)
+
+
+# --- a tenant-less user whose id looks like a tenant's key ------------------------------------
+def test_a_tenantless_user_named_like_a_tenant_key_is_never_seen_by_that_tenant(
+    tmp_path: Path, neo4j_server: Neo4jServer, llm: FakeOpenAIServer
+) -> None:
+    """The same data served first without tenancy, then with it (an operator turning tenancy on):
+    what the tenant-less user `1:t:<name>` stored is not tenant `t`'s user `<name>`, on any path."""
+    name = f"alice{uuid.uuid4().hex[:6]}"
+    shaped, data = f"1:t:{name}", tmp_path / "data"
+    env = _env(neo4j_server, llm)
+    env.pop("TENANT_HEADER")
+    plain = DevHost(data, env, name="no-tenancy").start()
+    try:
+        said = f"I really like Planted {uuid.uuid4().hex[:6]}"
+        _teach(llm, shaped, said, "Likes Planted", "Planted")
+        who = As(plain, None)
+        who.ok("POST", "/api/memory/add", json={"user_id": shaped, "content": "planted secret"})
+        who.ok("POST", "/api/chat/message", json={"user_id": shaped, "message": said, "session_id": "s1"})
+        assert who.texts(shaped) == {"planted secret", "Likes Planted"}  # the tenant-less user's own
+        assert who.ok("GET", f"/api/memory/graph/{shaped}")["data"]["edges"]
+    finally:
+        plain.stop()
+
+    tenanted = DevHost(data, _env(neo4j_server, llm), name="tenancy-on").start()
+    try:
+        t = As(tenanted, "t")
+        assert t.texts(name) == set() and t.ok("GET", f"/api/chat/memories/{name}")["data"]["results"] == []
+        for path in ("/api/memory/search", "/api/chat/search-memories"):
+            found = t.ok("POST", path, json={"user_id": name, "query": "planted secret Planted", "limit": 50})
+            assert found["data"]["results"] == [], found
+        assert t.ok("GET", f"/api/memory/stats/{name}")["data"]["total_memories"] == 0
+        exported = t.ok("GET", f"/api/memory/export/{name}")["data"]
+        assert "planted" not in json.dumps(exported).lower() and exported["sessions"] == {}
+        assert t.ok("GET", f"/api/memory/graph/{name}")["data"]["nodes"] == []
+        t.ok("POST", "/api/chat/message", json={"user_id": name, "message": "what do I like?", "session_id": "s1"})
+        prompt = [r for r in llm.chat_requests() if not r.json.get("response_format")][-1]
+        assert "planted" not in json.dumps(prompt.messages).lower()  # nor the session's earlier turn
+        listed = _tool(tenanted, {TENANT: "t"}, "list_memories", {"user_id": name})
+        searched = _tool(tenanted, {TENANT: "t"}, "search_memories", {"user_id": name, "query": "planted secret"})
+        assert "planted" not in (_tool_text(listed) + _tool_text(searched)).lower()
+    finally:
+        tenanted.stop()

@@ -99,3 +99,32 @@ def test_a_qdrant_server_gets_a_tenant_index_on_the_tenant() -> None:
 
     index = payload_indexes(local=False)[TENANT_KEY]
     assert getattr(index, "is_tenant", None) is True and getattr(index, "type", None) == "keyword"
+
+
+def test_a_tenantless_user_shaped_like_a_tenant_key_is_never_that_tenants_user(service: MemoryService) -> None:
+    shaped, tenant_user = Scope("1:t:alice"), Scope("alice", tenant="t")
+    assert shaped.key != tenant_user.key  # "0::1:t:alice" and "1:t:alice"
+    mine = service.add_memory(shaped, "planted by the tenantless user").id
+    theirs = service.add_memory(tenant_user, "the tenant's own memory").id
+    # A memory written under the raw key before keys told the two apart: no `_tenant`, key "1:t:alice".
+    legacy = str(uuid.uuid4())
+    payload = {
+        "user_id": tenant_user.key,
+        "data": "legacy planted text",
+        "hash": "h",
+        "created_at": "2026-01-01T00:00:00+00:00",
+    }
+    service.store.insert([service.embedder.embed("legacy planted text")], [payload], [legacy])
+
+    for scope, own, others in ((shaped, mine, (theirs, legacy)), (tenant_user, theirs, (mine, legacy))):
+        assert [m.id for m in service.list_memories(scope)] == [own]
+        found = service.search_memories(scope, "planted legacy tenant memory text", 20)
+        assert [m.id for m in found] == [own]
+        assert service.count_memories(scope) == 1 and service.stats(scope).total_memories == 1
+        for other in others:
+            with pytest.raises(NotFound):
+                service.get_memory(other, scope)
+    assert service.list_memories(shaped)[0].user_id == "1:t:alice"  # the caller's id, not the key
+    assert service.delete_user_memories(tenant_user) == 1
+    assert service.store.get(vector_id=legacy) is not None  # no one's to delete: an operator's to remove
+    assert service.count_memories(shaped) == 1

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shared.query.text import STOP_WORDS
 from shared.scope import TENANT_KEY as TENANT_KEY  # re-exported beside the derived keys
+from shared.scope import key_tenant
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -307,5 +308,8 @@ def live_condition(filters: SearchFilters | None = None, now: float | None = Non
 
 
 def belongs(payload: Mapping[str, Any] | None, user_id: str) -> bool:
-    """Never trust an engine filter alone with another user's data."""
-    return bool(payload) and payload.get(USER_KEY) == user_id and bool(payload.get(TEXT_KEY))  # type: ignore[union-attr]
+    """Never trust an engine filter alone with another user's data: the payload is this storage key's,
+    and of the key's tenant (`_tenant` equal to it, or absent for a key without one: shared/scope.py)."""
+    if not payload or payload.get(USER_KEY) != user_id or not payload.get(TEXT_KEY):
+        return False
+    return payload.get(TENANT_KEY) == key_tenant(user_id)

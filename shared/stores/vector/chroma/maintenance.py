@@ -11,7 +11,17 @@ from chromadb.errors import NotFoundError
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.chroma.keywords import analysed
 from shared.stores.vector.chroma.queries import PAGE, result_rows
-from shared.stores.vector.port import EXPIRES_KEY, MORTAL_KEY, TEXT_KEY, USER_KEY, Hit, belongs, derive, timestamp
+from shared.stores.vector.port import (
+    EXPIRES_KEY,
+    MORTAL_KEY,
+    TENANT_KEY,
+    TEXT_KEY,
+    USER_KEY,
+    Hit,
+    belongs,
+    derive,
+    timestamp,
+)
 
 
 class ChromaLayout(Protocol):
@@ -156,6 +166,19 @@ def _expired_where(now: float) -> dict[str, Any]:
 def count_expired(collection: Any, now: float | None = None) -> int:
     got = collection.get(where=_expired_where(now if now is not None else time.time()), include=[])
     return len(got.get("ids") or [])
+
+
+def count_live(collection: Any, tenant: str | None, now: float | None = None) -> int:
+    """A user collection's memories that have not expired. For a tenant's key, only the tenant's: its
+    collection may also hold memories a tenant-less user wrote under the same key before keys told
+    the two apart (shared/scope.py), which Chroma's plain count would include."""
+    if tenant is None:
+        return int(collection.count()) - count_expired(collection, now)
+    mine = {TENANT_KEY: {"$eq": tenant}}
+    expired = {"$and": [mine, *_expired_where(now if now is not None else time.time())["$and"]]}
+    return len(collection.get(where=mine, include=[]).get("ids") or []) - len(
+        collection.get(where=expired, include=[]).get("ids") or []
+    )
 
 
 def expired_points(store: ChromaLayout, now: float, limit: int) -> list[Hit]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from chromadb.errors import NotFoundError, UniqueConstraintError
 
 from shared.errors import ConfigurationProblem
+from shared.scope import key_tenant
 from shared.stores.vector.chroma import maintenance
 from shared.stores.vector.chroma.filters import clean_metadata, mem0_where, search_where, translate, where_matches
 from shared.stores.vector.chroma.keywords import analysed
@@ -461,7 +462,7 @@ class ChromaVectorStore:
 
     def count_user(self, user_id: str) -> int:
         """Chroma's count of the user's collection less its expired memories (an engine range query)."""
-        return self._on_user(user_id, lambda c, _space: int(c.count()) - maintenance.count_expired(c), 0)
+        return self._on_user(user_id, lambda c, _space: maintenance.count_live(c, key_tenant(user_id)), 0)
 
     def expired_points(self, now: float, limit: int) -> list[Hit]:
         """Up to `limit` expired memories: one range query on `_expires` per user collection."""

@@ -7,16 +7,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.query.filters import AllOf, AnyOf, Compare, Condition, NoneOf
-from shared.stores.vector.port import USER_KEY
+from shared.scope import key_tenant
+from shared.stores.vector.port import TENANT_KEY, USER_KEY
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
 
 
-def user_condition(user_id: str) -> Any:
+def key_condition(user_id: str) -> Any:
+    """The storage key alone: what the BM25 statistics are counted over (no memory is read back)."""
     from qdrant_edge import FieldCondition, MatchValue
 
     return FieldCondition(key=USER_KEY, match=MatchValue(user_id))
+
+
+def user_condition(user_id: str) -> Any:
+    """The storage key's memories: its `user_id`, and its tenant's `_tenant` (none for a key without one)."""
+    from qdrant_edge import FieldCondition, Filter, IsEmptyCondition, MatchValue
+
+    tenant = key_tenant(user_id)
+    of_tenant = (
+        IsEmptyCondition(TENANT_KEY) if tenant is None else FieldCondition(key=TENANT_KEY, match=MatchValue(tenant))
+    )
+    return Filter(must=[FieldCondition(key=USER_KEY, match=MatchValue(user_id)), of_tenant])
 
 
 def search_filter(user_id: str, filters: SearchFilters | None, now: float | None = None) -> Any:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 from shared.stores.vector.edge.analysis import text_index_params
 from shared.stores.vector.edge.compaction import recover
 from shared.stores.vector.edge.embedding import REEMBED_COMMAND, EmbeddingModelChanged, check_model, recorded
-from shared.stores.vector.edge.filters import mem0_filter, search_filter, translate, user_condition
+from shared.stores.vector.edge.filters import key_condition, mem0_filter, search_filter, translate, user_condition
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ class EdgeVectorStore:
         """
         from qdrant_edge import Filter, IdfParams, SearchParams, TextQuery
 
-        corpus = Filter(must=[user_condition(user_id)])
+        corpus = Filter(must=[key_condition(user_id)])
         return _Bm25(TextQuery(TEXT_KEY, text), SearchParams(idf=IdfParams(corpus=corpus)))
 
     def neighbours(

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from qdrant_client import models
 
 from shared.query.filters import AllOf, AnyOf, Condition, NoneOf
-from shared.stores.vector.port import USER_KEY
+from shared.scope import key_tenant
+from shared.stores.vector.port import TENANT_KEY, USER_KEY
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
@@ -130,8 +131,15 @@ def _mem0_holds(payload: Mapping[str, Any], filters: Mapping[str, Any] | None) -
     return True
 
 
-def _user_condition(user_id: str) -> models.FieldCondition:
-    return models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id))
+def _user_condition(user_id: str) -> models.Filter:
+    """The storage key's memories: its `user_id`, and its tenant's `_tenant` (none for a key without one)."""
+    tenant = key_tenant(user_id)
+    of_tenant: models.Condition = (
+        models.IsEmptyCondition(is_empty=models.PayloadField(key=TENANT_KEY))
+        if tenant is None
+        else models.FieldCondition(key=TENANT_KEY, match=models.MatchValue(value=tenant))
+    )
+    return models.Filter(must=[models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id)), of_tenant])
 
 
 def search_filter(user_id: str, filters: SearchFilters | None, now: float | None = None) -> models.Filter:

@@ -376,7 +376,9 @@ class QdrantServerStore:
 
     def _idf(self, user_id: str) -> models.SearchParams:
         """The user's own BM25 statistics: idf over the user's memories, not the collection's."""
-        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[_user_condition(user_id)])))
+        # The statistics are counted over the storage key alone (no memory is read back by them).
+        key_only = models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id))
+        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[key_only])))
 
     def neighbours(
         self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
