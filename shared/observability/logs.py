@@ -4,6 +4,7 @@ connection string is configured (the exporter raises without one)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 
@@ -77,9 +78,28 @@ def configure_logging() -> None:
         )
         tracing.enable()
         meters.exporting()
+        # Registered after the SDK's own exit hooks, so it runs first: what the batch processors and
+        # the metric reader hold (up to 5 s of spans, 60 s of metrics) is sent before the worker exits.
+        atexit.register(flush_exporters)
         # Logger filters do not run for records of child loggers (`memory_layer.http`): the
         # exporter's handler stamps the request id itself, so exported log lines carry it.
         for handler in service_logger.handlers:
             handler.addFilter(request_filter)
     # mem0 and qdrant are chatty about optional features we deliberately do without.
     logging.getLogger("mem0").setLevel(logging.ERROR)
+
+
+def flush_exporters(timeout_millis: int = 5000) -> None:
+    """Sends what the trace, metric and log exporters still hold (at a worker's exit)."""
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import get_logger_provider
+
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), get_logger_provider()):
+        flush = getattr(provider, "force_flush", None)
+        if flush is None:
+            continue
+        try:
+            flush(timeout_millis=timeout_millis)
+        except Exception:  # an exporter that cannot send at exit must not turn the exit into an error
+            name = type(provider).__name__
+            logging.getLogger("memory_layer").debug("flushing %s at exit failed", name, exc_info=True)
