@@ -115,7 +115,8 @@ def test_the_signature_signs_what_the_app_checks() -> None:
     expression = ET.fromstring(text[text.index("<set-header") :]).findtext("value") or ""
     compact = re.sub(r"\s+", "", expression)
     # shared/caller_signature.py: HMAC-SHA256 of "v1\n<tenant>\n<user>\n<unix seconds>", base64, "t=..,v1=..".
-    assert 'newSystem.Security.Cryptography.HMACSHA256(Encoding.UTF8.GetBytes("{{caller-signing-key}}"))' in compact
+    key_bytes = 'Encoding.UTF8.GetBytes((string)context.Variables["callerSigningKey"])'
+    assert f"newSystem.Security.Cryptography.HMACSHA256({key_bytes})" in compact
     assert '"v1\\n"+tenant+"\\n"+user+"\\n"+issued' in compact
     assert 'return"t="+issued+",v1="+Convert.ToBase64String(mac);' in compact
     assert 'GetValueOrDefault("callerTenant","")' in compact and 'GetValueOrDefault("callerUser","")' in compact
