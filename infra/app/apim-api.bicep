@@ -333,7 +333,7 @@ resource product 'Microsoft.ApiManagement/service/products@2024-05-01' = {
   name: 'memory-layer'
   properties: {
     displayName: 'Memory Layer'
-    description: 'Access to the Memory Layer API with a subscription key, within the rate limit and quota.'
+    description: 'Access to the Memory Layer API and its MCP server with a subscription key (one tenant per subscription), within the rate limit and quota.'
     subscriptionRequired: true
     approvalRequired: false
     state: 'published'
