@@ -1,9 +1,12 @@
 """Who is calling: the tenant and the end user API Management vouches for, read once per request.
 
 API Management sets the `TENANT_HEADER` from the caller's subscription and the `USER_HEADER` from a
-validated token, overriding whatever the client sent (infra/modules/apim.bicep). The Function App
-accepts calls from API Management only, so these headers are trusted as they arrive. With neither
-setting the API behaves as the original did: `user_id` as sent, by-id calls unscoped.
+validated token, overriding whatever the client sent, and signs both (infra/app/policies). With
+`CALLER_SIGNING_KEY` set (always on Azure) the headers are believed only with a valid, fresh
+signature (shared/caller_signature.py): a request that did not pass through that policy cannot name
+a tenant or a user, even if it reached the app. Without the key (local runs) they are trusted as they
+arrive. With neither header setting the API behaves as the original did: `user_id` as sent, by-id
+calls unscoped.
 
 A handler calls `caller(req)` first (a missing header is 401 before the body is read), then
 `.scope(user_id)` with the user the request names (path, body or query; None for a by-id call that
@@ -53,10 +56,22 @@ def caller_from_headers(headers: Mapping[str, str]) -> Caller:
     from shared.settings import get_settings
 
     settings = get_settings()
-    return Caller(
+    found = Caller(
         tenant=_header(headers, settings.tenant_header, "tenant"),
         user=_header(headers, settings.user_header, "user"),
     )
+    if settings.caller_signing_key and (found.tenant is not None or found.user is not None):
+        _check_signature(headers, settings.caller_signing_key, found, settings.caller_signature_max_age_seconds)
+    return found
+
+
+def _check_signature(headers: Mapping[str, str], key: str, found: Caller, max_age: int) -> None:
+    from shared.caller_signature import SIGNATURE_HEADER, SignatureError, verify
+
+    try:
+        verify(headers.get(SIGNATURE_HEADER), key, found.tenant, found.user, max_age=max_age)
+    except SignatureError as error:
+        raise Unauthenticated(f"{error}; the tenant and user headers are not trusted") from None
 
 
 def _header(headers: Mapping[str, str], name: str | None, what: str) -> str | None:

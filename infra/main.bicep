@@ -1,5 +1,6 @@
 // The whole Azure deployment of the Memory Layer service, from an empty subscription:
-//   API Management (the public entry: subscription keys, rate limit, quota, CORS)
+//   API Management (the public entry to the REST API and the MCP server: subscription keys, rate
+//   limit, quota, CORS, the caller's tenant and user set and signed by the policy)
 //     -> Function App on Flex Consumption (Python 3.11, callable only with a key only APIM holds)
 //       -> Azure OpenAI (chat + embeddings), Table Storage (sessions, history), Key Vault (secrets),
 //          Qdrant or Chroma, and optionally Neo4j (existing services, or self-hosted on Container Apps)
@@ -96,7 +97,7 @@ param corsAllowedOrigins array = [
   'http://localhost:3000'
 ]
 
-@description('Calls allowed per caller IP in each rate-limit period (per subscription key on the Consumption tier).')
+@description('Calls allowed per subscription (each subscription is a tenant) in each rate-limit period, REST and MCP calls together.')
 @minValue(1)
 param rateLimitCalls int = 60
 
@@ -125,7 +126,7 @@ param userTokenOpenIdConfigUrl string = ''
 @description('Issuer the end-user token must carry; empty: Entra ID (v2.0 tokens) of this directory.')
 param userTokenIssuer string = ''
 
-@description('Audience the end-user token must carry: the client id (or application ID URI) of the API\'s app registration. Required when userHeader is set.')
+@description('Audience the end-user token must carry: the client id (or application ID URI) of the API\'s app registration. Required when userHeader is set: empty with userHeader fails the deployment.')
 param userTokenAudience string = ''
 
 @description('Claim of the end-user token that names the user; oid is the Entra object id, stable across applications.')
@@ -144,6 +145,34 @@ param userTokenClaim string = 'oid'
   }
 })
 param functionHostKey string
+
+@secure()
+@minLength(32)
+@description('System key of the Functions MCP extension (mcp_extension) API Management sends to the app\'s MCP endpoint (kept in Key Vault). azd generates it once and keeps it in the environment; with the Azure CLI, pass a random value and keep it (a new value rotates the key).')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 48
+      noSpecial: true
+    }
+  }
+})
+param mcpExtensionKey string
+
+@secure()
+@minLength(32)
+@description('Key API Management signs the tenant and user headers with; the app believes them only with a valid signature (CALLER_SIGNING_KEY, kept in Key Vault). azd generates it once; with the Azure CLI, pass a random value and keep it (a new value rotates it for both).')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 48
+      noSpecial: true
+    }
+  }
+})
+param callerSigningKey string
 
 // --- Function App ---------------------------------------------------------------------------
 
@@ -366,6 +395,7 @@ module keyVault 'app/keyvault.bicep' = {
     neo4jPassword: neo4jPassword
     qdrantApiKey: qdrantApiKey
     chromaAuthToken: chromaAuthToken
+    callerSigningKey: callerSigningKey
   }
 }
 
@@ -471,6 +501,7 @@ module functionApp 'app/function-app.bicep' = {
     allowedCallerIpAddresses: apim.outputs.outboundIpAddresses
     tenantHeader: tenantHeader
     userHeader: userHeader
+    callerSigningKeySecretUri: keyVault.outputs.callerSigningKeySecretUri
     apimIdentityClientId: identities.outputs.apimIdentityClientId
     virtualNetworkSubnetId: deploySelfHostedStores ? selfHostedStores.outputs.functionAppSubnetId : ''
   }
@@ -494,6 +525,8 @@ module apimApi 'app/apim-api.bicep' = {
     functionAppAudience: functionApp.outputs.authAudience
     keyVaultName: keyVault.outputs.name
     functionHostKey: functionHostKey
+    mcpExtensionKey: mcpExtensionKey
+    callerSigningKeySecretUri: keyVault.outputs.callerSigningKeySecretUri
     corsAllowedOrigins: corsAllowedOrigins
     rateLimitCalls: rateLimitCalls
     rateLimitPeriodSeconds: rateLimitPeriodSeconds
@@ -503,7 +536,9 @@ module apimApi 'app/apim-api.bicep' = {
     userHeader: userHeader
     userTokenOpenIdConfigUrl: empty(userTokenOpenIdConfigUrl) ? '${entraAuthority}/.well-known/openid-configuration' : userTokenOpenIdConfigUrl
     userTokenIssuer: empty(userTokenIssuer) ? entraAuthority : userTokenIssuer
-    userTokenAudience: userTokenAudience
+    // The module requires a non-empty audience: with userHeader set, an empty userTokenAudience fails
+    // the deployment there; without userHeader no token is validated and a stand-in is passed.
+    userTokenAudience: empty(userHeader) ? 'unused-without-userHeader' : userTokenAudience
     userTokenClaim: userTokenClaim
   }
   // APIM reads the function key from Key Vault with its identity when the named value is created.
@@ -532,3 +567,4 @@ output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connect
 output APIM_NAME string = apim.outputs.name
 output APIM_GATEWAY_URL string = apim.outputs.gatewayUrl
 output APIM_SUBSCRIPTION_NAME string = apimApi.outputs.subscriptionName
+output APIM_MCP_URL string = '${apim.outputs.gatewayUrl}/${apimApi.outputs.mcpApiPath}/mcp'

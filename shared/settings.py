@@ -72,6 +72,19 @@ class Settings(BaseSettings):
         description="Header naming the end user (e.g. x-memory-user), set by API Management from a validated "
         "token. When set, API calls without it are 401 and a user_id other than it is 403. Unset: user_id as sent.",
     )
+    caller_signing_key: str | None = Field(
+        None,
+        description="Key of the signature API Management adds to the tenant and user headers (header "
+        "x-memory-signature: HMAC-SHA256 over tenant, user and a timestamp; see docs/api.md). When set, a tenant or "
+        "user header is honoured only with a valid, fresh signature (else 401). Required on Azure when TENANT_HEADER "
+        "or USER_HEADER is set; at least 32 characters. The Azure deployment generates it and keeps it in Key Vault.",
+    )
+    caller_signature_max_age_seconds: int = Field(
+        300,
+        ge=10,
+        le=3600,
+        description="How old (or how far in the future) a caller signature may be, in seconds, before it is refused.",
+    )
 
     # --- vector store ----------------------------------------------------------------------
     vector_store: VectorStoreName = Field(
@@ -283,7 +296,20 @@ class Settings(BaseSettings):
                 "AZURE_TABLES_ENDPOINT (or AZURE_TABLES_CONNECTION_STRING) is required for the ingestion events "
                 "when the host storage is keyless"
             )
-        for name in ("azure_openai_api_key", "neo4j_password", "qdrant_api_key", "openai_api_key"):
+        uses_callers = bool((self.tenant_header or "").strip() or (self.user_header or "").strip())
+        if self.caller_signing_key is not None and len(self.caller_signing_key.strip()) < 32:
+            problems.append("CALLER_SIGNING_KEY must be at least 32 characters")
+        if uses_callers and not self.caller_signing_key and os.environ.get("WEBSITE_INSTANCE_ID"):
+            # On Azure the tenant and user headers are believed only when API Management signed them:
+            # without the key, anyone who reaches the app could name any tenant.
+            problems.append("CALLER_SIGNING_KEY is required on Azure when TENANT_HEADER or USER_HEADER is set")
+        for name in (
+            "azure_openai_api_key",
+            "neo4j_password",
+            "qdrant_api_key",
+            "openai_api_key",
+            "caller_signing_key",
+        ):
             if (getattr(self, name) or "").strip().lower() in _PLACEHOLDERS:
                 problems.append(f"{name.upper()} still holds a placeholder value")
         if problems:

@@ -1,6 +1,8 @@
 // What API Management serves: the Memory Layer API imported from the app's OpenAPI document, the
-// product callers subscribe to, the policies (checked-in XML), and the host key APIM sends to the
-// Function App: declared on the app, kept in Key Vault and exposed to policies as a secret named value.
+// app's MCP server (the Memory Layer MCP API), the product callers subscribe to, the policies
+// (checked-in XML), and the keys APIM sends to the Function App (the host key for the REST routes,
+// the MCP extension's system key for the MCP endpoint): declared on the app, kept in Key Vault and
+// exposed to policies as secret named values.
 
 @description('Name of the API Management service.')
 param apimName string
@@ -25,14 +27,26 @@ param keyVaultName string
 @minLength(32)
 param functionHostKey string
 
+@secure()
+@description('Value of the MCP extension\'s system key (mcp_extension) APIM sends to the app\'s MCP endpoint.')
+@minLength(32)
+param mcpExtensionKey string
+
+@description('Versionless Key Vault URI of the key APIM signs the caller headers with (the app\'s CALLER_SIGNING_KEY).')
+param callerSigningKeySecretUri string
+
 @description('URL suffix of the API on the gateway; empty keeps the app paths (/api/..., /health) unchanged.')
 param apiPath string = ''
+
+@description('URL suffix of the MCP API on the gateway: clients connect to https://<gateway>/<mcpApiPath>/mcp.')
+@minLength(1)
+param mcpApiPath string = 'memory-mcp'
 
 @description('Browser origins allowed to call the API (CORS).')
 @minLength(1)
 param corsAllowedOrigins array
 
-@description('Calls allowed per caller IP (per subscription on the Consumption tier) in each rate-limit period.')
+@description('Calls allowed per subscription (per tenant) in each rate-limit period, REST and MCP together.')
 @minValue(1)
 param rateLimitCalls int
 
@@ -61,7 +75,11 @@ param userTokenOpenIdConfigUrl string
 @description('Issuer the end-user token must carry.')
 param userTokenIssuer string
 
+// Required: main.bicep passes the audience when userHeader is set and a stand-in otherwise, so a
+// userHeader with an empty audience (a validate-jwt that accepts no token) fails the deployment
+// here, at parameter validation, before any policy is written.
 @description('Audience the end-user token must carry (the client id or application ID URI of the API registration).')
+@minLength(1)
 param userTokenAudience string
 
 @description('Claim of the end-user token that names the user (sent in userHeader).')
@@ -121,6 +139,20 @@ resource functionKeyNamedValue 'Microsoft.ApiManagement/service/namedValues@2024
   ]
 }
 
+// The key APIM signs the caller headers with: the Key Vault secret the app reads as CALLER_SIGNING_KEY.
+resource callerSigningKeyNamedValue 'Microsoft.ApiManagement/service/namedValues@2024-05-01' = {
+  parent: apim
+  name: 'caller-signing-key'
+  properties: {
+    displayName: 'caller-signing-key'
+    secret: true
+    keyVault: {
+      secretIdentifier: callerSigningKeySecretUri
+      identityClientId: apimIdentityClientId
+    }
+  }
+}
+
 resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
   parent: apim
   name: 'memory-layer'
@@ -142,9 +174,30 @@ resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
 // <origin> elements for the allow-list (the XML file holds a placeholder).
 var corsOriginsXml = '<origin>${join(corsAllowedOrigins, '</origin><origin>')}</origin>'
 
-// Who calls (in place of the caller-identity placeholder of api.xml): the tenant from the subscription,
-// then, when end users are bound, the validated token and its user claim. Each header overrides
-// whatever the client sent.
+// Who calls (in place of the caller-identity placeholder of api.xml and mcp-api.xml): first every
+// caller header a client sent is deleted (the default names and the configured ones, so that a header
+// the policy does not set, such as the user header when end users are not bound, never reaches the
+// app as the client wrote it), then the tenant from the subscription, then, when end users are
+// bound, the validated token and its user claim, and last the signature over both that the app
+// checks before it believes either (caller-signature.xml).
+var defaultCallerHeaders = [
+  'x-memory-tenant'
+  'x-memory-user'
+  'x-memory-signature'
+]
+var tenantHeaders = empty(tenantHeader) ? [] : [
+  toLower(tenantHeader)
+]
+var userHeaders = empty(userHeader) ? [] : [
+  toLower(userHeader)
+]
+// union() keeps one of equal items: each name is deleted once.
+var strippedHeaders = union(defaultCallerHeaders, tenantHeaders, userHeaders)
+var stripElements = [for header in strippedHeaders: '<set-header name="${header}" exists-action="delete" />']
+var stripPolicyXml = join(stripElements, '')
+var signaturePolicyXml = (empty(tenantHeader) && empty(userHeader)) ? '' : loadTextContent('policies/caller-signature.xml')
+var callerIdentityXml = '${stripPolicyXml}${tenantPolicyXml}${userPolicyXml}${signaturePolicyXml}'
+var gatewayErrorsXml = loadTextContent('policies/gateway-errors.xml')
 var tenantPolicyXml = empty(tenantHeader) ? '' : replace(loadTextContent('policies/tenant-header.xml'), '__TENANT_HEADER__', tenantHeader)
 var userTokenXml = replace(replace(replace(replace(loadTextContent('policies/user-token.xml'),
   '__USER_TOKEN_OPENID_CONFIG__', userTokenOpenIdConfigUrl),
@@ -153,11 +206,12 @@ var userTokenXml = replace(replace(replace(replace(loadTextContent('policies/use
   '__USER_TOKEN_CLAIM__', userTokenClaim)
 var userHeaderXml = replace(replace(loadTextContent('policies/user-header.xml'), '__USER_HEADER__', userHeader), '__USER_TOKEN_CLAIM__', userTokenClaim)
 var userPolicyXml = empty(userHeader) ? '' : '${userTokenXml}${userHeaderXml}'
-var apiPolicyXml = replace(replace(replace(replace(loadTextContent('policies/api.xml'),
+var apiPolicyXml = replace(replace(replace(replace(replace(loadTextContent('policies/api.xml'),
   '__CORS_ALLOWED_ORIGINS__', corsOriginsXml),
   '__FUNCTION_APP_AUDIENCE__', functionAppAudience),
   '__APIM_IDENTITY_CLIENT_ID__', apimIdentityClientId),
-  '__CALLER_IDENTITY__', '${tenantPolicyXml}${userPolicyXml}')
+  '__CALLER_IDENTITY__', callerIdentityXml),
+  '__GATEWAY_ERRORS__', gatewayErrorsXml)
 
 resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = {
   parent: api
@@ -166,9 +220,111 @@ resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = 
     format: 'xml'
     value: apiPolicyXml
   }
-  // The policy references {{function-key}}, which must exist first.
+  // The policy references {{function-key}} and {{caller-signing-key}}, which must exist first.
   dependsOn: [
     functionKeyNamedValue
+    callerSigningKeyNamedValue
+  ]
+}
+
+// --- the MCP server -----------------------------------------------------------------------------
+// The app's MCP endpoint (/runtime/webhooks/mcp, streamable HTTP: POST, GET and DELETE on one path)
+// published as an HTTP API that passes requests through: https://<gateway>/<mcpApiPath>/mcp. Not
+// APIM's own MCP-server API type (type 'mcp'): that needs the preview API version 2025-09-01-preview
+// and is not offered on the Consumption tier, which this template allows; a passthrough needs
+// neither, carries every MCP message unchanged (tools/list, tool calls, sessions), and takes the
+// same policies, product, subscription keys and limits as the REST API.
+
+// The extension's system key, declared on the app like the apim host key above, so that it exists
+// before any code is deployed and equals the Key Vault copy by construction. Reading it back instead
+// (listKeys(resourceId('Microsoft.Web/sites/host', app, 'default'), ...).systemKeys.mcp_extension)
+// fails on a first `azd up`: the host creates that key only once code using the extension has
+// started, which is after provisioning. The host keeps a system key that already exists. Bicep has
+// no types for this resource type either (warning BCP081).
+resource mcpSystemKey 'Microsoft.Web/sites/host/systemkeys@2024-04-01' = {
+  name: '${functionApp.name}/default/mcp_extension'
+  properties: {
+    name: 'mcp_extension'
+    value: mcpExtensionKey
+  }
+}
+
+resource mcpKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41: the value is the MCP extension key APIM sends; it changes only with the mcpExtensionKey parameter, and an expiry date would cut API Management off the MCP endpoint.
+  parent: vault
+  name: 'mcp-extension-key'
+  properties: {
+    value: mcpExtensionKey
+    contentType: 'text/plain'
+  }
+}
+
+resource mcpKeyNamedValue 'Microsoft.ApiManagement/service/namedValues@2024-05-01' = {
+  parent: apim
+  name: 'mcp-extension-key'
+  properties: {
+    displayName: 'mcp-extension-key'
+    secret: true
+    keyVault: {
+      secretIdentifier: mcpKeySecret.properties.secretUri
+      identityClientId: apimIdentityClientId
+    }
+  }
+  // The app accepts the key before APIM starts sending it.
+  dependsOn: [
+    mcpSystemKey
+  ]
+}
+
+resource mcpApi 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
+  parent: apim
+  name: 'memory-layer-mcp'
+  properties: {
+    displayName: 'Memory Layer MCP'
+    description: 'The memory tools over the Model Context Protocol (streamable HTTP), with the REST API\'s tenant, user, limits and keys.'
+    path: mcpApiPath
+    protocols: [
+      'https'
+    ]
+    subscriptionRequired: true
+    serviceUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks'
+  }
+}
+
+// Streamable HTTP: POST sends a message, GET opens the server's event stream, DELETE ends a session.
+var mcpMethods = [
+  'POST'
+  'GET'
+  'DELETE'
+]
+
+resource mcpOperations 'Microsoft.ApiManagement/service/apis/operations@2024-05-01' = [for method in mcpMethods: {
+  parent: mcpApi
+  name: 'mcp-${toLower(method)}'
+  properties: {
+    displayName: '${method} /mcp'
+    method: method
+    urlTemplate: '/mcp'
+  }
+}]
+
+var mcpPolicyXml = replace(replace(replace(replace(loadTextContent('policies/mcp-api.xml'),
+  '__FUNCTION_APP_AUDIENCE__', functionAppAudience),
+  '__APIM_IDENTITY_CLIENT_ID__', apimIdentityClientId),
+  '__CALLER_IDENTITY__', callerIdentityXml),
+  '__GATEWAY_ERRORS__', gatewayErrorsXml)
+
+resource mcpApiPolicy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = {
+  parent: mcpApi
+  name: 'policy'
+  properties: {
+    format: 'xml'
+    value: mcpPolicyXml
+  }
+  // The policy references {{mcp-extension-key}} and {{caller-signing-key}}, which must exist first.
+  dependsOn: [
+    mcpKeyNamedValue
+    callerSigningKeyNamedValue
   ]
 }
 
@@ -177,7 +333,7 @@ resource product 'Microsoft.ApiManagement/service/products@2024-05-01' = {
   name: 'memory-layer'
   properties: {
     displayName: 'Memory Layer'
-    description: 'Access to the Memory Layer API with a subscription key, within the rate limit and quota.'
+    description: 'Access to the Memory Layer API and its MCP server with a subscription key (one tenant per subscription), within the rate limit and quota.'
     subscriptionRequired: true
     approvalRequired: false
     state: 'published'
@@ -189,8 +345,15 @@ resource productApi 'Microsoft.ApiManagement/service/products/apis@2024-05-01' =
   name: api.name
 }
 
-// rate-limit-by-key (per caller IP) is not offered on the Consumption tier; there the product falls
-// back to rate-limit, which counts per subscription key.
+// The MCP API is in the same product: the same subscription keys, one rate limit and quota per
+// subscription across REST and MCP, and the same tenant for both.
+resource productMcpApi 'Microsoft.ApiManagement/service/products/apis@2024-05-01' = {
+  parent: product
+  name: mcpApi.name
+}
+
+// Both product policies count the burst limit per subscription (per tenant): rate-limit-by-key keyed
+// on the subscription id, or, on the Consumption tier, which lacks rate-limit-by-key, rate-limit.
 var productPolicyTemplate = apimSkuName == 'Consumption' ? loadTextContent('policies/product-consumption.xml') : loadTextContent('policies/product.xml')
 
 resource productPolicy 'Microsoft.ApiManagement/service/products/policies@2024-05-01' = {
@@ -220,5 +383,7 @@ resource defaultSubscription 'Microsoft.ApiManagement/service/subscriptions@2024
 }
 
 output apiName string = api.name
+output mcpApiName string = mcpApi.name
+output mcpApiPath string = mcpApi.properties.path
 output productName string = product.name
 output subscriptionName string = defaultSubscription.name

@@ -130,6 +130,9 @@ param tenantHeader string = ''
 @description('Header naming the end user, set by API Management from a validated token (USER_HEADER); empty: unbound.')
 param userHeader string = ''
 
+@description('Versionless Key Vault URI of the key API Management signs the caller headers with (CALLER_SIGNING_KEY); set whenever tenantHeader or userHeader is.')
+param callerSigningKeySecretUri string
+
 @description('Outbound IPs of API Management; when not empty, every other caller is denied.')
 param allowedCallerIpAddresses array = []
 
@@ -214,7 +217,12 @@ var tenantSettings = empty(tenantHeader) ? {} : {
 var userSettings = empty(userHeader) ? {} : {
   USER_HEADER: userHeader
 }
-var callerSettings = union(tenantSettings, userSettings)
+// The headers are believed only with API Management's signature over them (shared/caller_signature.py):
+// a request that reached the app without passing the policy cannot name a tenant or a user.
+var signingSettings = (empty(tenantHeader) && empty(userHeader)) ? {} : {
+  CALLER_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${callerSigningKeySecretUri})'
+}
+var callerSettings = union(tenantSettings, userSettings, signingSettings)
 
 var appSettings = union(hostSettings, serviceSettings, qdrantSettings, chromaSettings, neo4jSettings, callerSettings)
 

@@ -1,5 +1,6 @@
 // Key Vault for the few secrets that have no Entra ID alternative: the Neo4j password, the Qdrant
-// API key, the Chroma token, and (written by apim-api.bicep) the function key API Management sends.
+// API key, the Chroma token, the key API Management signs the caller headers with (read by both the
+// app and APIM), and (written by apim-api.bicep) the function and MCP extension keys APIM sends.
 // Access is Azure RBAC only; soft delete keeps a deleted secret recoverable for 90 days, and purge
 // protection (optional, see purgeProtection) keeps it from being purged in that time.
 
@@ -31,6 +32,11 @@ param qdrantApiKey string = ''
 @secure()
 @description('Chroma bearer token; stored as the secret chroma-auth-token when not empty.')
 param chromaAuthToken string = ''
+
+@secure()
+@minLength(32)
+@description('Key API Management signs the tenant and user headers with (CALLER_SIGNING_KEY of the app); stored as the secret caller-signing-key.')
+param callerSigningKey string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_42: the vault is recoverable: soft delete is on for 90 days; the check also wants purge protection, which is a parameter (see CKV_AZURE_110).
@@ -99,6 +105,18 @@ resource chromaAuthTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = 
   }
 }
 
+// The app and APIM both read this one secret (a Key Vault reference and a Key Vault named value), so
+// they hold the same signing key by construction; a new callerSigningKey value rotates it for both.
+resource callerSigningKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41: the value changes only with the callerSigningKey parameter; an expiry date would make the app refuse every caller.
+  parent: vault
+  name: 'caller-signing-key'
+  properties: {
+    value: callerSigningKey
+    contentType: 'text/plain'
+  }
+}
+
 resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-to-log-analytics'
   scope: vault
@@ -120,3 +138,4 @@ output uri string = vault.properties.vaultUri
 output neo4jPasswordSecretUri string = empty(neo4jPassword) ? '' : neo4jPasswordSecret.properties.secretUri
 output qdrantApiKeySecretUri string = empty(qdrantApiKey) ? '' : qdrantApiKeySecret.properties.secretUri
 output chromaAuthTokenSecretUri string = empty(chromaAuthToken) ? '' : chromaAuthTokenSecret.properties.secretUri
+output callerSigningKeySecretUri string = callerSigningKeySecret.properties.secretUri

@@ -8,64 +8,24 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from infra_support import INFRA, decorator, has_default, is_secure, module_body, resource_body, strings
-
-POLICIES = INFRA / "app" / "policies"
-APIM_API = INFRA / "app" / "apim-api.bicep"
-PLACEHOLDERS = {
-    "__RATE_LIMIT_CALLS__": "rateLimitCalls",
-    "__RATE_LIMIT_PERIOD__": "rateLimitPeriodSeconds",
-    "__QUOTA_CALLS__": "quotaCalls",
-    "__QUOTA_PERIOD__": "quotaPeriodSeconds",
-}
+from apim_policies import (
+    APIM_API,
+    CALLER_PLACEHOLDERS,
+    PLACEHOLDERS,
+    POLICIES,
+    default,
+    render_policy,
+    render_product_policy,
+)
+from infra_support import decorator, has_default, is_secure, module_body, resource_body, strings
 
 
 def _default(main_template: dict[str, Any], name: str) -> Any:
-    return main_template["parameters"][name]["default"]
-
-
-def _render_product_policy(file_name: str, main_template: dict[str, Any]) -> ET.Element:
-    """The product policy as apim-api.bicep deploys it with the default parameters of main.bicep."""
-    text = (POLICIES / file_name).read_text()
-    for placeholder, parameter in PLACEHOLDERS.items():
-        text = text.replace(placeholder, str(_default(main_template, parameter)))
-    return ET.fromstring(text)
-
-
-# Placeholders of the caller-identity fragments, each filled by apim-api.bicep from the parameter named.
-CALLER_PLACEHOLDERS = {
-    "__TENANT_HEADER__": "tenantHeader",
-    "__USER_HEADER__": "userHeader",
-    "__USER_TOKEN_OPENID_CONFIG__": "userTokenOpenIdConfigUrl",
-    "__USER_TOKEN_AUDIENCE__": "userTokenAudience",
-    "__USER_TOKEN_ISSUER__": "userTokenIssuer",
-    "__USER_TOKEN_CLAIM__": "userTokenClaim",
-}
-
-
-def _caller_identity(values: dict[str, str]) -> str:
-    """The caller-identity XML as apim-api.bicep builds it from these parameter values."""
-    fragments = []
-    if values["tenantHeader"]:
-        fragments.append("tenant-header.xml")
-    if values["userHeader"]:
-        fragments += ["user-token.xml", "user-header.xml"]
-    text = "".join((POLICIES / name).read_text() for name in fragments)
-    for placeholder, parameter in CALLER_PLACEHOLDERS.items():
-        text = text.replace(placeholder, values[parameter])
-    return text
-
-
-def _main_caller_values(main_template: dict[str, Any], **overrides: str) -> dict[str, str]:
-    values = {parameter: str(_default(main_template, parameter)) for parameter in CALLER_PLACEHOLDERS.values()}
-    return {**values, **overrides}
+    return default(main_template, name)
 
 
 def _render_api_policy(main_template: dict[str, Any], **caller: str) -> ET.Element:
-    origins = _default(main_template, "corsAllowedOrigins")
-    text = (POLICIES / "api.xml").read_text()
-    text = text.replace("__CALLER_IDENTITY__", _caller_identity(_main_caller_values(main_template, **caller)))
-    return ET.fromstring(text.replace("__CORS_ALLOWED_ORIGINS__", "".join(f"<origin>{o}</origin>" for o in origins)))
+    return render_policy("api.xml", main_template, **caller)
 
 
 def test_bicep_fills_every_placeholder_from_the_matching_parameter(main_template: dict[str, Any]) -> None:
@@ -78,26 +38,34 @@ def test_bicep_fills_every_placeholder_from_the_matching_parameter(main_template
     assert "replace(loadTextContent('policies/api.xml'),'__CORS_ALLOWED_ORIGINS__',corsOriginsXml)" in compact
     assert "'__FUNCTION_APP_AUDIENCE__',functionAppAudience)" in compact
     assert "'__APIM_IDENTITY_CLIENT_ID__',apimIdentityClientId)" in compact
+    assert "'__CALLER_IDENTITY__',callerIdentityXml),'__GATEWAY_ERRORS__',gatewayErrorsXml)" in compact
     api_placeholders = {"__CORS_ALLOWED_ORIGINS__", "__FUNCTION_APP_AUDIENCE__", "__APIM_IDENTITY_CLIENT_ID__"}
     for path in POLICIES.glob("*.xml"):
-        filled = set(PLACEHOLDERS) | set(CALLER_PLACEHOLDERS) | {"__CALLER_IDENTITY__"} | api_placeholders
+        filled = set(PLACEHOLDERS) | set(CALLER_PLACEHOLDERS) | {"__CALLER_IDENTITY__", "__GATEWAY_ERRORS__"}
+        filled |= api_placeholders
         left = set(re.findall(r"__[A-Z_]+__", path.read_text())) - filled
         assert not left, f"{path.name} has placeholders Bicep does not fill: {left}"
 
 
-def test_rate_limit_is_per_caller_ip(main_template: dict[str, Any]) -> None:
-    inbound = _render_product_policy("product.xml", main_template).find("inbound")
+def test_the_burst_limit_is_per_subscription_that_is_per_tenant(main_template: dict[str, Any]) -> None:
+    inbound = render_product_policy("product.xml", main_template).find("inbound")
     assert inbound is not None
     limit = inbound.find("rate-limit-by-key")
     assert limit is not None, "product.xml must limit the call rate per key"
-    assert limit.get("counter-key") == "@(context.Request.IpAddress)"
+    # Keyed on the subscription (the tenant), not the client IP: a tenant cannot multiply its budget
+    # by calling from many addresses, nor exhaust another tenant's behind a shared egress IP.
+    assert limit.get("counter-key") == "@(context.Subscription.Id)"
+    assert "IpAddress" not in (POLICIES / "product.xml").read_text()
     assert int(limit.get("calls", "0")) == _default(main_template, "rateLimitCalls") == 60
     assert int(limit.get("renewal-period", "0")) == _default(main_template, "rateLimitPeriodSeconds") == 60
     assert limit.get("retry-after-variable-name") == "retryAfterSeconds"
+    for path in ("main.bicep", "app/apim-api.bicep"):
+        text = (APIM_API.parent.parent / path).read_text()
+        assert "per caller IP" not in text and "per subscription" in text, path
 
 
 def test_consumption_tier_falls_back_to_per_subscription_rate_limit(main_template: dict[str, Any]) -> None:
-    inbound = _render_product_policy("product-consumption.xml", main_template).find("inbound")
+    inbound = render_product_policy("product-consumption.xml", main_template).find("inbound")
     assert inbound is not None
     assert inbound.find("rate-limit-by-key") is None, "rate-limit-by-key is not available on the Consumption tier"
     limit = inbound.find("rate-limit")
@@ -122,7 +90,7 @@ def test_rate_limit_period_is_within_what_api_management_accepts(templates: dict
 
 @pytest.mark.parametrize("file_name", ["product.xml", "product-consumption.xml"])
 def test_quota_per_subscription(file_name: str, main_template: dict[str, Any]) -> None:
-    quota = _render_product_policy(file_name, main_template).find("inbound/quota")
+    quota = render_product_policy(file_name, main_template).find("inbound/quota")
     assert quota is not None
     assert int(quota.get("calls", "0")) == _default(main_template, "quotaCalls") == 10000
     assert int(quota.get("renewal-period", "0")) == _default(main_template, "quotaPeriodSeconds") == 86400
@@ -231,17 +199,20 @@ def test_the_tenant_header_comes_from_the_subscription_and_overrides_the_client(
     assert _default(main_template, "tenantHeader") == "x-memory-tenant"
     inbound = _render_api_policy(main_template).find("inbound")
     assert inbound is not None
-    header = inbound.find("set-header[@name='x-memory-tenant']")
-    assert header is not None and header.get("exists-action") == "override"
+    header = inbound.find("set-header[@name='x-memory-tenant'][@exists-action='override']")
+    assert header is not None
     value = header.find("value")
     assert value is not None and value.text == "@(context.Subscription.Id)"
     assert inbound.find("validate-jwt") is None, "end users are not bound unless userHeader is set"
     # ...and with tenantHeader empty, nothing names a tenant.
     off = _render_api_policy(main_template, tenantHeader="").find("inbound")
-    assert off is not None and off.find("set-header[@name='x-memory-tenant']") is None
+    assert off is not None and off.find("set-header[@name='x-memory-tenant'][@exists-action='override']") is None
+    # ...but a tenant header a client sends is still deleted, and nothing is signed.
+    assert off.find("set-header[@name='x-memory-tenant'][@exists-action='delete']") is not None
+    assert off.find("set-header[@name='x-memory-signature'][@exists-action='override']") is None
     bicep = APIM_API.read_text()
     assert "empty(tenantHeader) ? '' : replace(loadTextContent('policies/tenant-header.xml')" in bicep
-    assert "'__CALLER_IDENTITY__', '${tenantPolicyXml}${userPolicyXml}'" in bicep
+    assert "var callerIdentityXml = '${stripPolicyXml}${tenantPolicyXml}${userPolicyXml}${signaturePolicyXml}'" in bicep
     for parameter in CALLER_PLACEHOLDERS.values():
         assert f"'{_placeholder_of(parameter)}', {parameter})" in bicep, parameter
 
@@ -272,8 +243,8 @@ def test_end_users_are_bound_by_a_validated_token(main_template: dict[str, Any])
     assert [a.text for a in jwt.findall("audiences/audience")] == [values["userTokenAudience"]]
     assert [i.text for i in jwt.findall("issuers/issuer")] == [values["userTokenIssuer"]]
     assert [c.get("name") for c in jwt.findall("required-claims/claim")] == ["oid"]
-    header = inbound.find("set-header[@name='x-memory-user']")
-    assert header is not None and header.get("exists-action") == "override"
+    header = inbound.find("set-header[@name='x-memory-user'][@exists-action='override']")
+    assert header is not None
     value = header.find("value")
     assert value is not None
     assert value.text == '@(((Jwt)context.Variables["endUserToken"]).Claims.GetValueOrDefault("oid", ""))'
@@ -283,7 +254,7 @@ def test_end_users_are_bound_by_a_validated_token(main_template: dict[str, Any])
     assert children.index("base") < order.index(jwt) < order.index(header)
     assert order.index(header) < order.index(inbound.find("set-header[@name='x-functions-key']"))
     # A failed validation is the API's 401 envelope with code unauthenticated, not a 503.
-    on_error = (POLICIES / "api.xml").read_text().split("<on-error>", 1)[1]
+    on_error = (POLICIES / "gateway-errors.xml").read_text()
     assert 'source == "validate-jwt"' in on_error and '"unauthenticated"' in on_error
 
 
@@ -294,7 +265,7 @@ def test_the_default_token_issuer_is_entra_id_of_this_directory(main_template: d
     params = module_body(main_template["modules"]["apimApi"])["params"]
     assert "entraAuthority" in set(strings(params["userTokenIssuer"]))
     assert "${entraAuthority}/.well-known/openid-configuration" in set(strings(params["userTokenOpenIdConfigUrl"]))
-    for parameter in ("tenantHeader", "userHeader", "userTokenAudience", "userTokenClaim"):
+    for parameter in ("tenantHeader", "userHeader", "userTokenClaim"):
         assert params[parameter] == parameter
     app = module_body(main_template["modules"]["functionApp"])["params"]
     assert app["tenantHeader"] == "tenantHeader" and app["userHeader"] == "userHeader"

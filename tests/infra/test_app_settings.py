@@ -20,6 +20,7 @@ NOT_SET_IN_THE_CLOUD = {
     "LOCAL_EMBEDDING_MODEL_PATH": "embeddings come from Azure OpenAI (EMBEDDING_PROVIDER=azure_openai)",
     "LOCAL_EMBEDDING_THREADS": "embeddings come from Azure OpenAI (EMBEDDING_PROVIDER=azure_openai)",
     "EMBEDDING_DIMS": "derived by the app from AZURE_EMBEDDING_MODEL, which the deployment sets",
+    "CALLER_SIGNATURE_MAX_AGE_SECONDS": "the default window (300 s) covers the clock skew between APIM and the app",
     # Keyless by design.
     "AZURE_OPENAI_API_KEY": "Azure OpenAI has local auth disabled; the app uses its managed identity",
     "AZURE_TABLES_CONNECTION_STRING": "tables are reached keylessly through AZURE_TABLES_ENDPOINT",

@@ -17,7 +17,11 @@ from infra_support import INFRA, decorator, description, has_default, module_bod
 # would prompt for them, which `azd up --no-prompt` cannot: keep this empty.
 PROMPTED_BY_AZD: dict[str, str] = {}
 # ...or that azd fills itself, without asking (metadata azd.type 'generate'), once per environment.
-GENERATED_BY_AZD = {"functionHostKey": "the host key APIM sends; generated once, kept in .azure/<env>/config.json"}
+GENERATED_BY_AZD = {
+    "functionHostKey": "the host key APIM sends; generated once, kept in .azure/<env>/config.json",
+    "mcpExtensionKey": "the MCP extension's system key APIM sends; generated once, likewise",
+    "callerSigningKey": "the key APIM signs the caller headers with; generated once, likewise",
+}
 
 
 def test_every_bicep_file_parses(bicep_files: dict[str, dict[str, Any]]) -> None:
