@@ -162,6 +162,7 @@ SHARED_LAYERS: tuple[tuple[str, ...], ...] = (
     # the service's name and version, errors, request context, API limits, the lazy holder, scopes,
     # the circuit breaker; the table of local embedding models (data only: the settings read it)
     ("shared", "shared.errors", "shared.context", "shared.constraints", "shared.lazy", "shared.scope"),
+    ("shared.caller_signature",),  # the HMAC of the caller headers API Management signs (stdlib only)
     ("shared.breaker", "shared.ai.local_models"),
     ("shared.settings", "shared.observability"),  # logs, traces, metrics: below everything that reports
     ("shared.credentials", "shared.query"),  # the Entra ID credential; the filter grammar and text analysis
