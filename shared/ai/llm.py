@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from shared.ai.quota import TokenMeter, estimate_messages, reported_tokens
 from shared.errors import BackendUnavailable, ConfigurationProblem, LlmNotConfigured
 from shared.lazy import Lazy
 from shared.observability import meters
@@ -39,6 +40,7 @@ class OpenAIClientFactory:
         self.settings = settings
         self.provider = provider
         self.max_retries = settings.llm_max_retries
+        self.meter = TokenMeter(settings)  # caps and the tenant's budget, before each call (shared/ai/quota.py)
         self._client: Lazy[Any] = Lazy(self._build)
 
     def client(self) -> Any:
@@ -181,6 +183,7 @@ class ChatModel:
             kwargs["response_format"] = {"type": "json_object"}
         if not _is_reasoning_model(self.model):
             kwargs["temperature"] = self.temperature
+        charge = self._clients.meter.admit("chat", estimate_messages(messages))
         attributes = {
             "gen_ai.system": "az.ai.openai" if self._clients.provider == "azure_openai" else "openai",
             "gen_ai.operation.name": "chat",
@@ -196,6 +199,7 @@ class ChatModel:
                 model=self.model,
             )
             span.set_attribute("gen_ai.response.model", str(getattr(response, "model", "") or ""))
+        charge.settle(reported_tokens(response))
         content = response.choices[0].message.content if response.choices else None
         return content or ""
 
