@@ -36,11 +36,12 @@ credential_override: Any = None
 class OpenAIClientFactory:
     """Builds the SDK client once per worker; the Entra ID token is refreshed by the SDK per call."""
 
-    def __init__(self, settings: Settings, provider: str) -> None:
+    def __init__(self, settings: Settings, provider: str, meter: TokenMeter | None = None) -> None:
         self.settings = settings
         self.provider = provider
         self.max_retries = settings.llm_max_retries
-        self.meter = TokenMeter(settings)  # caps and the tenant's budget, before each call (shared/ai/quota.py)
+        # The caps and the tenant's budget, before each call (shared/ai/quota.py); without a meter, the caps only.
+        self.meter = meter if meter is not None else TokenMeter(settings)
         self._client: Lazy[Any] = Lazy(self._build)
 
     def client(self) -> Any:
@@ -245,10 +246,10 @@ class _LlmConfigView:
         return getattr(self, key, default)
 
 
-def build_chat_model(settings: Settings) -> ChatModel | NoChatModel:
+def build_chat_model(settings: Settings, meter: TokenMeter | None = None) -> ChatModel | NoChatModel:
     if settings.llm_provider == "none":
         return NoChatModel()
-    clients = OpenAIClientFactory(settings, settings.llm_provider)
+    clients = OpenAIClientFactory(settings, settings.llm_provider, meter)
     if settings.llm_provider == "azure_openai":
         return ChatModel(clients, settings.azure_openai_deployment or "", settings.llm_temperature)
     return ChatModel(clients, settings.openai_model, settings.llm_temperature)

@@ -31,14 +31,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from shared.errors import BackendUnavailable, PayloadTooLarge, QuotaExceeded
 from shared.scope import Scope
 from shared.settings import Settings
-
-if TYPE_CHECKING:
-    from shared.stores.state.usage import TokenLedger
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +50,24 @@ billed_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("bill
 # What a chat message costs beside its text (role, separators), and a prompt beside its messages.
 _PER_MESSAGE = 4
 _PER_PROMPT = 3
+
+
+class LedgerBusy(Exception):
+    """Too many concurrent charges of one tenant to settle its count within the attempts."""
+
+
+class TokenLedger(Protocol):
+    """Each tenant's use in the current window, shared by every worker (shared/stores/state/usage.py)."""
+
+    def reserve(self, tenant: str, window: int, tokens: int, budget: int) -> int | None:
+        """Adds `tokens` to `tenant`'s use in `window` unless that would pass `budget`; returns the
+        use before the charge, or None when refused. A window's first charge is always admitted,
+        so a request larger than the whole budget can run, alone, in a fresh window."""
+        ...
+
+    def adjust(self, tenant: str, window: int, delta: int) -> None:
+        """Corrects a reservation by what the model reported (`delta` may be negative)."""
+        ...
 
 
 def bills_scope(method: Callable[P, R]) -> Callable[P, R]:
@@ -106,23 +121,25 @@ _CAPS: dict[Kind, tuple[str, str]] = {
 class Charge:
     """A reservation in a tenant's window, corrected once the model reports what it used."""
 
-    def __init__(self, meter: TokenMeter | None = None, tenant: str = "", window: int = 0, tokens: int = 0) -> None:
-        self._meter = meter
+    def __init__(self, ledger: TokenLedger | None = None, tenant: str = "", window: int = 0, tokens: int = 0) -> None:
+        self._ledger = ledger
         self.tenant = tenant
         self.window = window
         self.tokens = tokens
 
     def settle(self, used: int | None) -> None:
-        if self._meter is None or used is None or used == self.tokens:
+        if self._ledger is None or used is None or used == self.tokens:
             return
         try:
-            self._meter.ledger().adjust(self.tenant, self.window, used - self.tokens)
+            self._ledger.adjust(self.tenant, self.window, used - self.tokens)
         except Exception:  # the call succeeded; a correction lost costs accuracy, not the answer
             logger.warning("could not correct tenant %r's token use by %d", self.tenant, used - self.tokens)
 
 
 class TokenMeter:
-    """The caps and the tenant budget, applied before each call to a remote model."""
+    """The caps and the tenant budget, applied before each call to a remote model. Without a
+    ledger (a tool, a test) only the caps apply; the composition root (shared/factory.py) gives the
+    worker's one."""
 
     def __init__(
         self,
@@ -133,13 +150,6 @@ class TokenMeter:
         self.settings = settings
         self._ledger = ledger
         self._clock = clock
-
-    def ledger(self) -> TokenLedger:
-        if self._ledger is None:
-            from shared.stores.state.usage import token_ledger
-
-            self._ledger = token_ledger(self.settings)
-        return self._ledger
 
     def check_cap(self, kind: Kind, estimate: int) -> None:
         field, setting = _CAPS[kind]
@@ -156,16 +166,14 @@ class TokenMeter:
         """Checks the cap, then reserves `estimate` in the billed tenant's window (429 when over it)."""
         self.check_cap(kind, estimate)
         tenant, budget = billed_tenant.get(), self.settings.tenant_token_budget
-        if tenant is None or budget <= 0:
+        if tenant is None or budget <= 0 or self._ledger is None:
             return Charge()
         length = self.settings.tenant_token_window_seconds
         now = self._clock()
         window = int(now // length)
         retry_after = math.ceil((window + 1) * length - now)
-        from shared.stores.state.usage import LedgerBusy
-
         try:
-            before = self.ledger().reserve(tenant, window, estimate, budget)
+            before = self._ledger.reserve(tenant, window, estimate, budget)
         except LedgerBusy:
             raise self._refusal("too many model calls of this tenant at once; retry shortly", 1) from None
         except BackendUnavailable as error:
@@ -178,7 +186,7 @@ class TokenMeter:
                 f"retry after {retry_after} s (searches are not limited)",
                 retry_after,
             )
-        return Charge(self, tenant, window, estimate)
+        return Charge(self._ledger, tenant, window, estimate)
 
     def _refusal(self, message: str, retry_after: int) -> QuotaExceeded:
         return QuotaExceeded(

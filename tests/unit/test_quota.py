@@ -10,13 +10,21 @@ from typing import Any
 
 import pytest
 
-from shared.ai.quota import TokenMeter, billed_tenant, bills_scope, estimate_messages, estimate_tokens, reported_tokens
+from shared.ai.quota import (
+    LedgerBusy,
+    TokenMeter,
+    billed_tenant,
+    bills_scope,
+    estimate_messages,
+    estimate_tokens,
+    reported_tokens,
+)
 from shared.contract import MemoryInput
 from shared.errors import BackendUnavailable, PayloadTooLarge, QuotaExceeded
 from shared.scope import Scope
 from shared.settings import Settings
 from shared.stores.state.sessions import Turn
-from shared.stores.state.usage import LedgerBusy, LocalTokenLedger
+from shared.stores.state.usage import LocalTokenLedger
 from tests.fixtures.fake_core import FakeEmbedder, build_core, fails
 
 
@@ -89,6 +97,13 @@ def test_nothing_is_counted_without_a_billed_tenant_or_without_a_budget() -> Non
     meter, _ = _meter(budget=10)
     for _ in range(5):
         meter.admit("embeddings", 10)  # a search, or a call with no tenancy
+    ledgerless = TokenMeter(_settings(tenant_token_budget=10))  # a tool's client: the caps only
+    token = _as("acme")
+    try:
+        for _ in range(5):
+            ledgerless.admit("chat", 10)
+    finally:
+        billed_tenant.reset(token)
     unlimited, _ = _meter(budget=0)
     token = _as("acme")
     try:
@@ -217,3 +232,26 @@ def test_the_local_ledger_keeps_one_counter_per_tenant_and_window(tenant: str) -
     ledger.adjust(tenant, 6, -100)  # an old window: nothing to correct
     assert ledger.used(tenant, 7) == 100
     assert ledger.reserve(tenant, 8, 5, 100) == 0
+
+
+def test_a_service_error_mem0_wraps_is_raised_as_itself() -> None:
+    from shared.lazy import Lazy
+    from shared.memory.mem0_engine import Mem0Engine
+
+    refusal = QuotaExceeded("over", retry_after=30, budget=10, window_seconds=60)
+
+    class Mem0Like:
+        def add(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                raise refusal
+            except QuotaExceeded as error:
+                raise RuntimeError(f"LLM extraction failed: {error}") from error  # what mem0's LLMError does
+
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("a bug of mem0's")
+
+    engine = Mem0Engine.__new__(Mem0Engine)
+    engine._memory = Lazy(Mem0Like)
+    assert fails(lambda: engine.extract([], user_id="u", metadata={})) is refusal
+    assert fails(lambda: engine.add("x", user_id="u", agent_id=None, run_id=None, metadata={})) is refusal
+    assert isinstance(fails(lambda: engine.update("id", "x", None)), RuntimeError)  # no service error inside

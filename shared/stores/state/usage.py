@@ -16,8 +16,9 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
+from shared.ai.quota import LedgerBusy, TokenLedger
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,20 +27,7 @@ logger = logging.getLogger(__name__)
 _ATTEMPTS = 8
 
 
-class LedgerBusy(Exception):
-    """Too many concurrent charges of one tenant to settle the row within the attempts."""
-
-
-class TokenLedger(Protocol):
-    def reserve(self, tenant: str, window: int, tokens: int, budget: int) -> int | None:
-        """Adds `tokens` to `tenant`'s use in `window` unless that would pass `budget`; returns the
-        use before the charge, or None when refused. A window's first charge is always admitted,
-        so a request larger than the whole budget can run, alone, in a fresh window."""
-        ...
-
-    def adjust(self, tenant: str, window: int, delta: int) -> None:
-        """Corrects a reservation by what the model reported (`delta` may be negative)."""
-        ...
+__all__ = ["LedgerBusy", "LocalTokenLedger", "TableTokenLedger", "TokenLedger", "token_ledger"]
 
 
 def _admits(used: int, tokens: int, budget: int) -> bool:
@@ -116,6 +104,9 @@ class TableTokenLedger:
             except ResourceNotFoundError:
                 return 0
         return int(entity.get("tokens") or 0) if int(entity.get("window") or -1) == window else 0
+
+    def close(self) -> None:
+        self._tables.close()
 
     def _change(self, tenant: str, window: int, change: Any, *, new_window_starts: bool = True) -> None:
         """Applies `change(used) -> new use or None (leave it)` to the tenant's row, retried on a race."""
