@@ -255,3 +255,45 @@ def test_a_service_error_mem0_wraps_is_raised_as_itself() -> None:
     assert fails(lambda: engine.extract([], user_id="u", metadata={})) is refusal
     assert fails(lambda: engine.add("x", user_id="u", agent_id=None, run_id=None, metadata={})) is refusal
     assert isinstance(fails(lambda: engine.update("id", "x", None)), RuntimeError)  # no service error inside
+
+
+class _BudgetedEmbedder(FakeEmbedder):
+    """Refuses the tenants in `over`, as the meter would once they have spent their budget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.over: set[str] = set()
+
+    def embed(self, text: str, memory_action: str | None = None) -> list[float]:
+        tenant = billed_tenant.get()
+        if tenant in self.over:
+            raise QuotaExceeded("over", retry_after=42, budget=10, window_seconds=60)
+        return super().embed(text, memory_action)
+
+
+def test_a_queued_add_refused_by_the_budget_waits_on_the_queue_instead_of_failing() -> None:
+    core = build_core(graph=False, queued=True)
+    embedder = _BudgetedEmbedder()
+    core.service.embedder = embedder
+    embedder.over.add("acme")
+    acme = Scope("alice", tenant="acme")
+    event = core.ingestion.submit_memories(acme, [MemoryInput(content="I like green tea")])
+    [outcome] = core.deliver(last_attempt=True)  # even the last delivery: a wait is not a failure
+    assert outcome.status == "queued" and outcome.error.startswith("quota_exceeded")
+    assert core.queue is not None and core.queue.sent == [{"event_id": event.event_id, "user_id": acme.key}]
+    assert core.queue.delays[-1] == 42  # hidden until the tenant's window ends
+    embedder.over.clear()
+    [done] = core.deliver(last_attempt=True)
+    assert done.status == "succeeded" and [m.memory for m in core.service.list_memories(acme)] == ["I like green tea"]
+
+
+def test_inline_a_refusal_by_the_budget_is_the_callers_429() -> None:
+    core = build_core(graph=False)
+    embedder = _BudgetedEmbedder()
+    core.service.embedder = embedder
+    embedder.over.add("acme")
+    refused = fails(lambda: core.ingestion.submit_memories(Scope("a", tenant="acme"), [MemoryInput(content="x y")]))
+    assert isinstance(refused, QuotaExceeded)
+    assert (
+        core.ingestion.submit_memories(Scope("a", tenant="globex"), [MemoryInput(content="x y")]).status == "succeeded"
+    )
