@@ -192,7 +192,7 @@ class ChatModel:
             "memory_layer.llm.json_mode": json_mode,
             "memory_layer.llm.messages": len(messages),
         }
-        with dependency_span(f"chat {self.model}", attributes) as span:
+        with charge, dependency_span(f"chat {self.model}", attributes) as span:
             response = call_with_retries(
                 "chat",
                 lambda: self._clients.client().chat.completions.create(**kwargs),
@@ -200,7 +200,7 @@ class ChatModel:
                 model=self.model,
             )
             span.set_attribute("gen_ai.response.model", str(getattr(response, "model", "") or ""))
-        charge.settle(reported_tokens(response))
+            charge.settle(reported_tokens(response))
         content = response.choices[0].message.content if response.choices else None
         return content or ""
 

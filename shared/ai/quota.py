@@ -119,15 +119,26 @@ _CAPS: dict[Kind, tuple[str, str]] = {
 
 
 class Charge:
-    """A reservation in a tenant's window, corrected once the model reports what it used."""
+    """A reservation in a tenant's window, corrected once the model reports what it used. Used as
+    a context manager around the call: a call that fails before it is settled gives its reservation
+    back (a throttled or failed call costs the tenant nothing)."""
 
     def __init__(self, ledger: TokenLedger | None = None, tenant: str = "", window: int = 0, tokens: int = 0) -> None:
         self._ledger = ledger
         self.tenant = tenant
         self.window = window
         self.tokens = tokens
+        self._settled = False
+
+    def __enter__(self) -> Charge:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None and not self._settled:
+            self.settle(0)
 
     def settle(self, used: int | None) -> None:
+        self._settled = True
         if self._ledger is None or used is None or used == self.tokens:
             return
         try:

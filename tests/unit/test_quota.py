@@ -297,3 +297,18 @@ def test_inline_a_refusal_by_the_budget_is_the_callers_429() -> None:
     assert (
         core.ingestion.submit_memories(Scope("a", tenant="globex"), [MemoryInput(content="x y")]).status == "succeeded"
     )
+
+
+def test_a_call_that_fails_gives_its_reservation_back() -> None:
+    ledger = LocalTokenLedger()
+    meter = TokenMeter(_settings(tenant_token_budget=100), ledger, Clock(60.0))
+    token = _as("acme")
+    try:
+        with pytest.raises(BackendUnavailable), meter.admit("chat", 60):
+            raise BackendUnavailable("llm", "throttled")
+        assert ledger.used("acme", 1) == 0
+        with meter.admit("chat", 60) as charge:
+            charge.settle(70)
+        assert ledger.used("acme", 1) == 70
+    finally:
+        billed_tenant.reset(token)
