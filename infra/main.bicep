@@ -247,6 +247,10 @@ param embeddingModelVersion string = '1'
 @minValue(1)
 param embeddingCapacity int = 30
 
+@description('Model tokens one tenant may spend per minute, chat and embeddings together (TENANT_TOKEN_BUDGET): its share of the deployments above, so that one tenant cannot keep them at 429 for all. Default: a third of the smaller deployment. 0: no budget.')
+@minValue(0)
+param tenantTokenBudget int = min(chatCapacity, embeddingCapacity) * 1000 / 3
+
 @description('Deployment SKU of both models.')
 @allowed([
   'GlobalStandard'
@@ -321,6 +325,7 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var sessionsTableName = 'chatsessions'
 var historyTableName = 'memoryhistory'
 var eventsTableName = 'memoryevents'
+var usageTableName = 'tenantusage'
 // The ingestion queue of the queue-triggered function (shared/stores/queues.py INGEST_QUEUE).
 var ingestQueueName = 'memory-ingest'
 
@@ -379,6 +384,7 @@ module storage 'app/storage.bicep' = {
     sessionsTableName: sessionsTableName
     historyTableName: historyTableName
     eventsTableName: eventsTableName
+    usageTableName: usageTableName
     ingestQueueName: ingestQueueName
   }
 }
@@ -480,6 +486,8 @@ module functionApp 'app/function-app.bicep' = {
     sessionsTableName: sessionsTableName
     historyTableName: historyTableName
     eventsTableName: eventsTableName
+    usageTableName: usageTableName
+    tenantTokenBudget: tenantTokenBudget
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     logLevel: logLevel
     vectorStore: effectiveVectorStore

@@ -66,6 +66,21 @@ class Throttled(ServiceError):
     code = "throttled"
 
 
+class QuotaExceeded(Throttled):
+    """The caller's tenant has spent its share of the model for now (TENANT_TOKEN_BUDGET): only its
+    own calls that need the model are refused, until the window named by `Retry-After` ends."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, budget: int, window_seconds: int) -> None:
+        super().__init__(
+            message,
+            details=[{"budget_tokens": budget, "window_seconds": window_seconds}],
+            headers={"Retry-After": str(max(1, retry_after))},
+        )
+        self.retry_after = max(1, retry_after)
+
+
 class BackendUnavailable(ServiceError):
     """A dependency (vector store, graph, LLM, storage) cannot serve the request right now."""
 

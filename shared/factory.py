@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from shared.ai.llm import ChatModel, NoChatModel
+    from shared.ai.quota import TokenMeter
     from shared.chat.agent import ChatAgent
     from shared.memory.ingest import Ingestion
     from shared.memory.service import MemoryService
@@ -34,11 +35,20 @@ def build_session_store(settings: Settings) -> SessionStore:
     return LocalSessionStore(settings.data_dir / "sessions")
 
 
+def build_token_meter(settings: Settings) -> TokenMeter:
+    """The caps and the tenants' token budgets (shared/ai/quota.py), counted in the ledger every
+    worker shares: Table Storage with the Azure state store, else this process's memory."""
+    from shared.ai.quota import TokenMeter
+    from shared.stores.state.usage import token_ledger
+
+    return TokenMeter(settings, token_ledger(settings) if settings.tenant_token_budget > 0 else None)
+
+
 def build_llm(settings: Settings) -> ChatModel | NoChatModel:
     """The chat LLM of a worker: the agent answers with it, mem0 and the graph extract with it."""
     from shared.ai.llm import build_chat_model
 
-    return build_chat_model(settings)
+    return build_chat_model(settings, build_token_meter(settings))
 
 
 def build_memory_service(
@@ -63,7 +73,7 @@ def build_memory_service(
     from shared.stores.vector import build_vector_store
 
     # Spans around the ports, put on here so that no adapter knows about telemetry.
-    embedder = TracedEmbedder(build_embedder(settings))
+    embedder = TracedEmbedder(build_embedder(settings, build_token_meter(settings)))
     llm = llm if llm is not None else build_llm(settings)
     with vector_store_calls():
         store = TracedVectorStore(build_vector_store(settings))

@@ -190,6 +190,32 @@ class Settings(BaseSettings):
     chat_history_turns: int = Field(10, ge=0, le=100, description="Earlier turns of the session put in the prompt.")
     chat_memory_limit: int = Field(5, ge=0, le=50, description="Memories retrieved into the chat prompt.")
 
+    # --- fair use of the model (shared/ai/quota.py) ----------------------------------------
+    tenant_token_budget: int = Field(
+        0,
+        ge=0,
+        description="Model tokens (chat and remote embeddings, estimated before a call and settled with the usage "
+        "the model reports) one tenant may spend per TENANT_TOKEN_WINDOW_SECONDS; over it the tenant's writes and "
+        "chats are 429 with Retry-After, other tenants and every search go on. Counted in the state store, shared "
+        "by every worker. 0: no budget. Needs TENANT_HEADER.",
+    )
+    tenant_token_window_seconds: int = Field(
+        60, ge=1, le=86_400, description="Length of one budget window, in seconds (aligned to the clock)."
+    )
+    max_embedding_tokens_per_request: int = Field(
+        32_000,
+        ge=1,
+        description="Most tokens (estimated) one call to a remote embedding model may send, e.g. a batch-add's "
+        "memories; more is 413. Not applied to the local model.",
+    )
+    max_prompt_tokens: int = Field(
+        16_000,
+        ge=1,
+        description="Most tokens (estimated) one prompt to the remote chat model may hold; the chat agent drops "
+        "the oldest session turns to fit, and a prompt still larger is 413.",
+    )
+    usage_table: str = Field("tenantusage", description="Table of tenants' token use per window (TENANT_TOKEN_BUDGET).")
+
     # --- durable state (sessions, memory history) ------------------------------------------
     state_store: StateStoreName | None = Field(
         None,

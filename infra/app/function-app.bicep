@@ -60,6 +60,13 @@ param historyTableName string
 @description('Table of ingestion events (asynchronous adds, chat learning).')
 param eventsTableName string
 
+@description('Table of tenants\' token use per budget window (TENANT_TOKEN_BUDGET).')
+param usageTableName string
+
+@description('Model tokens one tenant may spend per minute, chat and embeddings together (TENANT_TOKEN_BUDGET); 0: no budget. Applies with a tenant header only.')
+@minValue(0)
+param tenantTokenBudget int = 0
+
 @description('Application Insights connection string (telemetry is sent with the identity, not the key).')
 param applicationInsightsConnectionString string
 
@@ -213,6 +220,10 @@ var neo4jSettings = empty(neo4jUri) ? {} : union(neo4jServerSettings, neo4jPassw
 // Who calls, as API Management vouches for it (see docs/api.md, "Tenants and end users"); unset when off.
 var tenantSettings = empty(tenantHeader) ? {} : {
   TENANT_HEADER: tenantHeader
+  // Fair use of the shared model deployments: each tenant's tokens are counted in the usage table
+  // by every worker; a tenant over its share is 429 with Retry-After (shared/ai/quota.py).
+  TENANT_TOKEN_BUDGET: string(tenantTokenBudget)
+  USAGE_TABLE: usageTableName
 }
 var userSettings = empty(userHeader) ? {} : {
   USER_HEADER: userHeader

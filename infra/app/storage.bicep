@@ -35,6 +35,9 @@ param historyTableName string
 @description('Table of ingestion events (EVENTS_TABLE).')
 param eventsTableName string
 
+@description('Table of tenants\' token use per budget window (USAGE_TABLE).')
+param usageTableName string
+
 @description('Queue of ingestion events, read by the queue-triggered function; its poison queue is `<name>-poison`.')
 param ingestQueueName string
 
@@ -111,6 +114,11 @@ resource historyTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 resource eventsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableServices
   name: eventsTableName
+}
+
+resource usageTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableServices
+  name: usageTableName
 }
 
 resource queueServices 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {

@@ -7,12 +7,14 @@ import logging
 
 from shared.ai.embeddings import Embedder, LocalEmbedder, MultilingualEmbedder, OpenAIEmbedder
 from shared.ai.local_models import MULTILINGUAL
+from shared.ai.quota import TokenMeter
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings, meter: TokenMeter | None = None) -> Embedder:
+    """The embedder; a remote one charges its calls to `meter` (the worker's, from shared/factory.py)."""
     dims = settings.resolved_embedding_dims
     if settings.embedding_provider == "local":
         if settings.local_embedding_model == MULTILINGUAL:
@@ -22,7 +24,7 @@ def build_embedder(settings: Settings) -> Embedder:
         )
     from shared.ai.llm import OpenAIClientFactory
 
-    clients = OpenAIClientFactory(settings, settings.embedding_provider)
+    clients = OpenAIClientFactory(settings, settings.embedding_provider, meter)
     if settings.embedding_provider == "azure_openai":
         model = settings.azure_embedding_deployment or settings.azure_embedding_model
         return OpenAIEmbedder(clients, model, dims, send_dimensions=settings.embedding_dims is not None)

@@ -215,20 +215,28 @@ class OpenAIEmbedder:
 
     def embed_batch(self, texts: Sequence[str], memory_action: str | None = "add") -> list[list[float]]:
         from shared.ai.llm import call_with_retries
+        from shared.ai.quota import estimate_texts, reported_tokens
 
         cleaned = [t.replace("\n", " ") for t in texts]
         extra: dict[str, Any] = {"dimensions": self.dims} if self._send_dimensions else {}
         vectors: list[list[float]] = []
-        # 2048 inputs is the API's per-request ceiling.
-        for start in range(0, len(cleaned), 2048):
-            chunk = cleaned[start : start + 2048]
+        # The whole input is one charge: capped (413) and reserved in the billed tenant's budget (429).
+        charge = self._clients.meter.admit("embeddings", estimate_texts(cleaned))
+        used: int | None = 0
+        with charge:
+            # 2048 inputs is the API's per-request ceiling.
+            for start in range(0, len(cleaned), 2048):
+                chunk = cleaned[start : start + 2048]
 
-            def create(chunk: list[str] = chunk) -> Any:
-                return self._clients.client().embeddings.create(model=self.model, input=chunk, **extra)
+                def create(chunk: list[str] = chunk) -> Any:
+                    return self._clients.client().embeddings.create(model=self.model, input=chunk, **extra)
 
-            response = call_with_retries("embeddings", create, self._clients.max_retries, model=self.model)
-            ordered = sorted(response.data, key=lambda item: item.index)
-            vectors.extend(list(item.embedding) for item in ordered)
+                response = call_with_retries("embeddings", create, self._clients.max_retries, model=self.model)
+                reported = reported_tokens(response)
+                used = used + reported if used is not None and reported is not None else None
+                ordered = sorted(response.data, key=lambda item: item.index)
+                vectors.extend(list(item.embedding) for item in ordered)
+            charge.settle(used)
         for vector in vectors:
             if len(vector) != self.dims:
                 raise ConfigurationProblem(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from shared.ai.quota import TokenMeter, estimate_messages, reported_tokens
 from shared.credentials import azure_credential
 from shared.errors import BackendUnavailable, ConfigurationProblem, LlmNotConfigured
 from shared.lazy import Lazy
@@ -33,10 +34,12 @@ _BASE_WAIT_SECONDS = 0.5
 class OpenAIClientFactory:
     """Builds the SDK client once per worker; the Entra ID token is refreshed by the SDK per call."""
 
-    def __init__(self, settings: Settings, provider: str) -> None:
+    def __init__(self, settings: Settings, provider: str, meter: TokenMeter | None = None) -> None:
         self.settings = settings
         self.provider = provider
         self.max_retries = settings.llm_max_retries
+        # The caps and the tenant's budget, before each call (shared/ai/quota.py); without a meter, the caps only.
+        self.meter = meter if meter is not None else TokenMeter(settings)
         self._client: Lazy[Any] = Lazy(self._build)
 
     def client(self) -> Any:
@@ -170,6 +173,7 @@ class ChatModel:
             kwargs["response_format"] = {"type": "json_object"}
         if not _is_reasoning_model(self.model):
             kwargs["temperature"] = self.temperature
+        charge = self._clients.meter.admit("chat", estimate_messages(messages))
         attributes = {
             "gen_ai.system": "az.ai.openai" if self._clients.provider == "azure_openai" else "openai",
             "gen_ai.operation.name": "chat",
@@ -177,7 +181,7 @@ class ChatModel:
             "memory_layer.llm.json_mode": json_mode,
             "memory_layer.llm.messages": len(messages),
         }
-        with dependency_span(f"chat {self.model}", attributes) as span:
+        with charge, dependency_span(f"chat {self.model}", attributes) as span:
             response = call_with_retries(
                 "chat",
                 lambda: self._clients.client().chat.completions.create(**kwargs),
@@ -185,6 +189,7 @@ class ChatModel:
                 model=self.model,
             )
             span.set_attribute("gen_ai.response.model", str(getattr(response, "model", "") or ""))
+            charge.settle(reported_tokens(response))
         content = response.choices[0].message.content if response.choices else None
         return content or ""
 
@@ -230,10 +235,10 @@ class _LlmConfigView:
         return getattr(self, key, default)
 
 
-def build_chat_model(settings: Settings) -> ChatModel | NoChatModel:
+def build_chat_model(settings: Settings, meter: TokenMeter | None = None) -> ChatModel | NoChatModel:
     if settings.llm_provider == "none":
         return NoChatModel()
-    clients = OpenAIClientFactory(settings, settings.llm_provider)
+    clients = OpenAIClientFactory(settings, settings.llm_provider, meter)
     if settings.llm_provider == "azure_openai":
         return ChatModel(clients, settings.azure_openai_deployment or "", settings.llm_temperature)
     return ChatModel(clients, settings.openai_model, settings.llm_temperature)

@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from shared.ai.quota import bills_scope, estimate_messages
 from shared.context import iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, ChatMessageResponse, EventAccepted, MemoryRecord
 from shared.errors import LlmNotConfigured, ServiceError
@@ -57,6 +58,7 @@ class ChatAgent:
         self.llm = llm
         self.ingestion = ingestion  # the turn's learning is an ingestion event
 
+    @bills_scope  # the turn's model calls (the answer, an inline learning) are the tenant's
     def chat(
         self, scope: Scope | str, message: str, session_id: str | None, metadata: dict[str, Any] | None = None
     ) -> ChatMessageResponse:
@@ -74,7 +76,7 @@ class ChatAgent:
 
             raise GraphUnavailable(warning.get("message") or "the graph store is unavailable; retry later")
         relations = graph.relations if graph is not None else []
-        messages = self.build_prompt(memories, history, message, relations)
+        messages, memories = self.fitted_prompt(memories, history, message, relations)
         answer = self.llm.complete(messages)
         turn = Turn(
             user_message=message,
@@ -129,6 +131,22 @@ class ChatAgent:
         if self.settings.chat_memory_limit == 0:
             return []
         return self.service.search_memories(scope, message, self.settings.chat_memory_limit)
+
+    def fitted_prompt(
+        self, memories: list[MemoryRecord], history: list[Turn], message: str, relations: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, str]], list[MemoryRecord]]:
+        """The prompt within MAX_PROMPT_TOKENS, and the memories it holds: the oldest session turns
+        go first, then the least relevant memories (a long session is not a 413; a message too
+        large for the cap on its own is, from the model client)."""
+        turns, kept = list(history), list(memories)
+        messages = self.build_prompt(kept, turns, message, relations)
+        while (turns or kept) and estimate_messages(messages) > self.settings.max_prompt_tokens:
+            if turns:
+                turns = turns[1:]
+            else:
+                kept = kept[:-1]
+            messages = self.build_prompt(kept, turns, message, relations)
+        return messages, kept
 
     @staticmethod
     def build_prompt(

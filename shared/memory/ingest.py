@@ -17,6 +17,9 @@ dies mid-event, a visibility lease that runs out, a replay from the poison queue
   tags what it learns with its turn id and its graph write with the event id.
 A failed attempt purges what it wrote, so an event is all or nothing; the queue retries it
 (host.json `maxDequeueCount`), and on the last attempt the event becomes `failed` with the reason.
+An attempt refused because the tenant has spent its model budget (`QuotaExceeded`) is no failure:
+the event goes back on the queue, hidden until the budget's window ends (`Retry-After`), and stays
+`queued` (up to `MAX_DEFERRALS` times), so a bulk import sent asynchronously waits instead of failing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.context import iso_utc
 from shared.contract import MemoryInput
-from shared.errors import NotFound, ServiceError
+from shared.errors import NotFound, QuotaExceeded, ServiceError
 from shared.scope import Scope, as_scope, scope_of_key
 from shared.stores.state.events import EventKind, EventStore, IngestEvent
 
@@ -40,12 +43,14 @@ logger = logging.getLogger(__name__)
 
 # Ids of the memories an add event writes: uuid5 of the event id and the item's position.
 _MEMORY_IDS = uuid.UUID("0f5c4d0e-53a1-4c4e-9a43-2f0a1c9f7b6d")
+# How many times an event waits for its tenant's model budget before it is treated as failing.
+MAX_DEFERRALS = 30
 
 
 class EventQueue(Protocol):
     """Where queued events wait for the ingestion function (shared/stores/queues.py's `IngestQueue`)."""
 
-    def send(self, message: dict[str, Any]) -> None: ...
+    def send(self, message: dict[str, Any], *, delay_seconds: int = 0) -> None: ...
 
 
 class Learner(Protocol):
@@ -190,15 +195,30 @@ class Ingestion:
                 self._purge(event, job)
             except Exception:  # the next attempt purges again (attempts > 0)
                 logger.exception("event %s: could not purge a failed attempt", event_id)
-            event.status = "failed" if last_attempt else "queued"
+            deferred = isinstance(error, QuotaExceeded) and self._defer(event, error)
+            event.status = "queued" if deferred or not last_attempt else "failed"
             event.error, event.updated_at = describe_error(error), iso_utc()
             self.events.save(event)
+            if deferred:
+                return event
             raise
         event.status, event.memory_ids, event.error, event.updated_at = "succeeded", memory_ids, None, iso_utc()
         self.events.save(event)
         # The memories hold the text now; the event keeps no second copy of it.
         self.events.drop_job(event_id)
         return event
+
+    def _defer(self, event: IngestEvent, refusal: QuotaExceeded) -> bool:
+        """Queue mode: the event waits on the queue until its tenant's budget window ends."""
+        if self.queue is None or event.attempts > MAX_DEFERRALS:
+            return False
+        try:
+            self.queue.send({"event_id": event.event_id, "user_id": event.user_id}, delay_seconds=refusal.retry_after)
+        except ServiceError as error:
+            logger.warning("event %s could not be deferred: %s", event.event_id, describe_error(error))
+            return False
+        logger.info("event %s waits %d s for its tenant's model budget", event.event_id, refusal.retry_after)
+        return True
 
     def _run(self, event: IngestEvent, job: dict[str, Any]) -> list[str]:
         if event.kind == "learn":

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import builtins
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.lazy import Lazy
@@ -153,14 +155,37 @@ class Mem0Engine:
     def add(
         self, content: str, *, user_id: str, agent_id: str | None, run_id: str | None, metadata: dict[str, Any]
     ) -> str:
-        result = self.memory.add(
-            content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=metadata, infer=False
-        )
+        with _our_errors():
+            result = self.memory.add(
+                content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=metadata, infer=False
+            )
         return str(result["results"][0]["id"])
 
     def extract(self, exchange: list[dict[str, str]], *, user_id: str, metadata: dict[str, Any]) -> list[str]:
-        result = self.memory.add(exchange, user_id=user_id, metadata=metadata, infer=True)
+        with _our_errors():
+            result = self.memory.add(exchange, user_id=user_id, metadata=metadata, infer=True)
         return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
 
     def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
-        self.memory.update(memory_id, text=text, metadata=dict(metadata) if metadata is not None else None)
+        with _our_errors():
+            self.memory.update(memory_id, text=text, metadata=dict(metadata) if metadata is not None else None)
+
+
+@contextmanager
+def _our_errors() -> Iterator[None]:
+    """mem0 wraps what our LLM raises in its own `LLMError`: the service's error inside (the model's
+    503, a tenant's 429 `quota_exceeded`, a 413 cap) is raised as itself, not as a 500."""
+    from shared.errors import ServiceError
+
+    try:
+        yield
+    except ServiceError:
+        raise
+    except Exception as error:
+        cause: BaseException | None = error.__cause__ or error.__context__
+        seen = 0
+        while cause is not None and seen < 10:
+            if isinstance(cause, ServiceError):
+                raise cause from None  # its own traceback is kept
+            cause, seen = cause.__cause__ or cause.__context__, seen + 1
+        raise

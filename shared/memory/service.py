@@ -20,6 +20,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from shared.ai.embeddings import Embedder
+from shared.ai.quota import bills_scope
 from shared.context import expiration_text, iso_utc, utc_day
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
@@ -88,7 +89,8 @@ class MemoryService:
         self.events = events  # ingestion events, whose inputs hold texts: erased with the user
         self.graph = graph  # None when GRAPH_STORE=none
 
-    # --- writes ------------------------------------------------------------------------------
+    # --- writes (their model calls are charged to the scope's tenant: shared/ai/quota.py) -------
+    @bills_scope
     def add_memory(
         self,
         scope: Scope | str,
@@ -121,6 +123,7 @@ class MemoryService:
             updated_at=now,
         )
 
+    @bills_scope
     def add_memories(
         self,
         scope: Scope | str,
@@ -192,6 +195,7 @@ class MemoryService:
             except Exception:
                 logger.exception("could not remove memory %s while undoing a failed batch", memory_id)
 
+    @bills_scope
     def update_memory(
         self, memory_id: str, content: str, metadata: dict[str, Any] | None, scope: Scope | str | None = None
     ) -> MemoryRecord:
@@ -320,6 +324,7 @@ class MemoryService:
                 self.graph.delete_memory(user_id, str(row.id))
         return len(matching)
 
+    @bills_scope
     def learn_from_turn(
         self, scope: Scope | str, message: str, answer: str, tags: dict[str, Any], *, write_id: str
     ) -> list[str]:

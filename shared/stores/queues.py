@@ -107,14 +107,15 @@ class IngestQueue:
         except ResourceNotFoundError:
             return 0
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Enqueue one JSON message; a storage outage is a 503."""
+    def send(self, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        """Enqueue one JSON message, hidden for `delay_seconds` (at most 7 days); a storage outage is a 503."""
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         try:
             attributes = {"messaging.system": "azure_queue", "messaging.destination.name": self.name}
             with dependency_span(f"queue send {self.name}", {**attributes, "messaging.operation": "publish"}):
-                self._client.get().send_message(json.dumps(message, separators=(",", ":")))
+                hidden = {"visibility_timeout": min(delay_seconds, 7 * 86_400 - 1)} if delay_seconds > 0 else {}
+                self._client.get().send_message(json.dumps(message, separators=(",", ":")), **hidden)
         except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
             logger.warning("ingestion queue unavailable: %s", error)
             raise BackendUnavailable("queue", "the ingestion queue is unavailable; retry later") from error

@@ -44,6 +44,9 @@ NOT_SET_IN_THE_CLOUD = {
     "CHAT_HISTORY_TURNS": "chat behaviour keeps its default",
     "CHAT_MEMORY_LIMIT": "chat behaviour keeps its default",
     "SEARCH_MODE": "hybrid ranking (the default) is what the product documents",
+    "TENANT_TOKEN_WINDOW_SECONDS": "a budget per minute, the unit of the deployments' capacity (the default)",
+    "MAX_EMBEDDING_TOKENS_PER_REQUEST": "limit keeps its default",
+    "MAX_PROMPT_TOKENS": "limit keeps its default",
 }
 
 # Settings of the Functions host (or the platform), set by the deployment but not read by app code.
