@@ -31,11 +31,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from shared.errors import BackendUnavailable, PayloadTooLarge, QuotaExceeded
 from shared.scope import Scope
 from shared.settings import Settings
+from shared.stores.state.usage import LedgerBusy as LedgerBusy
+from shared.stores.state.usage import TokenLedger as TokenLedger
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +52,6 @@ billed_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("bill
 # What a chat message costs beside its text (role, separators), and a prompt beside its messages.
 _PER_MESSAGE = 4
 _PER_PROMPT = 3
-
-
-class LedgerBusy(Exception):
-    """Too many concurrent charges of one tenant to settle its count within the attempts."""
-
-
-class TokenLedger(Protocol):
-    """Each tenant's use in the current window, shared by every worker (shared/stores/state/usage.py)."""
-
-    def reserve(self, tenant: str, window: int, tokens: int, budget: int) -> int | None:
-        """Adds `tokens` to `tenant`'s use in `window` unless that would pass `budget`; returns the
-        use before the charge, or None when refused. A window's first charge is always admitted,
-        so a request larger than the whole budget can run, alone, in a fresh window."""
-        ...
-
-    def adjust(self, tenant: str, window: int, delta: int) -> None:
-        """Corrects a reservation by what the model reported (`delta` may be negative)."""
-        ...
 
 
 def bills_scope(method: Callable[P, R]) -> Callable[P, R]:

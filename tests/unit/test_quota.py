@@ -19,6 +19,7 @@ from shared.ai.quota import (
     estimate_tokens,
     reported_tokens,
 )
+from shared.chat.agent import ChatAgent
 from shared.contract import MemoryInput
 from shared.errors import BackendUnavailable, PayloadTooLarge, QuotaExceeded
 from shared.scope import Scope
@@ -209,18 +210,19 @@ def test_writes_are_billed_to_the_callers_tenant_and_searches_to_nobody() -> Non
 
 
 def test_a_chat_prompt_drops_old_turns_then_the_least_relevant_memories_to_fit() -> None:
-    core = build_core(graph=False, max_prompt_tokens=200)
+    core = build_core(graph=False)
     turns = [
         Turn(user_message=f"turn {i} " + "x" * 200, assistant_message="ok", timestamp="t", memories_used=[])
         for i in range(5)
     ]
     memories = [core.service.add_memory("alice", f"memory {i} " + "y" * 300) for i in range(3)]
-    messages, kept = core.agent.fitted_prompt(memories, turns, "hello", [])
-    assert estimate_messages(messages) <= 200
-    assert [m["content"] for m in messages[1:]] == ["hello"]  # every turn dropped, oldest first
+    cap = estimate_messages(ChatAgent.build_prompt(memories[:1], [], "hello", [])) + 10  # room for one memory
+    messages, kept = build_core(graph=False, max_prompt_tokens=cap).agent.fitted_prompt(memories, turns, "hello", [])
+    assert estimate_messages(messages) <= cap
+    assert [m["content"] for m in messages[2:]] == ["hello"]  # every turn dropped, oldest first
     assert kept == memories[:1]  # the best memories stay
     roomy, all_kept = build_core(graph=False).agent.fitted_prompt(memories, turns, "hello", [])
-    assert len(roomy) == 1 + 2 * len(turns) + 1 and all_kept == memories  # within the default cap: all of it
+    assert len(roomy) == 2 + 2 * len(turns) + 1 and all_kept == memories  # within the default cap: all of it
 
 
 @pytest.mark.parametrize("tenant", ["acme", "a/b#c?d%e"])

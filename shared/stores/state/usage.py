@@ -16,12 +16,30 @@ import logging
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from shared.ai.quota import LedgerBusy, TokenLedger
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class LedgerBusy(Exception):
+    """Too many concurrent charges of one tenant to settle its count within the attempts."""
+
+
+class TokenLedger(Protocol):
+    """Each tenant's use in the current window, shared by every worker (the ledgers below)."""
+
+    def reserve(self, tenant: str, window: int, tokens: int, budget: int) -> int | None:
+        """Adds `tokens` to `tenant`'s use in `window` unless that would pass `budget`; returns the
+        use before the charge, or None when refused. A window's first charge is always admitted,
+        so a request larger than the whole budget can run, alone, in a fresh window."""
+        ...
+
+    def adjust(self, tenant: str, window: int, delta: int) -> None:
+        """Corrects a reservation by what the model reported (`delta` may be negative)."""
+        ...
+
 
 # Writers of one tenant racing for its row: how many times to read again before giving up.
 _ATTEMPTS = 8
