@@ -104,14 +104,17 @@ def run(
             label or f"{trigger} {function}",
             status,
             elapsed * 1000,
-            extra={
-                "function": function,
-                "trigger": trigger,
-                "status": status,
-                "error_code": failure.code if failure is not None else None,
-            },
+            extra=_fields(function, trigger, status, failure),
         )
         request_id_var.reset(token)
+
+
+def _fields(function: str, trigger: str, status: int, failure: Failure | None) -> dict[str, Any]:
+    """The log line's custom dimensions (no None: the log exporter refuses it as an attribute)."""
+    fields: dict[str, Any] = {"function": function, "trigger": trigger, "status": status}
+    if failure is not None:
+        fields["error_code"] = failure.code
+    return fields
 
 
 def _log_failure(function: str, failure: Failure) -> None:

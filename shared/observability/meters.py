@@ -82,7 +82,7 @@ def _meter() -> Meter:
 
 class _Instruments:
     def __init__(self, meter: Meter) -> None:
-        self.requests = meter.create_counter(REQUESTS, unit="{request}", description="Finished invocations (any trigger)")
+        self.requests = meter.create_counter(REQUESTS, unit="{request}", description="Finished invocations")
         self.duration = meter.create_histogram(REQUEST_DURATION, unit="ms", description="Invocation latency")
         self.active = meter.create_up_down_counter(ACTIVE_REQUESTS, unit="{request}", description="In flight")
         self.memories_added = meter.create_counter(MEMORIES_ADDED, unit="{memory}", description="Memories written")
