@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import azure.functions as func
 
 from functions import invocation
+from functions.caller import caller
 from functions.envelope import envelope, error_envelope
 from functions.invocation import Failure
 from shared.context import new_request_id
@@ -166,17 +167,13 @@ def endpoint(spec: EndpointSpec, name: str | None = None) -> Callable[[Handler],
 
 def _responder(handler: Handler, spec: EndpointSpec) -> Callable[[func.HttpRequest, str], func.HttpResponse]:
     """What one request does inside the pipeline: the handler's call, its result as the response."""
-    models: list[type[BaseModel]] = []  # the body model, resolved on the first request (not at indexing)
 
     def call(req: func.HttpRequest) -> Any:
-        if spec.request is None:
+        model = spec.request_model  # resolved per request: indexing the app builds no model
+        if model is None:
             return handler(req)
-        if not models:
-            models.extend(model for model in (spec.request_model,) if model is not None)
-        from functions.caller import caller
-
         who = caller(req)
-        return handler(req, who, parse_body(req, models[0]))
+        return handler(req, who, parse_body(req, model))
 
     def respond(req: func.HttpRequest, request_id: str) -> func.HttpResponse:
         result = call(req)
