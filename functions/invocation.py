@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from functions.metrics import metrics
 from shared.context import request_id_var
 from shared.errors import ServiceError
-from shared.observability.tracing import end_invocation_span, invocation_span
+from shared.observability import tracing
 
 logger = logging.getLogger("memory_layer.invocation")
 
@@ -79,34 +79,57 @@ def run(
     token = request_id_var.set(request_id)
     started = time.perf_counter()
     metrics.begin()
-    status = 500
-    failure: Failure | None = None
+    outcome = _Outcome()
     try:
-        with invocation_span(function, trigger, trace_context) as span:
-            try:
-                result = work()
-            except Exception as error:
-                failure = failure_of(error)
-                status = failure.status
-                _log_failure(function, failure)
-                end_invocation_span(span, status, failure.code, None if failure.expected else type(error).__name__)
-                if render_failure is None:
-                    raise
-                return render_failure(failure, request_id)
-            status = status_of(result) if status_of is not None else 200
-            end_invocation_span(span, status, None, None)
-            return result
+        if not tracing.is_enabled():  # no span to open: not even the context manager's cost
+            return _attempt(work, render_failure, status_of, function, request_id, outcome, tracing.NO_SPAN)
+        with tracing.invocation_span(function, trigger, trace_context) as span:
+            return _attempt(work, render_failure, status_of, function, request_id, outcome, span)
     finally:
         elapsed = time.perf_counter() - started
-        metrics.end(function, status, elapsed, trigger)
+        metrics.end(function, outcome.status, elapsed, trigger)
         logger.info(
             "%s -> %d in %.1f ms",
             label or f"{trigger} {function}",
-            status,
+            outcome.status,
             elapsed * 1000,
-            extra=_fields(function, trigger, status, failure),
+            extra=_fields(function, trigger, outcome.status, outcome.failure),
         )
         request_id_var.reset(token)
+
+
+class _Outcome:
+    __slots__ = ("failure", "status")
+
+    def __init__(self) -> None:
+        self.status = 500  # until the work says otherwise (also when it raises past the pipeline)
+        self.failure: Failure | None = None
+
+
+def _attempt(
+    work: Callable[[], R],
+    render_failure: Callable[[Failure, str], R] | None,
+    status_of: Callable[[R], int] | None,
+    function: str,
+    request_id: str,
+    outcome: _Outcome,
+    span: Any,
+) -> R:
+    try:
+        result = work()
+    except Exception as error:
+        failure = outcome.failure = failure_of(error)
+        outcome.status = failure.status
+        _log_failure(function, failure)
+        tracing.end_invocation_span(
+            span, failure.status, failure.code, None if failure.expected else type(error).__name__
+        )
+        if render_failure is None:
+            raise
+        return render_failure(failure, request_id)
+    outcome.status = status_of(result) if status_of is not None else 200
+    tracing.end_invocation_span(span, outcome.status, None, None)
+    return result
 
 
 def _fields(function: str, trigger: str, status: int, failure: Failure | None) -> dict[str, Any]:
