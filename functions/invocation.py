@@ -38,7 +38,7 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """What went wrong, in the terms every trigger renders: never an exception's own text."""
+    """What went wrong, in the terms every trigger renders (a bug's own text never among them)."""
 
     status: int
     code: str

@@ -77,7 +77,7 @@ def configure_logging() -> None:
         )
         tracing.enable()
         meters.exporting()
-        # Logger filters do not run for records of child loggers (`memory_layer.http`): the
+        # Logger filters do not run for records of child loggers (`memory_layer.invocation`): the
         # exporter's handler stamps the request id itself, so exported log lines carry it.
         for handler in service_logger.handlers:
             handler.addFilter(request_filter)
