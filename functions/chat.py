@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions import memory
-from functions.caller import caller
-from functions.http import EndpointSpec, Reply, api, blueprint, parse_body
+from functions.caller import Caller
+from functions.http import EndpointSpec, Reply, api, blueprint
 from shared.runtime import get_chat_agent, get_memory_service
+
+if TYPE_CHECKING:
+    from shared.contract import ChatMessageRequest, ChatSearchRequest
 
 bp = blueprint()
 TAG = "chat"
@@ -30,11 +35,7 @@ TAG = "chat"
         "without an LLM.",
     ),
 )
-def chat_message(req: func.HttpRequest) -> Reply:
-    from shared.contract import ChatMessageRequest
-
-    who = caller(req)
-    body = parse_body(req, ChatMessageRequest)
+def chat_message(req: func.HttpRequest, who: Caller, body: ChatMessageRequest) -> Reply:
     return Reply(get_chat_agent().chat(who.scope(body.user_id), body.message, body.session_id, body.metadata))
 
 
@@ -51,11 +52,9 @@ def chat_message(req: func.HttpRequest) -> Reply:
         success_message="搜索完成",
     ),
 )
-def chat_search_memories(req: func.HttpRequest) -> Reply:
-    from shared.contract import ChatSearchRequest, MemoryResults
+def chat_search_memories(req: func.HttpRequest, who: Caller, body: ChatSearchRequest) -> Reply:
+    from shared.contract import MemoryResults
 
-    who = caller(req)
-    body = parse_body(req, ChatSearchRequest)
     results = get_memory_service().search_memories(who.scope(body.user_id), body.query, body.limit)
     return Reply(MemoryResults(results=results))
 

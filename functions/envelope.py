@@ -1,35 +1,31 @@
-"""The API's JSON envelope, written in one place for successes, errors and the generic 500.
+"""The API's JSON envelope, written in one place for successes and failures.
 
 `{"success", "message", "data" | "error": {"code", "details"}, "request_id", "timestamp"}` — the
-original API's shape, plus the request id to quote when reporting a problem.
+original API's shape, plus the request id to quote when reporting a problem. A failure arrives as the
+invocation pipeline's `Failure` (functions/invocation.py), the generic 500 included.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from functions.invocation import INTERNAL_ERROR_MESSAGE, Failure
 from shared.context import iso_utc
-from shared.errors import ServiceError
 
-INTERNAL_ERROR_MESSAGE = "Internal error. Quote the request id when reporting it."
+__all__ = ["INTERNAL_ERROR_MESSAGE", "envelope", "error_envelope"]
 
 
-def envelope(request_id: str, message: str, *, data: Any = None, error: ServiceError | None = None) -> dict[str, Any]:
-    """A success envelope carrying `data`, or, with `error`, the error envelope of that error."""
-    body: dict[str, Any] = {"success": error is None, "message": message}
-    if error is None:
+def envelope(request_id: str, message: str, *, data: Any = None, failure: Failure | None = None) -> dict[str, Any]:
+    """A success envelope carrying `data`, or, with `failure`, the error envelope of that failure."""
+    body: dict[str, Any] = {"success": failure is None, "message": message}
+    if failure is None:
         body["data"] = data
     else:
-        body["error"] = {"code": error.code, "details": error.details}
+        body["error"] = {"code": failure.code, "details": failure.details}
     body["request_id"] = request_id
     body["timestamp"] = iso_utc()
     return body
 
 
-def error_envelope(error: ServiceError, request_id: str) -> dict[str, Any]:
-    return envelope(request_id, error.message, error=error)
-
-
-def internal_error_envelope(request_id: str) -> dict[str, Any]:
-    """The answer to a bug: nothing about the exception, only the request id to quote."""
-    return envelope(request_id, INTERNAL_ERROR_MESSAGE, error=ServiceError(INTERNAL_ERROR_MESSAGE))
+def error_envelope(failure: Failure, request_id: str) -> dict[str, Any]:
+    return envelope(request_id, failure.message, failure=failure)

@@ -1,5 +1,7 @@
-"""What every HTTP function shares: request id, trace parent, body parsing and validation, the
-envelope, error mapping, metrics and logging. A function body only parses its inputs and calls one service method.
+"""What every HTTP function shares: the `api`/`endpoint` decorators, body parsing and validation, and the
+envelope as the rendering of an invocation's outcome (request id, trace parent, span, metrics, the log
+line and the error mapping are the invocation pipeline's, functions/invocation.py). A function body
+only reads its inputs and calls one service method.
 
 `endpoint(...)` also records the request/response models on the function, which is where
 `/openapi.json` reads them from (see functions/openapi.py).
@@ -8,30 +10,22 @@ envelope, error mapping, metrics and logging. A function body only parses its in
 from __future__ import annotations
 
 import json
-import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.functions as func
 
-from functions.envelope import envelope, error_envelope, internal_error_envelope
-from functions.metrics import metrics
-from shared.context import new_request_id, request_id_var
-from shared.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    ServiceError,
-    ValidationFailed,
-)
-from shared.observability.tracing import invocation_context
+from functions import invocation
+from functions.caller import caller
+from functions.envelope import envelope, error_envelope
+from functions.invocation import Failure
+from shared.context import new_request_id
+from shared.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
-
-logger = logging.getLogger("memory_layer.http")
 
 M = TypeVar("M", bound="BaseModel")
 
@@ -83,7 +77,7 @@ def _model(name: str | None) -> type[BaseModel] | None:
     return model
 
 
-Handler = Callable[[func.HttpRequest], Any]
+Handler = Callable[..., Any]  # (req) or, with a request model, (req, who, body): see `endpoint`
 
 
 class Reply:
@@ -130,39 +124,38 @@ Invocation = Callable[[func.HttpRequest, func.Context], func.HttpResponse]
 
 
 def endpoint(spec: EndpointSpec, name: str | None = None) -> Callable[[Handler], Invocation]:
-    """The request around a handler: request id, envelope, errors to status codes, metrics and the log line."""
+    """An HTTP function around a handler: it runs through the invocation pipeline (request id from
+    `x-request-id`, the host's trace context, span, metric, log line, error mapping:
+    functions/invocation.py) and renders the outcome as the envelope.
+
+    A handler is `(req)`; when the spec names a request model, `(req, who, body)`: the caller is read
+    first (a missing identity header is 401 before the body is read, functions/caller.py), then the
+    body is parsed into that model (`parse_body`: 413, 400, 422) and both are passed in.
+    """
 
     def decorate(handler: Handler) -> Invocation:
         function = name or handler.__name__
+        takes = 3 if spec.request is not None else 1
+        if handler.__code__.co_argcount != takes:  # found when the app is indexed, not on the first call
+            raise TypeError(f"{function}: a handler of this spec takes {takes} arguments (see `endpoint`)")
+        respond = _responder(handler, spec)
 
         def run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
             request_id = new_request_id(req.headers.get("x-request-id"))
-            token = request_id_var.set(request_id)
-            started = time.perf_counter()
-            metrics.begin()
-            status = 500
-            # The host's request span (its trace context) parents every span and log line of the invocation.
-            with invocation_context(getattr(context, "trace_context", None)):
-                try:
-                    response = _invoke(handler, spec, req, request_id)
-                    status = response.status_code
-                    return response
-                finally:
-                    elapsed = time.perf_counter() - started
-                    metrics.end(function, status, elapsed)
-                    logger.info(
-                        "%s %s -> %d in %.1f ms",
-                        req.method,
-                        _path(req.url),
-                        status,
-                        elapsed * 1000,
-                        extra={"function": function, "status": status},
-                    )
-                    request_id_var.reset(token)
+            return invocation.run(
+                invocation.HTTP,
+                function,
+                request_id,
+                getattr(context, "trace_context", None),
+                lambda: respond(req, request_id),
+                _failure_response,
+                status_of=_status_code,
+                label=f"{req.method} {_path(req.url)}",
+            )
 
         # Not functools.wraps: the worker binds by this wrapper's own signature, which must stay
-        # `(req: HttpRequest, context: Context) -> HttpResponse` whatever the handler returns (the
-        # worker passes `context` to a parameter of that name, annotated exactly `func.Context`).
+        # `(req: HttpRequest, context: Context) -> HttpResponse` whatever the handler takes or returns
+        # (the worker passes `context` to a parameter of that name, annotated exactly `func.Context`).
         run.__name__ = run.__qualname__ = function
         run.__doc__ = handler.__doc__
         run.__module__ = handler.__module__
@@ -172,23 +165,36 @@ def endpoint(spec: EndpointSpec, name: str | None = None) -> Callable[[Handler],
     return decorate
 
 
-def _invoke(handler: Handler, spec: EndpointSpec, req: func.HttpRequest, request_id: str) -> func.HttpResponse:
-    try:
-        result = handler(req)
-    except ServiceError as error:
-        if error.status >= 500:
-            logger.warning("%s: %s", error.code, error.message)
-        return json_response(error_envelope(error, request_id), error.status, request_id, error.headers)
-    except Exception:
-        logger.exception("unhandled error")
-        return json_response(internal_error_envelope(request_id), 500, request_id)
-    if isinstance(result, func.HttpResponse):
-        result.headers["x-request-id"] = request_id
-        return result
-    reply = result if isinstance(result, Reply) else Reply(result)
-    data = _dump(reply.data)
-    body = envelope(request_id, reply.message or spec.success_message, data=data) if spec.enveloped else data
-    return json_response(body, reply.status, request_id, reply.headers)
+def _responder(handler: Handler, spec: EndpointSpec) -> Callable[[func.HttpRequest, str], func.HttpResponse]:
+    """What one request does inside the pipeline: the handler's call, its result as the response."""
+
+    def call(req: func.HttpRequest) -> Any:
+        model = spec.request_model  # resolved per request: indexing the app builds no model
+        if model is None:
+            return handler(req)
+        who = caller(req)
+        return handler(req, who, parse_body(req, model))
+
+    def respond(req: func.HttpRequest, request_id: str) -> func.HttpResponse:
+        result = call(req)
+        if isinstance(result, func.HttpResponse):
+            result.headers["x-request-id"] = request_id
+            return result
+        reply = result if isinstance(result, Reply) else Reply(result)
+        data = _dump(reply.data)
+        body = envelope(request_id, reply.message or spec.success_message, data=data) if spec.enveloped else data
+        return json_response(body, reply.status, request_id, reply.headers)
+
+    return respond
+
+
+def _failure_response(failure: Failure, request_id: str) -> func.HttpResponse:
+    return json_response(error_envelope(failure, request_id), failure.status, request_id, failure.headers)
+
+
+def _status_code(response: func.HttpResponse) -> int:
+    status: int = response.status_code
+    return status
 
 
 def _dump(data: Any) -> Any:

@@ -2,9 +2,10 @@
 
 Each tool is a function on the MCP tool trigger and the twin of one REST endpoint: the same argument
 names, validated by the same model of shared/contract.py, calling the same MemoryService method with
-the same scope. Everything a tool call shares (reading the invocation context, checking the arguments,
-turning results and errors into an MCP `CallToolResult`, metrics and the log line) is in `mcp_tool`;
-a tool body only builds its arguments and calls one service method.
+the same scope. A tool call runs through the invocation pipeline (functions/invocation.py: request id
+from the call's `x-request-id` header, span, metric, log line, error mapping); `run_tool` reads the
+invocation context, checks the arguments and renders the outcome as an MCP `CallToolResult`. A tool
+body only builds its arguments and calls one service method.
 
 The arguments a tool takes are declared once, in its `Arg`s: they become the trigger's
 `toolProperties` (what `tools/list` shows) and the set of names a call may send. They are written out
@@ -19,16 +20,15 @@ invocation (which the host would turn into a generic error without the message).
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from functions import invocation
 from functions.http import blueprint
-from functions.metrics import metrics
-from shared.context import new_request_id, request_id_var
-from shared.errors import ServiceError, ValidationFailed
+from functions.invocation import Failure
+from shared.context import new_request_id
+from shared.errors import ValidationFailed
 from shared.runtime import get_memory_service
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from functions.caller import Caller
-
-logger = logging.getLogger("memory_layer.mcp")
 
 bp = blueprint()
 
@@ -142,7 +140,7 @@ def check_arguments(call: ToolCall, args: tuple[Arg, ...]) -> None:
         raise ValidationFailed("tool arguments failed validation", details=details)
 
 
-def error_text(error: ServiceError, request_id: str) -> str:
+def error_text(error: Failure, request_id: str) -> str:
     """What an agent reads when a tool fails: the message, each detail, the request id."""
     parts = [f"{error.code}: {error.message}"]
     for detail in error.details:
@@ -189,40 +187,57 @@ class ToolSpec:
         return json.dumps([arg.property() for arg in self.args])
 
 
+@dataclass(frozen=True)
+class HeaderTrace:
+    """The trace context of a tool call: the W3C headers of the HTTP request that carried it.
+
+    The trigger's argument takes the name `context`, so the worker's own Context (and its
+    `trace_context`) cannot be bound to a tool function; the request's headers are what is left.
+    """
+
+    trace_parent: str | None
+    trace_state: str = ""
+
+
 def run_tool(spec: ToolSpec, handler: Callable[[ToolCall], Any], raw: object) -> str:
-    name = spec.name
-    request_id = new_request_id(None)
-    token = request_id_var.set(request_id)
-    started = time.perf_counter()
-    metrics.begin()
-    status = 500
+    """One tool call through the invocation pipeline (functions/invocation.py), rendered as a CallToolResult."""
     try:
-        try:
-            call = replace(read_invocation(raw), model=spec.model)
-            check_arguments(call, spec.args)
-            data = _dump(handler(call))
-            status = 200
-            return call_tool_result(data)
-        except ServiceError as error:
-            status = error.status
-            if error.status >= 500:
-                logger.warning("%s: %s", error.code, error.message)
-            body: dict[str, Any] = {
-                "error": {"code": error.code, "message": error.message, "details": error.details},
-                "request_id": request_id,
-            }
-            return call_tool_result(body, is_error=True, text=error_text(error, request_id))
-        except Exception:
-            logger.exception("unhandled error in tool %s", name)
-            body = {"error": {"code": "internal_error", "message": "Internal error.", "details": []}}
-            body["request_id"] = request_id
-            text = f"internal_error: the tool failed; quote request_id {request_id} when reporting it"
-            return call_tool_result(body, is_error=True, text=text)
-    finally:
-        elapsed = time.perf_counter() - started
-        metrics.end(name, status, elapsed)
-        logger.info("mcp %s -> %d in %.1f ms", name, status, elapsed * 1000, extra={"function": name, "status": status})
-        request_id_var.reset(token)
+        call: ToolCall | None = replace(read_invocation(raw), model=spec.model)
+        unreadable: Exception | None = None
+    except Exception as error:  # answered as the tool's result, inside the pipeline
+        call, unreadable = None, error
+    headers = call.headers if call is not None else {}
+
+    def work() -> str:
+        if unreadable is not None:
+            raise unreadable
+        assert call is not None
+        check_arguments(call, spec.args)
+        return call_tool_result(_dump(handler(call)))
+
+    return invocation.run(
+        invocation.MCP,
+        spec.name,
+        new_request_id(headers.get("x-request-id")),
+        HeaderTrace(headers.get("traceparent"), headers.get("tracestate", "")),
+        work,
+        tool_error,
+        label=f"mcp {spec.name}",
+    )
+
+
+def tool_error(failure: Failure, request_id: str) -> str:
+    """A failure as the tool's result (`isError`), which an agent reads; the invocation itself succeeds."""
+    if not failure.expected:
+        body: dict[str, Any] = {"error": {"code": failure.code, "message": "Internal error.", "details": []}}
+        body["request_id"] = request_id
+        text = f"internal_error: the tool failed; quote request_id {request_id} when reporting it"
+        return call_tool_result(body, is_error=True, text=text)
+    body = {
+        "error": {"code": failure.code, "message": failure.message, "details": failure.details},
+        "request_id": request_id,
+    }
+    return call_tool_result(body, is_error=True, text=error_text(failure, request_id))
 
 
 TOOLS: dict[str, ToolSpec] = {}

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from functions.caller import caller
-from functions.http import EndpointSpec, Reply, api, blueprint, parse_body, validate
+from functions.caller import Caller, caller
+from functions.http import EndpointSpec, Reply, api, blueprint, validate
 from shared.runtime import get_ingestion, get_memory_service
 
 if TYPE_CHECKING:
+    from shared.contract import MemoryAddRequest, MemoryBatchAddRequest, MemorySearchRequest, MemoryUpdateRequest
     from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
@@ -87,11 +88,9 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
         accepted="EventAccepted",
     ),
 )
-def memory_add(req: func.HttpRequest) -> Reply:
-    from shared.contract import AddedMemory, MemoryAddRequest, MemoryInput
+def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Reply:
+    from shared.contract import AddedMemory, MemoryInput
 
-    who = caller(req)
-    body = parse_body(req, MemoryAddRequest)
     scope = who.scope(body.user_id)
     if prefers_async(req):
         item = MemoryInput(content=body.content, metadata=body.metadata, expiration_date=body.expiration_date)
@@ -123,13 +122,11 @@ def memory_add(req: func.HttpRequest) -> Reply:
         accepted="EventAccepted",
     ),
 )
-def memory_batch_add(req: func.HttpRequest) -> Reply:
-    from shared.contract import BatchAdded, MemoryBatchAddRequest
+def memory_batch_add(req: func.HttpRequest, who: Caller, body: MemoryBatchAddRequest) -> Reply:
+    from shared.contract import BatchAdded
     from shared.errors import ValidationFailed
     from shared.settings import get_settings
 
-    who = caller(req)
-    body = parse_body(req, MemoryBatchAddRequest)
     scope = who.scope(body.user_id)
     limit = get_settings().max_batch_size
     if len(body.memories) > limit:
@@ -181,11 +178,7 @@ def memory_event(req: func.HttpRequest) -> Reply:
     "POST",
     EndpointSpec("Search a user's memories", TAG, "MemorySearchRequest", "MemoryResults", success_message="搜索完成"),
 )
-def memory_search(req: func.HttpRequest) -> Reply:
-    from shared.contract import MemorySearchRequest
-
-    who = caller(req)
-    body = parse_body(req, MemorySearchRequest)
+def memory_search(req: func.HttpRequest, who: Caller, body: MemorySearchRequest) -> Reply:
     found = get_memory_service().search_with_relations(
         who.scope(body.user_id),
         body.query,
@@ -233,11 +226,9 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
         success_message="记忆更新成功",
     ),
 )
-def memory_update(req: func.HttpRequest) -> Reply:
-    from shared.contract import MemoryUpdateRequest, UpdatedMemory
+def memory_update(req: func.HttpRequest, who: Caller, body: MemoryUpdateRequest) -> Reply:
+    from shared.contract import UpdatedMemory
 
-    who = caller(req)
-    body = parse_body(req, MemoryUpdateRequest)
     scope = who.scope(body.user_id, owner_from_query(req))
     record = get_memory_service().update_memory(body.memory_id, body.content, body.metadata, scope)
     return Reply(UpdatedMemory(memory_id=record.id, content=record.memory))

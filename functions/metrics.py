@@ -1,6 +1,7 @@
-"""Per-worker request metrics for `/metrics`, read from the same OpenTelemetry instruments that
+"""Per-worker invocation metrics for `/metrics`, read from the same OpenTelemetry instruments that
 Application Insights receives (shared/observability/meters.py): counts, errors and latency
-percentiles per function.
+percentiles per function, whatever its trigger (HTTP, MCP tool, queue, timer: functions/invocation.py
+records every one).
 
 They describe this worker only (workers come and go); fleet-wide figures live in Application
 Insights. Latencies are exponential-histogram buckets, so memory stays flat and percentiles are
@@ -24,11 +25,11 @@ class RequestMetrics:
     def begin(self) -> None:
         meters.instruments().active.add(1)
 
-    def end(self, function: str, status: int, seconds: float) -> None:
+    def end(self, function: str, status: int, seconds: float, trigger: str = "http") -> None:
         instruments = meters.instruments()
         instruments.active.add(-1)
-        instruments.requests.add(1, {"function": function, "status_code": status})
-        instruments.duration.record(seconds * 1000, {"function": function})
+        instruments.requests.add(1, {"function": function, "status_code": status, "trigger": trigger})
+        instruments.duration.record(seconds * 1000, {"function": function, "trigger": trigger})
 
     def snapshot(self) -> dict[str, Any]:
         data = meters.collect()

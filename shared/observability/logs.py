@@ -81,7 +81,7 @@ def configure_logging() -> None:
         # Registered after the SDK's own exit hooks, so it runs first: what the batch processors and
         # the metric reader hold (up to 5 s of spans, 60 s of metrics) is sent before the worker exits.
         atexit.register(flush_exporters)
-        # Logger filters do not run for records of child loggers (`memory_layer.http`): the
+        # Logger filters do not run for records of child loggers (`memory_layer.invocation`): the
         # exporter's handler stamps the request id itself, so exported log lines carry it.
         for handler in service_logger.handlers:
             handler.addFilter(request_filter)

@@ -82,8 +82,8 @@ def _meter() -> Meter:
 
 class _Instruments:
     def __init__(self, meter: Meter) -> None:
-        self.requests = meter.create_counter(REQUESTS, unit="{request}", description="Finished HTTP invocations")
-        self.duration = meter.create_histogram(REQUEST_DURATION, unit="ms", description="HTTP invocation latency")
+        self.requests = meter.create_counter(REQUESTS, unit="{request}", description="Finished invocations")
+        self.duration = meter.create_histogram(REQUEST_DURATION, unit="ms", description="Invocation latency")
         self.active = meter.create_up_down_counter(ACTIVE_REQUESTS, unit="{request}", description="In flight")
         self.memories_added = meter.create_counter(MEMORIES_ADDED, unit="{memory}", description="Memories written")
         self.batch_size = meter.create_histogram(BATCH_SIZE, unit="{item}", description="Items per batch call")

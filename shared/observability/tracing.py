@@ -6,8 +6,9 @@ nothing, so the zero-setup run pays nothing for it.
 
 The request's span is not ours: on Azure it is the Functions host's request telemetry
 (`telemetryMode: OpenTelemetry` in host.json), in the dev host the dev host's own span. Either way it
-reaches the worker as `context.trace_context` (W3C traceparent), and `invocation_context` makes it the
-parent of everything the invocation does, so host and worker telemetry share one operation id.
+reaches the worker as `context.trace_context` (W3C traceparent), and `invocation_span` (opened by
+functions/invocation.py for every trigger) makes it the parent of everything the invocation does, so
+host and worker telemetry share one operation id.
 
 What spans may carry: operation names, store kinds, counts, model names, token counts, the request
 id. Never a memory's text, a message or a query (tests/e2e/test_telemetry.py sends a canary through
@@ -88,22 +89,59 @@ def current_span() -> Any:
     return trace.get_current_span()
 
 
+# The OpenTelemetry FaaS trigger of each trigger kind (an MCP tool call is neither of the others).
+_FAAS_TRIGGER = {"http": "http", "queue": "pubsub", "timer": "timer"}
+
+
 @contextlib.contextmanager
-def invocation_context(trace_context: Any) -> Iterator[None]:
-    """Make the host's request span (the invocation's `context.trace_context`) the current parent."""
-    parent = getattr(trace_context, "trace_parent", None) if trace_context is not None else None
-    if not _enabled or not parent:
-        yield
+def invocation_span(function: str, trigger: str, trace_context: Any) -> Iterator[Any]:
+    """The invocation's own span, a child of the host's (`trace_context`: its W3C traceparent/tracestate).
+
+    On Azure the host starts a span for every invocation and hands its context to the worker; this
+    span, under it, is where the worker's facts go (the request id, the outcome). Without a parent
+    (a trigger whose host gives none) the span is the invocation's root: a SERVER span, or a
+    CONSUMER one for a queue message, so Application Insights shows it as a request.
+    """
+    if not _enabled:
+        yield NO_SPAN
         return
-    from opentelemetry import context
+    from opentelemetry import context, trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    carrier = {"traceparent": parent, "tracestate": getattr(trace_context, "trace_state", "") or ""}
-    token = context.attach(TraceContextTextMapPropagator().extract(carrier))
+    parent = getattr(trace_context, "trace_parent", None) if trace_context is not None else None
+    token = None
+    if parent:
+        carrier = {"traceparent": parent, "tracestate": getattr(trace_context, "trace_state", "") or ""}
+        token = context.attach(TraceContextTextMapPropagator().extract(carrier))
+    if token is not None:
+        kind = trace.SpanKind.INTERNAL
+    else:
+        kind = trace.SpanKind.CONSUMER if trigger == "queue" else trace.SpanKind.SERVER
+    attributes = {"faas.trigger": _FAAS_TRIGGER.get(trigger, "other"), "faas.name": function}
     try:
-        yield
+        # Not recorded by the SDK: an exception's message may hold user text; the pipeline sets the outcome.
+        with trace.get_tracer(TRACER_NAME).start_as_current_span(
+            function, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            yield span
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
+
+
+def end_invocation_span(span: Any, status: int, code: str | None, error_type: str | None) -> None:
+    """The outcome on an invocation's span: its status, the error code, failed at 500 and above."""
+    if not _enabled:
+        return
+    span.set_attribute("memory_layer.status_code", status)
+    if code:
+        span.set_attribute("memory_layer.error_code", code)
+    if error_type:
+        span.set_attribute("error.type", error_type)
+    if status >= 500:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR))
 
 
 def request_id_processor() -> SpanProcessor:

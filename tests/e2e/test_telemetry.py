@@ -1,7 +1,8 @@
 """Telemetry through the dev host with the real azure-monitor exporter, posting to a local ingestion
 stand-in (tools/harness/ingestion.py): the request span and its dependency spans (vector store,
-embedder, LLM, Neo4j, Table Storage) with their links, the service's metrics on both Application
-Insights and `/metrics`, and no user text in anything exported.
+embedder, LLM, Neo4j, Table Storage) with their links, a queue delivery's and a timer run's own span and
+metric under their request ids, the service's metrics on both Application Insights and `/metrics`, and
+no user text in anything exported.
 
 Everything waits on conditions (envelopes arriving), never on fixed delays.
 """
@@ -9,15 +10,18 @@ Everything waits on conditions (envelopes arriving), never on fixed delays.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from shared.graph import EXTRACTION_PROMPT_MARKER
-from tests.helpers import DevHost
+from tests.helpers import REPO, DevHost, base_env
 from tools.harness.azurite import AzuriteServer
 from tools.harness.fake_openai import FakeOpenAIServer
 from tools.harness.ingestion import DEPENDENCY, MESSAGE, METRIC, REQUEST, IngestionServer, base_data, kind
@@ -157,28 +161,117 @@ def test_add_is_one_request_with_its_dependency_spans_under_it(host: DevHost, in
     assert props(embed)["gen_ai.request.model"]
 
 
-def test_an_async_add_traces_its_queue_send_under_the_request(
+@pytest.fixture(scope="module")
+def queued(
     tmp_path_factory: pytest.TempPathFactory, ingestion: IngestionServer, azurite: AzuriteServer
-) -> None:
+) -> Iterator[DevHost]:
+    """A dev host whose asynchronous adds go through the `memory-ingest` queue (on Azurite)."""
     env = {**ingestion.exporter_env(), "AzureWebJobsStorage": azurite.connection_string, "INGEST_MODE": "queue"}
     env["EVENTS_TABLE"] = f"events{uuid.uuid4().hex[:8]}"
-    queued = DevHost(tmp_path_factory.mktemp("telemetry-queue") / "data", env, name="telemetry-queue").start()
-    try:
-        response = queued.client.post(
-            "/api/memory/add",
-            json={"user_id": f"u-{uuid.uuid4().hex[:8]}", "content": "keeps a bonsai"},
-            headers={"Prefer": "respond-async"},
+    server = DevHost(tmp_path_factory.mktemp("telemetry-queue") / "data", env, name="telemetry-queue").start()
+    yield server
+    server.stop()
+
+
+def test_an_async_add_traces_its_queue_send_under_the_request(queued: DevHost, ingestion: IngestionServer) -> None:
+    response = queued.client.post(
+        "/api/memory/add",
+        json={"user_id": f"u-{uuid.uuid4().hex[:8]}", "content": "keeps a bonsai"},
+        headers={"Prefer": "respond-async"},
+    )
+    assert response.status_code == 202, response.text
+    request_id = response.headers["x-request-id"]
+    items = wait_for_trace(ingestion, request_id, "azure_queue")
+    request = request_of(items, request_id)
+    assert request is not None
+    send = next(d for d in trace_of(items, request_id) if base_data(d)["name"] == "queue send memory-ingest")
+    assert descends_from(items, send, base_data(request)["id"])
+    assert base_data(send)["type"] == "azure_queue" and base_data(send)["success"] is True
+
+
+def test_a_queue_delivery_is_a_span_and_a_metric_under_its_event_id(
+    queued: DevHost, ingestion: IngestionServer
+) -> None:
+    response = queued.client.post(
+        "/api/memory/add",
+        json={"user_id": f"u-{uuid.uuid4().hex[:8]}", "content": "grows basil"},
+        headers={"Prefer": "respond-async"},
+    )
+    assert response.status_code == 202, response.text
+    event_id = response.json()["data"]["event_id"]
+
+    def delivered(items: list[dict[str, Any]]) -> bool:
+        return bool(spans_named(items, "memory_ingest", event_id)) and (
+            metric_total(items, "memory_layer.requests", function="memory_ingest", trigger="queue") >= 1
         )
-        assert response.status_code == 202, response.text
-        request_id = response.headers["x-request-id"]
-        items = wait_for_trace(ingestion, request_id, "azure_queue")
-        request = request_of(items, request_id)
-        assert request is not None
-        send = next(d for d in trace_of(items, request_id) if base_data(d)["name"] == "queue send memory-ingest")
-        assert descends_from(items, send, base_data(request)["id"])
-        assert base_data(send)["type"] == "azure_queue" and base_data(send)["success"] is True
-    finally:
-        queued.stop()
+
+    items = ingestion.wait_for(delivered)
+    (span,) = spans_named(items, "memory_ingest", event_id)
+    # The dev host hands a queue function no trace context: the invocation's span is its root, a request.
+    assert kind(span) == REQUEST and base_data(span)["success"] is True
+    assert props(span)["faas.trigger"] == "pubsub" and props(span)["memory_layer.status_code"] == "200"
+    writes = [i for i in items if kind(i) == DEPENDENCY and operation_id(i) == operation_id(span)]
+    assert any(base_data(w)["name"] == "qdrant-edge insert" for w in writes), [base_data(w)["name"] for w in writes]
+    assert all(props(w).get("request_id") == event_id for w in writes)
+    durations = {p.get("function") for _, p in metric_points(items, "memory_layer.request.duration")}
+    assert "memory_ingest" in durations
+
+
+def spans_named(items: list[dict[str, Any]], name: str, request_id: str) -> list[dict[str, Any]]:
+    """The invocation spans (requests or dependencies) called `name` that carry `request_id`."""
+    return [
+        i
+        for i in items
+        if kind(i) in (REQUEST, DEPENDENCY)
+        and base_data(i).get("name") == name
+        and props(i).get("request_id") == request_id
+    ]
+
+
+# The timer's run as the worker makes it, in a process of its own that exports like the app: the dev
+# host fires the purge only at its schedule (minute 0), which a test cannot wait for.
+_TIMER_RUN = """
+import sys
+from azure.functions.timer import TimerRequest
+from opentelemetry import metrics, trace
+from opentelemetry._logs import get_logger_provider
+
+import function_app
+from functions.openapi import indexed_functions
+
+class Trace:
+    trace_parent, trace_state = sys.argv[2], ""
+
+class Context:
+    invocation_id, function_name, function_directory, trace_context = sys.argv[1], "memory_purge_expired", ".", Trace()
+
+functions = {f.get_function_name(): f.get_user_function() for f in indexed_functions(function_app.app)}
+functions["memory_purge_expired"](timer=TimerRequest(), context=Context())
+for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), get_logger_provider()):
+    provider.force_flush()
+"""
+
+
+def test_a_timer_run_is_a_span_under_the_hosts_and_a_metric_with_its_invocation_id(
+    tmp_path: Path, ingestion: IngestionServer
+) -> None:
+    invocation_id, trace_id = str(uuid.uuid4()), uuid.uuid4().hex
+    argv = [sys.executable, "-c", _TIMER_RUN, invocation_id, f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"]
+    env = base_env(tmp_path / "data", ingestion.exporter_env())
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    items = ingestion.wait_for(
+        lambda i: (
+            bool(spans_named(i, "memory_purge_expired", invocation_id))
+            and metric_total(i, "memory_layer.requests", function="memory_purge_expired", trigger="timer") >= 1
+        )
+    )
+    (span,) = spans_named(items, "memory_purge_expired", invocation_id)
+    assert kind(span) == DEPENDENCY and operation_id(span) == trace_id  # a child of the host's span
+    assert props(span)["faas.trigger"] == "timer" and props(span)["memory_layer.status_code"] == "200"
+    logged = [i for i in items if kind(i) == MESSAGE and props(i).get("request_id") == invocation_id]
+    assert any("timer memory_purge_expired -> 200" in base_data(i).get("message", "") for i in logged)
 
 
 def test_search_spans_give_the_result_count(host: DevHost, ingestion: IngestionServer) -> None:
