@@ -120,6 +120,10 @@ def _attempt(
     except Exception as error:
         failure = outcome.failure = failure_of(error)
         outcome.status = failure.status
+        if failure.status == 503:  # /health says so from now on, not only after its next check
+            from shared.health import note_failure
+
+            note_failure(failure.code, failure.message, failure.details)
         _log_failure(function, failure)
         tracing.end_invocation_span(
             span, failure.status, failure.code, None if failure.expected else type(error).__name__

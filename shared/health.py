@@ -4,6 +4,7 @@ health must answer fast on a cold worker and must not be the request that loads 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -135,3 +136,36 @@ def run_checks(settings: Settings) -> dict[str, dict[str, Any]]:
         "state_store": _timed(lambda: check_state_store(settings)),
         "graph": _timed(lambda: check_graph(settings)),
     }
+
+
+# --- what real calls saw ----------------------------------------------------------------------
+# A dependency that failed a real call (a request answered 503 because of it) counts as down for
+# this long, whatever the last check said: /health answers from checks cached for up to 30 s, and a
+# check can pass where real calls fail (a store another process holds, a credential the probe does
+# not use). Per worker, like the checks: /health describes the worker that answers it.
+FAILURE_MEMORY_SECONDS = 30.0
+_failures: dict[str, dict[str, Any]] = {}
+_failures_lock = threading.Lock()
+# The dependency behind an outage that names none (the store's own refusals).
+_DEPENDENCY_OF_CODE = {"store_locked": "vector_store", "misconfigured": "configuration"}
+
+
+def note_failure(code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    """Records that a real call failed with this 503 (the invocation pipeline calls it)."""
+    named = next((str(d["backend"]) for d in details or () if isinstance(d, dict) and d.get("backend")), None)
+    dependency = named or _DEPENDENCY_OF_CODE.get(code)
+    if dependency is None:
+        return  # not a dependency's outage (e.g. no LLM configured: the llm check says so itself)
+    with _failures_lock:
+        _failures[dependency] = {"at": time.monotonic(), "error": code, "message": message[:300]}
+
+
+def recent_failures(now: float | None = None) -> dict[str, dict[str, Any]]:
+    """The dependencies that failed a real call within FAILURE_MEMORY_SECONDS, as down checks."""
+    moment = time.monotonic() if now is None else now
+    with _failures_lock:
+        return {
+            name: {"status": "down", "error": seen["error"], "message": seen["message"], "seen_in": "a request"}
+            for name, seen in _failures.items()
+            if moment - seen["at"] < FAILURE_MEMORY_SECONDS
+        }

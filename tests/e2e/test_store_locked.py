@@ -13,7 +13,11 @@ def test_a_second_process_on_the_embedded_store_is_told_why(tmp_path: Path) -> N
         assert first.client.post("/api/memory/add", json={"user_id": "u", "content": "hello"}).status_code == 200
         second = DevHost(tmp_path / "data", name="second").start()
         try:
+            before = second.client.get("/health").json()  # checked before any call: cached for 30 s
             response = second.client.post("/api/memory/search", json={"user_id": "u", "query": "hello"})
+            # The failed call turns the cached answer at once, whatever the check said before it.
+            after = second.client.get("/health").json()
+            assert after["status"] == "degraded", (before, after)
             assert response.status_code == 503
             body = response.json()
             assert body["error"]["code"] == "store_locked"
