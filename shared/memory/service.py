@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shared.memory.mem0_engine import MemoryEngine
     from shared.memory.ports import MemoryGraph
     from shared.search.hybrid import HybridSearcher
+    from shared.stores.state.erasure import ErasureLedger
     from shared.stores.state.events import EventStore
     from shared.stores.state.history import HistoryRow, HistoryStore
     from shared.stores.state.sessions import SessionStore, Turn
@@ -76,6 +77,7 @@ class MemoryService:
         history: HistoryStore,
         sessions: SessionStore,
         events: EventStore,
+        erasure: ErasureLedger,
         graph: MemoryGraph | None,
     ) -> None:
         self.settings = settings
@@ -86,6 +88,7 @@ class MemoryService:
         self.history = history  # every memory's change rows and mem0's message log
         self.sessions = sessions  # chat turns: erased and exported with the user
         self.events = events  # ingestion events, whose inputs hold texts: erased with the user
+        self.erasure = erasure  # the users' erasure epochs: moved first when a user is erased
         self.graph = graph  # None when GRAPH_STORE=none
 
     # --- writes ------------------------------------------------------------------------------
@@ -195,18 +198,22 @@ class MemoryService:
     def update_memory(
         self, memory_id: str, content: str, metadata: dict[str, Any] | None, scope: Scope | str | None = None
     ) -> MemoryRecord:
-        """Replace the text (re-embedded) and merge `metadata` into the memory's metadata."""
+        """Replace the text (re-embedded) and merge `metadata` into the memory's metadata. A racing
+        delete wins: no store's update recreates a memory, and if the memory is gone once the update
+        is done, its history goes too (mem0's row may follow the deletion's erasure): 404."""
         scope = as_scope(scope)
         self._owned(memory_id, scope)  # 404 or 403 before anything is changed
         with vector_store_calls():
             try:
                 self.engine.update(memory_id, content, metadata)
             except Exception:
-                # A delete racing this update removed the memory between the check and the write:
-                # the update lost the race, which is a 404, not a failure of the service.
-                if self.store.get(vector_id=memory_id) is None:
+                if self.store.get(vector_id=memory_id) is None:  # deleted before mem0 read it: a 404
                     raise NotFound(f"memory {memory_id!r} not found") from None
                 raise
+            lost = self.store.get(vector_id=memory_id) is None
+        if lost:
+            self.history.erase_memories([memory_id])
+            raise NotFound(f"memory {memory_id!r} not found")
         return self.get_memory(memory_id, scope)
 
     def delete_memory(self, memory_id: str, scope: Scope | str | None = None) -> str:
@@ -220,15 +227,14 @@ class MemoryService:
         return memory_id
 
     def delete_user_memories(self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None) -> int:
-        """Delete every memory of the scope's user (and the user's graph); returns how many memories were deleted.
-
-        With `agent_id` and/or `run_id`, only the user's memories of that scope (and their part of
-        the graph); the user's logged messages and chat sessions stay.
-        """
+        """Erase the user: memories, graph, logged messages, sessions, events; work under way for the user
+        is cancelled (stores/state/erasure.py). Returns how many memories were deleted. With `agent_id`
+        and/or `run_id`, only the user's memories of that scope (and their part of the graph)."""
         user_id = as_scope(scope).key
         mem0_scope = scope_filters(agent_id, run_id)
         if mem0_scope is not None:
             return self._delete_scope(user_id, mem0_scope)
+        self.erasure.advance(user_id)  # first: the barrier for work under way (stores/state/erasure.py)
         if self.graph is not None:
             self.graph.delete_user(user_id)
         deleted = 0
@@ -248,6 +254,10 @@ class MemoryService:
         self.sessions.delete_user(user_id)
         self.events.delete_user(user_id)
         return deleted
+
+    def erase_logged_messages(self, user_key: str) -> None:
+        """The messages mem0 logged for the user (a cancelled learning's exchange among them)."""
+        self.history.erase_user_messages(user_key)
 
     def erase_memories(self, memory_ids: Sequence[str]) -> None:
         """Erase these memories if they exist (history, then vectors): an ingestion event's purge."""
@@ -291,15 +301,16 @@ class MemoryService:
         """Erases memories: their history rows (every old and new text) first, then the memories.
 
         In that order, a failure between the two leaves memories that still exist and that a
-        retry erases, never a deleted memory whose texts survive in its history. mem0's own delete
-        is not used: it writes one more history row holding the text.
-        """
+        retry erases, never a deleted memory whose texts survive in its history (mem0's own delete
+        writes one more row). The history is erased again once the memories are gone: the row of
+        an update that found the memory still there may have followed the first pass."""
         if not memory_ids:
             return
         self.history.erase_memories(list(memory_ids))
         with vector_store_calls():
             for memory_id in memory_ids:
                 self.store.delete(vector_id=memory_id)
+        self.history.erase_memories(list(memory_ids))
 
     def delete_where(self, scope: Scope | str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
