@@ -104,7 +104,9 @@ class ChatAgent:
             learning=EventAccepted(event_id=event.event_id, status=event.status),
         )
 
-    def _record(self, event: IngestEvent, job: dict[str, Any], user_key: str, session_id: str, turn: Turn) -> IngestEvent:
+    def _record(
+        self, event: IngestEvent, job: dict[str, Any], user_key: str, session_id: str, turn: Turn
+    ) -> IngestEvent:
         """Records the turn and learns from it (inline: learned first; queued: recorded first)."""
         if self.ingestion.inline:
             # All or nothing, as before events: learned first, recorded after, purged if recording fails.

@@ -42,9 +42,9 @@ from shared.scope import Scope, as_scope
 from shared.stores.state.events import EventKind, EventStore, IngestEvent
 
 if TYPE_CHECKING:
-    from shared.stores.state.erasure import ErasureLedger
     from shared.memory.service import MemoryService
     from shared.settings import Settings
+    from shared.stores.state.erasure import ErasureLedger
 
 logger = logging.getLogger(__name__)
 

@@ -118,7 +118,9 @@ class LiveMemoryHistory:
         self.history = history
         self.store = store
 
-    def add_history(self, memory_id: str, old_memory: str | None, new_memory: str | None, event: str, **kw: Any) -> None:
+    def add_history(
+        self, memory_id: str, old_memory: str | None, new_memory: str | None, event: str, **kw: Any
+    ) -> None:
         if event != "ADD" and self.store.get(vector_id=memory_id) is None:
             return
         self.history.add_history(memory_id, old_memory, new_memory, event, **kw)
