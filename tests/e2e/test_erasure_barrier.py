@@ -109,9 +109,10 @@ def test_a_user_erased_mid_batch_leaves_nothing_anywhere(tmp_path: Path) -> None
             assert deleted.status_code == 200, deleted.text
             assert time.monotonic() - started < HELD, "the deletion did not land inside the held call"
 
-            # The attempt finishes after the erasure, finds the epoch moved, removes its writes.
-            wait_until(lambda: f"event {event_id} cancelled" in host.log(400_000), 90, what="the event cancelled")
-            wait_until(lambda: _backlog(storage) == 0, 60, what="the queue drained")
+            # The attempt goes on once its embedding call is answered, and its message is gone once
+            # the function returned (the queue's count includes the messages being worked on).
+            wait_until(lambda: all(r.status for r in llm.embedding_requests()), HELD + 30, what="the held call")
+            wait_until(lambda: _backlog(storage) == 0, 90, what="the queue drained")
 
             # Through the API: nothing.
             assert api.get(f"/api/memory/user/{user}").json()["data"]["total"] == 0
@@ -123,6 +124,8 @@ def test_a_user_erased_mid_batch_leaves_nothing_anywhere(tmp_path: Path) -> None
             assert _table_rows_naming(storage, (canary, user)) == []
             for name in ("memory-ingest", "memory-ingest-poison"):
                 assert [m for m in _queued_bodies(storage, name) if m.get("user_id") == user] == []
+            # It was the barrier that removed the attempt's writes: it found the epoch moved.
+            assert f"event {event_id} cancelled" in host.log(400_000)
             # The user may come back: work started after the erasure runs normally.
             back = api.post(
                 "/api/memory/batch-add", json={"user_id": user, "memories": [{"content": "back"}]}, headers=ASYNC
