@@ -110,6 +110,7 @@ class MemoryService:
             stored[EXPIRATION_KEY] = expires  # kept as given; mem0's own form is a date only
         with vector_store_calls():
             memory_id = self.engine.add(content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored)
+        self._settle([memory_id])
         meters.memories_added(1, "add")
         now = iso_utc()
         return MemoryRecord(
@@ -165,18 +166,8 @@ class MemoryService:
             if expires is not None:
                 payload[EXPIRATION_KEY] = expires
             payloads.append(payload)
-        history: list[HistoryRow] = [
-            {
-                "memory_id": mid,
-                "old_memory": None,
-                "new_memory": text,
-                "event": "ADD",
-                "created_at": now,
-                "updated_at": now,
-                "role": "user",
-            }
-            for mid, text in zip(ids, texts, strict=True)
-        ]
+        row: HistoryRow = {"old_memory": None, "event": "ADD", "created_at": now, "updated_at": now, "role": "user"}
+        history = [{**row, "memory_id": mid, "new_memory": text} for mid, text in zip(ids, texts, strict=True)]
         with vector_store_calls():
             self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
         try:
@@ -185,8 +176,17 @@ class MemoryService:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
             raise
+        self._settle(ids)
         meters.memories_added(len(ids), "batch_add")
         return ids
+
+    def _settle(self, ids: list[str]) -> None:
+        """After an add: the history rows of memories deleted meanwhile (the deletion's history passes
+        may have run before the rows were written) are erased; live ones are the deletion's to erase."""
+        with vector_store_calls():
+            live = self.store.fetch(ids)
+        if gone := [memory_id for memory_id in ids if memory_id not in live]:
+            self.history.erase_memories(gone)
 
     def _remove_quietly(self, ids: Sequence[str]) -> None:
         for memory_id in ids:

@@ -155,3 +155,21 @@ def test_an_update_whose_row_follows_the_deletions_history_pass_is_erased_by_the
     core.history.erase_memories = erase_then_update  # type: ignore[method-assign]
     core.service.delete_user_memories("alice")
     assert core.store.points == {} and core.history.rows == {} and len(calls) == 2
+
+
+def test_a_synchronous_add_erased_between_its_memory_and_its_history_leaves_no_row() -> None:
+    for add in ("batch", "one"):
+        core = build_core()
+        write = core.history.batch_add_history
+
+        def erase_then_write(rows: list[dict[str, object]], write=write, core=core) -> None:
+            core.history.batch_add_history = write  # type: ignore[method-assign]
+            core.service.delete_user_memories("alice")  # the memory is there: it is erased, then its row comes
+            write(rows)
+
+        core.history.batch_add_history = erase_then_write  # type: ignore[method-assign]
+        if add == "batch":
+            core.service.add_memories("alice", ITEMS)
+        else:
+            core.service.add_memory("alice", "I keep a canary")
+        assert core.store.points == {} and core.history.rows == {}, add
