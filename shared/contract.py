@@ -263,12 +263,18 @@ class UserExport(BaseModel):
 
 class EventAccepted(BaseModel):
     event_id: str
-    status: str = Field(description="`queued` on the queue; `succeeded` (or `failed`) when run inline.")
+    status: str = Field(
+        description="`queued` on the queue; `succeeded` (or `failed`) when run inline; `cancelled` when the user "
+        "was erased while the work ran (nothing of it was kept, and the event no longer exists)."
+    )
 
 
 class IngestEventInfo(BaseModel):
     event_id: str
-    status: str = Field(description="`queued`, `processing`, `succeeded` or `failed`.")
+    status: str = Field(
+        description="`queued`, `processing`, `succeeded` or `failed` (an event whose user is erased is deleted: "
+        "404; work of it under way ends `cancelled` and keeps nothing)."
+    )
     memory_ids: list[str] | None = Field(None, description="The memories written, once the event succeeded.")
     error: str | None = Field(None, description="Why the event failed (or why its last attempt did).")
     created_at: str

@@ -68,6 +68,7 @@ def build_memory_service(
     from shared.memory.service import MemoryService, vector_store_calls
     from shared.observability.traced import TracedEmbedder, TracedVectorStore
     from shared.search.hybrid import HybridSearcher
+    from shared.stores.state.erasure import build_erasure_ledger
     from shared.stores.state.events import build_event_store
     from shared.stores.state.history import build_history_store
     from shared.stores.vector import build_vector_store
@@ -97,6 +98,7 @@ def build_memory_service(
         history=history,
         sessions=sessions if sessions is not None else build_session_store(settings),
         events=events if events is not None else build_event_store(settings),
+        erasure=build_erasure_ledger(settings),  # stateless: the ingestion's own reads the same marks
         graph=build_graph_store(settings, embedder, llm),
     )
 
@@ -107,6 +109,7 @@ def build_ingestion(
     """Ingestion events: their store, and the queue when events run off the request path."""
     from shared.memory.ingest import Ingestion
     from shared.stores.queues import IngestQueue
+    from shared.stores.state.erasure import build_erasure_ledger
     from shared.stores.state.events import build_event_store
 
     queue = IngestQueue(settings) if settings.resolved_ingest_mode == "queue" else None
@@ -114,4 +117,5 @@ def build_ingestion(
         from shared.observability import meters
 
         meters.observe_queue(queue.name, queue.backlog, queue.poison_count)  # the backlog and poison gauges
-    return Ingestion(settings, build_event_store(settings), queue, memory_service, chat_agent)
+    events, erasure = build_event_store(settings), build_erasure_ledger(settings)
+    return Ingestion(settings, events, queue, memory_service, chat_agent, erasure)

@@ -9,6 +9,10 @@ found by that id and deleted, and the graph write reverted, before the event is 
   learning is queued (`learning.status` "queued") and the next turn sees it once it succeeded.
 - Inline mode (zero-setup): learned before the turn is recorded, so a turn is recorded fully or not
   at all, and an LLM outage at any step answers 503 and leaves no trace.
+
+A turn holds its user's erasure epoch from its start (shared/stores/state/erasure.py). If the user
+is erased while the turn runs, the turn is answered but nothing of it stays: the recorded turn is
+removed again, what was learned is purged, and `learning.status` says `cancelled`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from shared.memory.ingest import Ingestion, job_scope, scope_job
 from shared.memory.service import MemoryService
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
+from shared.stores.state.events import IngestEvent
 from shared.stores.state.sessions import SessionStore, Turn
 
 logger = logging.getLogger(__name__)
@@ -64,6 +69,7 @@ class ChatAgent:
     ) -> ChatMessageResponse:
         scope = as_scope(scope)
         user_key = scope.key  # sessions and the graph are keyed by the scope's storage key
+        epoch = self.ingestion.erasure.epoch(user_key)  # before anything of the user is read
         session_id = session_id or f"session_{uuid.uuid4().hex[:16]}"
         history = self.sessions.recent_turns(user_key, session_id, self.settings.chat_history_turns)
         memories = self._relevant_memories(scope, message)
@@ -92,26 +98,9 @@ class ChatAgent:
             "metadata": _flat_metadata(metadata),
             **scope_job(scope),
         }
-        event = self.ingestion.create(user_key, "learn", job)
-        if self.ingestion.inline:
-            # All or nothing, as before events: learned first, recorded after, purged if recording fails.
-            event = self.ingestion.dispatch(event)
-            try:
-                self.sessions.append_turn(user_key, session_id, turn)
-            except Exception:
-                self._undo(event, job)
-                raise
-        else:
-            # The answer is what the user waits for: the turn is recorded, the learning queued.
-            try:
-                self.sessions.append_turn(user_key, session_id, turn)
-            except Exception:
-                self.ingestion.fail(event, "the turn could not be recorded")
-                raise
-            try:
-                event = self.ingestion.dispatch(event)
-            except ServiceError as error:
-                logger.warning("turn recorded but its learning could not be queued: %s", error.message)
+        event = self.ingestion.create(user_key, "learn", job, epoch=epoch)
+        if event.status != "cancelled":
+            event = self._record(event, job, user_key, session_id, turn)
         return ChatMessageResponse(
             response=answer,
             user_id=str(scope.user_id),
@@ -120,6 +109,46 @@ class ChatAgent:
             timestamp=turn.timestamp,
             learning=EventAccepted(event_id=event.event_id, status=event.status),
         )
+
+    def _record(
+        self, event: IngestEvent, job: dict[str, Any], user_key: str, session_id: str, turn: Turn
+    ) -> IngestEvent:
+        """Records the turn and learns from it (inline: learned first; queued: recorded first)."""
+        if self.ingestion.inline:
+            # All or nothing, as before events: learned first, recorded after, purged if recording fails.
+            event = self.ingestion.dispatch(event)
+            if event.status == "cancelled":
+                return event
+            try:
+                self.sessions.append_turn(user_key, session_id, turn)
+            except Exception:
+                self._undo(event, job)
+                raise
+            return self._unless_erased(event, job, user_key, session_id, turn)
+        # The answer is what the user waits for: the turn is recorded, the learning queued.
+        try:
+            self.sessions.append_turn(user_key, session_id, turn)
+        except Exception:
+            self.ingestion.fail(event, "the turn could not be recorded")
+            raise
+        event = self._unless_erased(event, job, user_key, session_id, turn)
+        if event.status == "cancelled":
+            return event
+        try:
+            return self.ingestion.dispatch(event)
+        except ServiceError as error:
+            logger.warning("turn recorded but its learning could not be queued: %s", error.message)
+            return event
+
+    def _unless_erased(
+        self, event: IngestEvent, job: dict[str, Any], user_key: str, session_id: str, turn: Turn
+    ) -> IngestEvent:
+        """After the turn is recorded: if the user was erased since the turn began, the turn is
+        removed again and the learning cancelled (an erasure that begins later finds the turn)."""
+        if not self.ingestion.erased_since(user_key, event.epoch):
+            return event
+        self.sessions.remove_turn(user_key, session_id, turn)
+        return self.ingestion.cancel(event, job)
 
     def _undo(self, event: Any, job: dict[str, Any]) -> None:
         try:

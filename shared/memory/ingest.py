@@ -20,6 +20,15 @@ A failed attempt purges what it wrote, so an event is all or nothing; the queue 
 An attempt refused because the tenant has spent its model budget (`QuotaExceeded`) is no failure:
 the event goes back on the queue, hidden until the budget's window ends (`Retry-After`), and stays
 `queued` (up to `MAX_DEFERRALS` times), so a bulk import sent asynchronously waits instead of failing.
+
+Erasure is a barrier (shared/stores/state/erasure.py). An event holds its user's erasure epoch from
+its creation; the epoch is read again after the event is created, before an attempt starts and
+after it wrote. An event that finds its user erased since (a message still on the queue, an
+attempt under way when `DELETE /api/memory/user/{id}` ran) is `cancelled`: what it may have written
+is purged and the event itself deleted, so nothing of the erased user is left. Its queue message
+is not searched for (a queue cannot be searched by user without taking every other message out
+of the workers' hands); it is delivered as usual and its processing is this no-op, after which
+the host deletes it like any other handled message.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from shared.stores.state.events import EventKind, EventStore, IngestEvent
 if TYPE_CHECKING:
     from shared.memory.service import MemoryService
     from shared.settings import Settings
+    from shared.stores.state.erasure import ErasureLedger
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +106,11 @@ class Ingestion:
         queue: EventQueue | None,
         memory_service: Callable[[], MemoryService],
         learner: Callable[[], Learner],
+        erasure: ErasureLedger,
     ) -> None:
         self.settings = settings
         self.events = events
+        self.erasure = erasure  # the users' erasure epochs, checked around every write
         self.queue = queue  # None: events run inline
         self._memory_service = memory_service
         self._learner = learner
@@ -108,15 +120,39 @@ class Ingestion:
         return self.queue is None
 
     # --- the request side ----------------------------------------------------------------------
-    def create(self, user_id: str, kind: EventKind, job: dict[str, Any]) -> IngestEvent:
-        """A new `queued` event holding its input; nothing runs yet."""
+    def create(self, user_id: str, kind: EventKind, job: dict[str, Any], *, epoch: str | None = None) -> IngestEvent:
+        """A new `queued` event holding its input; nothing runs yet. `epoch` is the user's erasure
+        epoch when the work began (read now if not given): an event created while its user was
+        being erased is deleted again and comes back `cancelled`."""
+        if epoch is None:
+            epoch = self.erasure.epoch(user_id)
         now = iso_utc()
-        event = IngestEvent(str(uuid.uuid4()), user_id, kind, "queued", now, now)
+        event = IngestEvent(str(uuid.uuid4()), user_id, kind, "queued", now, now, epoch=epoch)
         self.events.create(event, job)
+        if self.erased_since(user_id, epoch):
+            return self.cancel(event, job)
+        return event
+
+    def erased_since(self, user_id: str, epoch: str) -> bool:
+        """Whether the user was erased since the work holding `epoch` began."""
+        return self.erasure.epoch(user_id) != epoch
+
+    def cancel(self, event: IngestEvent, job: dict[str, Any] | None) -> IngestEvent:
+        """Ends an event whose user was erased: what it may have written is purged (`job` is its input,
+        None when nothing ran) and the event deleted. Returns it `cancelled`, which is never stored."""
+        if job is not None and (event.attempts > 0 or event.status != "queued"):
+            self._purge(event, job)
+            if event.kind == "learn":  # mem0 logged the exchange for its next extraction's context
+                self._memory_service().erase_logged_messages(event.user_id)
+        self.events.delete(event)
+        logger.info("event %s cancelled: its user was erased", event.event_id)
+        event.status, event.updated_at = "cancelled", iso_utc()
         return event
 
     def dispatch(self, event: IngestEvent) -> IngestEvent:
         """Queue mode: the event goes on the queue. Inline: it runs now (its error is raised)."""
+        if event.status == "cancelled":
+            return event
         if self.queue is None:
             return self.process(event.event_id, last_attempt=True) or event
         try:
@@ -145,7 +181,7 @@ class Ingestion:
 
     def fail(self, event: IngestEvent, reason: str) -> IngestEvent:
         event.status, event.error, event.updated_at = "failed", reason, iso_utc()
-        self.events.save(event)
+        self.events.save(event)  # not written back if the event was erased meanwhile
         return event
 
     def undo(self, event: IngestEvent, job: dict[str, Any], reason: str) -> None:
@@ -178,13 +214,16 @@ class Ingestion:
             logger.info("event %s already succeeded; redelivery ignored", event_id)
             return event
         job = self.events.job(event_id)
+        if self.erased_since(event.user_id, event.epoch):
+            return self.cancel(event, job)
         if job is None:
             return self.fail(event, "the event's input is gone")
         if event.attempts > 0:
             logger.info("event %s: attempt %d after an unfinished one; purging first", event_id, event.attempts + 1)
             self._purge(event, job)
         event.status, event.attempts, event.updated_at = "processing", event.attempts + 1, iso_utc()
-        self.events.save(event)
+        if not self.events.save(event):  # deleted with its user since it was read
+            return self.cancel(event, None)
         try:
             memory_ids = self._run(event, job)
         except Exception as error:
@@ -203,7 +242,10 @@ class Ingestion:
                 return event
             raise
         event.status, event.memory_ids, event.error, event.updated_at = "succeeded", memory_ids, None, iso_utc()
-        self.events.save(event)
+        # After the writes: an erasure that began before this check finds the epoch moved (so this
+        # attempt removes its writes); one that begins after it finds the writes (and removes them).
+        if self.erased_since(event.user_id, event.epoch) or not self.events.save(event):
+            return self.cancel(event, job)
         # The memories hold the text now; the event keeps no second copy of it.
         self.events.drop_job(event_id)
         return event

@@ -109,6 +109,28 @@ class _NoEntities:
         return []
 
 
+class LiveMemoryHistory:
+    """The history store as mem0 is given it: a change row (UPDATE, DELETE) of a memory that no
+    longer exists is not written. mem0's update reads the memory, rewrites it (a no-op in every
+    store once it is deleted) and then writes its row with the old and new text: a delete landing
+    in between would otherwise leave that row behind. A delete landing after this check is the
+    service's to settle (MemoryService.update_memory erases the row once it sees the memory gone)."""
+
+    def __init__(self, history: HistoryStore, store: VectorStore) -> None:
+        self.history = history
+        self.store = store
+
+    def add_history(
+        self, memory_id: str, old_memory: str | None, new_memory: str | None, event: str, **kw: Any
+    ) -> None:
+        if event != "ADD" and self.store.get(vector_id=memory_id) is None:
+            return
+        self.history.add_history(memory_id, old_memory, new_memory, event, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.history, name)  # every other call as the store answers it
+
+
 def build_memory(
     settings: Settings, embedder: Embedder, llm: ExtractionLlm, history: HistoryStore, store: VectorStore
 ) -> Any:
@@ -126,7 +148,7 @@ def build_memory(
     memory.embedding_model = embedder
     memory.llm = llm
     memory.vector_store = store
-    memory.db = history
+    memory.db = LiveMemoryHistory(history, store)
     memory.collection_name = settings.collection_name
     memory.api_version = config.version
     memory.custom_instructions = config.custom_instructions

@@ -24,6 +24,7 @@ from shared.ai.quota import bills_scope
 from shared.context import expiration_text, iso_utc, utc_day
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
+from shared.memory.mem0_engine import user_scope_part
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
 from shared.observability import meters
 from shared.scope import Scope, as_scope
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from shared.memory.mem0_engine import MemoryEngine
     from shared.memory.ports import MemoryGraph
     from shared.search.hybrid import HybridSearcher
+    from shared.stores.state.erasure import ErasureLedger
     from shared.stores.state.events import EventStore
     from shared.stores.state.history import HistoryRow, HistoryStore
     from shared.stores.state.sessions import SessionStore, Turn
@@ -77,6 +79,7 @@ class MemoryService:
         history: HistoryStore,
         sessions: SessionStore,
         events: EventStore,
+        erasure: ErasureLedger,
         graph: MemoryGraph | None,
     ) -> None:
         self.settings = settings
@@ -87,6 +90,7 @@ class MemoryService:
         self.history = history  # every memory's change rows and mem0's message log
         self.sessions = sessions  # chat turns: erased and exported with the user
         self.events = events  # ingestion events, whose inputs hold texts: erased with the user
+        self.erasure = erasure  # the users' erasure epochs: moved first when a user is erased
         self.graph = graph  # None when GRAPH_STORE=none
 
     # --- writes (their model calls are charged to the scope's tenant: shared/ai/quota.py) -------
@@ -109,6 +113,7 @@ class MemoryService:
             stored[EXPIRATION_KEY] = expires  # kept as given; mem0's own form is a date only
         with vector_store_calls():
             memory_id = self.engine.add(content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored)
+        self._settle([memory_id])
         meters.memories_added(1, "add")
         now = iso_utc()
         return MemoryRecord(
@@ -165,18 +170,8 @@ class MemoryService:
             if expires is not None:
                 payload[EXPIRATION_KEY] = expires
             payloads.append(payload)
-        history: list[HistoryRow] = [
-            {
-                "memory_id": mid,
-                "old_memory": None,
-                "new_memory": text,
-                "event": "ADD",
-                "created_at": now,
-                "updated_at": now,
-                "role": "user",
-            }
-            for mid, text in zip(ids, texts, strict=True)
-        ]
+        row: HistoryRow = {"old_memory": None, "event": "ADD", "created_at": now, "updated_at": now, "role": "user"}
+        history = [{**row, "memory_id": mid, "new_memory": text} for mid, text in zip(ids, texts, strict=True)]
         with vector_store_calls():
             self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
         try:
@@ -185,8 +180,17 @@ class MemoryService:
             logger.exception("history write failed; removing the %d memories just inserted", len(ids))
             self._remove_quietly(ids)
             raise
+        self._settle(ids)
         meters.memories_added(len(ids), "batch_add")
         return ids
+
+    def _settle(self, ids: list[str]) -> None:
+        """After an add: the history rows of memories deleted meanwhile (the deletion's history passes
+        may have run before the rows were written) are erased; live ones are the deletion's to erase."""
+        with vector_store_calls():
+            live = self.store.fetch(ids)
+        if gone := [memory_id for memory_id in ids if memory_id not in live]:
+            self.history.erase_memories(gone)
 
     def _remove_quietly(self, ids: Sequence[str]) -> None:
         for memory_id in ids:
@@ -199,18 +203,22 @@ class MemoryService:
     def update_memory(
         self, memory_id: str, content: str, metadata: dict[str, Any] | None, scope: Scope | str | None = None
     ) -> MemoryRecord:
-        """Replace the text (re-embedded) and merge `metadata` into the memory's metadata."""
+        """Replace the text (re-embedded) and merge `metadata` into the memory's metadata. A racing
+        delete wins: no store's update recreates a memory, and if the memory is gone once the update
+        is done, its history goes too (mem0's row may follow the deletion's erasure): 404."""
         scope = as_scope(scope)
         self._owned(memory_id, scope)  # 404 or 403 before anything is changed
         with vector_store_calls():
             try:
                 self.engine.update(memory_id, content, metadata)
             except Exception:
-                # A delete racing this update removed the memory between the check and the write:
-                # the update lost the race, which is a 404, not a failure of the service.
-                if self.store.get(vector_id=memory_id) is None:
+                if self.store.get(vector_id=memory_id) is None:  # deleted before mem0 read it: a 404
                     raise NotFound(f"memory {memory_id!r} not found") from None
                 raise
+            lost = self.store.get(vector_id=memory_id) is None
+        if lost:
+            self.history.erase_memories([memory_id])
+            raise NotFound(f"memory {memory_id!r} not found")
         return self.get_memory(memory_id, scope)
 
     def delete_memory(self, memory_id: str, scope: Scope | str | None = None) -> str:
@@ -224,15 +232,14 @@ class MemoryService:
         return memory_id
 
     def delete_user_memories(self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None) -> int:
-        """Delete every memory of the scope's user (and the user's graph); returns how many memories were deleted.
-
-        With `agent_id` and/or `run_id`, only the user's memories of that scope (and their part of
-        the graph); the user's logged messages and chat sessions stay.
-        """
+        """Erase the user: memories, graph, logged messages, sessions, events; work under way for the user
+        is cancelled (stores/state/erasure.py). Returns how many memories were deleted. With `agent_id`
+        and/or `run_id`, only the user's memories of that scope (and their part of the graph)."""
         user_id = as_scope(scope).key
         mem0_scope = scope_filters(agent_id, run_id)
         if mem0_scope is not None:
             return self._delete_scope(user_id, mem0_scope)
+        self.erasure.advance(user_id)  # first: the barrier for work under way (stores/state/erasure.py)
         if self.graph is not None:
             self.graph.delete_user(user_id)
         deleted = 0
@@ -248,12 +255,14 @@ class MemoryService:
                 break
         # What else holds the user's words: the messages mem0 logged, the chat sessions and the
         # events' inputs. This runs even when no memory was left, so a retry finishes the erasure.
-        from shared.memory.mem0_engine import user_scope_part
-
         self.history.erase_messages(user_scope_part(user_id))
         self.sessions.delete_user(user_id)
         self.events.delete_user(user_id)
         return deleted
+
+    def erase_logged_messages(self, user_key: str) -> None:
+        """The messages mem0 logged for the user (a cancelled learning's exchange among them)."""
+        self.history.erase_messages(user_scope_part(user_key))
 
     def erase_memories(self, memory_ids: Sequence[str]) -> None:
         """Erase these memories if they exist (history, then vectors): an ingestion event's purge."""
@@ -294,19 +303,18 @@ class MemoryService:
             logger.info("purged %d expired memories", len(batch))
 
     def _erase(self, memory_ids: list[str], owner: str | None = None) -> None:
-        """Erases memories: their history rows (every old and new text) first, then the memories.
-        `owner` is the storage key of their user when one user owns them all (the engine may need it).
-
-        In that order, a failure between the two leaves memories that still exist and that a
-        retry erases, never a deleted memory whose texts survive in its history. mem0's own delete
-        is not used: it writes one more history row holding the text.
-        """
+        """Erases memories (of `owner`, a storage key, when one user owns them all): their history
+        rows (every old and new text) first, then the memories. In that order, a failure between the
+        two leaves memories that still exist and that a retry erases, never a deleted memory whose
+        texts survive in its history (mem0's own delete writes one more row). The history is erased
+        again once the memories are gone: an update's row may have followed the first pass."""
         if not memory_ids:
             return
         self.history.erase_memories(list(memory_ids))
         with vector_store_calls():
             for memory_id in memory_ids:
                 self.store.delete(vector_id=memory_id, user_id=owner)
+        self.history.erase_memories(list(memory_ids))
 
     def delete_where(self, scope: Scope | str, conditions: dict[str, Any]) -> int:
         """Delete the user's memories whose metadata matches every condition exactly."""
@@ -465,14 +473,10 @@ class MemoryService:
 
     def export_memories(self, scope: Scope | str) -> list[dict[str, Any]]:
         """Every memory of the user with its change history, oldest first (portability requests)."""
-        records = self.list_memories(scope)
-        records.reverse()
-        exported = []
-        for record in records:
-            item = record.model_dump(mode="json", exclude_none=True)
-            item["history"] = self.history.get_history(record.id)
-            exported.append(item)
-        return exported
+        return [
+            {**record.model_dump(mode="json", exclude_none=True), "history": self.history.get_history(record.id)}
+            for record in reversed(self.list_memories(scope))
+        ]
 
     def export_sessions(self, scope: Scope | str) -> dict[str, list[Turn]]:
         """The user's chat sessions by id (turns oldest first)."""

@@ -99,8 +99,8 @@ def test_a_chat_feeds_the_graph_the_next_prompt_and_search(host: DevHost, llm: F
 
     assert chat(host, alice, "Which Interstellar scenes should I rewatch?").status_code == 200
     answer = [r for r in llm.chat_requests(ok_only=True) if not r.json.get("response_format")][-1]
-    system = answer.json["messages"][0]["content"]
-    assert f"{alice} -[LIKES]-> Interstellar" in system
+    data = answer.json["messages"][1]["content"]  # the memory data block, after our instructions
+    assert f"{alice} -[LIKES]-> Interstellar" in data
 
     found = host.client.post("/api/memory/search", json={"user_id": alice, "query": "Interstellar"}).json()["data"]
     assert (alice, "LIKES", "Interstellar") in {

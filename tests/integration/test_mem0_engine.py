@@ -74,7 +74,7 @@ def test_the_assembly_sets_every_part_mem0s_own_constructor_sets(
     ours = build_memory(settings, FakeEmbedder(), ExtractingLlm(), history, FakeVectorStore())
     try:
         assert set(vars(theirs)) - {"_telemetry_vector_store"} <= set(vars(ours))
-        assert (ours.embedding_model.dims, ours.db, ours.reranker) == (DIMS, history, None)
+        assert (ours.embedding_model.dims, ours.db.history, ours.reranker) == (DIMS, history, None)
     finally:
         theirs.db.close()
 
@@ -116,6 +116,23 @@ def test_add_update_and_extract_write_the_store_and_the_history(settings: Settin
     engine.extract([{"role": "user", "content": "Also a dog"}], user_id="alice", metadata={})
     assert "My cat is Miso" in llm.prompts[-1]  # the log is the next extraction's context
     assert history.erase_messages(user_scope_part("alice")) == 3 and history.get_last_messages(scope) == []
+
+
+class DeletedMidUpdate(FakeVectorStore):
+    """A delete of the memory lands after mem0's update read it and before it writes."""
+
+    def update(self, vector_id: str, vector: Any = None, payload: Any = None) -> None:
+        self.delete(vector_id)
+        super().update(vector_id, vector, payload)
+
+
+def test_an_update_racing_a_delete_writes_no_history_row(settings: Settings, history: LocalHistoryStore) -> None:
+    store = DeletedMidUpdate()
+    engine = Mem0Engine(settings, FakeEmbedder(), ExtractingLlm(), history, store)
+    memory_id = engine.add("I like green tea", user_id="alice", agent_id=None, run_id=None, metadata={})
+    history.erase_memories([memory_id])  # as the delete does, before it removes the memory
+    engine.update(memory_id, "I like black tea", None)
+    assert memory_id not in store.points and history.get_history(memory_id) == []
 
 
 def test_user_scope_part_is_a_part_of_every_scope_naming_the_user() -> None:

@@ -77,6 +77,7 @@ def _sibling(service: MemoryService, searcher: HybridSearcher) -> MemoryService:
         history=service.history,
         sessions=service.sessions,
         events=service.events,
+        erasure=service.erasure,
         graph=None,
     )
 
@@ -92,6 +93,7 @@ def _service_on(store: Any, settings: Settings, embedder: Embedder) -> MemorySer
     from shared.ai.llm import build_chat_model
     from shared.factory import build_session_store
     from shared.memory.mem0_engine import Mem0Engine, prepare_mem0_environment
+    from shared.stores.state.erasure import build_erasure_ledger
     from shared.stores.state.events import build_event_store
     from shared.stores.state.history import build_history_store
 
@@ -107,6 +109,7 @@ def _service_on(store: Any, settings: Settings, embedder: Embedder) -> MemorySer
         history=history,
         sessions=build_session_store(settings),
         events=build_event_store(settings),
+        erasure=build_erasure_ledger(settings),
         graph=None,
     )
 

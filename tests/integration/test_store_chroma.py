@@ -129,6 +129,47 @@ def test_a_payload_without_a_user_is_refused(store: ChromaVectorStore) -> None:
         store.insert([unit(1).tolist()], [{"data": "nobody's"}], [str(uuid.uuid4())])
 
 
+class _DeletedAfterRead:
+    """A user collection on which a delete of `victim` lands right after the adapter's next read."""
+
+    def __init__(self, store: ChromaVectorStore, inner: Any, victim: str) -> None:
+        self.store, self.inner, self.victim = store, inner, victim
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        got = self.inner.get(*args, **kwargs)
+        victim, self.victim = self.victim, ""
+        if victim:
+            self.store.delete(victim)
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("rewrite", ["payload and vector", "payload", "vector"])
+def test_update_never_brings_back_a_deleted_memory(
+    store: ChromaVectorStore, monkeypatch: pytest.MonkeyPatch, rewrite: str
+) -> None:
+    """mem0's update reads the memory, then writes it; a delete landing in between wins (Chroma's
+    update of an id that is gone writes nothing, and the catalog entry went with the delete)."""
+    [kept, racing] = add(
+        store,
+        [(unit(1).tolist(), payload("alice", "I like tea")), (unit(2).tolist(), payload("alice", "I live in Lisbon"))],
+    )
+    collection, space = store._user("alice", False) or (None, "")
+    racing_collection = _DeletedAfterRead(store, collection, racing)
+    monkeypatch.setattr(store, "_user", lambda user, create=False: (racing_collection, space))
+    if rewrite == "vector":
+        store.delete(racing)  # a vector-only rewrite reads nothing first: the delete simply comes first
+    vector = unit(3).tolist() if rewrite != "payload" else None
+    new_payload = payload("alice", "I live in Porto") if rewrite != "vector" else None
+    store.update(racing, vector=vector, payload=new_payload)
+    monkeypatch.undo()
+    assert store.get(racing) is None and store.fetch([racing]) == {}
+    assert [h.id for h in store.list_user("alice")] == [kept] and store.count_user("alice") == 1
+    assert store.owners([racing]) == {}
+
+
 # --- candidates ----------------------------------------------------------------------------------
 def test_a_keyword_only_hit_comes_back_with_its_exact_cosine(store: ChromaVectorStore) -> None:
     q = unit(20)

@@ -13,6 +13,11 @@ partition read returns everything an event is.
 
 Both also index each event under its user (a marker file in `users/<user>/`, a row in the
 partition `user|<user>`), so deleting a user touches that user's events only, never all of them.
+`save` only ever rewrites an event that exists: an event deleted with its user (while a worker
+still held it) is never written back, so no state row outlives its user's index.
+
+Each event records the erasure epoch of its user when it was created (shared/stores/state/erasure.py):
+an event of an earlier epoch belongs to a user since erased and is cancelled, never run.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Literal, Protocol
 
 from shared.settings import Settings
 
-EventStatus = Literal["queued", "processing", "succeeded", "failed"]
+EventStatus = Literal["queued", "processing", "succeeded", "failed", "cancelled"]
 EventKind = Literal["add", "batch_add", "learn"]
 _CHUNK = 30_000
 _STATE_ROW = "state"
@@ -44,6 +49,7 @@ class IngestEvent:
     memory_ids: list[str] = field(default_factory=list)
     error: str | None = None
     attempts: int = 0  # attempts started; above zero, an attempt may have left writes to purge
+    epoch: str = ""  # the user's erasure epoch when the event was created
 
 
 class EventStore(Protocol):
@@ -53,9 +59,15 @@ class EventStore(Protocol):
 
     def job(self, event_id: str) -> dict[str, Any] | None: ...
 
-    def save(self, event: IngestEvent) -> None: ...
+    def save(self, event: IngestEvent) -> bool:
+        """Rewrites an existing event; False (and nothing written) when the event is gone."""
+        ...
 
     def drop_job(self, event_id: str) -> None: ...
+
+    def delete(self, event: IngestEvent) -> None:
+        """The event, its input and its entry in the user's index (a cancelled event's end)."""
+        ...
 
     def delete_user(self, user_id: str) -> int: ...
 
@@ -108,11 +120,14 @@ class LocalEventStore:
             data = self._read(event_id)
         return data.get("job") if data else None
 
-    def save(self, event: IngestEvent) -> None:
+    def save(self, event: IngestEvent) -> bool:
         with self._lock:
-            data = self._read(event.event_id) or {}
+            data = self._read(event.event_id)
+            if data is None:
+                return False  # deleted with its user: never written back
             data["event"] = asdict(event)
             self._write(event.event_id, data)
+        return True
 
     def drop_job(self, event_id: str) -> None:
         with self._lock:
@@ -120,6 +135,11 @@ class LocalEventStore:
             if data is not None and data.get("job") is not None:
                 data["job"] = None
                 self._write(event_id, data)
+
+    def delete(self, event: IngestEvent) -> None:
+        with self._lock:
+            self._path(event.event_id).unlink(missing_ok=True)
+            (self._user_dir(event.user_id) / _digest(event.event_id)).unlink(missing_ok=True)
 
     def delete_user(self, user_id: str) -> int:
         """The user's events, inputs included: the user's index, not a scan of every event."""
@@ -177,6 +197,7 @@ class TableEventStore:
             "memory_ids": json.dumps(event.memory_ids),
             "error": (event.error or "")[:_CHUNK],
             "attempts": event.attempts,
+            "epoch": event.epoch,
         }
         if job_rows is not None:
             entity["job_rows"] = job_rows
@@ -202,6 +223,7 @@ class TableEventStore:
             memory_ids=json.loads(entity.get("memory_ids") or "[]"),
             error=entity.get("error") or None,
             attempts=int(entity.get("attempts") or 0),
+            epoch=str(entity.get("epoch") or ""),
         )
 
     def _job_rows(self, event_id: str) -> list[dict[str, Any]]:
@@ -221,13 +243,19 @@ class TableEventStore:
         job: dict[str, Any] = json.loads("".join(row.get("text") or "" for row in rows))
         return job
 
-    def save(self, event: IngestEvent) -> None:
+    def save(self, event: IngestEvent) -> bool:
+        from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
         from shared.stores.state.tables import table_calls
 
         with table_calls("update event"):
-            self._table().upsert_entity(self._entity(event), mode=UpdateMode.MERGE)
+            try:
+                # An update, not an upsert: a state row deleted with its user stays deleted.
+                self._table().update_entity(self._entity(event), mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                return False
+        return True
 
     def drop_job(self, event_id: str) -> None:
         from shared.stores.state.tables import table_calls
@@ -236,6 +264,14 @@ class TableEventStore:
             table = self._table()
             for row in self._job_rows(event_id):
                 table.delete_entity(row["PartitionKey"], row["RowKey"])
+
+    def delete(self, event: IngestEvent) -> None:
+        from shared.stores.state.tables import encode_key, table_calls
+
+        with table_calls("delete event"):
+            table = self._table()
+            _delete_partition(table, encode_key(event.event_id))
+            table.delete_entity(_user_partition(event.user_id), encode_key(event.event_id))  # a 404 is ignored
 
     def delete_user(self, user_id: str) -> int:
         """Every event of the user, input included, found through the user's index partition."""
@@ -252,14 +288,7 @@ class TableEventStore:
                 )
             )
             for entry in index:
-                rows = list(
-                    table.query_entities(
-                        "PartitionKey eq @pk", parameters={"pk": entry["RowKey"]}, select=["PartitionKey", "RowKey"]
-                    )
-                )
-                for row in rows:
-                    table.delete_entity(row["PartitionKey"], row["RowKey"])
-                count += 1 if rows else 0
+                count += 1 if _delete_partition(table, entry["RowKey"]) else 0
                 table.delete_entity(entry["PartitionKey"], entry["RowKey"])
         return count
 
@@ -279,3 +308,13 @@ def _user_partition(user_id: str) -> str:
     from shared.stores.state.tables import encode_key
 
     return f"user|{encode_key(user_id)}"
+
+
+def _delete_partition(table: Any, partition: str) -> int:
+    """Deletes every row of an event's partition; returns how many there were."""
+    rows = list(
+        table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}, select=["PartitionKey", "RowKey"])
+    )
+    for row in rows:
+        table.delete_entity(row["PartitionKey"], row["RowKey"])
+    return len(rows)

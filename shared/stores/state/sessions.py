@@ -33,6 +33,10 @@ class SessionStore(Protocol):
 
     def append_turn(self, user_id: str, session_id: str, turn: Turn) -> None: ...
 
+    def remove_turn(self, user_id: str, session_id: str, turn: Turn) -> int:
+        """Removes a turn appended before (same time and text): a turn that lost a race to an erasure."""
+        ...
+
     def delete_user(self, user_id: str) -> int: ...
 
     def export_user(self, user_id: str) -> dict[str, list[Turn]]: ...
@@ -70,6 +74,23 @@ class LocalSessionStore:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
             os.replace(tmp, path)
+
+    def remove_turn(self, user_id: str, session_id: str, turn: Turn) -> int:
+        path = self._path(user_id, session_id)
+        with self._lock:
+            if not path.exists():
+                return 0
+            data = json.loads(path.read_text(encoding="utf-8"))
+            kept = [item for item in data.get("turns", []) if Turn(**item) != turn]
+            removed = len(data.get("turns", [])) - len(kept)
+            if kept:
+                data["turns"] = kept
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+                os.replace(tmp, path)
+            else:
+                path.unlink()
+        return removed
 
     def delete_user(self, user_id: str) -> int:
         folder = self.root / _digest(user_id)

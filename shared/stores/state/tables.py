@@ -152,6 +152,19 @@ class TableSessionStore:
         with table_calls("write session"):
             self._tables.table(self._name).create_entity(entity)
 
+    def remove_turn(self, user_id: str, session_id: str, turn: Turn) -> int:
+        prefix = encode_key(session_id) + "|"
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and timestamp eq @at"
+        params = {"pk": encode_key(user_id), "lo": prefix, "hi": prefix[:-1] + "}", "at": turn.timestamp}
+        removed = 0
+        with table_calls("remove session turn"):
+            table = self._tables.table(self._name)
+            for entity in list(table.query_entities(query, parameters=params)):
+                if entity["user_message"] == _fit(turn.user_message):
+                    table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                    removed += 1
+        return removed
+
     def delete_user(self, user_id: str) -> int:
         count = 0
         with table_calls("delete sessions"):
