@@ -302,6 +302,7 @@ def test_an_update_that_loses_a_race_with_a_delete_is_not_found(
     from shared.memory.service import MemoryService
     from shared.search.hybrid import HybridSearcher
     from shared.settings import Settings
+    from shared.stores.state.erasure import build_erasure_ledger
     from shared.stores.state.events import build_event_store
     from shared.stores.state.history import build_history_store
 
@@ -321,6 +322,7 @@ def test_an_update_that_loses_a_race_with_a_delete_is_not_found(
         history=history,
         sessions=build_session_store(settings),
         events=build_event_store(settings),
+        erasure=build_erasure_ledger(settings),
         graph=None,
     )
     [memory_id] = service.add_memories("alice", [MemoryInput(content="I like green tea")])
