@@ -63,7 +63,7 @@ def test_the_build_step_moves_every_weight_product_to_int8_kernels(tmp_path: Pat
     assert source is not None
     target = tmp_path / "model.int8.onnx"
     assert embedding_model.convert(source, target) == embedding_model.EXPECTED_PRODUCTS
-    assert embedding_model.built_from(target) == embedding_model.source_digest(source)
+    assert embedding_model.is_current(target, source)
     ops = [node.op_type for node in onnx.load(str(target)).graph.node]
     assert ops.count("DynamicQuantizeMatMul") == 36
     assert ops.count("MatMul") == 12  # only attention's two products per layer, between activations
@@ -74,7 +74,7 @@ def test_the_default_model_runs_the_current_int8_build(no_network: None) -> None
     source = local_models.packaged_weights()
     assert source is not None
     assert local_models.packaged_minilm() == local_models.MINILM_INT8_COMPUTE
-    assert embedding_model.built_from(local_models.MINILM_INT8_COMPUTE) == embedding_model.source_digest(source)
+    assert embedding_model.is_current(local_models.MINILM_INT8_COMPUTE, source)
 
 
 def test_the_int8_build_gives_the_packaged_files_vectors() -> None:
@@ -86,6 +86,16 @@ def test_the_int8_build_gives_the_packaged_files_vectors() -> None:
     after = LocalEmbedder(MINILM, None, 384, 1).embed_batch(texts)
     cosines = np.sum(before * np.array(after), axis=1)
     assert cosines.mean() > 0.985 and cosines.min() > 0.93, (cosines.mean(), cosines.min())
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch_mates() -> None:
+    """int8 kernels quantize activations per run: the build runs one text per run, so a memory
+    added in a batch has the vector it would have alone (and a redo writes the same vector)."""
+    embedder = LocalEmbedder(MINILM, None, 384, 1)
+    short = "day 1 of the trip, with Okafor"
+    mates = ["a much longer text about a week in the mountains, with rain every afternoon " * 4, "ok", short]
+    alone = np.array(embedder.embed(short))
+    assert np.allclose(np.array(embedder.embed_batch(mates))[2], alone, atol=1e-6)
 
 
 def _retrieval_set_texts() -> list[str]:

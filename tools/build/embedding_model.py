@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.ai import local_models
+from shared.ai.onnx_encoder import ROWS_PER_RUN_KEY
 
 # Marks the output with the input it was built from: a different pinned file rebuilds it.
 SOURCE_KEY = "memory_layer.source_sha256"
@@ -93,7 +94,9 @@ def convert(source: Path, target: Path) -> int:
     graph.initializer.extend(kept)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    helper.set_model_props(model, {SOURCE_KEY: source_digest(source)})
+    # Activations are quantized per run (one scale for the whole batch): one text per run keeps a
+    # text's vector independent of its batch-mates, for 15-20 % more CPU per text in a batch.
+    helper.set_model_props(model, {SOURCE_KEY: source_digest(source), ROWS_PER_RUN_KEY: "1"})
     onnx.checker.check_model(model)
     partial = target.with_suffix(".partial")
     onnx.save(model, str(partial))
@@ -101,20 +104,25 @@ def convert(source: Path, target: Path) -> int:
     return len(replaced)
 
 
-def built_from(target: Path) -> str | None:
-    """The source digest recorded in a built file (None when absent or unreadable)."""
+def metadata(target: Path) -> dict[str, str]:
+    """The custom metadata of a built file (empty when absent or unreadable)."""
     import onnxruntime as ort
 
     if not target.is_file():
-        return None
+        return {}
     try:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         meta = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"]).get_modelmeta()
     except Exception:
-        return None
-    value = meta.custom_metadata_map.get(SOURCE_KEY)
-    return str(value) if value else None
+        return {}
+    return dict(meta.custom_metadata_map)
+
+
+def is_current(target: Path, source: Path) -> bool:
+    """`target` was built from `source` by this version of the step."""
+    found = metadata(target)
+    return found.get(SOURCE_KEY) == source_digest(source) and found.get(ROWS_PER_RUN_KEY) == "1"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the pinned model package is not installed: {local_models.INSTALL_HINT}", file=sys.stderr)
         return 1
     target = local_models.MINILM_INT8_COMPUTE
-    current = built_from(target) == source_digest(source)
+    current = is_current(target, source)
     if args.check:
         print(f"{target}: {'current' if current else 'missing or stale'}")
         return 0 if current else 1
