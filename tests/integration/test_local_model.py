@@ -15,6 +15,7 @@ from shared.ai.embeddings import LocalEmbedder, MultilingualEmbedder
 from shared.ai.onnx_encoder import OnnxSentenceEncoder
 from shared.errors import ConfigurationProblem
 from shared.settings import Settings
+from tools.build import embedding_model
 from tools.harness.models import SHARED_MODEL
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -47,10 +48,65 @@ def test_the_default_model_is_installed_and_needs_no_network(no_network: None, m
 @pytest.mark.skipif(not (SHARED_MODEL / "model.onnx").is_file(), reason="the fp32 export to compare with is absent")
 def test_the_int8_model_gives_the_fp32_models_vectors() -> None:
     texts = ["What is the name of Bob's puppy?", "I adopted a golden retriever puppy named Biscuit.", "用户偏好Python"]
-    packaged = LocalEmbedder(MINILM, None, 384, 1).embed_batch(texts)
+    weights = local_models.packaged_weights()
+    assert weights is not None
+    packaged = OnnxSentenceEncoder(local_models.MINILM_TOKENIZER, 1, model_file=weights).encode(texts)
     full = OnnxSentenceEncoder(SHARED_MODEL, 1).encode(texts)
     cosines = np.sum(np.array(packaged) * full, axis=1)
     assert cosines.min() > 0.998, cosines
+
+
+def test_the_build_step_moves_every_weight_product_to_int8_kernels(tmp_path: Path) -> None:
+    import onnx
+
+    source = local_models.packaged_weights()
+    assert source is not None
+    target = tmp_path / "model.int8.onnx"
+    assert embedding_model.convert(source, target) == embedding_model.EXPECTED_PRODUCTS
+    assert embedding_model.is_current(target, source)
+    ops = [node.op_type for node in onnx.load(str(target)).graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 36
+    assert ops.count("MatMul") == 12  # only attention's two products per layer, between activations
+
+
+def test_the_default_model_runs_the_current_int8_build(no_network: None) -> None:
+    """`tools/dev.sh` builds it (as `azd package` does): the tests run what the cloud runs."""
+    source = local_models.packaged_weights()
+    assert source is not None
+    assert local_models.packaged_minilm() == local_models.MINILM_INT8_COMPUTE
+    assert embedding_model.is_current(local_models.MINILM_INT8_COMPUTE, source)
+
+
+def test_the_int8_build_gives_the_packaged_files_vectors() -> None:
+    """One vector space: a store written with the package's file is searched with the build's."""
+    texts = _retrieval_set_texts()
+    weights = local_models.packaged_weights()
+    assert weights is not None
+    before = OnnxSentenceEncoder(local_models.MINILM_TOKENIZER, 1, model_file=weights).encode(texts)
+    after = LocalEmbedder(MINILM, None, 384, 1).embed_batch(texts)
+    cosines = np.sum(before * np.array(after), axis=1)
+    assert cosines.mean() > 0.985 and cosines.min() > 0.93, (cosines.mean(), cosines.min())
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch_mates() -> None:
+    """int8 kernels quantize activations per run: the build runs one text per run, so a memory
+    added in a batch has the vector it would have alone (and a redo writes the same vector)."""
+    embedder = LocalEmbedder(MINILM, None, 384, 1)
+    short = "day 1 of the trip, with Okafor"
+    mates = ["a much longer text about a week in the mountains, with rain every afternoon " * 4, "ok", short]
+    alone = np.array(embedder.embed(short))
+    assert np.allclose(np.array(embedder.embed_batch(mates))[2], alone, atol=1e-6)
+
+
+def _retrieval_set_texts() -> list[str]:
+    """The memories and questions (Chinese and English) of the project's own retrieval set."""
+    import json
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "data" / "zh_en_retrieval.json").read_text("utf-8"))
+    texts = [memory["text"] for memories in data["memories"].values() for memory in memories]
+    texts += [question["question"] for question in data["questions"]]
+    assert len(texts) > 40
+    return texts
 
 
 def test_without_the_model_package_the_message_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -351,11 +351,12 @@ class EdgeVectorStore:
             bm25 = self._bm25(user_id, text)
             requests.append(QueryRequest(limit=room, query=bm25.query, params=bm25.params, filter=only))
         near, *keyword = self.shard.query_batch(QueryBatchRequest(requests))
-        items = {
-            str(p.id): Candidate(str(p.id), dict(p.payload or {}), float(p.score))
-            for p in near
-            if belongs(dict(p.payload or {}), user_id)
-        }
+        items: dict[str, Candidate] = {}
+        for point in near:
+            payload = point.payload or {}
+            if belongs(payload, user_id):
+                memory_id = str(point.id)
+                items[memory_id] = Candidate(memory_id, payload, float(point.score))
         for point in keyword[0] if keyword else ():
             item = items.get(str(point.id))
             if item is not None:
