@@ -67,7 +67,13 @@ api(
     "api/chat/memories/{user_id}",
     "GET",
     EndpointSpec(
-        "List all of a user's memories (chat shortcut)", TAG, None, "MemoryList", success_message="获取用户记忆成功"
+        "List a user's memories, a page at a time (chat shortcut)",
+        TAG,
+        None,
+        "MemoryList",
+        success_message="获取用户记忆成功",
+        query_params=memory.PAGE_PARAMS,
+        description=memory.PAGE_NOTE,
     ),
 )(memory.memory_list_user)
 

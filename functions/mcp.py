@@ -284,6 +284,8 @@ RUN_ID = Arg("run_id", "string", "The run or conversation the memories belong to
 EXPIRATION_DATE = Arg(
     "expiration_date", "string", "ISO date or datetime (UTC) after which the memory is never returned; optional."
 )
+PAGE_LIMIT = Arg("limit", "integer", "How many memories at most (1-1000, default LIST_PAGE_SIZE, 100).")
+CURSOR = Arg("cursor", "string", "The next_cursor of the previous page: the memories older than its last one.")
 QUERY = Arg("query", "string", "What to look for, in natural language.", True)
 LIMIT = Arg("limit", "integer", "How many memories at most (1-100, default 10).")
 THRESHOLD = Arg("threshold", "number", "Drop results scoring below this (0-1).")
@@ -355,19 +357,23 @@ def search_memories(call: ToolCall) -> Any:
 @mcp_tool(
     bp,
     "list_memories",
-    "List all of a user's memories, newest first (GET /api/memory/user/{user_id}).",
+    "List a user's memories, newest first, a page at a time: pass the answer's next_cursor as cursor for the "
+    "next page (GET /api/memory/user/{user_id}).",
     "MemoryListRequest",
     USER_ID,
     AGENT_ID,
     RUN_ID,
+    PAGE_LIMIT,
+    CURSOR,
 )
 def list_memories(call: ToolCall) -> Any:
     from shared.contract import MemoryList
 
     who = call.caller()
     args = call.parse()
-    records = get_memory_service().list_memories(who.scope(args.user_id), args.agent_id, args.run_id)
-    return MemoryList(results=records, total=len(records))
+    service = get_memory_service()
+    page = service.list_page(who.scope(args.user_id), args.agent_id, args.run_id, limit=args.limit, cursor=args.cursor)
+    return MemoryList(results=page.items, total=len(page.items), next_cursor=page.next_cursor)
 
 
 @mcp_tool(

@@ -48,6 +48,15 @@ SCOPE_PARAMS = {
     "agent_id": "Only the user's memories of this agent (mem0's agent scope).",
     "run_id": "Only the user's memories of this run (mem0's run scope).",
 }
+PAGE_PARAMS = {
+    "limit": "How many memories at most, 1-1000 (default LIST_PAGE_SIZE, 100).",
+    "cursor": "The `next_cursor` of the previous page: the memories older than its last one.",
+}
+PAGE_NOTE = (
+    "A page of the user's memories, newest first: at most `limit`, and `data.next_cursor` to pass as "
+    "`cursor` for the next page (null on the last). Following the cursors yields every memory once, "
+    "even while memories are added."
+)
 
 
 def user_from_route(req: func.HttpRequest) -> str:
@@ -63,6 +72,18 @@ def scope_from_query(req: func.HttpRequest) -> tuple[str | None, str | None]:
     raw = {key: req.params.get(key) for key in ("agent_id", "run_id") if req.params.get(key) is not None}
     scope = validate(ScopeQuery, raw)
     return scope.agent_id, scope.run_id
+
+
+def page_from_query(req: func.HttpRequest) -> tuple[int | None, str | None]:
+    """The optional `?limit=&cursor=` of list and export (empty is absent), validated like a body."""
+    from shared.contract import PageQuery
+
+    raw: dict[str, object] = {key: req.params.get(key) for key in ("limit", "cursor") if req.params.get(key)}
+    limit = raw.get("limit")
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
+        raw["limit"] = int(limit)  # a query string has no numbers; anything but digits stays text: 422
+    page = validate(PageQuery, raw)
+    return page.limit, page.cursor
 
 
 def owner_from_query(req: func.HttpRequest) -> str | None:
@@ -197,20 +218,23 @@ def memory_search(req: func.HttpRequest, who: Caller, body: MemorySearchRequest)
     "api/memory/user/{user_id}",
     "GET",
     EndpointSpec(
-        "List all of a user's memories",
+        "List a user's memories, a page at a time",
         TAG,
         None,
         "MemoryList",
         success_message="获取用户记忆成功",
-        query_params=SCOPE_PARAMS,
+        query_params={**SCOPE_PARAMS, **PAGE_PARAMS},
+        description=PAGE_NOTE,
     ),
 )
 def memory_list_user(req: func.HttpRequest) -> Reply:
     from shared.contract import MemoryList
 
+    scope = caller(req).scope(user_from_route(req))
     agent_id, run_id = scope_from_query(req)
-    records = get_memory_service().list_memories(caller(req).scope(user_from_route(req)), agent_id, run_id)
-    return Reply(MemoryList(results=records, total=len(records)))
+    limit, cursor = page_from_query(req)
+    page = get_memory_service().list_page(scope, agent_id, run_id, limit=limit, cursor=cursor)
+    return Reply(MemoryList(results=page.items, total=len(page.items), next_cursor=page.next_cursor))
 
 
 @api(
@@ -326,11 +350,13 @@ def memory_history(req: func.HttpRequest) -> Reply:
     "api/memory/export/{user_id}",
     "GET",
     EndpointSpec(
-        "Export all of a user's data (memories with history, chat sessions)",
+        "Export all of a user's data (memories with history, chat sessions), a page of memories at a time",
         TAG,
         None,
         "UserExport",
         success_message="用户数据导出成功",
+        query_params=PAGE_PARAMS,
+        description=f"{PAGE_NOTE} The chat sessions and the graph come with the first page (no `cursor`).",
     ),
 )
 def memory_export_user(req: func.HttpRequest) -> Reply:
@@ -340,15 +366,26 @@ def memory_export_user(req: func.HttpRequest) -> Reply:
     from shared.contract import ExportedTurn, UserExport
 
     scope = caller(req).scope(user_from_route(req))
-    user_id = str(scope.user_id)
+    limit, cursor = page_from_query(req)
     service = get_memory_service()
-    memories = service.export_memories(scope)
-    sessions = {
-        session_id: [ExportedTurn(**asdict(turn)) for turn in turns]
-        for session_id, turns in service.export_sessions(scope).items()
-    }
-    graph = service.user_graph(scope, include_history=True)
-    return Reply(UserExport(user_id=user_id, exported_at=iso_utc(), memories=memories, sessions=sessions, graph=graph))
+    page = service.export_memories(scope, limit=limit, cursor=cursor)
+    sessions = {}
+    graph = None
+    if cursor is None:  # the rest of the user's data comes once, with the first page
+        sessions = {
+            session_id: [ExportedTurn(**asdict(turn)) for turn in turns]
+            for session_id, turns in service.export_sessions(scope).items()
+        }
+        graph = service.user_graph(scope, include_history=True)
+    exported = UserExport(
+        user_id=str(scope.user_id),
+        exported_at=iso_utc(),
+        memories=page.items,
+        sessions=sessions,
+        graph=graph,
+        next_cursor=page.next_cursor,
+    )
+    return Reply(exported)
 
 
 @api(

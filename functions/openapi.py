@@ -253,15 +253,20 @@ def _query_schema(name: str) -> dict[str, Any]:
 
 
 def _param_schema(name: str) -> dict[str, Any]:
-    """A path or query parameter's schema: the contract's rule for a user id, else a plain string."""
-    if name in ("user_id", "agent_id", "run_id"):  # mem0's scopes follow the user id's rule
-        from shared.contract import UserPath
+    """A path or query parameter's schema: the contract's rule for a user id and for a page's `limit` and
+    `cursor`, else a plain string."""
+    from shared.contract import PageQuery, UserPath
 
+    if name in ("user_id", "agent_id", "run_id"):  # mem0's scopes follow the user id's rule
         schema = dict(UserPath.model_json_schema()["properties"]["user_id"])
-        for key in ("title", "description", "examples"):
-            schema.pop(key, None)
-        return schema
-    return {"type": "string"}
+    elif name in PageQuery.model_fields:
+        field = PageQuery.model_json_schema()["properties"][name]
+        schema = dict(next(part for part in field.get("anyOf", [field]) if part.get("type") != "null"))
+    else:
+        return {"type": "string"}
+    for key in ("title", "description", "examples"):
+        schema.pop(key, None)
+    return schema
 
 
 def render(document: dict[str, Any]) -> str:

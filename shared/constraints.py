@@ -27,6 +27,7 @@ MAX_METADATA_KEYS = 32
 MAX_METADATA_KEY = 64
 MAX_METADATA_STRING = 2_000
 MAX_SEARCH_LIMIT = 100
+MAX_LIST_LIMIT = 1_000  # the most memories one page of a list or an export holds
 
 # The character rules, written once as regexes in the dialect JSON Schema and the validators share, so
 # that /openapi.json declares exactly what is refused (a generated request never finds a difference).
@@ -44,8 +45,11 @@ TEXT_PATTERN = rf"[^{_SPACE}]"
 # (A lone surrogate, which no store can write as UTF-8, is refused in any string by functions/http.py.)
 _KEY_CHARS = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
 METADATA_KEY_PATTERN = rf"^{_KEY_CHARS}{{1,{MAX_METADATA_KEY}}}$"
+# A list's cursor: 24 bytes in URL-safe base64 (shared/memory/listing.py), so every string of this form is one.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{32}$"
 # What each pattern means, for the 422 details (the pattern itself is in /openapi.json).
 PATTERN_RULES = {
+    CURSOR_PATTERN: "must be a next_cursor as a list or an export answered it",
     ID_PATTERN: "must hold something besides spaces and no control characters",
     USER_ID_PATTERN: "must hold no control characters and no space inside (spaces around are stripped)",
     TEXT_PATTERN: "must not be blank",
@@ -75,6 +79,7 @@ RESERVED_METADATA_KEYS = frozenset(
         # Derived by the vector-store adapters (shared/stores/vector/port.py).
         "_seq",
         "_ts",
+        "_day",
         "_month",
         "_speaker",
         "_expires",
@@ -128,6 +133,21 @@ def _json_integer(value: Any) -> Any:
 
 # Strict: a JSON number is a number and a JSON boolean a boolean (no "5" for 5, no true for 1).
 Limit = Annotated[int, BeforeValidator(_json_integer), Field(strict=True)]
+_LIST_LIMIT_TEXT = f"How many memories at most (1-{MAX_LIST_LIMIT}; default LIST_PAGE_SIZE, 100)."
+ListLimit = Annotated[
+    Limit,
+    Field(ge=1, le=MAX_LIST_LIMIT),
+    # written out: pydantic describes the bounds of an optional one by their Python names (ge, le)
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "description": _LIST_LIMIT_TEXT}),
+]
+Cursor = Annotated[
+    str,
+    StringConstraints(pattern=CURSOR_PATTERN),
+    Field(
+        description="Where the page starts: the `next_cursor` of the previous page (absent: the newest memories).",
+        examples=["AAAAAAAAAGRBw3i0j0BGm6qlbVgNcVEC"],
+    ),
+]
 MetadataValue = (
     Annotated[str, StringConstraints(max_length=MAX_METADATA_STRING)]
     | Annotated[bool, Field(strict=True)]

@@ -10,8 +10,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
 )
 
 from shared.constraints import (
@@ -22,9 +24,11 @@ from shared.constraints import (
 )
 from shared.constraints import (
     Content,
+    Cursor,
     ExpirationDate,
     Instant,
     Limit,
+    ListLimit,
     MemoryId,
     Metadata,
     Query,
@@ -176,9 +180,26 @@ class MemoryRecord(BaseModel):
     score: float | None = Field(None, description="Relevance, on search results only.")
 
 
-class MemoryList(BaseModel):
-    results: list[MemoryRecord]
-    total: int
+class Paged(BaseModel):
+    """An answer that is one page of a user's memories: `next_cursor` is always written, null on the last page."""
+
+    next_cursor: str | None = Field(
+        None,
+        description="The `cursor` of the next page (older memories); null when this page is the last.",
+    )
+
+    # No return annotation on purpose: with one, pydantic would describe the answer by it, not by the fields.
+    @model_serializer(mode="wrap")
+    def _with_cursor(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict):
+            data["next_cursor"] = self.next_cursor  # also when the envelope leaves out the other nulls
+        return data
+
+
+class MemoryList(Paged):
+    results: list[MemoryRecord] = Field(description="The page's memories, newest first.")
+    total: int = Field(description="How many memories this page holds (the user's count is in the stats).")
 
 
 class MemoryResults(BaseModel):
@@ -253,12 +274,18 @@ class ExportedTurn(BaseModel):
     memories_used: list[str]
 
 
-class UserExport(BaseModel):
+class UserExport(Paged):
     user_id: str
     exported_at: str
-    memories: list[dict[str, Any]] = Field(description="Every memory with its metadata and change history.")
-    sessions: dict[str, list[ExportedTurn]] = Field(description="Chat sessions by id, turns oldest first.")
-    graph: dict[str, Any] | None = Field(None, description="The user's graph (nodes, edges) when graph memory is on.")
+    memories: list[dict[str, Any]] = Field(
+        description="A page of the memories (newest first), each with its metadata and change history."
+    )
+    sessions: dict[str, list[ExportedTurn]] = Field(
+        description="Chat sessions by id, turns oldest first: on the first page (no `cursor`), else empty."
+    )
+    graph: dict[str, Any] | None = Field(
+        None, description="The user's graph (nodes, edges) when graph memory is on: on the first page only."
+    )
 
 
 class EventAccepted(BaseModel):
@@ -369,9 +396,18 @@ class ScopeQuery(BaseModel):
     run_id: ScopeId = None
 
 
+class PageQuery(BaseModel):
+    """`?limit=&cursor=` on list and export."""
+
+    limit: ListLimit | None = None
+    cursor: Cursor | None = None
+
+
 class MemoryListRequest(StrictModel):
-    """A user's memories, of the agent and run scopes given (the MCP tool list_memories)."""
+    """A page of a user's memories, of the agent and run scopes given (the MCP tool list_memories)."""
 
     user_id: UserId
     agent_id: ScopeId = None
     run_id: ScopeId = None
+    limit: ListLimit | None = None
+    cursor: Cursor | None = None

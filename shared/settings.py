@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.ai.local_models import DIMS as LOCAL_DIMS
 from shared.ai.local_models import MULTILINGUAL
 from shared.ai.local_models import model_id as local_model_id
+from shared.constraints import MAX_LIST_LIMIT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +60,13 @@ class Settings(BaseSettings):
         description="Informational only: the contract caps a memory's content and a chat message at 8,000 "
         "characters (shared/constraints.py); changing this setting changes nothing.",
     )
-    max_list_results: int = Field(10_000, ge=1, description="Most memories returned by one list call.")
+    list_page_size: int = Field(
+        100,
+        ge=1,
+        le=MAX_LIST_LIMIT,
+        description="Memories per page of a list or an export called without `limit` (at most 1,000, the most "
+        "`limit` may ask); `data.next_cursor` leads to the next page.",
+    )
 
     # --- callers (headers set by API Management, see docs/api.md) ----------------------------
     tenant_header: str | None = Field(

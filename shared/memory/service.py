@@ -3,9 +3,10 @@
 mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given, extracts facts
 from a chat turn and updates a memory's text. This layer owns the rules: by-id calls are checked
 against the owner before anything is read back or changed, batch adds embed once and write once,
-erasure removes a text from every store that holds it, counts and stats are exact, and store
-outages surface as `BackendUnavailable`. Every collaborator is given typed to the constructor
-(shared/factory.py builds them; tests/fixtures has in-memory ones).
+erasure removes a text from every store that holds it, lists and exports are pages (listing.py),
+counts and stats are exact and counted by the engine, and store outages surface as
+`BackendUnavailable`. Every collaborator is given typed to the constructor (shared/factory.py
+builds them; tests/fixtures has in-memory ones).
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import hashlib
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from shared.ai.embeddings import Embedder
 from shared.ai.quota import bills_scope
-from shared.context import expiration_text, iso_utc, utc_day
+from shared.context import expiration_text, iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
+from shared.memory.listing import Page, memory_page
 from shared.memory.mem0_engine import user_scope_part
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
 from shared.observability import meters
@@ -382,17 +383,25 @@ class MemoryService:
             raise Forbidden(f"memory {memory_id!r} belongs to another user")
         return record
 
+    def list_page(
+        self,
+        scope: Scope | str,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[MemoryRecord]:
+        """A page of the user's memories (of the agent and run scopes given), newest first: at most
+        `limit` (LIST_PAGE_SIZE by default), after `cursor` (shared/memory/listing.py)."""
+        size = limit or self.settings.list_page_size
+        return memory_page(self.store, as_scope(scope), size, cursor, scope_filters(agent_id, run_id))
+
     def list_memories(
         self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None
     ) -> list[MemoryRecord]:
-        """All of the user's memories (of the agent and run scopes given), newest first (at most MAX_LIST_RESULTS)."""
-        scope = as_scope(scope)
-        records = [
-            record_from_payload(str(row.id), row.payload).model_copy(update={"user_id": scope.user_id})
-            for row in self._scan_user(scope.key, self.settings.max_list_results, scope_filters(agent_id, run_id))
-        ]
-        records.sort(key=lambda r: r.created_at or "", reverse=True)
-        return records
+        """The first page of the user's memories (`list_page` without a cursor), newest first."""
+        return self.list_page(scope, agent_id, run_id).items
 
     def search_memories(
         self,
@@ -448,45 +457,37 @@ class MemoryService:
         return graph
 
     def stats(self, scope: Scope | str) -> MemoryStats:
-        """Counts by creation day (UTC) and by `metadata.category` ("other" when absent)."""
-        by_day: Counter[str] = Counter()
-        by_category: Counter[str] = Counter()
-        total = 0
+        """Counts by creation day (UTC) and `metadata.category` ("other": none), by the engine (reads.py)."""
         scope = as_scope(scope)
-        for row in self._scan_user(scope.key, None):
-            payload = row.payload or {}
-            total += 1
-            created = str(payload.get("created_at") or "")
-            by_day[utc_day(created)] += 1
-            category = payload.get("category")
-            by_category[str(category) if category not in (None, "") else "other"] += 1
+        with vector_store_calls():
+            tally = self.store.tally_user(scope.key)
         return MemoryStats(
             user_id=str(scope.user_id),
-            total_memories=total,
-            date_distribution=dict(sorted(by_day.items())),
-            category_distribution=dict(by_category.most_common()),
+            total_memories=tally.total,
+            date_distribution=dict(sorted(tally.days.items())),
+            category_distribution=dict(tally.categories.most_common()),
         )
 
     def memory_history(self, memory_id: str, scope: Scope | str | None = None) -> list[HistoryRow]:
         self._owned(memory_id, as_scope(scope))
         return self.history.get_history(memory_id)
 
-    def export_memories(self, scope: Scope | str) -> list[dict[str, Any]]:
-        """Every memory of the user with its change history, oldest first (portability requests)."""
-        return [
-            {**record.model_dump(mode="json", exclude_none=True), "history": self.history.get_history(record.id)}
-            for record in reversed(self.list_memories(scope))
+    def export_memories(
+        self, scope: Scope | str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[dict[str, Any]]:
+        """A page of the user's memories (as `list_page`), each with its change history: one history
+        read for the page (portability requests)."""
+        page = self.list_page(scope, limit=limit, cursor=cursor)
+        histories = self.history.get_histories([record.id for record in page.items])
+        items = [
+            {**record.model_dump(mode="json", exclude_none=True), "history": histories.get(record.id, [])}
+            for record in page.items
         ]
+        return Page(items, page.next_cursor)
 
     def export_sessions(self, scope: Scope | str) -> dict[str, list[Turn]]:
         """The user's chat sessions by id (turns oldest first)."""
         return self.sessions.export_user(as_scope(scope).key)
-
-    def _scan_user(self, user_id: str, cap: int | None, filters: SearchFilters | None = None) -> list[Any]:
-        """Every live stored point of `user_id` passing `filters` (payloads only), up to `cap`."""
-        with vector_store_calls():
-            rows = self.store.list_user(user_id, cap, filters)
-        return [row for row in rows if belongs(row.payload, user_id) and not expired(row.payload)]
 
     def count_memories(self, scope: Scope | str) -> int:
         """How many memories the user has (counted by the engine)."""

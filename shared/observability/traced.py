@@ -107,6 +107,12 @@ class TracedVectorStore:
     def count_user(self, user_id: str) -> Any:
         return self._call("count_user", self._inner.count_user, user_id)
 
+    def page_user(self, user_id: str, limit: int, before: Any = None, filters: Any = None) -> Any:
+        return self._call("page_user", self._inner.page_user, user_id, limit, before, filters)
+
+    def tally_user(self, user_id: str) -> Any:
+        return self._call("tally_user", self._inner.tally_user, user_id)
+
     def ping(self) -> Any:
         return self._call("ping", self._inner.ping)
 

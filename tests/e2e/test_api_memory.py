@@ -165,7 +165,7 @@ def test_delete_one_and_delete_all_both_apis(api: httpx.Client) -> None:
     assert api.delete(f"/api/memory/memory/{ids[0]}").status_code == 404  # already gone
 
     assert ok(api.delete(f"/api/chat/memories/{alice}")) == {"deleted": 3}
-    assert ok(api.get(f"/api/memory/user/{alice}")) == {"results": [], "total": 0}
+    assert ok(api.get(f"/api/memory/user/{alice}")) == {"results": [], "total": 0, "next_cursor": None}
     assert ok(api.delete(f"/api/memory/user/{alice}")) == {"deleted": 0}
 
 

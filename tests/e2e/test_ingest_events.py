@@ -230,7 +230,7 @@ def test_a_host_killed_with_a_full_queue_loses_and_doubles_nothing(tmp_path: Pat
         try:
             finished = [wait_for_event(api, loc, timeout=120) for loc in locations]
             assert [e["status"] for e in finished] == ["succeeded"] * events, (statuses, finished)
-            listed = api.get(f"/api/memory/user/{user}").json()["data"]["results"]
+            listed = api.get(f"/api/memory/user/{user}", params={"limit": 1000}).json()["data"]["results"]
             stored = sorted(m["memory"] for m in listed)
             assert stored == sorted(t for batch in texts for t in batch)  # nothing lost, nothing twice
             assert sorted(m["id"] for m in listed) == sorted(i for e in finished for i in e["memory_ids"])

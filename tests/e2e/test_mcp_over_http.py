@@ -133,7 +133,7 @@ def test_one_user_cannot_see_or_touch_anothers_memory(devhost: DevHost) -> None:
 
     out = _run(devhost, body)
     assert out["search"]["results"] == []
-    assert out["list"] == {"results": [], "total": 0}
+    assert out["list"] == {"results": [], "total": 0, "next_cursor": None}
     for name in ("get", "update", "delete"):
         assert "forbidden" in _error_text(out[name]), name
     assert [r["memory"] for r in out["alice"]["results"]] == ["alice's locker code is 4711"]

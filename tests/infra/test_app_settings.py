@@ -36,7 +36,7 @@ NOT_SET_IN_THE_CLOUD = {
     "MAX_BODY_BYTES": "limit keeps its default",
     "MAX_BATCH_SIZE": "limit keeps its default",
     "MAX_CONTENT_CHARS": "limit keeps its default",
-    "MAX_LIST_RESULTS": "limit keeps its default",
+    "LIST_PAGE_SIZE": "limit keeps its default",
     "VECTOR_STORE_TIMEOUT_SECONDS": "timeout keeps its default",
     "LLM_TIMEOUT_SECONDS": "timeout keeps its default",
     "LLM_MAX_RETRIES": "retry policy keeps its default",

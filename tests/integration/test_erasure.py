@@ -54,7 +54,7 @@ def test_deleting_a_user_erases_their_words_from_every_store(service: MemoryServ
     for word in (canary, updated, said):
         assert _files_holding(root, word) == [], word
     assert service.list_memories(user) == [] and service.search_memories(user, canary, 10) == []
-    assert service.export_memories(user) == [] and service.sessions.export_user(user) == {}
+    assert service.export_memories(user).items == [] and service.sessions.export_user(user) == {}
     assert service.history.get_history(memory_id) == []
     assert service.store.count_user(user) == 0
     # nothing of anybody else's was touched

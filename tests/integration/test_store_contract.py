@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ import pytest
 from shared.ai.embeddings import Embedder, LocalEmbedder
 from shared.contract import SearchFilters
 from shared.errors import ConfigurationProblem
-from shared.stores.vector.port import SEQ_KEY, TS_KEY, VectorStore
+from shared.scope import Scope
+from shared.stores.vector.port import DAY_KEY, SEQ_KEY, TS_KEY, Tally, VectorStore
 from tests.helpers import local_model_path
 
 DIMS = 384
@@ -564,6 +566,105 @@ def test_keyword_analysis_stems_and_drops_stop_words(store: VectorStore, embedde
     nothing = store.candidates("alice", embedder.embed("the and with"), "the and with", 10, None)
     assert nothing.keyword_exhaustive and len(nothing.items) == 3  # the dense side still answers
     assert keyword_hits("When did she go hiking?") == [dogs]  # question words are stop words too
+
+
+# --- bounded reads: pages in write order, stats counted by the engine ----------------------------
+def _write(store: VectorStore, user: str, n: int, text: str = "m", **metadata: Any) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    store.insert([_axis(i % 8) for i in range(n)], [_payload(user, f"{text} {i}", **metadata) for i in range(n)], ids)
+    return ids
+
+
+def _pages(store: VectorStore, user: str, limit: int, between: Any = None, filters: Any = None) -> list[list[str]]:
+    """Every page of `user`, following the last memory of each (`between` runs before each next page)."""
+    pages, before = [], None
+    while True:
+        page = store.page_user(user, limit, before, filters)
+        pages.append([hit.id for hit in page])
+        if len(page) < limit:
+            return pages
+        before = (page[-1].payload[SEQ_KEY], page[-1].id)
+        if between is not None:
+            between()
+
+
+def test_pages_follow_the_write_order_each_memory_once_while_others_are_added(store: VectorStore) -> None:
+    alice = _write(store, "alice", 23)
+    acme = Scope("alice", tenant="acme")
+    theirs = _write(store, acme.key, 4, **acme.payload_fields())
+    _write(store, "bob", 5)
+    _write(store, "alice ", 3)
+    added: list[str] = []
+    pages = _pages(store, "alice", 5, lambda: added.extend(_write(store, "alice", 2, "new")))
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3] and len(added) == 8
+    assert [m for page in pages for m in page] == alice[::-1]  # newest first, every one once, none added
+    assert [m for page in _pages(store, acme.key, 3) for m in page] == theirs[::-1]  # the tenant's own
+    middle = store.get(alice[10])
+    assert middle is not None
+    older = store.page_user("alice", 4, (middle.payload[SEQ_KEY], alice[10]))
+    assert [hit.id for hit in older] == alice[9:5:-1]  # strictly older than the cursor's memory
+    assert store.page_user("nobody", 5) == [] and store.page_user("alice", 0) == []
+
+
+def test_pages_skip_deleted_and_expired_memories_and_keep_to_the_filters(store: VectorStore) -> None:
+    ids = _write(store, "alice", 40)
+    for memory_id in ids[5:35]:  # a gap in the write order
+        store.delete(memory_id)
+    _write(store, "alice", 1, "expired", expiration_date="2000-01-01")
+    planner = _write(store, "alice", 3, "planned", agent_id="planner")
+    listed = [m for page in _pages(store, "alice", 4) for m in page]
+    assert listed == planner[::-1] + ids[:34:-1] + ids[4::-1]
+    assert _pages(store, "alice", 2, filters=SearchFilters().scoped("planner")) == [planner[:0:-1], planner[:1]]
+
+
+def test_a_tie_in_the_write_order_is_paged_by_id(store: VectorStore) -> None:
+    ids = _write(store, "alice", 8)
+    for memory_id in ids[2:6]:  # four memories at one `_seq`, as two writers at once can leave them
+        hit = store.get(memory_id)
+        assert hit is not None
+        store.update(memory_id, payload={**hit.payload, SEQ_KEY: 3})
+    order = sorted(store.list_user("alice"), key=lambda h: (h.payload[SEQ_KEY], h.id), reverse=True)
+    for limit in (1, 2, 3, 8):
+        assert [m for page in _pages(store, "alice", limit) for m in page] == [h.id for h in order], limit
+
+
+def _forget_day(engine: Engine, store: Any, user: str, ids: list[str]) -> None:
+    """Takes `_day` off memories, as memories written before the adapters derived it have none."""
+    if engine.name == "edge":
+        from qdrant_edge import UpdateOperation
+
+        store.shard.update(UpdateOperation.delete_payload(ids, [DAY_KEY]))
+    elif engine.name == "chroma":  # Chroma deletes a key updated to None
+        store._on_user(user, lambda c, _s: c.update(ids=ids, metadatas=[{DAY_KEY: None}] * len(ids)), None)
+    else:
+        store.client.delete_payload(store.collection_name, keys=[DAY_KEY], points=ids)
+
+
+def test_stats_are_counted_by_the_engine(engine: Engine, store: VectorStore) -> None:
+    def write(when: datetime, n: int, **metadata: Any) -> list[str]:
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        store.insert([_axis(0)] * n, [_payload("alice", f"at {when} {i}", when, **metadata) for i in range(n)], ids)
+        return ids
+
+    day = [datetime(2024, 5, d, 12, 0, tzinfo=UTC) for d in range(1, 5)]
+    write(day[0], 3, category="food")
+    write(day[1], 2, category="drinks")
+    write(day[1], 1, category="")  # "other", like a memory without one
+    old = write(day[2], 2)
+    write(day[2], 1, category=5)  # not a string: no keyword index holds it
+    write(datetime(2024, 5, 3, 23, 30, tzinfo=timezone(timedelta(hours=-2))), 1)  # May 4th in UTC
+    write(day[0], 1, category="food", expiration_date="2000-01-01")  # expired: not counted
+    _write(store, "bob", 2, category="food")
+    acme = Scope("alice", tenant="acme")
+    _write(store, acme.key, 1, category="acme", **acme.payload_fields())
+    _forget_day(engine, store, "alice", old)  # written before `_day`: counted from `created_at`
+
+    tally = store.tally_user("alice")
+    assert tally.total == 10 == store.count_user("alice")
+    assert tally.days == {"2024-05-01": 3, "2024-05-02": 3, "2024-05-03": 3, "2024-05-04": 1}
+    assert tally.categories == {"food": 3, "drinks": 2, "other": 4, "5": 1}
+    assert store.tally_user(acme.key) == Tally(1, Counter({"2024-05-01": 1}), Counter({"acme": 1}))
+    assert store.tally_user("nobody") == Tally()
 
 
 # --- mem0 on the adapter -----------------------------------------------------------------------

@@ -246,7 +246,8 @@ def test_stats_count_and_export(core: Core) -> None:
     assert stats.total_memories == 2 == core.service.count_memories("alice")
     assert stats.category_distribution == {"food": 1, "other": 1}
     exported = core.service.export_memories("alice")
-    assert sorted(item["memory"] for item in exported) == ["a", "b"] and all(item["history"] for item in exported)
+    assert [item["memory"] for item in exported.items] == ["b", "a"] and exported.next_cursor is None
+    assert all(item["history"] for item in exported.items)
 
 
 def test_close_releases_the_store_and_the_history(core: Core) -> None:

@@ -53,6 +53,11 @@ class HistoryStore(Protocol):
 
     def get_history(self, memory_id: str) -> list[HistoryRow]: ...
 
+    def get_histories(self, memory_ids: list[str]) -> dict[str, list[HistoryRow]]:
+        """The rows of each of `memory_ids` (oldest first; a memory without any is absent), in one
+        batched read: what an export page reads."""
+        ...
+
     def save_messages(self, messages: list[dict[str, Any]], session_scope: str) -> None: ...
 
     def get_last_messages(self, session_scope: str, limit: int = 10) -> list[dict[str, Any]]: ...
@@ -78,7 +83,10 @@ _SCHEMA = (
         created_at DATETIME, updated_at DATETIME, is_deleted INTEGER, actor_id TEXT, role TEXT)""",
     """CREATE TABLE IF NOT EXISTS messages (
         id TEXT PRIMARY KEY, session_scope TEXT, role TEXT, content TEXT, name TEXT, created_at DATETIME)""",
+    # a memory's rows are read (a history, an export page) and erased by its id
+    "CREATE INDEX IF NOT EXISTS history_memory_id ON history (memory_id)",
 )
+_BATCH = 500  # ids per query: under SQLite's bound on the parameters of one statement
 
 
 class LocalHistoryStore:
@@ -132,16 +140,25 @@ class LocalHistoryStore:
 
     def get_history(self, memory_id: str) -> list[HistoryRow]:
         """The memory's rows, oldest first."""
+        return self.get_histories([memory_id]).get(memory_id, [])
+
+    def get_histories(self, memory_ids: list[str]) -> dict[str, list[HistoryRow]]:
+        """The rows of each memory, oldest first: one query per 500 ids."""
+        found: dict[str, list[HistoryRow]] = {}
         connection = self._connection
-        with self._lock:
-            rows = connection.execute(
-                f"SELECT id, {', '.join(_COLUMNS)} FROM history WHERE memory_id = ?"  # noqa: S608 - column names only
-                " ORDER BY created_at ASC, DATETIME(updated_at) ASC",
-                (memory_id,),
-            ).fetchall()
-        found = [dict(zip(("id", *_COLUMNS), row, strict=True)) for row in rows]
-        for row in found:
-            row["is_deleted"] = bool(row["is_deleted"])
+        for start in range(0, len(memory_ids), _BATCH):
+            chunk = memory_ids[start : start + _BATCH]
+            marks = ",".join("?" for _ in chunk)
+            with self._lock:
+                rows = connection.execute(
+                    f"SELECT id, {', '.join(_COLUMNS)} FROM history WHERE memory_id IN ({marks})"  # noqa: S608 - names and placeholders only
+                    " ORDER BY created_at ASC, DATETIME(updated_at) ASC",
+                    chunk,
+                ).fetchall()
+            for row in rows:
+                entry = dict(zip(("id", *_COLUMNS), row, strict=True))
+                entry["is_deleted"] = bool(entry["is_deleted"])
+                found.setdefault(str(entry["memory_id"]), []).append(entry)
         return found
 
     def save_messages(self, messages: list[dict[str, Any]], session_scope: str) -> None:

@@ -259,25 +259,37 @@ class TableHistoryStore:
                 list(pool.map(table.create_entity, entities))
 
     def get_history(self, memory_id: str) -> list[dict[str, Any]]:
-        rows = []
+        with table_calls("read history"):
+            return self._partition_rows(self._tables.table(self._name), memory_id)
+
+    def get_histories(self, memory_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each memory's rows: one partition read per memory, eight at a time (an OR of partition keys
+        would make the service scan the table)."""
         with table_calls("read history"):
             table = self._tables.table(self._name)
-            for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": encode_key(memory_id)}):
-                rows.append(
-                    {
-                        "id": entity["RowKey"],
-                        "memory_id": entity["memory_id"],
-                        "old_memory": entity.get("old_memory"),
-                        "new_memory": entity.get("new_memory"),
-                        "event": entity["event"],
-                        "created_at": entity.get("created_at"),
-                        "updated_at": entity.get("updated_at"),
-                        "is_deleted": bool(entity.get("is_deleted")),
-                        "actor_id": entity.get("actor_id"),
-                        "role": entity.get("role"),
-                    }
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                found = dict(
+                    zip(memory_ids, pool.map(lambda m: self._partition_rows(table, m), memory_ids), strict=True)
                 )
-        return rows
+        return {memory_id: rows for memory_id, rows in found.items() if rows}
+
+    @staticmethod
+    def _partition_rows(table: Any, memory_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": entity["RowKey"],
+                "memory_id": entity["memory_id"],
+                "old_memory": entity.get("old_memory"),
+                "new_memory": entity.get("new_memory"),
+                "event": entity["event"],
+                "created_at": entity.get("created_at"),
+                "updated_at": entity.get("updated_at"),
+                "is_deleted": bool(entity.get("is_deleted")),
+                "actor_id": entity.get("actor_id"),
+                "role": entity.get("role"),
+            }
+            for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": encode_key(memory_id)})
+        ]
 
     # mem0 keeps the last messages of a scope to give its extraction prompt some context.
     def save_messages(self, messages: list[dict[str, Any]], session_scope: str) -> None:

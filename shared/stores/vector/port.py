@@ -11,7 +11,7 @@ two things at once:
 - this port's own calls, which keep work that grows with a user's data inside the engine:
   `candidates` (the hybrid query: dense + BM25, filtered to the user and the search filters),
   `neighbours` (memories next to others in the user's write order), `fetch`, `list_user`,
-  `count_user`, `ping`.
+  `count_user`, `page_user` and `tally_user` (a list's page and the stats, bounded: reads.py), `ping`.
 
 Adapters add derived payload fields on every write (`derive`), kept beside mem0's own and never
 shown to callers (they are reserved metadata names):
@@ -19,6 +19,8 @@ shown to callers (they are reserved metadata names):
 - `_seq`: the memory's place in its user's write order (0, 1, 2, ... per user), so that the
   neighbours of a memory are one filtered lookup (`_seq` in {s - 1, s + 1});
 - `_ts`: the creation instant as epoch seconds, for range filters and the context window;
+- `_day`: the creation day (UTC, `YYYY-MM-DD`), keyword-indexed, so that the stats' memories per day
+  are the engine's facet of it (reads.py);
 - `_expires`: when the memory expires (`expiration_date`) as epoch seconds, for the engine's
   "not expired" condition (`shared.query.filters.not_expired`) and the purge's range query, with
   `_mortal` (true) beside it, so that "never expires" is a plain condition in every engine;
@@ -34,11 +36,13 @@ from __future__ import annotations
 import builtins
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from shared.context import utc_day
 from shared.query.text import STOP_WORDS
 from shared.scope import TENANT_KEY as TENANT_KEY  # re-exported beside the derived keys
 from shared.scope import key_tenant
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 
 SEQ_KEY = "_seq"
 TS_KEY = "_ts"
+DAY_KEY = "_day"
 MONTH_KEY = "_month"
 SPEAKER_KEY = "_speaker"
 EXPIRES_KEY = "_expires"
@@ -55,7 +60,7 @@ MORTAL_KEY = "_mortal"
 EXPIRATION_KEY = "expiration_date"
 # `_tenant` is set by the service from the caller's scope (shared/scope.py), not derived here, but
 # like the others it is carried through rewrites and never shown to callers.
-DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY, TENANT_KEY})
+DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, DAY_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY, TENANT_KEY})
 # mem0's scopes beside the user, stored and indexed as keywords by every adapter.
 SCOPE_KEYS = ("agent_id", "run_id")
 TEXT_KEY = "data"  # mem0's name for the memory text
@@ -70,6 +75,18 @@ class Hit:
     payload: dict[str, Any]
     score: float | None = None
     vector: Sequence[float] | None = None
+
+
+Position = tuple[int, str]  # (`_seq`, id): a memory's place in its user's write order (reads.py)
+
+
+@dataclass
+class Tally:
+    """What the stats count of a user's live memories (reads.py)."""
+
+    total: int = 0
+    days: Counter[str] = field(default_factory=Counter)  # creation day (UTC, YYYY-MM-DD) -> memories
+    categories: Counter[str] = field(default_factory=Counter)  # metadata.category ("other": none) -> memories
 
 
 @dataclass
@@ -174,6 +191,17 @@ class VectorStore(Protocol):
         """How many live (unexpired) memories the user has."""
         ...
 
+    def page_user(
+        self, user_id: str, limit: int, before: Position | None = None, filters: SearchFilters | None = None
+    ) -> builtins.list[Hit]:
+        """Up to `limit` of the user's live memories passing `filters`, newest first by (`_seq`, id),
+        all strictly older than `before` when given (the last of the previous page): reads.py."""
+        ...
+
+    def tally_user(self, user_id: str) -> Tally:
+        """The user's live memories counted: in all, per creation day, per category (reads.py)."""
+        ...
+
     def ping(self) -> dict[str, Any]:
         """A cheap round trip; raises when the engine cannot answer."""
         ...
@@ -241,6 +269,7 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     ts = timestamp(out.get("created_at"))
     if ts is not None:
         out[TS_KEY] = ts
+    out[DAY_KEY] = utc_day(str(out.get("created_at") or ""))
     expires = expires_at(out.get(EXPIRATION_KEY))
     if expires is not None:
         out[EXPIRES_KEY] = expires

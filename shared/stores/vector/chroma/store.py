@@ -15,7 +15,7 @@ from chromadb.errors import NotFoundError, UniqueConstraintError
 
 from shared.errors import ConfigurationProblem
 from shared.scope import key_tenant
-from shared.stores.vector.chroma import maintenance
+from shared.stores.vector.chroma import maintenance, reads
 from shared.stores.vector.chroma.filters import clean_metadata, mem0_where, search_where, translate, where_matches
 from shared.stores.vector.chroma.keywords import analysed
 from shared.stores.vector.chroma.queries import (
@@ -36,6 +36,8 @@ from shared.stores.vector.port import (
     Candidates,
     Hints,
     Hit,
+    Position,
+    Tally,
     carry_derived,
     derive,
     user_filter_value,
@@ -217,6 +219,18 @@ class ChromaVectorStore:
 
         return self._on_user(user_id, lambda collection, _space: highest_seq(collection) + 1, 0)
 
+    def _counters(self, users: Sequence[str]) -> dict[str, int]:
+        """One past each user's highest `_seq` given out: the catalog's counters (a scan where one is missing)."""
+        got = self._on_catalog(
+            lambda catalog: catalog.get(ids=[f"s:{digest(u)}" for u in users], include=["metadatas"])
+        )
+        known = {}
+        for _, metadata in result_rows(got, "metadatas"):
+            user, stored = (metadata or {}).get(USER_KEY), (metadata or {}).get("next")
+            if isinstance(user, str) and isinstance(stored, int):
+                known[user] = stored
+        return {u: known[u] if u in known else self._stored_next(u) for u in users}
+
     def reserve(self, memories: Mapping[str, Sequence[str]]) -> dict[str, int]:
         """The first `_seq` of each user's new memories (ids in `memories`); moves each user's counter
         forward by their count and records the ids' owner, in one catalog write.
@@ -229,14 +243,7 @@ class ChromaVectorStore:
         for lock in locks:
             lock.acquire()
         try:
-            counters = [f"s:{digest(u)}" for u in users]
-            got = self._on_catalog(lambda catalog: catalog.get(ids=counters, include=["metadatas"]))
-            known = {}
-            for _, metadata in result_rows(got, "metadatas"):
-                user, stored = (metadata or {}).get(USER_KEY), (metadata or {}).get("next")
-                if isinstance(user, str) and isinstance(stored, int):
-                    known[user] = stored
-            first = {u: known[u] if u in known else self._stored_next(u) for u in users}
+            first = self._counters(users)
             ids = [f"s:{digest(u)}" for u in users]
             metadatas: list[dict[str, Any]] = [{USER_KEY: u, "next": first[u] + len(memories[u])} for u in users]
             for user in users:
@@ -431,27 +438,17 @@ class ChromaVectorStore:
         )
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Current payloads of `ids`: one catalog lookup, then one call per user they belong to."""
-        wanted = list(dict.fromkeys(str(i) for i in ids))
-        by_user: dict[str, list[str]] = {}
-        for start in range(0, len(wanted), self._batch):
-            for memory_id, user in self.owners(wanted[start : start + self._batch]).items():
-                by_user.setdefault(user, []).append(memory_id)
-        found: dict[str, dict[str, Any]] = {}
-        for user, user_ids in by_user.items():
+        return reads.fetch(self, ids)
 
-            def get_payloads(
-                collection: Collection, _space: str, user: str = user, user_ids: list[str] = user_ids
-            ) -> None:
-                for start in range(0, len(user_ids), self._batch):
-                    got = collection.get(ids=user_ids[start : start + self._batch], include=["metadatas"])
-                    for memory_id, metadata in result_rows(got, "metadatas"):
-                        payload = dict(metadata or {})
-                        if payload.get(USER_KEY) == user:
-                            found[memory_id] = payload
+    def page_user(
+        self, user_id: str, limit: int, before: Position | None = None, filters: SearchFilters | None = None
+    ) -> list[Hit]:
+        """Windows of `_seq` numbers below the cursor's, or below the user's counter (reads.py)."""
+        top = lambda: self._counters([user_id])[user_id]  # noqa: E731 - read only for a first page
+        return self._on_user(user_id, lambda c, _space: reads.page(c, user_id, limit, before, filters, top), [])
 
-            self._on_user(user, get_payloads, None)
-        return found
+    def tally_user(self, user_id: str) -> Tally:
+        return self._on_user(user_id, lambda c, _space: reads.tally(c, user_id), Tally())
 
     def list_user(
         self, user_id: str, limit: int | None = None, filters: SearchFilters | None = None, *, expired: bool = False

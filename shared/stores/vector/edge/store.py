@@ -16,6 +16,7 @@ import numpy as np
 from shared.errors import StoreLocked
 from shared.query.filters import holds
 from shared.stores.vector.port import (
+    DAY_KEY,
     EXPIRES_KEY,
     MONTH_KEY,
     MORTAL_KEY,
@@ -29,6 +30,8 @@ from shared.stores.vector.port import (
     Candidates,
     Hints,
     Hit,
+    Position,
+    Tally,
     belongs,
     carry_derived,
     derive,
@@ -38,6 +41,7 @@ from shared.stores.vector.port import (
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+from shared.stores.vector.edge import reads
 from shared.stores.vector.edge.analysis import text_index_params
 from shared.stores.vector.edge.compaction import recover
 from shared.stores.vector.edge.embedding import REEMBED_COMMAND, EmbeddingModelChanged, check_model, recorded
@@ -129,6 +133,7 @@ class EdgeVectorStore:
             TEXT_KEY: text_index_params(),
             SEQ_KEY: IntegerIndexParams(lookup=True, range=True),
             TS_KEY: FloatIndexParams(),
+            DAY_KEY: KeywordIndexParams(),  # the stats' facet of memories per day
             "category": KeywordIndexParams(),
             "agent_id": KeywordIndexParams(),
             "run_id": KeywordIndexParams(),
@@ -388,6 +393,14 @@ class EdgeVectorStore:
 
         return int(self.shard.count(CountRequest(exact=True, filter=search_filter(user_id, None))))
 
+    def page_user(
+        self, user_id: str, limit: int, before: Position | None = None, filters: SearchFilters | None = None
+    ) -> builtins.list[Hit]:
+        return reads.page(self, user_id, limit, before, filters)
+
+    def tally_user(self, user_id: str) -> Tally:
+        return reads.tally(self, user_id)
+
     def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
         """Up to `limit` memories (of any user) expired at `now`: one range query on `_expires`."""
         from qdrant_edge import FieldCondition, Filter, RangeFloat
@@ -414,7 +427,8 @@ class EdgeVectorStore:
                 shard.close()
             self.shard = None  # type: ignore[assignment]
 
-    def _scroll(self, only: Any, limit: int | None) -> Iterable[Hit]:
+    def _scroll(self, only: Any, limit: int | None, payload: Any = True) -> Iterable[Hit]:
+        """The points passing `only`, at most `limit`, with their payload (`payload`: the fields to read)."""
         from qdrant_edge import ScrollRequest
 
         remaining = limit if limit is not None else None
@@ -422,7 +436,7 @@ class EdgeVectorStore:
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
             points, offset = self.shard.scroll(
-                ScrollRequest(offset=offset, limit=page, filter=only, with_payload=True, with_vector=False)
+                ScrollRequest(offset=offset, limit=page, filter=only, with_payload=payload, with_vector=False)
             )
             for point in points:
                 yield Hit(str(point.id), dict(point.payload or {}))

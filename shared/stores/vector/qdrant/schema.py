@@ -13,6 +13,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
+    DAY_KEY,
     EXPIRES_KEY,
     MONTH_KEY,
     MORTAL_KEY,
@@ -60,6 +61,8 @@ def payload_indexes(local: bool = False) -> dict[str, models.PayloadSchemaParams
             type=models.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
         ),
         TS_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
+        # the stats' facets: memories per day and per category
+        DAY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         CATEGORY_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         MONTH_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
         SPEAKER_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),

@@ -26,6 +26,8 @@ from shared.stores.vector.port import (
     Candidates,
     Hints,
     Hit,
+    Position,
+    Tally,
     belongs,
     carry_derived,
     derive,
@@ -35,10 +37,10 @@ from shared.stores.vector.port import (
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+from shared.stores.vector.qdrant import reads
 from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter, translate
 from shared.stores.vector.qdrant.keywords import SPARSE_KEY, document_vector, query_vector, term_vectors
 from shared.stores.vector.qdrant.schema import (
-    PAGE_SIZE,
     already_exists,
     check_layout,
     check_model,
@@ -449,6 +451,14 @@ class QdrantServerStore:
             result = self.client.count(self.collection_name, count_filter=search_filter(user_id, None), exact=True)
         return int(result.count)
 
+    def page_user(
+        self, user_id: str, limit: int, before: Position | None = None, filters: SearchFilters | None = None
+    ) -> builtins.list[Hit]:
+        return reads.page(self, user_id, limit, before, filters)
+
+    def tally_user(self, user_id: str) -> Tally:
+        return reads.tally(self, user_id)
+
     def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
         """Up to `limit` memories (of any user) expired at `now`: one range query on `_expires`."""
         only = models.Filter(must=[models.FieldCondition(key=EXPIRES_KEY, range=models.Range(lte=now))])
@@ -471,20 +481,4 @@ class QdrantServerStore:
     # --- helpers -------------------------------------------------------------------------------
     def _scroll(self, engine_filter: models.Filter, limit: int | None) -> builtins.list[Hit]:
         """Payloads matching `engine_filter`, at most `limit` (None: all), a page per round trip."""
-        hits: builtins.list[Hit] = []
-        offset: models.ExtendedPointId | None = None
-        while limit is None or len(hits) < limit:
-            page = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(hits))
-            with self._guard:
-                records, offset = self.client.scroll(
-                    self.collection_name,
-                    scroll_filter=engine_filter,
-                    limit=page,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=False,
-                )
-            hits.extend(Hit(id=str(r.id), payload=dict(r.payload or {})) for r in records)
-            if offset is None:
-                break
-        return hits
+        return builtins.list(reads.scroll(self, engine_filter, limit))
