@@ -84,7 +84,14 @@ RESERVED_METADATA_KEYS = frozenset(
         "_speaker",
         "_expires",
         "_mortal",
+        "_valid_until",
+        "_ended",
         "_tenant",
+        # The validity of a memory (issue 22): set by the service, shown on every memory object.
+        "valid_from",
+        "valid_until",
+        "superseded_by",
+        "supersedes",
     }
 )
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 
 # chromadb's parameter types (TypedDict `where`s, numpy-or-sequence unions) are stricter than the
 # plain dicts and lists built here, and the server validates every call anyway.
@@ -422,7 +423,14 @@ class ChromaVectorStore:
 
         return self._on_user(user_id, on_collection, Candidates(items=[], keyword_exhaustive=True))
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = "") -> list[Candidate]:
+    def neighbours(
+        self,
+        user_id: str,
+        seqs: Sequence[int],
+        vector: Sequence[float],
+        text: str = "",
+        validity: Validity | None = None,
+    ) -> list[Candidate]:
         """The user's memories at the given write positions, with their cosine to `vector` and the
         share of `text`'s terms they hold (the scale of `candidates`): one call."""
         wanted = sorted({int(s) for s in seqs})
@@ -433,7 +441,9 @@ class ChromaVectorStore:
         none: list[Candidate] = []
         return self._on_user(
             user_id,
-            lambda collection, _space: neighbour_candidates(collection, user_id, wanted, vector, text, weights),
+            lambda collection, _space: neighbour_candidates(
+                collection, user_id, wanted, vector, text, weights, validity
+            ),
             none,
         )
 
