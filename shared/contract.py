@@ -30,6 +30,7 @@ from shared.constraints import (
     Limit,
     ListLimit,
     MemoryId,
+    MemoryUuid,
     Metadata,
     Query,
     ScopeId,
@@ -151,7 +152,7 @@ class ValidityQuery(BaseModel):
     """`?as_of=&include_superseded=` on list (and the fields of the same names on search)."""
 
     as_of: Instant | None = Field(None, description=AS_OF)
-    include_superseded: bool = Field(False, description=INCLUDE_SUPERSEDED)
+    include_superseded: Annotated[bool, Field(strict=True)] = Field(False, description=INCLUDE_SUPERSEDED)
 
     def validity(self) -> Validity:
         return Validity.of_request(_epoch(self.as_of) if self.as_of else None, self.include_superseded)
@@ -168,14 +169,14 @@ class MemorySearchRequest(StrictModel):
     )
     filters: SearchFilters | None = None
     as_of: Instant | None = Field(None, description=AS_OF)
-    include_superseded: bool = Field(False, description=INCLUDE_SUPERSEDED)
+    include_superseded: Annotated[bool, Field(strict=True)] = Field(False, description=INCLUDE_SUPERSEDED)
 
     def validity(self) -> Validity:
         return Validity.of_request(_epoch(self.as_of) if self.as_of else None, self.include_superseded)
 
 
 Supersedes = Annotated[
-    list[MemoryId] | None,
+    list[MemoryUuid] | None,
     Field(min_length=1, max_length=100, description="Ids of the user's current memories this one replaces."),
 ]
 
@@ -452,7 +453,7 @@ class PageQuery(BaseModel):
     cursor: Cursor | None = None
 
 
-class MemoryListRequest(StrictModel):
+class MemoryListRequest(ValidityQuery, StrictModel):
     """A page of a user's memories, of the agent and run scopes given (the MCP tool list_memories)."""
 
     user_id: UserId

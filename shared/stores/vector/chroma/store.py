@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chromadb.errors import NotFoundError, UniqueConstraintError
@@ -431,21 +432,14 @@ class ChromaVectorStore:
         text: str = "",
         validity: Validity | None = None,
     ) -> list[Candidate]:
-        """The user's memories at the given write positions, with their cosine to `vector` and the
-        share of `text`'s terms they hold (the scale of `candidates`): one call."""
+        """Memories at write positions `seqs`, scored on the scale of `candidates` (one call)."""
         wanted = sorted({int(s) for s in seqs})
         if not wanted:
             return []
         recent = getattr(self._recent, "weights", None)
         weights = recent[2] if recent is not None and recent[:2] == (user_id, text) else None
-        none: list[Candidate] = []
-        return self._on_user(
-            user_id,
-            lambda collection, _space: neighbour_candidates(
-                collection, user_id, wanted, vector, text, weights, validity
-            ),
-            none,
-        )
+        found = partial(neighbour_candidates, user_id=user_id, wanted=wanted, vector=vector, text=text)
+        return self._on_user(user_id, lambda c, _space: found(c, weights=weights, validity=validity), [])
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return reads.fetch(self, ids)
