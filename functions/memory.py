@@ -130,9 +130,7 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
 
     scope = who.scope(body.user_id)
     if prefers_async(req):
-        from shared.memory.validity import check_supersedes
-
-        check_supersedes(get_memory_service(), scope, [(body.supersedes, None)])  # 404 before it is queued
+        get_memory_service().check_supersedes(scope, [(body.supersedes, None)])  # 404 before it is queued
         item = MemoryInput(
             content=body.content,
             metadata=body.metadata,
@@ -181,9 +179,7 @@ def memory_batch_add(req: func.HttpRequest, who: Caller, body: MemoryBatchAddReq
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
     if prefers_async(req):
-        from shared.memory.validity import check_supersedes
-
-        check_supersedes(get_memory_service(), scope, [(item.supersedes, None) for item in body.memories])
+        get_memory_service().check_supersedes(scope, [(item.supersedes, None) for item in body.memories])
         event = get_ingestion().submit_memories(scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id)
         return accepted(event)
     ids = get_memory_service().add_memories(scope, body.memories, agent_id=body.agent_id, run_id=body.run_id)

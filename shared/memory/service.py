@@ -111,7 +111,7 @@ class MemoryService:
     ) -> MemoryRecord:
         """Store `content` as given (no LLM rewrite) through mem0's add path, superseding `supersedes`."""
         scope = as_scope(scope)
-        validity.check_supersedes(self, scope, [(supersedes, None)])
+        self.check_supersedes(scope, [(supersedes, None)])
         stored = {**(metadata or {}), **scope.payload_fields()}
         expires = expiration_text(expiration_date)
         if expires is not None:
@@ -157,7 +157,7 @@ class MemoryService:
         texts = [item.content for item in items]
         meters.batch_size(len(texts), "batch_add")
         ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
-        validity.check_supersedes(self, scope, [(item.supersedes, i) for item, i in zip(items, ids, strict=True)])
+        self.check_supersedes(scope, [(item.supersedes, i) for item, i in zip(items, ids, strict=True)])
         vectors = self.embedder.embed_batch(texts, "add")
         now = iso_utc()
         payloads = batch_payloads(scope, items, now, agent_id, run_id)
@@ -180,11 +180,15 @@ class MemoryService:
 
     def supersede(self, scope: Scope | str, old_ids: Sequence[str], new_id: str, *, at: str | None = None) -> None:
         """Each old memory (the scope's, current) ends at `at` (or now), replaced by `new_id` (validity.py)."""
-        validity.supersede(self, as_scope(scope), old_ids, new_id, at)
+        validity.supersede(self.store, self.history, as_scope(scope), old_ids, new_id, at)
 
     def invalidate(self, scope: Scope | str, ids: Sequence[str], *, at: str | None = None) -> None:
         """Each memory (the scope's) ends at `at` (or now), with no successor (validity.py)."""
-        validity.invalidate(self, as_scope(scope), ids, at)
+        validity.invalidate(self.store, self.history, as_scope(scope), ids, at)
+
+    def check_supersedes(self, scope: Scope | str, lists: Sequence[tuple[Sequence[str] | None, str | None]]) -> None:
+        """404 (unknown, foreign) or 422 (not current) for what adds would supersede, before any write."""
+        validity.check_supersedes(self.store, as_scope(scope), lists)
 
     def _settle(self, ids: list[str]) -> None:
         """After an add: the history rows of memories deleted meanwhile (the deletion's history passes
@@ -285,7 +289,7 @@ class MemoryService:
 
     def purge_expired(self, now: float | None = None) -> int:
         """Erases every memory (of any user) expired at `now`, with its history and its graph part (expiry.py)."""
-        return purge_expired(self, now)
+        return purge_expired(self.store, self.graph, self._erase, now)
 
     def _erase(self, memory_ids: list[str], owner: str | None = None) -> None:
         """Erases memories (of `owner`, a storage key, when one user owns them all): their history

@@ -38,9 +38,9 @@ from shared.stores.vector.port import (
 )
 
 if TYPE_CHECKING:
-    from shared.memory.service import MemoryService
     from shared.scope import Scope
-    from shared.stores.state.history import HistoryRow
+    from shared.stores.state.history import HistoryRow, HistoryStore
+    from shared.stores.vector.port import VectorStore
 
 
 def instant(at: str | None, field: str = "at") -> str:
@@ -63,11 +63,11 @@ def is_current(payload: dict[str, Any]) -> bool:
     return not payload.get(VALID_UNTIL) and not payload.get(SUPERSEDED_BY)
 
 
-def owned_payloads(service: MemoryService, scope: Scope, ids: Sequence[str], field: str) -> dict[str, dict[str, Any]]:
+def owned_payloads(store: VectorStore, scope: Scope, ids: Sequence[str], field: str) -> dict[str, dict[str, Any]]:
     """The payloads of `ids`, each the scope's user's and unexpired; an unknown, foreign (another user's
     or tenant's: no existence oracle) or expired one is a 404 naming it, before anything is written."""
     with vector_store_calls():
-        found = service.store.fetch(list(dict.fromkeys(ids)))
+        found = store.fetch(list(dict.fromkeys(ids)))
     for memory_id in ids:
         payload = found.get(memory_id)
         if payload is None or not belongs(payload, scope.key) or expired(payload):
@@ -79,7 +79,7 @@ def owned_payloads(service: MemoryService, scope: Scope, ids: Sequence[str], fie
 
 
 def check_supersedes(
-    service: MemoryService, scope: Scope, lists: Sequence[tuple[Sequence[str] | None, str | None]]
+    store: VectorStore, scope: Scope, lists: Sequence[tuple[Sequence[str] | None, str | None]]
 ) -> None:
     """What an add (or each item of a batch: (its `supersedes`, its id when known)) says it supersedes:
     the scope's own current memories (or already superseded by that very item: a redone event), each
@@ -87,7 +87,7 @@ def check_supersedes(
     named = [(memory_id, new_id) for ids, new_id in lists for memory_id in dict.fromkeys(ids or ())]
     if not named:
         return
-    payloads = owned_payloads(service, scope, [memory_id for memory_id, _ in named], "supersedes")
+    payloads = owned_payloads(store, scope, [memory_id for memory_id, _ in named], "supersedes")
     seen: set[str] = set()
     for memory_id, new_id in named:
         if memory_id in seen:
@@ -104,14 +104,16 @@ def check_supersedes(
             )
 
 
-def supersede(service: MemoryService, scope: Scope, old_ids: Sequence[str], new_id: str, at: str | None) -> None:
+def supersede(
+    store: VectorStore, history: HistoryStore, scope: Scope, old_ids: Sequence[str], new_id: str, at: str | None
+) -> None:
     """`MemoryService.supersede`: each old memory ends at `at` (or now), replaced by `new_id`."""
     old_ids = list(dict.fromkeys(old_ids))
     if not old_ids:
         return
     if new_id in old_ids:
         raise ValidationFailed("a memory cannot supersede itself", details=[{"loc": ["supersedes"], "type": "self"}])
-    payloads = owned_payloads(service, scope, [*old_ids, new_id], "supersedes")
+    payloads = owned_payloads(store, scope, [*old_ids, new_id], "supersedes")
     for memory_id in old_ids:
         payload = payloads[memory_id]
         if not is_current(payload) and payload.get(SUPERSEDED_BY) != new_id:
@@ -137,15 +139,15 @@ def supersede(service: MemoryService, scope: Scope, old_ids: Sequence[str], new_
             changed[VALID_FROM] = moment if at is not None else (new.get("created_at") or moment)
         writes.append((new_id, changed))
         rows.append(_row(new_id, "SUPERSEDES", ",".join(added), new.get(TEXT_KEY), moment))
-    _write(service, writes, rows)
+    _write(store, history, writes, rows)
 
 
-def invalidate(service: MemoryService, scope: Scope, ids: Sequence[str], at: str | None) -> None:
+def invalidate(store: VectorStore, history: HistoryStore, scope: Scope, ids: Sequence[str], at: str | None) -> None:
     """`MemoryService.invalidate`: each memory ends at `at` (or now), with no successor."""
     ids = list(dict.fromkeys(ids))
     if not ids:
         return
-    payloads = owned_payloads(service, scope, ids, "ids")
+    payloads = owned_payloads(store, scope, ids, "ids")
     moment = instant(at)
     writes: list[tuple[str, dict[str, Any]]] = []
     rows: list[HistoryRow] = []
@@ -155,7 +157,7 @@ def invalidate(service: MemoryService, scope: Scope, ids: Sequence[str], at: str
             continue  # already ended (invalidated or superseded): idempotent
         writes.append((memory_id, {**payload, VALID_UNTIL: moment}))
         rows.append(_row(memory_id, "INVALIDATED", payload.get(TEXT_KEY), None, moment))
-    _write(service, writes, rows)
+    _write(store, history, writes, rows)
 
 
 def _row(memory_id: str, event: str, old: Any, new: Any, moment: str) -> HistoryRow:
@@ -170,16 +172,18 @@ def _row(memory_id: str, event: str, old: Any, new: Any, moment: str) -> History
     }
 
 
-def _write(service: MemoryService, writes: list[tuple[str, dict[str, Any]]], rows: list[HistoryRow]) -> None:
+def _write(
+    store: VectorStore, history: HistoryStore, writes: list[tuple[str, dict[str, Any]]], rows: list[HistoryRow]
+) -> None:
     """The payload updates (conditional: a memory deleted meanwhile stays deleted), then their history
     rows, then the rows of any memory found gone erased again (its deletion may have passed already)."""
     if not writes:
         return
     with vector_store_calls():
         for memory_id, payload in writes:
-            service.store.update(vector_id=memory_id, payload=payload)
-    service.history.batch_add_history(rows)
+            store.update(vector_id=memory_id, payload=payload)
+    history.batch_add_history(rows)
     with vector_store_calls():
-        present = service.store.fetch([memory_id for memory_id, _ in writes])
+        present = store.fetch([memory_id for memory_id, _ in writes])
     if gone := [memory_id for memory_id, _ in writes if memory_id not in present]:
-        service.history.erase_memories(gone)
+        history.erase_memories(gone)
