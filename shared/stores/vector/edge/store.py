@@ -242,15 +242,24 @@ class EdgeVectorStore:
 
         if payload is not None:
             old = self.get(vector_id)
-            new_payload = carry_derived(payload, old.payload if old else None)
+            if old is None:
+                return  # deleted: an update never brings a memory back (the shard would refuse a payload-only one)
+            new_payload = carry_derived(payload, old.payload)
             if vector is not None:
                 # Update only: a memory deleted by a racing request is not brought back by a rewrite.
                 point = Point(vector_id, _unit(vector).tolist(), new_payload)
                 self.shard.update(UpdateOperation.upsert_points([point], update_mode=UpdateMode.UpdateOnly))
-            else:
-                self.shard.update(UpdateOperation.overwrite_payload([vector_id], new_payload))
+                return
+            operation = UpdateOperation.overwrite_payload([vector_id], new_payload)
         elif vector is not None:
-            self.shard.update(UpdateOperation.update_vectors([PointVectors(vector_id, _unit(vector).tolist())]))
+            operation = UpdateOperation.update_vectors([PointVectors(vector_id, _unit(vector).tolist())])
+        else:
+            return
+        try:
+            self.shard.update(operation)
+        except Exception:  # "No point with id": deleted meanwhile, and nothing is brought back
+            if self.get(vector_id) is not None:
+                raise
 
     def delete(self, vector_id: str, user_id: str | None = None) -> None:
         from qdrant_edge import UpdateOperation
