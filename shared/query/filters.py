@@ -262,10 +262,12 @@ class Validity:
 
     @classmethod
     def of_request(cls, as_of: float | None, include_superseded: bool) -> Validity:
-        """A request's `as_of` / `include_superseded` (which wins: everything, with its validity)."""
+        """A request's `as_of` / `include_superseded` (which wins: everything, with its validity). The
+        instant covers its whole millisecond, the precision of every instant the API shows: a memory's
+        own `created_at` as `as_of` includes it."""
         if include_superseded:
             return cls.everything()
-        return cls.current() if as_of is None else cls.as_of(as_of)
+        return cls.current() if as_of is None else cls.as_of(math.floor(as_of * 1000) / 1000 + 0.000999)
 
     @property
     def is_current(self) -> bool:
