@@ -21,6 +21,7 @@ History rows (the texts stay in the rows of their own memory, so erasing a memor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.context import iso_utc
@@ -53,8 +54,6 @@ def instant(at: str | None, field: str = "at") -> str:
             f"{field} is not an RFC 3339 date-time",
             details=[{"loc": [field], "msg": "must be an RFC 3339 date-time", "type": "datetime"}],
         )
-    from datetime import UTC, datetime
-
     return iso_utc(datetime.fromtimestamp(moment, tz=UTC))
 
 
