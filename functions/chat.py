@@ -72,7 +72,7 @@ api(
         None,
         "MemoryList",
         success_message="获取用户记忆成功",
-        query_params=memory.PAGE_PARAMS,
+        query_params={**memory.PAGE_PARAMS, **memory.VALIDITY_PARAMS},
         description=memory.PAGE_NOTE,
     ),
 )(memory.memory_list_user)

@@ -289,6 +289,9 @@ CURSOR = Arg("cursor", "string", "The next_cursor of the previous page: the memo
 QUERY = Arg("query", "string", "What to look for, in natural language.", True)
 LIMIT = Arg("limit", "integer", "How many memories at most (1-100, default 10).")
 THRESHOLD = Arg("threshold", "number", "Drop results scoring below this (0-1).")
+AS_OF = Arg("as_of", "string", "RFC 3339 instant: what was true then; optional.")
+SUPERSEDED = Arg("include_superseded", "boolean", "Also superseded and invalidated memories; optional.")
+SUPERSEDES = Arg("supersedes", "string", "Ids of the user's current memories this one replaces; optional.", array=True)
 FILTERS = Arg(
     "filters",
     "object",
@@ -310,6 +313,7 @@ FILTERS = Arg(
     AGENT_ID,
     RUN_ID,
     EXPIRATION_DATE,
+    SUPERSEDES,
 )
 def add_memory(call: ToolCall) -> Any:
     from shared.contract import AddedMemory
@@ -323,6 +327,7 @@ def add_memory(call: ToolCall) -> Any:
         agent_id=body.agent_id,
         run_id=body.run_id,
         expiration_date=body.expiration_date,
+        supersedes=body.supersedes,
     )
     return AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content)
 
@@ -339,6 +344,8 @@ def add_memory(call: ToolCall) -> Any:
     FILTERS,
     AGENT_ID,
     RUN_ID,
+    AS_OF,
+    SUPERSEDED,
 )
 def search_memories(call: ToolCall) -> Any:
     who = call.caller()
@@ -351,6 +358,7 @@ def search_memories(call: ToolCall) -> Any:
         body.threshold,
         agent_id=body.agent_id,
         run_id=body.run_id,
+        validity=body.validity(),
     )
 
 
@@ -365,6 +373,8 @@ def search_memories(call: ToolCall) -> Any:
     RUN_ID,
     PAGE_LIMIT,
     CURSOR,
+    AS_OF,
+    SUPERSEDED,
 )
 def list_memories(call: ToolCall) -> Any:
     from shared.contract import MemoryList
@@ -372,7 +382,10 @@ def list_memories(call: ToolCall) -> Any:
     who = call.caller()
     args = call.parse()
     service = get_memory_service()
-    page = service.list_page(who.scope(args.user_id), args.agent_id, args.run_id, limit=args.limit, cursor=args.cursor)
+    scope = who.scope(args.user_id)
+    page = service.list_page(
+        scope, args.agent_id, args.run_id, limit=args.limit, cursor=args.cursor, validity=args.validity()
+    )
     return MemoryList(results=page.items, total=len(page.items), next_cursor=page.next_cursor)
 
 

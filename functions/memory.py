@@ -15,6 +15,7 @@ from shared.runtime import get_ingestion, get_memory_service
 
 if TYPE_CHECKING:
     from shared.contract import MemoryAddRequest, MemoryBatchAddRequest, MemorySearchRequest, MemoryUpdateRequest
+    from shared.query.filters import Validity
     from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
@@ -52,6 +53,10 @@ PAGE_PARAMS = {
     "limit": "How many memories at most, 1-1000 (default LIST_PAGE_SIZE, 100).",
     "cursor": "The `next_cursor` of the previous page: the memories older than its last one.",
 }
+VALIDITY_PARAMS = {
+    "as_of": "What was true at this RFC 3339 instant.",
+    "include_superseded": "true: also superseded and invalidated memories.",
+}
 PAGE_NOTE = (
     "A page of the user's memories, newest first: at most `limit`, and `data.next_cursor` to pass as "
     "`cursor` for the next page (null on the last). Following the cursors yields every memory once, "
@@ -86,6 +91,17 @@ def page_from_query(req: func.HttpRequest) -> tuple[int | None, str | None]:
     return page.limit, page.cursor
 
 
+def validity_from_query(req: func.HttpRequest) -> Validity:
+    """The optional `?as_of=&include_superseded=` of list (empty is absent): valid now by default."""
+    from shared.contract import ValidityQuery
+
+    raw: dict[str, object] = {key: req.params.get(key) for key in VALIDITY_PARAMS if req.params.get(key)}
+    flag = raw.get("include_superseded")
+    if flag in ("true", "false"):
+        raw["include_superseded"] = flag == "true"  # a query string has no booleans; anything else stays text: 422
+    return validate(ValidityQuery, raw).validity()
+
+
 def owner_from_query(req: func.HttpRequest) -> str | None:
     """The optional `?user_id=` that makes a by-id call check ownership."""
     from shared.contract import OwnerQuery
@@ -114,7 +130,13 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
 
     scope = who.scope(body.user_id)
     if prefers_async(req):
-        item = MemoryInput(content=body.content, metadata=body.metadata, expiration_date=body.expiration_date)
+        get_memory_service().check_supersedes(scope, [(body.supersedes, None)])  # 404 before it is queued
+        item = MemoryInput(
+            content=body.content,
+            metadata=body.metadata,
+            expiration_date=body.expiration_date,
+            supersedes=body.supersedes,
+        )
         event = get_ingestion().submit_memories(scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id)
         return accepted(event)
     record = get_memory_service().add_memory(
@@ -124,6 +146,7 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         agent_id=body.agent_id,
         run_id=body.run_id,
         expiration_date=body.expiration_date,
+        supersedes=body.supersedes,
     )
     return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
 
@@ -156,6 +179,7 @@ def memory_batch_add(req: func.HttpRequest, who: Caller, body: MemoryBatchAddReq
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
     if prefers_async(req):
+        get_memory_service().check_supersedes(scope, [(item.supersedes, None) for item in body.memories])
         event = get_ingestion().submit_memories(scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id)
         return accepted(event)
     ids = get_memory_service().add_memories(scope, body.memories, agent_id=body.agent_id, run_id=body.run_id)
@@ -208,6 +232,7 @@ def memory_search(req: func.HttpRequest, who: Caller, body: MemorySearchRequest)
         body.threshold,
         agent_id=body.agent_id,
         run_id=body.run_id,
+        validity=body.validity(),
     )
     return Reply(found)
 
@@ -223,7 +248,7 @@ def memory_search(req: func.HttpRequest, who: Caller, body: MemorySearchRequest)
         None,
         "MemoryList",
         success_message="获取用户记忆成功",
-        query_params={**SCOPE_PARAMS, **PAGE_PARAMS},
+        query_params={**SCOPE_PARAMS, **PAGE_PARAMS, **VALIDITY_PARAMS},
         description=PAGE_NOTE,
     ),
 )
@@ -233,7 +258,8 @@ def memory_list_user(req: func.HttpRequest) -> Reply:
     scope = caller(req).scope(user_from_route(req))
     agent_id, run_id = scope_from_query(req)
     limit, cursor = page_from_query(req)
-    page = get_memory_service().list_page(scope, agent_id, run_id, limit=limit, cursor=cursor)
+    validity = validity_from_query(req)
+    page = get_memory_service().list_page(scope, agent_id, run_id, limit=limit, cursor=cursor, validity=validity)
     return Reply(MemoryList(results=page.items, total=len(page.items), next_cursor=page.next_cursor))
 
 

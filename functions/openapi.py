@@ -233,8 +233,14 @@ def _error_codes(name: str, spec: Any, path_params: list[str]) -> list[str]:
     by_id = "memory_id" in path_params or (
         spec.request_model is not None and "memory_id" in spec.request_model.model_fields
     )
+    supersedes = spec.request_model is not None and spec.request_model.__name__ in (
+        "MemoryAddRequest",
+        "MemoryBatchAddRequest",
+    )
     if by_id:
         codes += ["403", "404"]
+    elif supersedes:
+        codes.append("404")  # an unknown or foreign id in `supersedes`
     elif "event_id" in path_params:
         codes.append("404")  # an event of another user answers like an unknown one, never 403
     if spec.request_model is not None:
@@ -255,13 +261,15 @@ def _query_schema(name: str) -> dict[str, Any]:
 def _param_schema(name: str) -> dict[str, Any]:
     """A path or query parameter's schema: the contract's rule for a user id and for a page's `limit` and
     `cursor`, else a plain string."""
-    from shared.contract import PageQuery, UserPath
+    from shared.contract import PageQuery, UserPath, ValidityQuery
 
     if name in ("user_id", "agent_id", "run_id"):  # mem0's scopes follow the user id's rule
         schema = dict(UserPath.model_json_schema()["properties"]["user_id"])
-    elif name in PageQuery.model_fields:
-        field = PageQuery.model_json_schema()["properties"][name]
+    elif name in PageQuery.model_fields or name in ValidityQuery.model_fields:
+        model = PageQuery if name in PageQuery.model_fields else ValidityQuery
+        field = model.model_json_schema()["properties"][name]
         schema = dict(next(part for part in field.get("anyOf", [field]) if part.get("type") != "null"))
+        schema.pop("default", None)
     else:
         return {"type": "string"}
     for key in ("title", "description", "examples"):
@@ -269,5 +277,5 @@ def _param_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-def render(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def render(document: dict[str, Any], indent: int = 2) -> str:
+    return json.dumps(document, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"

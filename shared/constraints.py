@@ -7,6 +7,7 @@ types give the OpenAPI document its patterns, lengths and key rules, so validato
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -84,7 +85,14 @@ RESERVED_METADATA_KEYS = frozenset(
         "_speaker",
         "_expires",
         "_mortal",
+        "_valid_until",
+        "_ended",
         "_tenant",
+        # The validity of a memory (issue 22): set by the service, shown on every memory object.
+        "valid_from",
+        "valid_until",
+        "superseded_by",
+        "supersedes",
     }
 )
 
@@ -219,6 +227,19 @@ Instant = Annotated[
     BeforeValidator(_instant),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+def _uuid_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a memory id (a UUID string)")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValueError("must be a memory id (a UUID)") from None
+
+
+# A memory's id where it must name one (`supersedes`): a UUID, compared in its canonical form.
+MemoryUuid = Annotated[str, BeforeValidator(_uuid_text), WithJsonSchema({"type": "string", "format": "uuid"})]
 
 
 def _epoch(moment: datetime) -> float:

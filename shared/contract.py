@@ -30,6 +30,7 @@ from shared.constraints import (
     Limit,
     ListLimit,
     MemoryId,
+    MemoryUuid,
     Metadata,
     Query,
     ScopeId,
@@ -37,7 +38,7 @@ from shared.constraints import (
     UserId,
     _epoch,
 )
-from shared.query.filters import Condition, all_of
+from shared.query.filters import Condition, Validity, all_of
 from shared.query.filters import parse as parse_filter
 
 
@@ -82,6 +83,7 @@ class SearchFilters(StrictModel):
     created_before: Instant | None = Field(None, description="Only memories created before this instant.")
     _parsed: Any = PrivateAttr(default=None)
     _scope: dict[str, str] = PrivateAttr(default_factory=dict)
+    _validity: Validity = PrivateAttr(default_factory=Validity.current)
 
     @field_validator("metadata")
     @classmethod
@@ -99,7 +101,18 @@ class SearchFilters(StrictModel):
         copy = self.model_copy()
         copy._parsed = self._parsed
         copy._scope = {**self._scope, **{k: v for k, v in (("agent_id", agent_id), ("run_id", run_id)) if v}}
+        copy._validity = self._validity
         return copy
+
+    def at(self, validity: Validity) -> SearchFilters:
+        """These filters reading the memories of `validity` (shared/query/filters.py; default: valid now)."""
+        copy = self.scoped()
+        copy._validity = validity
+        return copy
+
+    @property
+    def validity(self) -> Validity:
+        return self._validity
 
     def condition(self) -> Condition | None:
         """Everything these filters ask, as one tree (shared/query/filters.py) for the engines."""
@@ -117,12 +130,32 @@ class SearchFilters(StrictModel):
 
 
 def scope_filters(
-    agent_id: str | None, run_id: str | None, filters: SearchFilters | None = None
+    agent_id: str | None,
+    run_id: str | None,
+    filters: SearchFilters | None = None,
+    validity: Validity | None = None,
 ) -> SearchFilters | None:
-    """`filters` narrowed to the agent and run scopes given (None when nothing narrows)."""
+    """`filters` narrowed to the agent and run scopes given and reading `validity` (None when nothing
+    narrows and the validity is the default, valid now)."""
+    if validity is not None and not validity.is_current:
+        filters = (filters or SearchFilters()).at(validity)
     if not agent_id and not run_id:
         return filters
     return (filters or SearchFilters()).scoped(agent_id, run_id)
+
+
+AS_OF = "What was true at this instant (RFC 3339): memories created by then and not yet superseded."
+INCLUDE_SUPERSEDED = "Also superseded and invalidated memories (with their validity); wins over `as_of`."
+
+
+class ValidityQuery(BaseModel):
+    """`?as_of=&include_superseded=` on list (and the fields of the same names on search)."""
+
+    as_of: Instant | None = Field(None, description=AS_OF)
+    include_superseded: Annotated[bool, Field(strict=True)] = Field(False, description=INCLUDE_SUPERSEDED)
+
+    def validity(self) -> Validity:
+        return Validity.of_request(_epoch(self.as_of) if self.as_of else None, self.include_superseded)
 
 
 class MemorySearchRequest(StrictModel):
@@ -135,12 +168,24 @@ class MemorySearchRequest(StrictModel):
         None, ge=0.0, le=1.0, description="Drop results scoring below this."
     )
     filters: SearchFilters | None = None
+    as_of: Instant | None = Field(None, description=AS_OF)
+    include_superseded: Annotated[bool, Field(strict=True)] = Field(False, description=INCLUDE_SUPERSEDED)
+
+    def validity(self) -> Validity:
+        return Validity.of_request(_epoch(self.as_of) if self.as_of else None, self.include_superseded)
+
+
+Supersedes = Annotated[
+    list[MemoryUuid] | None,
+    Field(min_length=1, max_length=100, description="Ids of the user's current memories this one replaces."),
+]
 
 
 class MemoryInput(StrictModel):
     content: Content
     metadata: Metadata = None
     expiration_date: ExpirationDate = None
+    supersedes: Supersedes = None
 
 
 class MemoryAddRequest(StrictModel):
@@ -150,6 +195,7 @@ class MemoryAddRequest(StrictModel):
     content: Content
     metadata: Metadata = None
     expiration_date: ExpirationDate = None
+    supersedes: Supersedes = None
 
 
 class MemoryBatchAddRequest(StrictModel):
@@ -177,6 +223,10 @@ class MemoryRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
     updated_at: str | None = None
+    valid_from: str | None = Field(None, description="Since when the memory is true (its `created_at` unless set).")
+    valid_until: str | None = Field(None, description="Until when it was true: set once superseded or invalidated.")
+    superseded_by: str | None = Field(None, description="The id of the memory that replaced it.")
+    supersedes: list[str] | None = Field(None, description="The ids of the memories it replaced.")
     score: float | None = Field(None, description="Relevance, on search results only.")
 
 
@@ -403,7 +453,7 @@ class PageQuery(BaseModel):
     cursor: Cursor | None = None
 
 
-class MemoryListRequest(StrictModel):
+class MemoryListRequest(ValidityQuery, StrictModel):
     """A page of a user's memories, of the agent and run scopes given (the MCP tool list_memories)."""
 
     user_id: UserId

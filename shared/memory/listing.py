@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from shared.constraints import CURSOR_PATTERN
 from shared.errors import ValidationFailed
 from shared.memory.outages import vector_store_calls
-from shared.stores.vector.port import Hit, Position, VectorStore, belongs, expired
+from shared.stores.vector.port import Hit, Position, VectorStore, belongs, live
 from shared.stores.vector.reads import position
 from shared.stores.vector.records import record_from_payload
 
@@ -73,7 +73,7 @@ def read_page(
     shown = rows[:limit]
     last = position(shown[-1]) if len(rows) > limit and shown else None
     # The adapters filter in the engine; an engine's filter is never the only guard of a user's data.
-    mine = [row for row in shown if belongs(row.payload, user_key) and not expired(row.payload)]
+    mine = [row for row in shown if belongs(row.payload, user_key) and live(row.payload, filters)]
     return Page(mine, encode_cursor(last) if last is not None else None)
 
 

@@ -11,9 +11,7 @@ builds them; tests/fixtures has in-memory ones).
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import date
@@ -24,10 +22,14 @@ from shared.ai.quota import bills_scope
 from shared.context import expiration_text, iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
+from shared.memory import validity
+from shared.memory.expiry import purge_expired
 from shared.memory.listing import Page, memory_page
 from shared.memory.mem0_engine import user_scope_part
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
+from shared.memory.writes import batch_payloads
 from shared.observability import meters
+from shared.query.filters import Validity
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
 from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
@@ -105,9 +107,11 @@ class MemoryService:
         agent_id: str | None = None,
         run_id: str | None = None,
         expiration_date: date | None = None,
+        supersedes: Sequence[str] | None = None,
     ) -> MemoryRecord:
-        """Store `content` as given (no LLM rewrite) through mem0's own add path."""
+        """Store `content` as given (no LLM rewrite) through mem0's add path, superseding `supersedes`."""
         scope = as_scope(scope)
+        self.check_supersedes(scope, [(supersedes, None)])
         stored = {**(metadata or {}), **scope.payload_fields()}
         expires = expiration_text(expiration_date)
         if expires is not None:
@@ -116,6 +120,8 @@ class MemoryService:
             memory_id = self.engine.add(content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored)
         self._settle([memory_id])
         meters.memories_added(1, "add")
+        if supersedes:
+            self.supersede(scope, supersedes, memory_id)
         now = iso_utc()
         return MemoryRecord(
             id=memory_id,
@@ -127,6 +133,8 @@ class MemoryService:
             metadata=dict(metadata or {}),
             created_at=now,
             updated_at=now,
+            valid_from=now,
+            supersedes=list(dict.fromkeys(supersedes)) if supersedes else None,
         )
 
     @bills_scope
@@ -148,29 +156,11 @@ class MemoryService:
         scope = as_scope(scope)
         texts = [item.content for item in items]
         meters.batch_size(len(texts), "batch_add")
+        ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
+        self.check_supersedes(scope, [(item.supersedes, i) for item, i in zip(items, ids, strict=True)])
         vectors = self.embedder.embed_batch(texts, "add")
         now = iso_utc()
-        ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
-        payloads = []
-        for item in items:
-            payload: dict[str, Any] = dict(item.metadata or {})
-            payload.update(scope.payload_fields())
-            payload.update(
-                {
-                    "user_id": scope.key,
-                    "role": "user",
-                    "data": item.content,
-                    "hash": hashlib.md5(item.content.encode()).hexdigest(),
-                    "created_at": now,
-                    "updated_at": now,
-                    # One instant for the whole batch; the store numbers the memories in this order.
-                }
-            )
-            payload.update({k: v for k, v in (("agent_id", agent_id), ("run_id", run_id)) if v})
-            expires = expiration_text(item.expiration_date)
-            if expires is not None:
-                payload[EXPIRATION_KEY] = expires
-            payloads.append(payload)
+        payloads = batch_payloads(scope, items, now, agent_id, run_id)
         row: HistoryRow = {"old_memory": None, "event": "ADD", "created_at": now, "updated_at": now, "role": "user"}
         history = [{**row, "memory_id": mid, "new_memory": text} for mid, text in zip(ids, texts, strict=True)]
         with vector_store_calls():
@@ -182,8 +172,23 @@ class MemoryService:
             self._remove_quietly(ids)
             raise
         self._settle(ids)
+        for memory_id, item in zip(ids, items, strict=True):
+            if item.supersedes:
+                self.supersede(scope, item.supersedes, memory_id)
         meters.memories_added(len(ids), "batch_add")
         return ids
+
+    def supersede(self, scope: Scope | str, old_ids: Sequence[str], new_id: str, *, at: str | None = None) -> None:
+        """Each old memory (the scope's, current) ends at `at` (or now), replaced by `new_id` (validity.py)."""
+        validity.supersede(self.store, self.history, as_scope(scope), old_ids, new_id, at)
+
+    def invalidate(self, scope: Scope | str, ids: Sequence[str], *, at: str | None = None) -> None:
+        """Each memory (the scope's) ends at `at` (or now), with no successor (validity.py)."""
+        validity.invalidate(self.store, self.history, as_scope(scope), ids, at)
+
+    def check_supersedes(self, scope: Scope | str, lists: Sequence[tuple[Sequence[str] | None, str | None]]) -> None:
+        """404 (unknown, foreign) or 422 (not current) for what adds would supersede, before any write."""
+        validity.check_supersedes(self.store, as_scope(scope), lists)
 
     def _settle(self, ids: list[str]) -> None:
         """After an add: the history rows of memories deleted meanwhile (the deletion's history passes
@@ -283,25 +288,8 @@ class MemoryService:
                 return deleted
 
     def purge_expired(self, now: float | None = None) -> int:
-        """Erases every memory (of any user) expired at `now`, with its history and its graph part.
-
-        The store finds them with one range query on `_expires` a page at a time; nothing else is read.
-        """
-        moment = now if now is not None else time.time()
-        purged = 0
-        while True:
-            with vector_store_calls():
-                batch = [row for row in self.store.expired_points(moment, _SCAN_PAGE) if expired(row.payload, moment)]
-            if not batch:
-                return purged
-            if self.graph is not None:
-                for row in batch:
-                    owner = (row.payload or {}).get("user_id")
-                    if owner:
-                        self.graph.delete_memory(str(owner), str(row.id))
-            self._erase([row.id for row in batch])
-            purged += len(batch)
-            logger.info("purged %d expired memories", len(batch))
+        """Erases every memory (of any user) expired at `now`, with its history and its graph part (expiry.py)."""
+        return purge_expired(self.store, self.graph, self._erase, now)
 
     def _erase(self, memory_ids: list[str], owner: str | None = None) -> None:
         """Erases memories (of `owner`, a storage key, when one user owns them all): their history
@@ -391,11 +379,12 @@ class MemoryService:
         *,
         limit: int | None = None,
         cursor: str | None = None,
+        validity: Validity | None = None,
     ) -> Page[MemoryRecord]:
-        """A page of the user's memories (of the agent and run scopes given), newest first: at most
-        `limit` (LIST_PAGE_SIZE by default), after `cursor` (shared/memory/listing.py)."""
+        """A page of the user's memories (of the agent and run scopes given, valid now unless `validity`
+        says otherwise), newest first: at most `limit` (LIST_PAGE_SIZE by default), after `cursor`."""
         size = limit or self.settings.list_page_size
-        return memory_page(self.store, as_scope(scope), size, cursor, scope_filters(agent_id, run_id))
+        return memory_page(self.store, as_scope(scope), size, cursor, scope_filters(agent_id, run_id, None, validity))
 
     def list_memories(
         self, scope: Scope | str, agent_id: str | None = None, run_id: str | None = None
@@ -412,10 +401,12 @@ class MemoryService:
         threshold: float | None = None,
         agent_id: str | None = None,
         run_id: str | None = None,
+        validity: Validity | None = None,
     ) -> list[MemoryRecord]:
-        """The user's memories (of the agent and run scopes given) most relevant to `query`, best first."""
+        """The user's memories (of the agent and run scopes given; valid now unless `validity` says
+        otherwise: shared/query/filters.py) most relevant to `query`, best first."""
         scope = as_scope(scope)
-        filters = scope_filters(agent_id, run_id, filters)
+        filters = scope_filters(agent_id, run_id, filters, validity)
         with vector_store_calls():
             found = self.searcher.search(scope.key, query, limit, filters, threshold)
         return [record.model_copy(update={"user_id": scope.user_id}) for record in found]
@@ -430,10 +421,11 @@ class MemoryService:
         *,
         agent_id: str | None = None,
         run_id: str | None = None,
+        validity: Validity | None = None,
     ) -> MemoryResults:
         """A search's answer: the memories, and the graph's relations when graph memory is on (a graph
         outage is a warning, never an error). What the search endpoint and its MCP tool return."""
-        results = self.search_memories(scope, query, limit, filters, threshold, agent_id=agent_id, run_id=run_id)
+        results = self.search_memories(scope, query, limit, filters, threshold, agent_id, run_id, validity)
         graph = self.search_relations(scope, query)
         if graph is None:
             return MemoryResults(results=results)
@@ -475,9 +467,9 @@ class MemoryService:
     def export_memories(
         self, scope: Scope | str, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[dict[str, Any]]:
-        """A page of the user's memories (as `list_page`), each with its change history: one history
-        read for the page (portability requests)."""
-        page = self.list_page(scope, limit=limit, cursor=cursor)
+        """A page of all the user's memories (as `list_page`, superseded ones too), each with its change
+        history: one history read for the page (portability requests)."""
+        page = self.list_page(scope, limit=limit, cursor=cursor, validity=Validity.everything())
         histories = self.history.get_histories([record.id for record in page.items])
         items = [
             {**record.model_dump(mode="json", exclude_none=True), "history": histories.get(record.id, [])}

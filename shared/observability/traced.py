@@ -92,8 +92,8 @@ class TracedVectorStore:
     def candidates(self, user_id: str, vector: Any, text: str, limit: int, filters: Any, hints: Any = None) -> Any:
         return self._call("candidates", self._inner.candidates, user_id, vector, text, limit, filters, hints)
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Any, text: str = "") -> Any:
-        return self._call("neighbours", self._inner.neighbours, user_id, seqs, vector, text, sent=len(seqs))
+    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Any, text: str = "", validity: Any = None) -> Any:
+        return self._call("neighbours", self._inner.neighbours, user_id, seqs, vector, text, validity, sent=len(seqs))
 
     def fetch(self, ids: Sequence[str]) -> Any:
         return self._call("fetch", self._inner.fetch, ids, sent=len(ids))

@@ -36,6 +36,9 @@ OPERATORS = (*EQUALITY_OPS, *RANGE_OPS, *SET_OPS, "contains")
 LOGICAL = ("AND", "OR", "NOT")
 MORTAL_KEY = "_mortal"  # true on a memory that has an `_expires`
 EXPIRES_KEY = "_expires"  # derived by the store adapters from `expiration_date` (shared/stores/vector/port.py)
+ENDED_KEY = "_ended"  # true on a memory that has a `valid_until` (superseded or invalidated)
+VALID_UNTIL_KEY = "_valid_until"  # `valid_until` as epoch seconds (shared/stores/vector/port.py)
+CREATED_KEY = "_ts"  # the creation instant as epoch seconds
 MAX_CONDITIONS = 64
 MAX_DEPTH = 4
 MAX_SET = 100
@@ -229,6 +232,53 @@ def not_expired(now: float) -> Condition:
     memory without the key in every engine.
     """
     return AnyOf((Compare(MORTAL_KEY, "ne", True), Compare(EXPIRES_KEY, "gt", now)))
+
+
+def valid_at(at: float) -> Condition:
+    """Memories still true at `at`: no `valid_until` (no `_ended`), or one after `at`. Said like
+    `not_expired`, without NOT or "the key is missing"."""
+    return AnyOf((Compare(ENDED_KEY, "ne", True), Compare(VALID_UNTIL_KEY, "gt", at)))
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Which memories a read returns by their validity: those true now (the default), those true
+    at an instant (`as_of`: also created by then), or all of them (`include_superseded`)."""
+
+    mode: str = "current"  # "current", "as_of" or "all"
+    at: float | None = None  # the instant of "as_of" (epoch seconds)
+
+    @classmethod
+    def current(cls) -> Validity:
+        return cls()
+
+    @classmethod
+    def as_of(cls, at: float) -> Validity:
+        return cls("as_of", float(at))
+
+    @classmethod
+    def everything(cls) -> Validity:
+        return cls("all")
+
+    @classmethod
+    def of_request(cls, as_of: float | None, include_superseded: bool) -> Validity:
+        """A request's `as_of` / `include_superseded` (which wins: everything, with its validity). The
+        instant covers its whole millisecond, the precision of every instant the API shows: a memory's
+        own `created_at` as `as_of` includes it."""
+        if include_superseded:
+            return cls.everything()
+        return cls.current() if as_of is None else cls.as_of(math.floor(as_of * 1000) / 1000 + 0.000999)
+
+    @property
+    def is_current(self) -> bool:
+        return self.mode == "current"
+
+    def condition(self, now: float) -> Condition | None:
+        if self.mode == "all":
+            return None
+        if self.mode == "as_of" and self.at is not None:
+            return AllOf((valid_at(self.at), Compare(CREATED_KEY, "lte", self.at)))
+        return valid_at(now)
 
 
 # --- the grammar as JSON Schema (for the OpenAPI document) -------------------------------------

@@ -46,6 +46,7 @@ from shared.stores.vector.port import (
 if TYPE_CHECKING:
     from shared.ai.embeddings import Embedder
     from shared.contract import MemoryRecord, SearchFilters
+    from shared.query.filters import Validity
     from shared.settings import Settings
     from shared.stores.vector.port import VectorStore
 
@@ -242,7 +243,8 @@ class HybridSearcher:
             any_keyword = any(item.candidate.keyword > 0.0 for item in scored)
             scale = scale or max((item.candidate.keyword for item in scored), default=0.0)
             terms, months = set(parsed.terms), parsed.month_keys
-            for neighbour in self._neighbours(user_id, vector, query, scored, limit):
+            validity = filters.validity if filters is not None else None
+            for neighbour in self._neighbours(user_id, vector, query, scored, limit, validity):
                 own = _own(neighbour, parsed, self.weights, scale if any_keyword else 0.0, terms, months)
                 scored.append(Scored(neighbour, own))
         add_context(scored, self.weights)
@@ -250,9 +252,15 @@ class HybridSearcher:
         return self._records(scored, limit, filters, threshold)
 
     def _neighbours(
-        self, user_id: str, vector: Sequence[float], text: str, scored: Sequence[Scored], limit: int
+        self,
+        user_id: str,
+        vector: Sequence[float],
+        text: str,
+        scored: Sequence[Scored],
+        limit: int,
+        validity: Validity | None = None,
     ) -> list[Candidate]:
-        """The write-order neighbours of the best candidates that are not candidates already.
+        """The write-order neighbours (of the validity read) of the best candidates that are not candidates already.
 
         They are scored on the candidates' scale (the engine gives their keyword scores too).
         """
@@ -265,7 +273,8 @@ class HybridSearcher:
                 wanted.update(s for s in (item.seq - 1, item.seq + 1) if s >= 0 and s not in known)
         if not wanted:
             return []
-        return [c for c in self.store.neighbours(user_id, sorted(wanted), vector, text) if c.id not in known_ids]
+        found = self.store.neighbours(user_id, sorted(wanted), vector, text, validity)
+        return [c for c in found if c.id not in known_ids]
 
     def _records(
         self, ranked: Sequence[Scored], limit: int, filters: SearchFilters | None, threshold: float | None

@@ -52,11 +52,15 @@ def test_lists_the_tools_with_their_input_schemas(devhost: DevHost) -> None:
     assert set(tools) == TOOLS
     add = tools["add_memory"].inputSchema
     assert add["type"] == "object"
-    assert set(add["properties"]) == {"user_id", "content", "metadata", "agent_id", "run_id", "expiration_date"}
+    assert set(add["properties"]) == {
+        "user_id", "content", "metadata", "agent_id", "run_id", "expiration_date", "supersedes"
+    }  # fmt: skip
     assert sorted(add["required"]) == ["content", "user_id"]
     assert add["properties"]["metadata"]["type"] == "object"
     search = tools["search_memories"].inputSchema
-    assert set(search["properties"]) == {"user_id", "query", "limit", "threshold", "filters", "agent_id", "run_id"}
+    assert set(search["properties"]) == {
+        "user_id", "query", "limit", "threshold", "filters", "agent_id", "run_id", "as_of", "include_superseded"
+    }  # fmt: skip
     assert search["properties"]["limit"]["type"] == "integer"
     assert sorted(tools["delete_memory"].inputSchema["required"]) == ["memory_id", "user_id"]
     assert all(tool.description for tool in tools.values())

@@ -283,10 +283,7 @@ def test_no_update_brings_back_a_deleted_memory(store: VectorStore, embedder: Em
     assert store.get(memory_id) is None and store.fetch([memory_id]) == {} and store.count_user("alice") == 0
 
 
-def test_a_payload_or_vector_only_update_of_a_deleted_memory_is_a_no_op(
-    request: pytest.FixtureRequest, engine: Engine, store: VectorStore, embedder: Embedder
-) -> None:
-    differs(request, engine, "edge", "the embedded shard raises 'No point with id' on a payload-only update", Exception)
+def test_a_payload_or_vector_only_update_of_a_deleted_memory_is_a_no_op(store: VectorStore, embedder: Embedder) -> None:
     [memory_id] = _add(store, embedder, "alice", ["I like green tea"])
     store.delete(memory_id)
     store.update(memory_id, payload=_payload("alice", "back?"))
@@ -665,6 +662,120 @@ def test_stats_are_counted_by_the_engine(engine: Engine, store: VectorStore) -> 
     assert tally.categories == {"food": 3, "drinks": 2, "other": 4, "5": 1}
     assert store.tally_user(acme.key) == Tally(1, Counter({"2024-05-01": 1}), Counter({"acme": 1}))
     assert store.tally_user("nobody") == Tally()
+
+
+# --- validity (issue 22) -------------------------------------------------------------------------
+def _end(store: VectorStore, memory_id: str, until: datetime, successor: str | None = None) -> None:
+    """What `MemoryService.supersede`/`invalidate` write: a payload-only update."""
+    hit = store.get(memory_id)
+    assert hit is not None
+    store.update(memory_id, payload={**hit.payload, "valid_until": until.isoformat(), "superseded_by": successor})
+
+
+def test_reads_are_valid_now_by_default_as_of_and_everything_on_request(store: VectorStore, embedder: Embedder) -> None:
+    from shared.query.filters import Validity
+    from shared.stores.vector.port import ENDED_KEY, VALID_UNTIL_KEY
+
+    [paris] = _add(store, embedder, "alice", ["I live in Paris"])
+    [berlin] = store_ids = [str(uuid.uuid4())]
+    later = T0 + timedelta(days=30)
+    store.insert(
+        embedder.embed_batch(["I moved to Berlin"]), [_payload("alice", "I moved to Berlin", later)], store_ids
+    )
+    [tea, gone] = _add(store, embedder, "alice", ["I like green tea", "I had a cat"])
+    [soon] = _add(store, embedder, "alice", ["I work at the bakery"])
+    _add(store, embedder, "bob", ["I live in Paris"])
+    _end(store, paris, later, berlin)
+    _end(store, gone, T0 + timedelta(days=1))  # invalidated
+    _end(store, soon, datetime.now(UTC) + timedelta(hours=1))  # ends in an hour: true now
+    ended = store.get(paris)
+    assert (
+        ended
+        and ended.payload[ENDED_KEY] is True
+        and ended.payload[VALID_UNTIL_KEY] == pytest.approx(later.timestamp())
+    )
+
+    vector = embedder.embed("Where does she live?")
+    now_ids = {c.id for c in store.candidates("alice", vector, "live Paris Berlin", 10, None).items}
+    assert now_ids == {berlin, tea, soon}
+    then = SearchFilters().at(Validity.as_of((T0 + timedelta(days=10)).timestamp()))
+    assert {c.id for c in store.candidates("alice", vector, "live Paris", 10, then).items} == {paris, tea, soon}
+    everything = SearchFilters().at(Validity.everything())
+    assert {c.id for c in store.candidates("alice", vector, "live", 10, everything).items} == {
+        paris,
+        berlin,
+        tea,
+        gone,
+        soon,
+    }
+    assert {h.id for h in store.list_user("alice")} == now_ids
+    assert {h.id for h in store.list_user("alice", None, then)} == {paris, tea, soon}
+    assert {h.id for h in store.page_user("alice", 10)} == now_ids
+    assert {h.id for h in store.page_user("alice", 10, None, everything)} == {paris, berlin, tea, gone, soon}
+    assert store.count_user("alice") == 3 == store.tally_user("alice").total
+    seqs = [0, 1, 2, 3, 4]
+    assert {c.id for c in store.neighbours("alice", seqs, vector)} == now_ids
+    assert {c.id for c in store.neighbours("alice", seqs, vector, "", Validity.everything())} == {
+        paris,
+        berlin,
+        tea,
+        gone,
+        soon,
+    }
+    # erasure reads every memory, whatever its validity
+    assert {h.id for h in store.list_user("alice", None, None, expired=True)} == {paris, berlin, tea, gone, soon}
+
+
+def test_expiry_wins_over_validity(store: VectorStore, embedder: Embedder) -> None:
+    from shared.query.filters import Validity
+
+    [old] = _add(store, embedder, "alice", ["I live in Paris"], expiration_date="2000-01-01")
+    [kept] = _add(store, embedder, "alice", ["I live in Rome"])
+    _end(store, kept, T0 + timedelta(days=1))
+    everything = SearchFilters().at(Validity.everything())
+    assert {h.id for h in store.list_user("alice", None, everything)} == {kept}
+    as_of = SearchFilters().at(Validity.as_of(T0.timestamp()))
+    assert {c.id for c in store.candidates("alice", embedder.embed("Paris"), "Paris", 5, as_of).items} == {kept}
+    assert old not in {c.id for c in store.neighbours("alice", [0, 1], embedder.embed("x"), "", Validity.everything())}
+
+
+def test_supersede_and_invalidate_on_the_engine(store: VectorStore, embedder: Embedder, tmp_path: Path) -> None:
+    from shared.errors import NotFound, ValidationFailed
+    from shared.memory.validity import check_supersedes, invalidate, supersede
+    from shared.stores.state.history import LocalHistoryStore
+
+    history = LocalHistoryStore(str(tmp_path / "history.db"))
+    alice = Scope("alice")
+    old, new, other = _add(store, embedder, "alice", ["I live in Paris", "I live in Berlin", "I have a dog"])
+    [bobs] = _add(store, embedder, "bob", ["I live in Oslo"])
+    with pytest.raises(NotFound):
+        supersede(store, history, alice, [bobs], new, None)  # another user's: nothing written
+    assert history.get_history(new) == [] and store.count_user("alice") == 3
+    supersede(store, history, alice, [old], new, "2024-06-01T00:00:00Z")
+    supersede(store, history, alice, [old], new, "2024-06-01T00:00:00Z")  # idempotent
+    hit, successor = store.get(old), store.get(new)
+    assert hit and hit.payload["superseded_by"] == new and hit.payload["valid_until"] == "2024-06-01T00:00:00.000Z"
+    assert successor and successor.payload["supersedes"] == [old]
+    assert successor.payload["valid_from"] == "2024-06-01T00:00:00.000Z"
+    assert [(r["event"], r["new_memory"]) for r in history.get_history(old)] == [("SUPERSEDED", new)]
+    assert [(r["event"], r["old_memory"]) for r in history.get_history(new)] == [("SUPERSEDES", old)]
+    assert {h.id for h in store.list_user("alice")} == {new, other}
+    with pytest.raises(ValidationFailed):
+        check_supersedes(store, alice, [([old], None)])  # no longer current
+    check_supersedes(store, alice, [([old], new)])  # but that very successor may name it again (a redo)
+    invalidate(store, history, alice, [other], None)
+    invalidate(store, history, alice, [other], None)
+    assert [r["event"] for r in history.get_history(other)] == ["INVALIDATED"]
+    assert {h.id for h in store.list_user("alice")} == {new}
+    # the conditional update: a memory deleted before its validity is written stays deleted
+    store.delete(new)
+    hit = store.get(old)
+    assert hit is not None
+    store.update(new, payload={**hit.payload, "valid_until": "2024-07-01T00:00:00Z"})
+    assert store.get(new) is None and store.fetch([new]) == {}
+    with pytest.raises(NotFound):
+        invalidate(store, history, alice, [new], None)
+    history.close()
 
 
 # --- mem0 on the adapter -----------------------------------------------------------------------

@@ -37,7 +37,11 @@ def test_declared_arguments_agree_with_the_contract_model(name: str) -> None:
     assert set(declared) == set(fields), (name, set(fields) ^ set(declared))
     for arg in spec.args:
         assert arg.type in SCHEMA_TYPES
-        assert arg.type == _field_type(fields[arg.name], schema.get("$defs", {})), (name, arg.name)
+        field = fields[arg.name]
+        if arg.array:  # the host's spelling of a list: the items' type, with isArray
+            assert _field_type(field, schema.get("$defs", {})) == "array", (name, arg.name)
+            field = next(s for s in field.get("anyOf", [field]) if s.get("type") == "array")["items"]
+        assert arg.type == _field_type(field, schema.get("$defs", {})), (name, arg.name)
         assert arg.description
         if model.model_fields[arg.name].is_required():
             assert arg.required, (name, arg.name)

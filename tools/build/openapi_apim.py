@@ -6,7 +6,7 @@ from that same source, because:
     their 3.0 spelling: `anyOf: [X, {type: null}]` and `type: [X, "null"]` become X with
     `nullable: true`, `const` a one-value `enum`, numeric `exclusiveMinimum` a boolean one;
   - Bicep's loadTextContent() stops at 131,072 characters, so what APIM does not use is left out:
-    schema titles, examples and descriptions (APIM builds operations, not documentation; the app's
+    schema titles, examples, descriptions and null defaults (APIM builds operations, not documentation; the app's
     own /docs has them), `propertyNames` (no 3.0 equivalent; the app enforces it), and the
     function-key security scheme (it describes the backend's key, which APIM adds itself; APIM puts
     its own subscription-key schemes in its copy).
@@ -281,6 +281,8 @@ def _schema(schema: Any, where: str) -> Any:
             raise UnsupportedConstruct(f"{where}.{key} has no OpenAPI 3.0 rendition here")
     if nullable:
         out["nullable"] = True
+        if "default" in out and out["default"] is None:
+            del out["default"]  # a nullable field's null default says nothing APIM uses (and costs the budget)
     if "$ref" in out and len(out) > 1:
         # A 3.0 $ref ignores its siblings (nullable, default...): keep them by wrapping the reference.
         out = {"allOf": [{"$ref": out.pop("$ref")}], **out}

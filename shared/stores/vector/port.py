@@ -24,6 +24,9 @@ shown to callers (they are reserved metadata names):
 - `_expires`: when the memory expires (`expiration_date`) as epoch seconds, for the engine's
   "not expired" condition (`shared.query.filters.not_expired`) and the purge's range query, with
   `_mortal` (true) beside it, so that "never expires" is a plain condition in every engine;
+- `_valid_until`: when the memory stopped being true (`valid_until`: superseded or invalidated) as
+  epoch seconds, with `_ended` (true) beside it, for the engine's "valid at" condition
+  (`shared.query.filters.valid_at`), said like "not expired";
 - `_month`: the memory's own month and year (`month_keys`: "2023-05", "2023", "m05"), and
   `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
   can be candidates even when neither their embedding nor their words match;
@@ -49,6 +52,7 @@ from shared.scope import key_tenant
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 
 SEQ_KEY = "_seq"
 TS_KEY = "_ts"
@@ -58,9 +62,19 @@ SPEAKER_KEY = "_speaker"
 EXPIRES_KEY = "_expires"
 MORTAL_KEY = "_mortal"
 EXPIRATION_KEY = "expiration_date"
+VALID_UNTIL_KEY = "_valid_until"
+ENDED_KEY = "_ended"
+# The public validity fields (issue 22), stored in the payload and shown on every memory object.
+VALID_FROM = "valid_from"
+VALID_UNTIL = "valid_until"
+SUPERSEDED_BY = "superseded_by"
+SUPERSEDES = "supersedes"
+VALIDITY_FIELDS = (VALID_FROM, VALID_UNTIL, SUPERSEDED_BY, SUPERSEDES)
 # `_tenant` is set by the service from the caller's scope (shared/scope.py), not derived here, but
 # like the others it is carried through rewrites and never shown to callers.
-DERIVED_KEYS = frozenset({SEQ_KEY, TS_KEY, DAY_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY, TENANT_KEY})
+DERIVED_KEYS = frozenset(
+    {SEQ_KEY, TS_KEY, DAY_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY, VALID_UNTIL_KEY, ENDED_KEY, TENANT_KEY}
+)
 # mem0's scopes beside the user, stored and indexed as keywords by every adapter.
 SCOPE_KEYS = ("agent_id", "run_id")
 TEXT_KEY = "data"  # mem0's name for the memory text
@@ -166,10 +180,16 @@ class VectorStore(Protocol):
         ...
 
     def neighbours(
-        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+        self,
+        user_id: str,
+        seqs: Sequence[int],
+        vector: Sequence[float],
+        text: str = "",
+        validity: Validity | None = None,
     ) -> builtins.list[Candidate]:
-        """The user's memories whose `_seq` is one of `seqs` (filters ignored), scored like candidates:
-        the cosine to `vector` and the keyword score for `text`, on the scale `candidates` used."""
+        """The user's live memories (of `validity`, by default valid now) whose `_seq` is one of `seqs`
+        (filters ignored), scored like candidates: the cosine to `vector` and the keyword score for
+        `text`, on the scale `candidates` used."""
         ...
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -277,6 +297,13 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     else:
         out.pop(EXPIRES_KEY, None)
         out.pop(MORTAL_KEY, None)
+    until = timestamp(out.get(VALID_UNTIL))
+    if until is not None:
+        out[VALID_UNTIL_KEY] = until
+        out[ENDED_KEY] = True
+    else:
+        out.pop(VALID_UNTIL_KEY, None)
+        out.pop(ENDED_KEY, None)
     from shared.query.text import memory_month, memory_speaker, tokenize
 
     out[MONTH_KEY] = month_keys(*memory_month(out))
@@ -328,12 +355,25 @@ def expired(payload: Mapping[str, Any] | None, now: float | None = None) -> bool
     return moment <= (now if now is not None else time.time())
 
 
-def live_condition(filters: SearchFilters | None = None, now: float | None = None) -> Any:
-    """The filters' condition and "not expired at `now`" as one tree, for an adapter to translate."""
-    from shared.query.filters import all_of, not_expired
+def live_condition(
+    filters: SearchFilters | None = None, now: float | None = None, validity: Validity | None = None
+) -> Any:
+    """The filters' condition, "not expired at `now`" and the validity asked (by default the one the
+    filters carry, else "valid now": `SearchFilters.validity`) as one tree, for an adapter to translate."""
+    from shared.query.filters import Validity, all_of, not_expired
 
     moment = now if now is not None else time.time()
-    return all_of(filters.condition() if filters is not None else None, not_expired(moment))
+    if validity is None:
+        validity = filters.validity if filters is not None else Validity.current()
+    condition = filters.condition() if filters is not None else None
+    return all_of(condition, not_expired(moment), validity.condition(moment))
+
+
+def live(payload: Mapping[str, Any] | None, filters: SearchFilters | None = None, now: float | None = None) -> bool:
+    """`live_condition` evaluated on one payload: what the engines' filter lets through."""
+    from shared.query.filters import holds
+
+    return holds(live_condition(filters, now), payload or {})
 
 
 def belongs(payload: Mapping[str, Any] | None, user_id: str) -> bool:

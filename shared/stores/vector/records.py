@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.context import as_iso_utc
 from shared.contract import RESERVED_METADATA_KEYS, MemoryRecord
-from shared.stores.vector.port import DERIVED_KEYS
+from shared.stores.vector.port import DERIVED_KEYS, SUPERSEDED_BY, SUPERSEDES, VALID_FROM, VALID_UNTIL
 
 # Payload keys mem0 and the store adapters own; user metadata can never overwrite them (validated
 # in shared/contract.py) and they are not returned as metadata.
@@ -29,5 +29,9 @@ def record_from_payload(memory_id: str, payload: dict[str, Any], score: float | 
         metadata={k: v for k, v in payload.items() if k not in CORE_PAYLOAD_KEYS},
         created_at=as_iso_utc(payload.get("created_at")),
         updated_at=as_iso_utc(payload.get("updated_at")),
+        valid_from=as_iso_utc(payload.get(VALID_FROM) or payload.get("created_at")),
+        valid_until=as_iso_utc(payload.get(VALID_UNTIL)) if payload.get(VALID_UNTIL) else None,
+        superseded_by=str(payload[SUPERSEDED_BY]) if payload.get(SUPERSEDED_BY) else None,
+        supersedes=[str(i) for i in payload[SUPERSEDES]] if payload.get(SUPERSEDES) else None,
         score=score,
     )

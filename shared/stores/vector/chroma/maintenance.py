@@ -12,11 +12,13 @@ from shared.errors import ConfigurationProblem
 from shared.stores.vector.chroma.keywords import analysed
 from shared.stores.vector.chroma.queries import PAGE, result_rows
 from shared.stores.vector.port import (
+    ENDED_KEY,
     EXPIRES_KEY,
     MORTAL_KEY,
     TENANT_KEY,
     TEXT_KEY,
     USER_KEY,
+    VALID_UNTIL_KEY,
     Hit,
     belongs,
     derive,
@@ -168,17 +170,27 @@ def count_expired(collection: Any, now: float | None = None) -> int:
     return len(got.get("ids") or [])
 
 
+def _ended_where(now: float) -> list[dict[str, Any]]:
+    """No longer valid (issue 22) but not expired: counted apart from the expired ones."""
+    unexpired = {"$or": [{MORTAL_KEY: {"$ne": True}}, {EXPIRES_KEY: {"$gt": now}}]}
+    return [{ENDED_KEY: {"$eq": True}}, {VALID_UNTIL_KEY: {"$lte": now}}, unexpired]
+
+
 def count_live(collection: Any, tenant: str | None, now: float | None = None) -> int:
-    """A user collection's memories that have not expired. For a tenant's key, only the tenant's: its
-    collection may also hold memories a tenant-less user wrote under the same key before keys told
-    the two apart (shared/scope.py), which Chroma's plain count would include."""
+    """A user collection's memories that have not expired and are valid now. For a tenant's key, only
+    the tenant's: its collection may also hold memories a tenant-less user wrote under the same key
+    before keys told the two apart (shared/scope.py), which Chroma's plain count would include."""
+    moment = now if now is not None else time.time()
+
+    def count(where: dict[str, Any]) -> int:
+        return len(collection.get(where=where, include=[]).get("ids") or [])
+
+    ended = _ended_where(moment)
     if tenant is None:
-        return int(collection.count()) - count_expired(collection, now)
+        return int(collection.count()) - count_expired(collection, moment) - count({"$and": ended})
     mine = {TENANT_KEY: {"$eq": tenant}}
-    expired = {"$and": [mine, *_expired_where(now if now is not None else time.time())["$and"]]}
-    return len(collection.get(where=mine, include=[]).get("ids") or []) - len(
-        collection.get(where=expired, include=[]).get("ids") or []
-    )
+    expired = {"$and": [mine, *_expired_where(moment)["$and"]]}
+    return count(mine) - count(expired) - count({"$and": [mine, *ended]})
 
 
 def expired_points(store: ChromaLayout, now: float, limit: int) -> list[Hit]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared.query.filters import holds
 from shared.stores.vector.chroma.filters import search_where
 from shared.stores.vector.chroma.keywords import held_terms, idf_weights, keyword_patterns, query_terms, weighted_share
 from shared.stores.vector.port import (
@@ -19,12 +20,13 @@ from shared.stores.vector.port import (
     Candidate,
     Candidates,
     belongs,
-    expired,
-    matches,
+    live,
+    live_condition,
 )
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 
 # chromadb's parameter types (TypedDict `where`s, numpy-or-sequence unions) are stricter than the
 # plain dicts and lists built here, and the server validates every call anyway.
@@ -124,7 +126,7 @@ def hybrid_candidates(
         only_dense = {
             memory_id: Candidate(memory_id, payload, similarity(space, distance), 0.0)
             for memory_id, payload, _document, distance in dense_rows
-            if belongs(payload, user_id) and matches(payload, filters)
+            if belongs(payload, user_id) and live(payload, filters)
         }
         return Candidates(items=list(only_dense.values()), keyword_exhaustive=True, keyword_ceiling=1.0), None
     documents, complete = first.result()
@@ -142,7 +144,7 @@ def hybrid_candidates(
     weights = idf_weights(terms, list(held.values()), collection.count())
     found: dict[str, Candidate] = {}
     for memory_id, payload, _document, distance in dense_rows:
-        if belongs(payload, user_id) and matches(payload, filters):
+        if belongs(payload, user_id) and live(payload, filters):
             share = weighted_share(held[memory_id], weights)
             found[memory_id] = Candidate(memory_id, payload, similarity(space, distance), share)
     shares = {memory_id: weighted_share(held[memory_id], weights) for memory_id in documents}
@@ -155,7 +157,7 @@ def hybrid_candidates(
         got = collection.get(ids=missing, include=["metadatas", "embeddings"])
         for memory_id, metadata, embedding in result_rows(got, "metadatas", "embeddings"):
             payload = dict(metadata or {})
-            if belongs(payload, user_id) and matches(payload, filters):
+            if belongs(payload, user_id) and live(payload, filters):
                 found[memory_id] = Candidate(memory_id, payload, cosine(q, embedding), shares[memory_id])
     # `keyword` is already the idf-weighted share of the query a memory holds: its ceiling is 1.
     return Candidates(items=list(found.values()), keyword_exhaustive=exhaustive, keyword_ceiling=1.0), weights
@@ -186,10 +188,10 @@ def nearest(
     where = search_where(filters)
     if filters is None:  # only "not expired": checked here, the engine asked again only when one was
         rows = ask(limit, None)
-        live = [row for row in rows if not expired(row[1])]
-        return live if len(live) == len(rows) else ask(limit, where)
+        live_rows = [row for row in rows if live(row[1])]
+        return live_rows if len(live_rows) == len(rows) else ask(limit, where)
     wide = ask(DENSE_OVERFETCH * limit, None)
-    passing = [row for row in wide if matches(row[1], filters) and not expired(row[1])]
+    passing = [row for row in wide if live(row[1], filters)]
     if len(passing) >= limit or len(wide) < DENSE_OVERFETCH * limit:
         return passing[:limit]
     return ask(limit, where)
@@ -217,18 +219,14 @@ def keyword_scan(
         # Only "not expired", checked here: a `where` Chroma evaluates over every record it lets
         # through, which for "not expired" is all of the user's (measured: candidates 6x slower).
         rows = ask(None, ["documents", "metadatas"])
-        live = {memory_id: document for memory_id, document, metadata in rows if not expired(metadata or {})}
-        return live, window is None or len(rows) < window
+        kept = {memory_id: document for memory_id, document, metadata in rows if live(metadata)}
+        return kept, window is None or len(rows) < window
     dated = filters.created_after is not None or filters.created_before is not None
     if dated or window is None:  # window None: every match (a small user's)
         rows = ask(where, ["documents"])
         return {memory_id: document for memory_id, document, _ in rows}, window is None or len(rows) < window
     rows = ask(None, ["documents", "metadatas"])
-    passing = {
-        memory_id: document
-        for memory_id, document, metadata in rows
-        if matches(metadata or {}, filters) and not expired(metadata or {})
-    }
+    passing = {memory_id: document for memory_id, document, metadata in rows if live(metadata, filters)}
     if len(rows) < window:
         return passing, True
     if 4 * len(passing) >= window:
@@ -244,17 +242,22 @@ def neighbour_candidates(
     vector: Sequence[float],
     text: str,
     weights: dict[str, float] | None,
+    validity: Validity | None = None,
 ) -> list[Candidate]:
     """The user's memories at write positions `wanted`, scored like `hybrid_candidates` (with its
     idf `weights` when they are this search's, else the plain share of the query's terms)."""
     q = np.asarray([float(x) for x in vector], dtype=np.float32)
     terms = query_terms(text)
-    # "Not expired" is checked on the few memories found, not sent to Chroma (see `keyword_scan`).
+    # "Not expired" and "valid" are checked on the few memories found, not sent to Chroma (see `keyword_scan`).
     got = collection.get(where={SEQ_KEY: {"$in": list(wanted)}}, include=["metadatas", "embeddings", "documents"])
     out = []
     for memory_id, metadata, embedding, document in result_rows(got, "metadatas", "embeddings", "documents"):
         payload = dict(metadata or {})
-        if belongs(payload, user_id) and payload.get(SEQ_KEY) in wanted and not expired(payload):
+        if (
+            belongs(payload, user_id)
+            and payload.get(SEQ_KEY) in wanted
+            and holds(live_condition(None, None, validity), payload)
+        ):
             held = held_terms(document, payload.get(TEXT_KEY))
             if weights is not None:
                 share = weighted_share(held, weights)

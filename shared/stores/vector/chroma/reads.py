@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from shared.query.filters import Compare, all_of
 from shared.stores.vector.chroma.filters import translate
 from shared.stores.vector.chroma.queries import PAGE, result_rows
-from shared.stores.vector.port import SEQ_KEY, USER_KEY, Hit, Position, Tally, belongs, expired, matches
+from shared.stores.vector.port import SEQ_KEY, USER_KEY, Hit, Position, Tally, belongs, live
 from shared.stores.vector.reads import newest_first, position, tally_payloads
 
 if TYPE_CHECKING:
@@ -91,8 +91,8 @@ def page(
             hit = Hit(id=memory_id, payload=dict(metadata or {}))
             at = position(hit)
             # "Not expired" is checked here, not sent to Chroma (see queries.keyword_scan).
-            live = belongs(hit.payload, user_id) and not expired(hit.payload) and matches(hit.payload, filters)
-            if live and at is not None and (before is None or at < before):
+            live_here = belongs(hit.payload, user_id) and live(hit.payload, filters)
+            if live_here and at is not None and (before is None or at < before):
                 found.append(hit)
         high = low
         if len(found) >= limit or (not rows and not _any_below(collection, scope, high)):
@@ -118,7 +118,7 @@ def tally(collection: Any, user_id: str) -> Tally:
             rows = result_rows(collection.get(limit=PAGE, offset=offset, include=["metadatas"]), "metadatas")
             for _memory_id, metadata in rows:
                 payload = dict(metadata or {})
-                if belongs(payload, user_id) and not expired(payload):
+                if belongs(payload, user_id) and live(payload):
                     yield payload
             if len(rows) < PAGE:
                 return

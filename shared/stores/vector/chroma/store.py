@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chromadb.errors import NotFoundError, UniqueConstraintError
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 
 # chromadb's parameter types (TypedDict `where`s, numpy-or-sequence unions) are stricter than the
 # plain dicts and lists built here, and the server validates every call anyway.
@@ -422,20 +424,22 @@ class ChromaVectorStore:
 
         return self._on_user(user_id, on_collection, Candidates(items=[], keyword_exhaustive=True))
 
-    def neighbours(self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = "") -> list[Candidate]:
-        """The user's memories at the given write positions, with their cosine to `vector` and the
-        share of `text`'s terms they hold (the scale of `candidates`): one call."""
+    def neighbours(
+        self,
+        user_id: str,
+        seqs: Sequence[int],
+        vector: Sequence[float],
+        text: str = "",
+        validity: Validity | None = None,
+    ) -> list[Candidate]:
+        """Memories at write positions `seqs`, scored on the scale of `candidates` (one call)."""
         wanted = sorted({int(s) for s in seqs})
         if not wanted:
             return []
         recent = getattr(self._recent, "weights", None)
         weights = recent[2] if recent is not None and recent[:2] == (user_id, text) else None
-        none: list[Candidate] = []
-        return self._on_user(
-            user_id,
-            lambda collection, _space: neighbour_candidates(collection, user_id, wanted, vector, text, weights),
-            none,
-        )
+        found = partial(neighbour_candidates, user_id=user_id, wanted=wanted, vector=vector, text=text)
+        return self._on_user(user_id, lambda c, _space: found(c, weights=weights, validity=validity), [])
 
     def fetch(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return reads.fetch(self, ids)

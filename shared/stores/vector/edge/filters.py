@@ -12,6 +12,7 @@ from shared.stores.vector.port import TENANT_KEY, USER_KEY
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 
 
 def key_condition(user_id: str) -> Any:
@@ -32,13 +33,15 @@ def user_condition(user_id: str) -> Any:
     return Filter(must=[FieldCondition(key=USER_KEY, match=MatchValue(user_id)), of_tenant])
 
 
-def search_filter(user_id: str, filters: SearchFilters | None, now: float | None = None) -> Any:
+def search_filter(
+    user_id: str, filters: SearchFilters | None, now: float | None = None, validity: Validity | None = None
+) -> Any:
     """The user, the search filters and "not expired" as one engine filter (the meaning of `port.matches`)."""
     from qdrant_edge import Filter
 
     from shared.stores.vector.port import live_condition
 
-    return Filter(must=[user_condition(user_id), translate(live_condition(filters, now))])
+    return Filter(must=[user_condition(user_id), translate(live_condition(filters, now, validity))])
 
 
 def translate(condition: Condition | None) -> Any:

@@ -14,6 +14,7 @@ from shared.stores.vector.port import TENANT_KEY, USER_KEY
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 
 LOGICAL_KEYS = frozenset({"AND", "OR", "NOT", "$and", "$or", "$not"})
 
@@ -142,11 +143,13 @@ def _user_condition(user_id: str) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key=USER_KEY, match=models.MatchValue(value=user_id)), of_tenant])
 
 
-def search_filter(user_id: str, filters: SearchFilters | None, now: float | None = None) -> models.Filter:
+def search_filter(
+    user_id: str, filters: SearchFilters | None, now: float | None = None, validity: Validity | None = None
+) -> models.Filter:
     """The user, the search filters and "not expired" as one Qdrant filter (the meaning of `port.matches`)."""
     from shared.stores.vector.port import live_condition
 
-    return models.Filter(must=[_user_condition(user_id), translate(live_condition(filters, now))])
+    return models.Filter(must=[_user_condition(user_id), translate(live_condition(filters, now, validity))])
 
 
 def translate(condition: Condition | None) -> models.Filter:

@@ -14,6 +14,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from shared.errors import ConfigurationProblem
 from shared.stores.vector.port import (
     DAY_KEY,
+    ENDED_KEY,
     EXPIRES_KEY,
     MONTH_KEY,
     MORTAL_KEY,
@@ -22,6 +23,7 @@ from shared.stores.vector.port import (
     TENANT_KEY,
     TS_KEY,
     USER_KEY,
+    VALID_UNTIL_KEY,
 )
 from shared.stores.vector.qdrant.keywords import SPARSE_KEY, sparse_params
 
@@ -71,6 +73,9 @@ def payload_indexes(local: bool = False) -> dict[str, models.PayloadSchemaParams
         EXPIRES_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
         # "not expired" is on every search: its `_mortal` test must be an index lookup, not a payload read.
         MORTAL_KEY: models.BoolIndexParams(type=models.BoolIndexType.BOOL),
+        # "valid now" (issue 22) is on every read as well: `_ended` and `_valid_until` alike.
+        VALID_UNTIL_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
+        ENDED_KEY: models.BoolIndexParams(type=models.BoolIndexType.BOOL),
         TENANT_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True, enable_hnsw=False),
     }
 

@@ -37,6 +37,7 @@ from shared.stores.vector.port import (
 
 if TYPE_CHECKING:
     from shared.contract import SearchFilters
+    from shared.query.filters import Validity
 from shared.stores.vector.qdrant import reads
 from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter, translate
 from shared.stores.vector.qdrant.keywords import SPARSE_KEY, document_vector, query_vector, term_vectors
@@ -383,7 +384,12 @@ class QdrantServerStore:
         return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[key_only])))
 
     def neighbours(
-        self, user_id: str, seqs: Sequence[int], vector: Sequence[float], text: str = ""
+        self,
+        user_id: str,
+        seqs: Sequence[int],
+        vector: Sequence[float],
+        text: str = "",
+        validity: Validity | None = None,
     ) -> builtins.list[Candidate]:
         """One `query_batch_points` round trip: the memories at `seqs` by the dense query (exact,
         so every one comes back with its cosine) and by the sparse one (their BM25)."""
@@ -394,7 +400,10 @@ class QdrantServerStore:
             return []
         dense = [float(x) for x in vector]
         engine_filter = models.Filter(
-            must=[search_filter(user_id, None), models.FieldCondition(key=SEQ_KEY, match=models.MatchAny(any=wanted))]
+            must=[
+                search_filter(user_id, None, validity=validity),
+                models.FieldCondition(key=SEQ_KEY, match=models.MatchAny(any=wanted)),
+            ]
         )
         # Room for the rare duplicate `_seq` two processes can write (see the module docstring).
         room = 2 * len(wanted)
