@@ -14,7 +14,14 @@ from functions.http import EndpointSpec, Reply, api, blueprint, validate
 from shared.runtime import get_ingestion, get_memory_service
 
 if TYPE_CHECKING:
-    from shared.contract import MemoryAddRequest, MemoryBatchAddRequest, MemorySearchRequest, MemoryUpdateRequest
+    from shared.contract import (
+        AddedMemory,
+        MemoryAddRequest,
+        MemoryBatchAddRequest,
+        MemoryRecord,
+        MemorySearchRequest,
+        MemoryUpdateRequest,
+    )
     from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
@@ -110,12 +117,15 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
     ),
 )
 def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Reply:
-    from shared.contract import AddedMemory, MemoryInput
+    from shared.contract import MemoryInput
 
     scope = who.scope(body.user_id)
     if prefers_async(req):
         item = MemoryInput(content=body.content, metadata=body.metadata, expiration_date=body.expiration_date)
-        event = get_ingestion().submit_memories(scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id)
+        allow = body.allow_duplicates
+        event = get_ingestion().submit_memories(
+            scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=allow
+        )
         return accepted(event)
     record = get_memory_service().add_memory(
         scope,
@@ -124,8 +134,19 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         agent_id=body.agent_id,
         run_id=body.run_id,
         expiration_date=body.expiration_date,
+        allow_duplicates=body.allow_duplicates,
     )
-    return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
+    return Reply(added_memory(record, body.user_id, body.content))
+
+
+def added_memory(record: MemoryRecord, user_id: str, content: str) -> AddedMemory:
+    """The add's answer: the new memory, or the existing one it duplicated (`duplicate: true`, its text)."""
+    from shared.contract import AddedMemory
+    from shared.memory.dedupe import DuplicateRecord
+
+    if isinstance(record, DuplicateRecord):
+        return AddedMemory(memory_id=record.id, user_id=user_id, content=record.memory, duplicate=True)
+    return AddedMemory(memory_id=record.id, user_id=user_id, content=content)
 
 
 @api(
@@ -156,10 +177,15 @@ def memory_batch_add(req: func.HttpRequest, who: Caller, body: MemoryBatchAddReq
             details=[{"loc": ["memories"], "msg": f"at most {limit} items", "type": "too_long"}],
         )
     if prefers_async(req):
-        event = get_ingestion().submit_memories(scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id)
+        allow = body.allow_duplicates
+        event = get_ingestion().submit_memories(
+            scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=allow
+        )
         return accepted(event)
-    ids = get_memory_service().add_memories(scope, body.memories, agent_id=body.agent_id, run_id=body.run_id)
-    return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
+    ids = get_memory_service().add_memories(
+        scope, body.memories, agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=body.allow_duplicates
+    )
+    return Reply(BatchAdded(memory_ids=ids, count=len(ids), duplicate=getattr(ids, "duplicate", [False] * len(ids))))
 
 
 @api(

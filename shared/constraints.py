@@ -85,6 +85,8 @@ RESERVED_METADATA_KEYS = frozenset(
         "_expires",
         "_mortal",
         "_tenant",
+        "_norm",
+        "_scope",
     }
 )
 

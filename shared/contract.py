@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_serializer,
@@ -101,6 +102,10 @@ class SearchFilters(StrictModel):
         copy._scope = {**self._scope, **{k: v for k, v in (("agent_id", agent_id), ("run_id", run_id)) if v}}
         return copy
 
+    def scope_ids(self) -> dict[str, str]:
+        """The agent and run scopes these filters are narrowed to (`scoped`)."""
+        return dict(self._scope)
+
     def condition(self) -> Condition | None:
         """Everything these filters ask, as one tree (shared/query/filters.py) for the engines."""
         from shared.query.filters import Compare
@@ -143,6 +148,11 @@ class MemoryInput(StrictModel):
     expiration_date: ExpirationDate = None
 
 
+ALLOW_DUPLICATES = Field(
+    False, description="Store even a duplicate of a current memory of the scope (same normalized text or near-equal)."
+)
+
+
 class MemoryAddRequest(StrictModel):
     user_id: UserId
     agent_id: ScopeId = None
@@ -150,6 +160,7 @@ class MemoryAddRequest(StrictModel):
     content: Content
     metadata: Metadata = None
     expiration_date: ExpirationDate = None
+    allow_duplicates: StrictBool = ALLOW_DUPLICATES
 
 
 class MemoryBatchAddRequest(StrictModel):
@@ -157,6 +168,7 @@ class MemoryBatchAddRequest(StrictModel):
     agent_id: ScopeId = Field(None, description="The agent every memory of the batch belongs to.")
     run_id: ScopeId = Field(None, description="The run (session) every memory of the batch belongs to.")
     memories: list[MemoryInput] = Field(..., min_length=1)
+    allow_duplicates: StrictBool = ALLOW_DUPLICATES
 
 
 class MemoryUpdateRequest(StrictModel):
@@ -224,11 +236,13 @@ class AddedMemory(BaseModel):
     memory_id: str
     user_id: str
     content: str
+    duplicate: bool = Field(False, description="True: not stored again; `memory_id` is the existing memory's.")
 
 
 class BatchAdded(BaseModel):
     memory_ids: list[str]
     count: int
+    duplicate: list[bool] = Field(default_factory=list, description="Per item: true when its id is an existing one's.")
 
 
 class UpdatedMemory(BaseModel):

@@ -38,6 +38,7 @@ from shared.stores.vector.port import (
     Hit,
     Position,
     Tally,
+    Twins,
     carry_derived,
     derive,
     user_filter_value,
@@ -460,6 +461,9 @@ class ChromaVectorStore:
     def count_user(self, user_id: str) -> int:
         """Chroma's count of the user's collection less its expired memories (an engine range query)."""
         return self._on_user(user_id, lambda c, _space: maintenance.count_live(c, key_tenant(user_id)), 0)
+
+    def twins(self, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]) -> Twins:
+        return self._on_user(user_id, lambda c, space: reads.twins(c, space, user_id, scope, keys, vectors), Twins())
 
     def expired_points(self, now: float, limit: int) -> list[Hit]:
         """Up to `limit` expired memories: one range query on `_expires` per user collection."""
