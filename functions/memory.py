@@ -51,6 +51,11 @@ def accepted(event: IngestEvent) -> Reply:
     return Reply(data, "记忆已接受，正在处理", status=202, headers=headers)
 
 
+DUPLICATE_NOTE = (
+    " A duplicate of a current memory of the same scope (the same normalized text, or a near-equal embedding)"
+    " is not stored: `data.duplicate` is true and the id is the existing memory's (`allow_duplicates` to store it)."
+)
+
 SCOPE_PARAMS = {
     "agent_id": "Only the user's memories of this agent (mem0's agent scope).",
     "run_id": "Only the user's memories of this run (mem0's run scope).",
@@ -112,7 +117,7 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
         "MemoryAddRequest",
         "AddedMemory",
         success_message="记忆添加成功",
-        description=ASYNC_NOTE,
+        description=ASYNC_NOTE + DUPLICATE_NOTE,
         accepted="EventAccepted",
     ),
 )
@@ -160,7 +165,7 @@ def added_memory(record: MemoryRecord, user_id: str, content: str) -> AddedMemor
         "MemoryBatchAddRequest",
         "BatchAdded",
         success_message="批量添加记忆成功",
-        description=ASYNC_NOTE,
+        description=ASYNC_NOTE + DUPLICATE_NOTE.replace("`data.duplicate` is", "its `data.duplicate` item is"),
         accepted="EventAccepted",
     ),
 )
@@ -185,7 +190,8 @@ def memory_batch_add(req: func.HttpRequest, who: Caller, body: MemoryBatchAddReq
     ids = get_memory_service().add_memories(
         scope, body.memories, agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=body.allow_duplicates
     )
-    return Reply(BatchAdded(memory_ids=ids, count=len(ids), duplicate=getattr(ids, "duplicate", [False] * len(ids))))
+    flags = getattr(ids, "duplicate", None)
+    return Reply(BatchAdded(memory_ids=ids, count=len(ids), duplicate=flags if flags and any(flags) else None))
 
 
 @api(

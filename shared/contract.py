@@ -236,13 +236,15 @@ class AddedMemory(BaseModel):
     memory_id: str
     user_id: str
     content: str
-    duplicate: bool = Field(False, description="True: not stored again; `memory_id` is the existing memory's.")
+    duplicate: bool | None = Field(None, description="True: not stored again; `memory_id` is the existing memory's.")
 
 
 class BatchAdded(BaseModel):
     memory_ids: list[str]
     count: int
-    duplicate: list[bool] = Field(default_factory=list, description="Per item: true when its id is an existing one's.")
+    duplicate: list[bool] | None = Field(
+        None, description="Per item, when any is: true when its id is an existing one's."
+    )
 
 
 class UpdatedMemory(BaseModel):
