@@ -37,3 +37,11 @@ def norm_key(text: str) -> str:
 def scope_tag(agent_id: Any, run_id: Any) -> str:
     """`_scope`: one keyword for the agent and run scopes (none of either is a scope too)."""
     return _short(f"{agent_id or ''}\x1f{run_id or ''}")
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def numbers(text: str) -> list[str]:
+    """The runs of digits of the text (NFKC: full-width digits too), sorted."""
+    return sorted(_NUMBER.findall(unicodedata.normalize("NFKC", text)))

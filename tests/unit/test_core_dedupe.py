@@ -234,3 +234,14 @@ def test_the_threshold_is_the_models_measured_one_unless_set() -> None:
     assert threshold_for(Settings(**base, local_embedding_model="multilingual")) == Near(0.995)  # type: ignore[arg-type]
     unmeasured = Settings(**base, embedding_provider="openai", openai_base_url="http://x", openai_api_key="k")  # type: ignore[arg-type]
     assert threshold_for(unmeasured) is None
+
+
+def test_texts_with_other_numbers_are_never_near_duplicates(core: Core) -> None:
+    moved = core.service.add_memory("alice", "moved to Portland in 2019 with the kids").id
+    other_year = core.service.add_memory("alice", "moved to Portland in 2021 with the kids")
+    same_words = core.service.add_memory("alice", "with the kids moved to Portland in 2019")  # the fake's cosine 1.0
+    wide = core.service.add_memory("alice", "moved to Portland in ２０１９ with the kids!")  # full-width digits
+    assert other_year.id != moved and not isinstance(other_year, DuplicateRecord)
+    assert same_words.id == moved and wide.id == moved
+    ids = _batch(core, "bob", "has 2 cats and 1 dog", "has 1 dog and 2 cats", "has 3 cats and 1 dog")
+    assert ids.duplicate == [False, True, False] and ids[1] == ids[0] != ids[2]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.query.sameness import normalize
+from shared.query.sameness import normalize, numbers
 from tools.bench.locomo import load_locomo
 from tools.harness.models import DEFAULT_LOCOMO
 
@@ -54,7 +54,8 @@ def labelled(embedder: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def locomo(embedder: Any, path: Path) -> dict[str, Any]:
-    """Per conversation: the nearest other distinct turn of each turn, and the turns whose text repeats."""
+    """Per conversation: the nearest other distinct turn of each turn with the same numbers (others are
+    never near duplicates: `dedupe.Near.applies`), and the turns whose normalized text repeats."""
     nearest: list[tuple[float, str, str]] = []
     repeated = gold_repeated = turns = 0
     for conversation in load_locomo(path):
@@ -70,6 +71,11 @@ def locomo(embedder: Any, path: Path) -> dict[str, Any]:
         units = _units(embedder.embed_batch(texts, "add"))
         cosines = units @ units.T
         np.fill_diagonal(cosines, -1.0)
+        counted = [numbers(text) for text in texts]
+        for i, mine in enumerate(counted):
+            for j, theirs in enumerate(counted):
+                if mine != theirs:
+                    cosines[i, j] = -1.0
         best = cosines.argmax(axis=1)
         nearest.extend((float(cosines[i, j]), texts[i], texts[j]) for i, j in enumerate(best))
     nearest.sort(reverse=True)
@@ -86,13 +92,16 @@ def report(pairs: list[dict[str, Any]], corpus: dict[str, Any], model: str) -> d
     # A model that gives two different Chinese facts one vector cannot judge CJK text: its near check
     # leaves such text out (dedupe.Near.cjk), and so does the threshold's choice.
     cjk = not any(p["lang"] == "zh" and not p["duplicate"] and p["cosine"] >= BLIND for p in pairs)
-    judged = [p for p in pairs if cjk or p["lang"] != "zh"]
+    # What the check never merges whatever the cosine: texts with other numbers, and (for a CJK-blind
+    # model) Chinese text; those pairs neither bound the threshold nor are caught by it.
+    judged = [p for p in pairs if numbers(p["a"]) == numbers(p["b"]) and (cjk or p["lang"] != "zh")]
     distinct = [p["cosine"] for p in judged if not p["duplicate"]] + [c for c, _, _ in corpus["nearest"]]
     threshold = choose(distinct)
     languages: dict[str, Any] = {}
     for lang in sorted({p["lang"] for p in pairs}):
         dup = sorted(p["cosine"] for p in pairs if p["lang"] == lang and p["duplicate"])
         other = sorted(p["cosine"] for p in pairs if p["lang"] == lang and not p["duplicate"])
+        caught = [p["cosine"] for p in judged if p["lang"] == lang and p["duplicate"] and p["cosine"] >= threshold]
         languages[lang] = {
             "duplicates": len(dup),
             "duplicate_cosine_min_median_max": [round(dup[0], 4), round(float(np.median(dup)), 4), round(dup[-1], 4)],
@@ -102,16 +111,19 @@ def report(pairs: list[dict[str, Any]], corpus: dict[str, Any], model: str) -> d
                 round(float(np.median(other)), 4),
                 round(other[-1], 4),
             ],
-            "caught_at_threshold": sum(1 for c in dup if c >= threshold) if cjk or lang != "zh" else 0,
+            "caught_at_threshold": len(caught),
             "hardest_distinct": max((p for p in pairs if p["lang"] == lang and not p["duplicate"]), key=_cos),
+            "hardest_distinct_judged": max(
+                (p for p in judged if p["lang"] == lang and not p["duplicate"]), key=_cos, default=None
+            ),
         }
     grid = []
     for t in GRID:
         grid.append(
             {
                 "threshold": t,
-                "labelled_duplicates_caught": sum(1 for p in pairs if p["duplicate"] and p["cosine"] >= t),
-                "labelled_distinct_merged": sum(1 for p in pairs if not p["duplicate"] and p["cosine"] >= t),
+                "labelled_duplicates_caught": sum(1 for p in judged if p["duplicate"] and p["cosine"] >= t),
+                "labelled_distinct_merged": sum(1 for p in judged if not p["duplicate"] and p["cosine"] >= t),
                 "locomo_turns_merged": sum(1 for c, _, _ in corpus["nearest"] if c >= t),
             }
         )
@@ -167,13 +179,16 @@ def _print(result: dict[str, Any]) -> None:
     if not result["cjk"]:
         print("  the model gives different Chinese facts one vector: CJK text gets the exact check only (Near.cjk)")
     for lang, row in result["languages"].items():
-        hard = row["hardest_distinct"]
+        hard, judged = row["hardest_distinct"], row["hardest_distinct_judged"]
         print(
             f"  {lang}: duplicates {row['duplicates']} cosine min/median/max {row['duplicate_cosine_min_median_max']}, "
             f"caught at the threshold {row['caught_at_threshold']}; distinct {row['distinct']} cosine "
             f"min/median/max {row['distinct_cosine_min_median_max']}, hardest: {hard['a']!r} / {hard['b']!r} "
             f"{hard['cosine']:.4f}"
         )
+        if judged is not None and judged is not hard:
+            pair = f"{judged['a']!r} / {judged['b']!r} {judged['cosine']:.4f}"
+            print(f"      hardest the check judges (same numbers): {pair}")
     lo = result["locomo"]
     print(
         f"LoCoMo: {lo['turns']} turns, {lo['distinct_texts']} distinct normalized texts; nearest other turn cosine "
@@ -185,6 +200,7 @@ def _print(result: dict[str, Any]) -> None:
         f"  turns whose normalized text repeats an earlier one (merged by the exact check): {lo['repeated_texts']}, "
         f"of them named as evidence by a question: {lo['repeated_gold_turns']}"
     )
+    print("(below: pairs the check judges, i.e. with the same numbers and, for a CJK-blind model, no Chinese)")
     print("threshold  labelled duplicates caught  labelled distinct merged  LoCoMo turns merged")
     for row in result["grid"]:
         print(
