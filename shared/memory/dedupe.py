@@ -24,7 +24,7 @@ engine here has a unique constraint on a payload field). Memories written before
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -194,9 +194,9 @@ def _units(vectors: Sequence[Sequence[float]]) -> np.ndarray:
 class Added(list[str]):
     """A batch-add's ids (one per item, in order), with which of them are duplicates (existing ids)."""
 
-    def __init__(self, ids: Sequence[str], duplicate: Sequence[bool] | None = None) -> None:
-        super().__init__(ids)
-        self.duplicate = list(duplicate) if duplicate is not None else [False] * len(ids)
+    def __init__(self, ids: Iterable[str] = (), duplicate: Sequence[bool] | None = None) -> None:
+        super().__init__(ids)  # any iterable, as a list's (`dataclasses.asdict` rebuilds lists so)
+        self.duplicate = list(duplicate) if duplicate is not None else [False] * len(self)
 
 
 class DuplicateRecord(MemoryRecord):

@@ -270,13 +270,15 @@ class Ingestion:
             return self._learner().learn(event.user_id, job, graph_write_id(event.event_id))
         items = [MemoryInput.model_validate(item) for item in job.get("items") or []]
         ids = memory_ids_for(event.event_id, len(items))
-        return self._memory_service().add_memories(
-            job_scope(event.user_id, job),
-            items,
-            ids=ids,
-            agent_id=job.get("agent_id"),
-            run_id=job.get("run_id"),
-            allow_duplicates=bool(job.get("allow_duplicates")),
+        return list(  # the ids alone (a duplicate's is the existing memory's), as the event keeps them
+            self._memory_service().add_memories(
+                job_scope(event.user_id, job),
+                items,
+                ids=ids,
+                agent_id=job.get("agent_id"),
+                run_id=job.get("run_id"),
+                allow_duplicates=bool(job.get("allow_duplicates")),
+            )
         )
 
     def _purge(self, event: IngestEvent, job: dict[str, Any]) -> None:

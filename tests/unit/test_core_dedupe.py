@@ -245,3 +245,15 @@ def test_texts_with_other_numbers_are_never_near_duplicates(core: Core) -> None:
     assert same_words.id == moved and wide.id == moved
     ids = _batch(core, "bob", "has 2 cats and 1 dog", "has 1 dog and 2 cats", "has 3 cats and 1 dog")
     assert ids.duplicate == [False, True, False] and ids[1] == ids[0] != ids[2]
+
+
+def test_a_batchs_ids_are_a_list_that_dataclasses_can_copy() -> None:
+    from dataclasses import asdict, dataclass
+
+    @dataclass
+    class Holder:
+        ids: list[str]
+
+    ids = Added(["a", "b"], [False, True])
+    assert asdict(Holder(ids)) == {"ids": ["a", "b"]} and ids.duplicate == [False, True]
+    assert Added(iter(["x"])).duplicate == [False]
