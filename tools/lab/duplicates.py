@@ -1,6 +1,7 @@
 """The near-duplicate cosine of an embedding model, measured (shared/memory/dedupe.py's `THRESHOLDS`).
 
     python -m tools.lab.duplicates [--model NAME] [--pairs FILE] [--data LOCOMO_FILE] [--json]
+    python -m tools.lab.duplicates --cost 10000    # what the check costs the embedded engine
 
 Two sources, embedded with the configured embedder (LOCAL_EMBEDDING_MODEL etc., or `--model` for a local one):
 
@@ -149,12 +150,62 @@ def _cos(pair: dict[str, Any]) -> float:
     return float(pair["cosine"])
 
 
+def cost(embedder: Any, path: Path, size: int) -> dict[str, Any]:
+    """The check's engine call (`twins`) on Qdrant Edge for one user holding `size` memories (LoCoMo
+    turns, repeated with a suffix and a jittered vector past the corpus), timed for a batch of 1 and of
+    100, beside one search's `candidates` call: p50 in ms."""
+    import statistics
+    import tempfile
+    import time
+    import uuid
+
+    from shared.query.sameness import norm_key, scope_tag
+    from shared.stores.vector.edge import EdgeVectorStore
+
+    turns = [turn.content for conversation in load_locomo(path) for turn in conversation.turns]
+    base = _units(embedder.embed_batch(turns, "add"))
+    rng = np.random.default_rng(7)
+    with tempfile.TemporaryDirectory() as folder:
+        store = EdgeVectorStore(Path(folder) / "shard", "cost", base.shape[1])
+        try:
+            for start in range(0, size, 500):
+                rows = range(start, min(size, start + 500))
+                texts = [f"{turns[i % len(turns)]} #{i // len(turns)}" for i in rows]
+                vectors = [base[i % len(turns)] + rng.normal(0, 0.01, base.shape[1]) * (i >= len(turns)) for i in rows]
+                payloads = [{"user_id": "u", "data": t, "created_at": "2024-05-01T00:00:00+00:00"} for t in texts]
+                store.insert([v.tolist() for v in vectors], payloads, [str(uuid.uuid4()) for _ in rows])
+            plain = scope_tag(None, None)
+
+            def timed(call: Any, rounds: int) -> float:
+                call()
+                times = []
+                for _ in range(rounds):
+                    began = time.perf_counter()
+                    call()
+                    times.append((time.perf_counter() - began) * 1000)
+                return round(statistics.median(times), 2)
+
+            one = (turns[:1], base[:1].tolist())
+            hundred = (turns[100:200], base[100:200].tolist())
+            return {
+                "memories": size,
+                "twins_1_ms": timed(lambda: store.twins("u", plain, [norm_key(t) for t in one[0]], one[1]), 100),
+                "twins_100_ms": timed(
+                    lambda: store.twins("u", plain, [norm_key(t) for t in hundred[0]], hundred[1]), 20
+                ),
+                "candidates_ms": timed(lambda: store.candidates("u", one[1][0], one[0][0], 30, None), 100),
+            }
+        finally:
+            store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a local embedding model (LOCAL_EMBEDDING_MODEL), e.g. multilingual")
     parser.add_argument("--pairs", default=str(PAIRS), help="the labelled pairs (default tests/data/...)")
     parser.add_argument("--data", default=str(DEFAULT_LOCOMO), help="LoCoMo data (default the team copy)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--cost", type=int, metavar="N", help="time the check on the embedded engine at N memories")
     args = parser.parse_args(argv)
     if args.model:
         os.environ["EMBEDDING_PROVIDER"] = "local"
@@ -164,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     embedder = build_embedder(settings)
+    if args.cost:
+        print(json.dumps(cost(embedder, Path(args.data), args.cost)))
+        return 0
     pairs, corpus = labelled(embedder, Path(args.pairs)), locomo(embedder, Path(args.data))
     result = report(pairs, corpus, settings.embedding_model_id)
     if args.json:
