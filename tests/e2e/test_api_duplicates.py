@@ -1,6 +1,7 @@
-"""The same fact is not stored twice, through the dev host over HTTP on the zero-setup default (the
-embedded engine, all-MiniLM-L6-v2 at its measured threshold 0.99: docs/duplicates.md): add, batch-add,
-asynchronous batch-add, the MCP tool, `allow_duplicates`, scopes and tenants."""
+"""The same fact is not stored twice, through the dev host over HTTP, on the zero-setup default (the
+embedded engine) and on a Chroma server, with all-MiniLM-L6-v2 at its measured threshold 0.99
+(docs/duplicates.md): add, batch-add, asynchronous batch-add, the MCP tool, `allow_duplicates`, scopes
+and tenants."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
 from tests.helpers import DevHost
+from tools.harness.chroma_server import ChromaServer
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +29,21 @@ LONG = "Caroline has been volunteering at the local animal shelter every weekend
 PARAPHRASE = LONG.replace("every weekend", "each weekend")
 OTHER_CITY = LONG.replace("Portland", "Seattle")
 OTHER_YEAR = LONG.replace("2019", "2021")
+
+
+@pytest.fixture(scope="module")
+def chroma_host(tmp_path_factory: pytest.TempPathFactory, chroma_server: ChromaServer) -> Iterator[DevHost]:
+    env = {"VECTOR_STORE": "chroma", "CHROMA_HOST": chroma_server.host, "CHROMA_PORT": str(chroma_server.port)}
+    host = DevHost(tmp_path_factory.mktemp("dup-chroma") / "data", env, name="dup-chroma")
+    yield host.start()
+    host.stop()
+
+
+@pytest.fixture(params=["edge", "chroma"])
+def api(request: pytest.FixtureRequest) -> httpx.Client:
+    """The HTTP API on the embedded engine (the shared dev host) and on a Chroma server."""
+    host: DevHost = request.getfixturevalue("devhost" if request.param == "edge" else "chroma_host")
+    return host.client
 
 
 def user(prefix: str = "dup") -> str:
