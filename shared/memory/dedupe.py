@@ -68,8 +68,9 @@ class Near:
 
 # The near-duplicate cosine of each embedding model measured by `python -m tools.lab.duplicates` (docs/
 # duplicates.md): the lowest 0.005 step above every labelled pair of different facts and every LoCoMo
-# dev turn's nearest other turn. all-MiniLM-L6-v2 reads most Chinese characters as [UNK]: two different
-# Chinese facts of one length have the same vector (cosine 1.0), so Chinese text gets the exact check only.
+# dev turn's nearest other turn that the check judges (the same numbers; CJK only where the model reads
+# it). all-MiniLM-L6-v2 reads most Chinese characters as [UNK]: two different Chinese facts of one length
+# have the same vector (cosine 1.0), so Chinese text gets the exact check only.
 THRESHOLDS: dict[str, Near] = {
     "sentence-transformers/all-MiniLM-L6-v2": Near(0.99, cjk=False),
     MULTILINGUAL_MODEL_ID: Near(0.995),
@@ -127,12 +128,13 @@ def find_duplicates(
     later item equal or near to an earlier new one gets the earlier one's id. `threshold` defaults
     to the configured one (`threshold_for`); None checks the normalized text only.
     """
-    if threshold is _UNSET:
+    if threshold is _UNSET or isinstance(threshold, int | float):
         from shared.settings import get_settings
 
-        threshold = threshold_for(get_settings())
-    if isinstance(threshold, int | float):
-        threshold = Near(float(threshold))
+        measured = threshold_for(get_settings())
+        if isinstance(threshold, int | float):  # the model's CJK rule still holds
+            measured = Near(float(threshold), measured.cjk if measured is not None else True)
+        threshold = measured
     return screen(store, scope_key, scope_filters, texts, vectors, ids, threshold).ids
 
 

@@ -223,7 +223,9 @@ def test_a_model_that_cannot_read_chinese_merges_only_the_same_chinese_text(core
     assert find_duplicates(core.store, "alice", None, texts, [same, same], threshold=blind) == [None, "m1"]
     assert find_duplicates(core.store, "alice", None, texts, [same, same], threshold=seeing) == ["m1", "m1"]
     assert find_duplicates(core.store, "alice", None, texts, [same, same], threshold=None) == [None, "m1"]
-    assert find_duplicates(core.store, "alice", None, ["I have two dogs"], [same], threshold=0.99) == ["m1"]
+    # a plain number keeps the configured model's rule (all-MiniLM-L6-v2: blind to the Chinese memory)
+    assert find_duplicates(core.store, "alice", None, ["I have two dogs"], [same], threshold=0.99) == [None]
+    assert find_duplicates(core.store, "alice", None, ["I have two dogs"], [same], threshold=seeing) == ["m1"]
 
 
 def test_the_threshold_is_the_models_measured_one_unless_set() -> None:
