@@ -284,6 +284,9 @@ RUN_ID = Arg("run_id", "string", "The run or conversation the memories belong to
 EXPIRATION_DATE = Arg(
     "expiration_date", "string", "ISO date or datetime (UTC) after which the memory is never returned; optional."
 )
+ALLOW_DUPLICATES = Arg(
+    "allow_duplicates", "boolean", "Store it even when it duplicates a current memory (default: no)."
+)
 PAGE_LIMIT = Arg("limit", "integer", "How many memories at most (1-1000, default LIST_PAGE_SIZE, 100).")
 CURSOR = Arg("cursor", "string", "The next_cursor of the previous page: the memories older than its last one.")
 QUERY = Arg("query", "string", "What to look for, in natural language.", True)
@@ -314,9 +317,10 @@ FILTERS = Arg(
     RUN_ID,
     EXPIRATION_DATE,
     SUPERSEDES,
+    ALLOW_DUPLICATES,
 )
 def add_memory(call: ToolCall) -> Any:
-    from shared.contract import AddedMemory
+    from functions.memory import added_memory
 
     who = call.caller()
     body = call.parse()
@@ -328,8 +332,9 @@ def add_memory(call: ToolCall) -> Any:
         run_id=body.run_id,
         expiration_date=body.expiration_date,
         supersedes=body.supersedes,
+        allow_duplicates=body.allow_duplicates,
     )
-    return AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content)
+    return added_memory(record, body.user_id, body.content)
 
 
 @mcp_tool(

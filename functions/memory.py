@@ -14,7 +14,14 @@ from functions.http import EndpointSpec, Reply, api, blueprint, validate
 from shared.runtime import get_ingestion, get_memory_service
 
 if TYPE_CHECKING:
-    from shared.contract import MemoryAddRequest, MemoryBatchAddRequest, MemorySearchRequest, MemoryUpdateRequest
+    from shared.contract import (
+        AddedMemory,
+        MemoryAddRequest,
+        MemoryBatchAddRequest,
+        MemoryRecord,
+        MemorySearchRequest,
+        MemoryUpdateRequest,
+    )
     from shared.query.filters import Validity
     from shared.stores.state.events import IngestEvent
 
@@ -44,6 +51,11 @@ def accepted(event: IngestEvent) -> Reply:
     data = EventAccepted(event_id=event.event_id, status=event.status)
     return Reply(data, "记忆已接受，正在处理", status=202, headers=headers)
 
+
+DUPLICATE_NOTE = (
+    " A duplicate of a current memory of the same scope (the same normalized text, or a near-equal embedding)"
+    " is not stored: `data.duplicate` is true and the id is the existing memory's (`allow_duplicates` to store it)."
+)
 
 SCOPE_PARAMS = {
     "agent_id": "Only the user's memories of this agent (mem0's agent scope).",
@@ -121,12 +133,12 @@ def owner_from_query(req: func.HttpRequest) -> str | None:
         "MemoryAddRequest",
         "AddedMemory",
         success_message="记忆添加成功",
-        description=ASYNC_NOTE,
+        description=ASYNC_NOTE + DUPLICATE_NOTE,
         accepted="EventAccepted",
     ),
 )
 def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Reply:
-    from shared.contract import AddedMemory, MemoryInput
+    from shared.contract import MemoryInput
 
     scope = who.scope(body.user_id)
     if prefers_async(req):
@@ -137,7 +149,10 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
             expiration_date=body.expiration_date,
             supersedes=body.supersedes,
         )
-        event = get_ingestion().submit_memories(scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id)
+        allow = body.allow_duplicates
+        event = get_ingestion().submit_memories(
+            scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=allow
+        )
         return accepted(event)
     record = get_memory_service().add_memory(
         scope,
@@ -147,8 +162,19 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         run_id=body.run_id,
         expiration_date=body.expiration_date,
         supersedes=body.supersedes,
+        allow_duplicates=body.allow_duplicates,
     )
-    return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
+    return Reply(added_memory(record, body.user_id, body.content))
+
+
+def added_memory(record: MemoryRecord, user_id: str, content: str) -> AddedMemory:
+    """The add's answer: the new memory, or the existing one it duplicated (`duplicate: true`, its text)."""
+    from shared.contract import AddedMemory
+    from shared.memory.dedupe import DuplicateRecord
+
+    if isinstance(record, DuplicateRecord):
+        return AddedMemory(memory_id=record.id, user_id=user_id, content=record.memory, duplicate=True)
+    return AddedMemory(memory_id=record.id, user_id=user_id, content=content)
 
 
 @api(
@@ -162,7 +188,7 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         "MemoryBatchAddRequest",
         "BatchAdded",
         success_message="批量添加记忆成功",
-        description=ASYNC_NOTE,
+        description=ASYNC_NOTE + DUPLICATE_NOTE.replace("`data.duplicate` is", "its `data.duplicate` item is"),
         accepted="EventAccepted",
     ),
 )
@@ -180,10 +206,16 @@ def memory_batch_add(req: func.HttpRequest, who: Caller, body: MemoryBatchAddReq
         )
     if prefers_async(req):
         get_memory_service().check_supersedes(scope, [(item.supersedes, None) for item in body.memories])
-        event = get_ingestion().submit_memories(scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id)
+        allow = body.allow_duplicates
+        event = get_ingestion().submit_memories(
+            scope, list(body.memories), agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=allow
+        )
         return accepted(event)
-    ids = get_memory_service().add_memories(scope, body.memories, agent_id=body.agent_id, run_id=body.run_id)
-    return Reply(BatchAdded(memory_ids=ids, count=len(ids)))
+    ids = get_memory_service().add_memories(
+        scope, body.memories, agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=body.allow_duplicates
+    )
+    flags = getattr(ids, "duplicate", None)
+    return Reply(BatchAdded(memory_ids=ids, count=len(ids), duplicate=flags if flags and any(flags) else None))
 
 
 @api(

@@ -93,6 +93,8 @@ RESERVED_METADATA_KEYS = frozenset(
         "valid_until",
         "superseded_by",
         "supersedes",
+        "_norm",
+        "_scope",
     }
 )
 

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_serializer,
@@ -114,6 +115,10 @@ class SearchFilters(StrictModel):
     def validity(self) -> Validity:
         return self._validity
 
+    def scope_ids(self) -> dict[str, str]:
+        """The agent and run scopes these filters are narrowed to (`scoped`)."""
+        return dict(self._scope)
+
     def condition(self) -> Condition | None:
         """Everything these filters ask, as one tree (shared/query/filters.py) for the engines."""
         from shared.query.filters import Compare
@@ -188,6 +193,11 @@ class MemoryInput(StrictModel):
     supersedes: Supersedes = None
 
 
+ALLOW_DUPLICATES = Field(
+    False, description="Store even a duplicate of a current memory of the scope (same normalized text or near-equal)."
+)
+
+
 class MemoryAddRequest(StrictModel):
     user_id: UserId
     agent_id: ScopeId = None
@@ -196,6 +206,7 @@ class MemoryAddRequest(StrictModel):
     metadata: Metadata = None
     expiration_date: ExpirationDate = None
     supersedes: Supersedes = None
+    allow_duplicates: StrictBool = ALLOW_DUPLICATES
 
 
 class MemoryBatchAddRequest(StrictModel):
@@ -203,6 +214,7 @@ class MemoryBatchAddRequest(StrictModel):
     agent_id: ScopeId = Field(None, description="The agent every memory of the batch belongs to.")
     run_id: ScopeId = Field(None, description="The run (session) every memory of the batch belongs to.")
     memories: list[MemoryInput] = Field(..., min_length=1)
+    allow_duplicates: StrictBool = ALLOW_DUPLICATES
 
 
 class MemoryUpdateRequest(StrictModel):
@@ -274,11 +286,15 @@ class AddedMemory(BaseModel):
     memory_id: str
     user_id: str
     content: str
+    duplicate: bool | None = Field(None, description="True: not stored again; `memory_id` is the existing memory's.")
 
 
 class BatchAdded(BaseModel):
     memory_ids: list[str]
     count: int
+    duplicate: list[bool] | None = Field(
+        None, description="Per item, when any is: true when its id is an existing one's."
+    )
 
 
 class UpdatedMemory(BaseModel):

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Largest accepted request body, in bytes; larger is 413."
     )
     max_batch_size: int = Field(500, ge=1, description="Most memories accepted by one batch-add call; more is 422.")
+    duplicate_threshold: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Cosine at or above which an added memory is a near-duplicate of a current one of its scope and "
+            "is not stored (`allow_duplicates` on a request turns the check off). Unset: the value measured "
+            "for the embedding model (`python -m tools.lab.duplicates`; see docs/duplicates.md), and for a "
+            "model not measured only the same normalized text is a duplicate."
+        ),
+    )
     max_content_chars: int = Field(
         8_000,
         ge=1,

@@ -173,10 +173,13 @@ class Ingestion:
         *,
         agent_id: str | None = None,
         run_id: str | None = None,
+        allow_duplicates: bool = False,
     ) -> IngestEvent:
         scope = as_scope(scope)
         job: dict[str, Any] = {"items": [item.model_dump(mode="json") for item in items], **scope_job(scope)}
         job.update({k: v for k, v in {"agent_id": agent_id, "run_id": run_id}.items() if v is not None})
+        if allow_duplicates:
+            job["allow_duplicates"] = True
         return self.submit(scope.key, kind, job)
 
     def fail(self, event: IngestEvent, reason: str) -> IngestEvent:
@@ -267,8 +270,15 @@ class Ingestion:
             return self._learner().learn(event.user_id, job, graph_write_id(event.event_id))
         items = [MemoryInput.model_validate(item) for item in job.get("items") or []]
         ids = memory_ids_for(event.event_id, len(items))
-        return self._memory_service().add_memories(
-            job_scope(event.user_id, job), items, ids=ids, agent_id=job.get("agent_id"), run_id=job.get("run_id")
+        return list(  # the ids alone (a duplicate's is the existing memory's), as the event keeps them
+            self._memory_service().add_memories(
+                job_scope(event.user_id, job),
+                items,
+                ids=ids,
+                agent_id=job.get("agent_id"),
+                run_id=job.get("run_id"),
+                allow_duplicates=bool(job.get("allow_duplicates")),
+            )
         )
 
     def _purge(self, event: IngestEvent, job: dict[str, Any]) -> None:

@@ -1,13 +1,11 @@
 """The memory service: every memory operation of the API, scoped to one user.
 
-mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given, extracts facts
-from a chat turn and updates a memory's text. This layer owns the rules: by-id calls are checked
-against the owner before anything is read back or changed, batch adds embed once and write once,
-erasure removes a text from every store that holds it, lists and exports are pages (listing.py),
-counts and stats are exact and counted by the engine, and store outages surface as
-`BackendUnavailable`. Every collaborator is given typed to the constructor (shared/factory.py
-builds them; tests/fixtures has in-memory ones).
-"""
+mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given, extracts facts from a
+chat turn and updates a memory's text. This layer owns the rules: by-id calls are checked against the
+owner first, adds skip duplicates (dedupe.py), batch adds embed once and write once, erasure removes a
+text from every store that holds it, lists and exports are pages (listing.py), counts and stats are
+counted by the engine, store outages surface as `BackendUnavailable`. Collaborators are given typed
+to the constructor (shared/factory.py builds them; tests/fixtures has in-memory ones)."""
 
 from __future__ import annotations
 
@@ -22,7 +20,7 @@ from shared.ai.quota import bills_scope
 from shared.context import expiration_text, iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
-from shared.memory import validity
+from shared.memory import dedupe, validity
 from shared.memory.expiry import purge_expired
 from shared.memory.listing import Page, memory_page
 from shared.memory.mem0_engine import user_scope_part
@@ -46,8 +44,6 @@ if TYPE_CHECKING:
     from shared.stores.state.sessions import SessionStore, Turn
 
 logger = logging.getLogger(__name__)
-
-
 _SCAN_PAGE = 1000
 
 
@@ -108,10 +104,14 @@ class MemoryService:
         run_id: str | None = None,
         expiration_date: date | None = None,
         supersedes: Sequence[str] | None = None,
+        allow_duplicates: bool = False,
     ) -> MemoryRecord:
-        """Store `content` as given (no LLM rewrite) through mem0's add path, superseding `supersedes`."""
+        """Store `content` as given (no LLM rewrite) through mem0's add path, superseding `supersedes`;
+        a duplicate of a current memory is that memory (dedupe.py)."""
         scope = as_scope(scope)
         self.check_supersedes(scope, [(supersedes, None)])
+        if not allow_duplicates and (twin := dedupe.existing_of(self, scope, content, agent_id, run_id)):
+            return twin
         stored = {**(metadata or {}), **scope.payload_fields()}
         expires = expiration_text(expiration_date)
         if expires is not None:
@@ -146,25 +146,25 @@ class MemoryService:
         *,
         agent_id: str | None = None,
         run_id: str | None = None,
+        allow_duplicates: bool = False,
     ) -> list[str]:
-        """One embedding call for the batch, one vector store write, one history write.
-
-        If the history write fails the inserted vectors are removed again, so a failed batch
-        leaves nothing behind. `ids` (one per item) are given by an ingestion event, whose redo
-        must write the same memories again, never new ones.
-        """
+        """One embedding call, one duplicate check (dedupe.py; an existing id per duplicate), one vector store
+        write, one history write; if that fails the vectors are removed again: a failed batch leaves nothing.
+        `ids` (one per item) are given by an ingestion event, whose redo writes the same memories again."""
         scope = as_scope(scope)
-        texts = [item.content for item in items]
-        meters.batch_size(len(texts), "batch_add")
+        meters.batch_size(len(items), "batch_add")
         ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
         self.check_supersedes(scope, [(item.supersedes, i) for item, i in zip(items, ids, strict=True)])
-        vectors = self.embedder.embed_batch(texts, "add")
-        now = iso_utc()
+        vectors = self.embedder.embed_batch([item.content for item in items], "add")
+        batch = dedupe.check_batch(self, scope.key, items, vectors, ids, agent_id, run_id, allow_duplicates)
+        items, vectors, ids = batch.keep(items), batch.keep(vectors), batch.keep(ids)
+        texts, now = [item.content for item in items], iso_utc()
         payloads = batch_payloads(scope, items, now, agent_id, run_id)
         row: HistoryRow = {"old_memory": None, "event": "ADD", "created_at": now, "updated_at": now, "role": "user"}
         history = [{**row, "memory_id": mid, "new_memory": text} for mid, text in zip(ids, texts, strict=True)]
-        with vector_store_calls():
-            self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
+        if ids:  # all duplicates: nothing to write
+            with vector_store_calls():
+                self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
         try:
             self.history.batch_add_history(history)
         except Exception:
@@ -176,7 +176,7 @@ class MemoryService:
             if item.supersedes:
                 self.supersede(scope, item.supersedes, memory_id)
         meters.memories_added(len(ids), "batch_add")
-        return ids
+        return batch.answer
 
     def supersede(self, scope: Scope | str, old_ids: Sequence[str], new_id: str, *, at: str | None = None) -> None:
         """Each old memory (the scope's, current) ends at `at` (or now), replaced by `new_id` (validity.py)."""

@@ -68,7 +68,7 @@ def test_pages_of_100_yield_every_memory_once_while_others_are_added(api: httpx.
     added: list[str] = []
 
     def add_some() -> None:
-        added.extend(_batch(api, user, [f"late note {i}" for i in range(3)]))
+        added.extend(_batch(api, user, [f"late note {len(added) + i}" for i in range(3)]))  # new texts each time
 
     pages = _follow(api, f"/api/memory/user/{user}", 100, add_some)
     assert [len(page["results"]) for page in pages] == [100, 100, 50]

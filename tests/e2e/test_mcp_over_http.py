@@ -53,8 +53,16 @@ def test_lists_the_tools_with_their_input_schemas(devhost: DevHost) -> None:
     add = tools["add_memory"].inputSchema
     assert add["type"] == "object"
     assert set(add["properties"]) == {
-        "user_id", "content", "metadata", "agent_id", "run_id", "expiration_date", "supersedes"
-    }  # fmt: skip
+        "user_id",
+        "content",
+        "metadata",
+        "agent_id",
+        "run_id",
+        "expiration_date",
+        "allow_duplicates",
+        "supersedes",
+    }
+    assert add["properties"]["allow_duplicates"]["type"] == "boolean"
     assert sorted(add["required"]) == ["content", "user_id"]
     assert add["properties"]["metadata"]["type"] == "object"
     search = tools["search_memories"].inputSchema

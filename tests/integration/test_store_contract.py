@@ -818,3 +818,47 @@ def test_mem0_memory_works_on_the_adapter(store: VectorStore, embedder: Embedder
     memory.delete(second["id"])
     assert memory.get(second["id"]) is None and store.get(second["id"]) is None
     assert store.count_user("alice") == 1 and store.count_user("bob") == 1
+
+
+# --- the duplicate check (shared/memory/dedupe.py) -------------------------------------------------
+def test_twins_find_the_same_normalized_text_and_the_nearest_of_the_scope(
+    store: VectorStore, embedder: Embedder
+) -> None:
+    from shared.query.sameness import norm_key, scope_tag
+
+    tea, coffee = _add(store, embedder, "alice", ["I like tea.", "I like coffee"])
+    (planner,) = _add(store, embedder, "alice", ["I like tea"], agent_id="planner")
+    _add(store, embedder, "bob", ["I like tea"])
+    acme = Scope("alice", tenant="acme")
+    _add(store, embedder, acme.key, ["I like tea"], **acme.payload_fields())
+    (gone,) = _add(store, embedder, "alice", ["Likes green tea"], expiration_date="2000-01-01")
+    plain, key = scope_tag(None, None), norm_key("i LIKE  tea！")
+    vectors = embedder.embed_batch(["I like tea", "Likes green tea", "Something else entirely"])
+    found = store.twins("alice", plain, [key, norm_key("Likes green tea")], vectors)
+    assert [hit.id for hit in found.exact] == [tea]  # not another scope's, user's, tenant's; not expired
+    assert found.exact[0].payload["data"] == "I like tea."
+    nearest = [candidate.id if candidate else None for candidate in found.nearest]
+    assert nearest[0] == tea and gone not in nearest and found.nearest[0] is not None
+    assert found.nearest[0].semantic == pytest.approx(_cos(vectors[0], embedder.embed("I like tea.")), abs=1e-3)
+    scoped = store.twins("alice", scope_tag("planner", None), [key], vectors[:1])
+    assert [hit.id for hit in scoped.exact] == [planner] and scoped.nearest[0] is not None
+    assert scoped.nearest[0].id == planner
+    assert coffee not in [hit.id for hit in found.exact]
+    empty = store.twins("nobody", plain, [key], vectors[:1])
+    assert empty.exact == [] and empty.nearest == [None]
+    assert store.twins("alice", plain, [], []).exact == []
+
+
+def test_twins_follow_a_text_update_and_a_deletion(store: VectorStore, embedder: Embedder) -> None:
+    from shared.query.sameness import norm_key, scope_tag
+
+    (memory,) = _add(store, embedder, "alice", ["Lives in Paris"])
+    hit = store.get(memory)
+    assert hit is not None
+    store.update(memory, embedder.embed("Lives in Berlin"), {**hit.payload, "data": "Lives in Berlin"})
+    plain = scope_tag(None, None)
+    assert store.twins("alice", plain, [norm_key("lives in paris")], []).exact == []
+    assert [h.id for h in store.twins("alice", plain, [norm_key("lives in berlin")], []).exact] == [memory]
+    store.delete(memory)
+    after = store.twins("alice", plain, [norm_key("lives in berlin")], [embedder.embed("Lives in Berlin")])
+    assert after.exact == [] and after.nearest == [None]

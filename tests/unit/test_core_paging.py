@@ -95,7 +95,9 @@ def test_an_ordered_page_never_splits_a_tie_the_engine_orders_arbitrarily() -> N
 
 # --- a list's pages -------------------------------------------------------------------------------
 def _add(core: Core, user: Any, n: int, text: str = "memory", **metadata: Any) -> list[str]:
-    return [core.service.add_memory(user, f"{text} {i}", metadata or None).id for i in range(n)]
+    """`n` memories "text 0", "text 1", ...: the same texts again are new memories here (no duplicate check)."""
+    add = core.service.add_memory
+    return [add(user, f"{text} {i}", metadata or None, allow_duplicates=True).id for i in range(n)]
 
 
 def _follow(core: Core, user: Any, limit: int | None = None, between: Any = None, **scope: Any) -> list[list[str]]:

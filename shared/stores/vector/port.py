@@ -31,7 +31,9 @@ shown to callers (they are reserved metadata names):
   `_speaker`: the words of who said it, so that memories of a month or a speaker the query names
   can be candidates even when neither their embedding nor their words match;
 - `_tenant`: the caller's tenant when tenancy is on (written by the service, see shared/scope.py),
-  keyword-indexed in each engine.
+  keyword-indexed in each engine;
+- `_norm`: a short hash of the memory's normalized text and `_scope`: one of its agent and run
+  scopes, both keyword-indexed, so that a duplicate check is one `in` lookup (shared/memory/dedupe.py).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ SPEAKER_KEY = "_speaker"
 EXPIRES_KEY = "_expires"
 MORTAL_KEY = "_mortal"
 EXPIRATION_KEY = "expiration_date"
+NORM_KEY = "_norm"
+SCOPE_TAG_KEY = "_scope"
 VALID_UNTIL_KEY = "_valid_until"
 ENDED_KEY = "_ended"
 # The public validity fields (issue 22), stored in the payload and shown on every memory object.
@@ -73,7 +77,20 @@ VALIDITY_FIELDS = (VALID_FROM, VALID_UNTIL, SUPERSEDED_BY, SUPERSEDES)
 # `_tenant` is set by the service from the caller's scope (shared/scope.py), not derived here, but
 # like the others it is carried through rewrites and never shown to callers.
 DERIVED_KEYS = frozenset(
-    {SEQ_KEY, TS_KEY, DAY_KEY, MONTH_KEY, SPEAKER_KEY, EXPIRES_KEY, MORTAL_KEY, VALID_UNTIL_KEY, ENDED_KEY, TENANT_KEY}
+    {
+        SEQ_KEY,
+        TS_KEY,
+        DAY_KEY,
+        MONTH_KEY,
+        SPEAKER_KEY,
+        EXPIRES_KEY,
+        MORTAL_KEY,
+        VALID_UNTIL_KEY,
+        ENDED_KEY,
+        TENANT_KEY,
+        NORM_KEY,
+        SCOPE_TAG_KEY,
+    }
 )
 # mem0's scopes beside the user, stored and indexed as keywords by every adapter.
 SCOPE_KEYS = ("agent_id", "run_id")
@@ -111,6 +128,14 @@ class Candidate:
     payload: dict[str, Any]
     semantic: float  # cosine similarity of the query and the memory, in [-1, 1]
     keyword: float = 0.0  # the engine's keyword score (BM25 where it has one), 0 when none
+
+
+@dataclass
+class Twins:
+    """What a duplicate check finds among a user's live memories of one scope (`VectorStore.twins`)."""
+
+    exact: list[Hit] = field(default_factory=list)  # those whose `_norm` is one of the keys asked
+    nearest: list[Candidate | None] = field(default_factory=list)  # per vector asked, the nearest one
 
 
 @dataclass(frozen=True)
@@ -222,6 +247,11 @@ class VectorStore(Protocol):
         """The user's live memories counted: in all, per creation day, per category (reads.py)."""
         ...
 
+    def twins(self, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]) -> Twins:
+        """The user's live memories whose `_scope` is `scope`: those whose `_norm` is one of `keys`, and per
+        vector the nearest with its cosine (None: none). One engine round trip where the engine allows."""
+        ...
+
     def ping(self) -> dict[str, Any]:
         """A cheap round trip; raises when the engine cannot answer."""
         ...
@@ -309,6 +339,10 @@ def derive(payload: Mapping[str, Any], seq: int | None) -> dict[str, Any]:
     out[MONTH_KEY] = month_keys(*memory_month(out))
     speaker = memory_speaker(out)
     out[SPEAKER_KEY] = sorted(set(tokenize(speaker))) if speaker else []
+    from shared.query.sameness import norm_key, scope_tag
+
+    out[NORM_KEY] = norm_key(str(out.get(TEXT_KEY) or ""))
+    out[SCOPE_TAG_KEY] = scope_tag(out.get("agent_id"), out.get("run_id"))
     return out
 
 
@@ -374,6 +408,21 @@ def live(payload: Mapping[str, Any] | None, filters: SearchFilters | None = None
     from shared.query.filters import holds
 
     return holds(live_condition(filters, now), payload or {})
+
+
+def twin_conditions(scope: str, keys: Sequence[str]) -> tuple[Any, Any]:
+    """The conditions of `twins` inside the user (each adapter translates them): (near, exact)."""
+    from shared.query.filters import Compare, all_of
+
+    near = all_of(live_condition(None), Compare(SCOPE_TAG_KEY, "eq", scope))
+    return near, all_of(near, Compare(NORM_KEY, "in", tuple(keys)))
+
+
+def is_twin(payload: Mapping[str, Any], user_id: str, condition: Any) -> bool:
+    """One of `twin_conditions` on one payload of the user (an engine filter is never trusted alone)."""
+    from shared.query.filters import holds
+
+    return belongs(payload, user_id) and holds(condition, payload)
 
 
 def belongs(payload: Mapping[str, Any] | None, user_id: str) -> bool:

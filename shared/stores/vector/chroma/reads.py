@@ -20,8 +20,20 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared.query.filters import Compare, all_of
 from shared.stores.vector.chroma.filters import translate
-from shared.stores.vector.chroma.queries import PAGE, result_rows
-from shared.stores.vector.port import SEQ_KEY, USER_KEY, Hit, Position, Tally, belongs, live
+from shared.stores.vector.chroma.queries import PAGE, result_rows, similarity
+from shared.stores.vector.port import (
+    SEQ_KEY,
+    USER_KEY,
+    Candidate,
+    Hit,
+    Position,
+    Tally,
+    Twins,
+    belongs,
+    is_twin,
+    live,
+    twin_conditions,
+)
 from shared.stores.vector.reads import newest_first, position, tally_payloads
 
 if TYPE_CHECKING:
@@ -125,3 +137,46 @@ def tally(collection: Any, user_id: str) -> Tally:
             offset += len(rows)
 
     return tally_payloads(payloads())
+
+
+# The nearest memories a duplicate check asks for per item without a filter (a Chroma `where` costs in
+# proportion to what it lets through: see queries.nearest); an item none of which is of the scope asks
+# again with the filter.
+TWIN_WINDOW = 4
+
+
+def twins(
+    collection: Any, space: str, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]
+) -> Twins:
+    """The port's `twins` on the user's collection: one `get` by `_norm`, one query for every vector
+    (unfiltered, checked here), and one filtered query for the items whose window held none."""
+    from shared.query.sameness import EXACT_ROOM
+
+    near, exact = twin_conditions(scope, keys)
+    found: list[Hit] = []
+    if keys:
+        got = collection.get(where=translate(exact), limit=EXACT_ROOM * len(keys), include=["metadatas"])
+        found = [Hit(memory_id, dict(metadata or {})) for memory_id, metadata in result_rows(got, "metadatas")]
+    nearest: list[Candidate | None] = [None] * len(vectors)
+
+    def ask(positions: list[int], n: int, where: dict[str, Any] | None) -> list[int]:
+        queries = [[float(x) for x in vectors[i]] for i in positions]
+        include = ["metadatas", "distances"]
+        result = collection.query(query_embeddings=queries, n_results=n, where=where, include=include)
+        short = []
+        for row, i in enumerate(positions):
+            ids, metadatas, distances = result["ids"][row], result["metadatas"][row], result["distances"][row]
+            for memory_id, metadata, distance in zip(ids, metadatas, distances, strict=True):
+                if is_twin(dict(metadata or {}), user_id, near):
+                    nearest[i] = Candidate(str(memory_id), dict(metadata or {}), similarity(space, distance))
+                    break
+            else:
+                if len(ids) >= n:
+                    short.append(i)
+        return short
+
+    if vectors:
+        again = ask(list(range(len(vectors))), TWIN_WINDOW, None)
+        if again:
+            ask(again, 1, translate(near))
+    return Twins([hit for hit in found if is_twin(hit.payload, user_id, exact)], nearest)

@@ -39,6 +39,7 @@ from shared.stores.vector.port import (
     Hit,
     Position,
     Tally,
+    Twins,
     carry_derived,
     derive,
     user_filter_value,
@@ -465,6 +466,10 @@ class ChromaVectorStore:
         """Chroma's count of the user's collection less its expired memories (an engine range query)."""
         return self._on_user(user_id, lambda c, _space: maintenance.count_live(c, key_tenant(user_id)), 0)
 
+    def twins(self, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]) -> Twins:
+        none = Twins([], [None] * len(vectors))  # a user without a collection has no memories
+        return self._on_user(user_id, lambda c, space: reads.twins(c, space, user_id, scope, keys, vectors), none)
+
     def expired_points(self, now: float, limit: int) -> list[Hit]:
         """Up to `limit` expired memories: one range query on `_expires` per user collection."""
         return maintenance.expired_points(self, now, limit)
@@ -492,9 +497,7 @@ class ChromaVectorStore:
 
         def list_user(collection: Collection, _space: str) -> list[list[Hit]]:
             got = collection.get(where=inner, limit=top_k, include=["metadatas"])
-            hits = [
-                Hit(id=memory_id, payload=dict(metadata or {})) for memory_id, metadata in result_rows(got, "metadatas")
-            ]
+            hits = [Hit(id=m, payload=dict(meta or {})) for m, meta in result_rows(got, "metadatas")]
             return [[hit for hit in hits if hit.payload.get(USER_KEY) == user and where_matches(hit.payload, whole)]]
 
         return self._on_user(user, list_user, [[]])

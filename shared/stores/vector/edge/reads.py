@@ -3,12 +3,25 @@ range-indexed `_seq`), and the stats from the engine's counts and facets (shared
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from shared.query.filters import Compare
-from shared.stores.vector.edge.filters import search_filter, translate
-from shared.stores.vector.port import SEQ_KEY, Hit, Position, Tally, belongs, matches
+from shared.stores.vector.edge.filters import search_filter, translate, user_condition
+from shared.stores.vector.port import (
+    SEQ_KEY,
+    Candidate,
+    Hit,
+    Position,
+    Tally,
+    Twins,
+    belongs,
+    is_twin,
+    matches,
+    twin_conditions,
+)
 from shared.stores.vector.reads import FACET_LIMIT, ordered_page, tally_by_facets
 
 if TYPE_CHECKING:
@@ -62,3 +75,34 @@ def tally(store: Shard, user_id: str) -> Tally:
 
     total = int(store.shard.count(CountRequest(exact=True, filter=live)))
     return tally_by_facets(total, facet, absent, values) if total else Tally()
+
+
+def twins(store: Shard, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]) -> Twins:
+    """The port's `twins`: one engine batch, the nearest live memory of the scope per vector (limit 1)
+    and the live memories of the scope whose `_norm` is one of `keys` (a filtered lookup, no query)."""
+    from qdrant_edge import Filter, Query, QueryBatchRequest, QueryRequest
+
+    from shared.query.sameness import EXACT_ROOM
+
+    near, exact = twin_conditions(scope, keys)
+    only_near = Filter(must=[user_condition(user_id), translate(near)])
+    requests = [
+        QueryRequest(limit=1, query=Query.Nearest(_unit(vector)), filter=only_near, with_payload=True)
+        for vector in vectors
+    ]
+    if keys:
+        only_exact = Filter(must=[user_condition(user_id), translate(exact)])
+        requests.append(QueryRequest(limit=EXACT_ROOM * len(keys), filter=only_exact, with_payload=True))
+    answers = store.shard.query_batch(QueryBatchRequest(requests)) if requests else []
+    nearest: list[Candidate | None] = []
+    for points in answers[: len(vectors)]:
+        best = next((p for p in points if is_twin(p.payload or {}, user_id, near)), None)
+        nearest.append(Candidate(str(best.id), dict(best.payload or {}), float(best.score)) if best else None)
+    found = [Hit(str(p.id), dict(p.payload or {})) for p in (answers[-1] if keys else [])]
+    return Twins([hit for hit in found if is_twin(hit.payload, user_id, exact)], nearest)
+
+
+def _unit(vector: Sequence[float]) -> list[float]:
+    array = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(array))
+    return (array / norm if norm else array).tolist()  # type: ignore[no-any-return]

@@ -21,6 +21,8 @@ from shared.stores.vector.port import (
     EXPIRES_KEY,
     MONTH_KEY,
     MORTAL_KEY,
+    NORM_KEY,
+    SCOPE_TAG_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
     TENANT_KEY,
@@ -34,6 +36,7 @@ from shared.stores.vector.port import (
     Hit,
     Position,
     Tally,
+    Twins,
     belongs,
     carry_derived,
     derive,
@@ -151,6 +154,8 @@ class EdgeVectorStore:
             MONTH_KEY: KeywordIndexParams(),
             SPEAKER_KEY: KeywordIndexParams(),
             TENANT_KEY: KeywordIndexParams(is_tenant=True),
+            NORM_KEY: KeywordIndexParams(),  # the duplicate check (shared/memory/dedupe.py)
+            SCOPE_TAG_KEY: KeywordIndexParams(),
         }
         present = set(self.shard.info().payload_schema)
         for name, params in wanted.items():
@@ -421,6 +426,9 @@ class EdgeVectorStore:
 
     def tally_user(self, user_id: str) -> Tally:
         return reads.tally(self, user_id)
+
+    def twins(self, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]) -> Twins:
+        return reads.twins(self, user_id, scope, keys, vectors)
 
     def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
         """Up to `limit` memories (of any user) expired at `now`: one range query on `_expires`."""

@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qdrant_client import QdrantClient, models
 
 from shared.query.filters import Compare
-from shared.stores.vector.port import SEQ_KEY, Hit, Position, Tally, belongs, matches
-from shared.stores.vector.qdrant.filters import search_filter, translate
+from shared.stores.vector.port import (
+    SEQ_KEY,
+    Candidate,
+    Hit,
+    Position,
+    Tally,
+    Twins,
+    belongs,
+    is_twin,
+    matches,
+    twin_conditions,
+)
+from shared.stores.vector.qdrant.filters import _user_condition, search_filter, translate
 from shared.stores.vector.qdrant.schema import PAGE_SIZE
 from shared.stores.vector.reads import FACET_LIMIT, ordered_page, tally_by_facets
 
@@ -96,3 +107,31 @@ def tally(store: Collection, user_id: str) -> Tally:
 
     total = count(live)
     return tally_by_facets(total, facet, lambda key: count(lacking(key)), values) if total else Tally()
+
+
+def twins(
+    store: Collection, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]
+) -> Twins:
+    """The port's `twins`: one `query_batch_points` round trip, the nearest live memory of the scope per
+    vector (limit 1) and the live memories of the scope whose `_norm` is one of `keys` (no query)."""
+    from shared.query.sameness import EXACT_ROOM
+
+    near, exact = twin_conditions(scope, keys)
+    only_near = models.Filter(must=[_user_condition(user_id), translate(near)])
+    requests = [
+        models.QueryRequest(query=[float(x) for x in vector], filter=only_near, limit=1, with_payload=True)
+        for vector in vectors
+    ]
+    if keys:
+        only_exact = models.Filter(must=[_user_condition(user_id), translate(exact)])
+        requests.append(models.QueryRequest(filter=only_exact, limit=EXACT_ROOM * len(keys), with_payload=True))
+    if not requests:
+        return Twins()
+    with store._guard:
+        answers = store.client.query_batch_points(store.collection_name, requests=requests)
+    nearest: builtins.list[Candidate | None] = []
+    for answer in answers[: len(vectors)]:
+        best = next((p for p in answer.points if is_twin(p.payload or {}, user_id, near)), None)
+        nearest.append(Candidate(str(best.id), dict(best.payload or {}), float(best.score)) if best else None)
+    found = [Hit(str(p.id), dict(p.payload or {})) for p in (answers[-1].points if keys else [])]
+    return Twins([hit for hit in found if is_twin(hit.payload, user_id, exact)], nearest)

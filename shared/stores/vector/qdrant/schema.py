@@ -18,6 +18,8 @@ from shared.stores.vector.port import (
     EXPIRES_KEY,
     MONTH_KEY,
     MORTAL_KEY,
+    NORM_KEY,
+    SCOPE_TAG_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
     TENANT_KEY,
@@ -77,6 +79,9 @@ def payload_indexes(local: bool = False) -> dict[str, models.PayloadSchemaParams
         VALID_UNTIL_KEY: models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False),
         ENDED_KEY: models.BoolIndexParams(type=models.BoolIndexType.BOOL),
         TENANT_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True, enable_hnsw=False),
+        # the duplicate check (shared/memory/dedupe.py): one `in` lookup, and the scope of its nearest query
+        NORM_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+        SCOPE_TAG_KEY: models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD),
     }
 
 

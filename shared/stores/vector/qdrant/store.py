@@ -28,6 +28,7 @@ from shared.stores.vector.port import (
     Hit,
     Position,
     Tally,
+    Twins,
     belongs,
     carry_derived,
     derive,
@@ -467,6 +468,9 @@ class QdrantServerStore:
 
     def tally_user(self, user_id: str) -> Tally:
         return reads.tally(self, user_id)
+
+    def twins(self, user_id: str, scope: str, keys: Sequence[str], vectors: Sequence[Sequence[float]]) -> Twins:
+        return reads.twins(self, user_id, scope, keys, vectors)
 
     def expired_points(self, now: float, limit: int) -> builtins.list[Hit]:
         """Up to `limit` memories (of any user) expired at `now`: one range query on `_expires`."""
