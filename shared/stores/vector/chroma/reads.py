@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared.query.filters import Compare, all_of
-from shared.stores.vector.chroma.filters import translate
+from shared.stores.vector.chroma.filters import mem0_where, translate, where_matches
 from shared.stores.vector.chroma.queries import PAGE, result_rows, similarity
 from shared.stores.vector.port import (
     SEQ_KEY,
@@ -180,3 +180,12 @@ def twins(
         if again:
             ask(again, 1, translate(near))
     return Twins([hit for hit in found if is_twin(hit.payload, user_id, exact)], nearest)
+
+
+def mem0_list(collection: Any, user: str, filters: dict[str, Any] | None, top_k: int | None) -> list[Hit]:
+    """mem0's `list` in one user's collection: up to `top_k` memories passing mem0's `filters`."""
+    inner = mem0_where({k: v for k, v in (filters or {}).items() if k != USER_KEY})
+    whole = mem0_where(filters)
+    got = collection.get(where=inner, limit=top_k, include=["metadatas"])
+    hits = [Hit(id=m, payload=dict(meta or {})) for m, meta in result_rows(got, "metadatas")]
+    return [hit for hit in hits if hit.payload.get(USER_KEY) == user and where_matches(hit.payload, whole)]

@@ -492,12 +492,4 @@ class ChromaVectorStore:
     # mem0's `list` comes last: below it, `list[...]` in an annotation would name this method.
     def list(self, filters: dict[str, Any] | None = None, top_k: int | None = None) -> list[list[Hit]]:
         user = self._required_user(filters)
-        inner = mem0_where({k: v for k, v in (filters or {}).items() if k != USER_KEY})
-        whole = mem0_where(filters)
-
-        def list_user(collection: Collection, _space: str) -> list[list[Hit]]:
-            got = collection.get(where=inner, limit=top_k, include=["metadatas"])
-            hits = [Hit(id=m, payload=dict(meta or {})) for m, meta in result_rows(got, "metadatas")]
-            return [[hit for hit in hits if hit.payload.get(USER_KEY) == user and where_matches(hit.payload, whole)]]
-
-        return self._on_user(user, list_user, [[]])
+        return self._on_user(user, lambda c, _space: [reads.mem0_list(c, user, filters, top_k)], [[]])

@@ -16,20 +16,12 @@ import numpy as np
 from shared.errors import StoreLocked
 from shared.query.filters import holds
 from shared.stores.vector.port import (
-    DAY_KEY,
-    ENDED_KEY,
     EXPIRES_KEY,
     MONTH_KEY,
-    MORTAL_KEY,
-    NORM_KEY,
-    SCOPE_TAG_KEY,
     SEQ_KEY,
     SPEAKER_KEY,
-    TENANT_KEY,
     TEXT_KEY,
-    TS_KEY,
     USER_KEY,
-    VALID_UNTIL_KEY,
     Candidate,
     Candidates,
     Hints,
@@ -48,7 +40,7 @@ if TYPE_CHECKING:
     from shared.contract import SearchFilters
     from shared.query.filters import Validity
 from shared.stores.vector.edge import reads
-from shared.stores.vector.edge.analysis import text_index_params
+from shared.stores.vector.edge.analysis import payload_indexes
 from shared.stores.vector.edge.compaction import recover
 from shared.stores.vector.edge.embedding import REEMBED_COMMAND, EmbeddingModelChanged, check_model, recorded
 from shared.stores.vector.edge.filters import key_condition, mem0_filter, search_filter, translate, user_condition
@@ -126,37 +118,9 @@ class EdgeVectorStore:
                 raise
 
     def _ensure_indexes(self) -> None:
-        from qdrant_edge import (
-            BoolIndexParams,
-            FloatIndexParams,
-            IntegerIndexParams,
-            KeywordIndexParams,
-            UpdateOperation,
-        )
+        from qdrant_edge import UpdateOperation
 
-        wanted: dict[str, Any] = {
-            USER_KEY: KeywordIndexParams(is_tenant=True),
-            TEXT_KEY: text_index_params(),
-            SEQ_KEY: IntegerIndexParams(lookup=True, range=True),
-            TS_KEY: FloatIndexParams(),
-            DAY_KEY: KeywordIndexParams(),  # the stats' facet of memories per day
-            "category": KeywordIndexParams(),
-            "agent_id": KeywordIndexParams(),
-            "run_id": KeywordIndexParams(),
-            EXPIRES_KEY: FloatIndexParams(),
-            # Every search carries "not expired" (`_mortal` != true or `_expires` > now): without this
-            # index the engine reads each of the user's payloads for it (measured at 10,000 memories:
-            # candidates p50 49.9 ms, 8.0 ms with the index, 6.5 ms without the condition).
-            MORTAL_KEY: BoolIndexParams(),
-            # "valid now" is on every read too (`_ended` != true or `_valid_until` > now), indexed alike.
-            VALID_UNTIL_KEY: FloatIndexParams(),
-            ENDED_KEY: BoolIndexParams(),
-            MONTH_KEY: KeywordIndexParams(),
-            SPEAKER_KEY: KeywordIndexParams(),
-            TENANT_KEY: KeywordIndexParams(is_tenant=True),
-            NORM_KEY: KeywordIndexParams(),  # the duplicate check (shared/memory/dedupe.py)
-            SCOPE_TAG_KEY: KeywordIndexParams(),
-        }
+        wanted = payload_indexes()
         present = set(self.shard.info().payload_schema)
         for name, params in wanted.items():
             if name not in present:
