@@ -4,8 +4,9 @@ The service keeps mem0 for two things: the raw add path (one memory, as given) a
 a memory's text (re-embedded, one history row). Learning from a turn is the service's own
 (shared/memory/learning.py: our extraction and reconciliation prompts); mem0's additive extraction,
 which only ever added, is no longer used. `MemoryEngine` is exactly that; everything else (reads,
-search, batch adds, deletion and erasure) the service does on the vector store port and the history store itself. mem0's own
-delete is not offered: it writes one more history row holding the text it deletes.
+search, batch adds, deletion and erasure) the service does on the vector store port and the
+history store itself. mem0's own delete is not offered: it writes one more history row holding the
+text it deletes.
 
 `build_memory` is the one place that knows how mem0 is assembled. mem0's `Memory.__init__` builds
 an embedder, an LLM client, a vector store and a SQLite history from provider names; ours are
