@@ -14,7 +14,14 @@ from functions.http import EndpointSpec, Reply, api, blueprint, validate
 from shared.runtime import get_ingestion, get_memory_service
 
 if TYPE_CHECKING:
-    from shared.contract import MemoryAddRequest, MemoryBatchAddRequest, MemorySearchRequest, MemoryUpdateRequest
+    from shared.contract import (
+        AddedMemory,
+        MemoryAddRequest,
+        MemoryBatchAddRequest,
+        MemorySearchRequest,
+        MemoryUpdateRequest,
+    )
+    from shared.scope import Scope
     from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
@@ -115,8 +122,12 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
     scope = who.scope(body.user_id)
     if prefers_async(req):
         item = MemoryInput(content=body.content, metadata=body.metadata, expiration_date=body.expiration_date)
-        event = get_ingestion().submit_memories(scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id)
+        event = get_ingestion().submit_memories(
+            scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id, infer=body.infer
+        )
         return accepted(event)
+    if body.infer:
+        return Reply(_inferred(scope, body))
     record = get_memory_service().add_memory(
         scope,
         body.content,
@@ -126,6 +137,22 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         expiration_date=body.expiration_date,
     )
     return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
+
+
+def _inferred(scope: Scope, body: MemoryAddRequest) -> AddedMemory:
+    """An add with `infer`: the facts the content states, reconciled (shared/memory/learning.py)."""
+    import uuid
+
+    from shared.contract import AddedMemory, LearnedFact
+    from shared.memory.learning import learn_from_text
+
+    learned = learn_from_text(
+        get_memory_service(), scope, body.content, body.metadata, write_id=str(uuid.uuid4()),
+        agent_id=body.agent_id, run_id=body.run_id, expiration_date=body.expiration_date,
+    )  # fmt: skip
+    facts = [LearnedFact(fact=f.fact, event=f.event, memory_id=f.memory_id, ids=f.ids) for f in learned.facts]
+    first = learned.added[0] if learned.added else ""
+    return AddedMemory(memory_id=first, user_id=body.user_id, content=body.content, facts=facts)
 
 
 @api(

@@ -26,6 +26,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.ai.quota import bills_scope
@@ -35,6 +36,7 @@ from shared.errors import QuotaExceeded
 from shared.memory.outages import vector_store_calls
 from shared.memory.reconcile import (
     MAX_FACTS,
+    Action,
     Decision,
     Malformed,
     Shown,
@@ -108,7 +110,7 @@ def validity_of(service: LearningMemories) -> ValidityWrites:
 @dataclass
 class LearnedFact:
     fact: str
-    event: str  # ADD | SUPERSEDE | INVALIDATE | NONE
+    event: Action
     memory_id: str | None = None  # the memory the fact is now (ADD, SUPERSEDE)
     ids: list[str] = field(default_factory=list)  # the memories it superseded or invalidated
 
@@ -145,13 +147,14 @@ def learn_from_text(
     answer: str | None = None,
     agent_id: str | None = None,
     run_id: str | None = None,
+    expiration_date: date | None = None,
 ) -> Learned:
     """What `text` (the user's words) teaches, reconciled and written: a chat turn's learning, an add
     with `infer`. The model calls are charged to the scope's tenant."""
     with vector_store_calls():
         return learn(
             memories, memories.llm, scope, text, answer, metadata=dict(metadata or {}), write_id=write_id,
-            agent_id=agent_id, run_id=run_id,
+            agent_id=agent_id, run_id=run_id, expiration_date=expiration_date,
         )  # fmt: skip
 
 
@@ -166,6 +169,7 @@ def learn(
     write_id: str,
     agent_id: str | None = None,
     run_id: str | None = None,
+    expiration_date: date | None = None,
 ) -> Learned:
     """Extract, reconcile and write what `message` teaches (see the module's docstring)."""
     raw = llm.complete(extraction_messages(message, answer), json_mode=True)
@@ -184,7 +188,8 @@ def learn(
     if shown:
         decisions, learned.fallback = _decide(llm, facts, shown, similar)
     decisions = _disjoint(decisions)
-    _write(memories, scope, facts, ids, decisions, metadata, agent_id, run_id, learned)
+    item = MemoryInput(content="-", metadata=dict(metadata) or None, expiration_date=expiration_date)
+    _write(memories, scope, facts, ids, decisions, item, agent_id, run_id, learned)
     return learned
 
 
@@ -267,7 +272,7 @@ def _write(
     facts: Sequence[str],
     ids: Sequence[str],
     decisions: Sequence[Decision],
-    metadata: dict[str, Any],
+    like: MemoryInput,
     agent_id: str | None,
     run_id: str | None,
     learned: Learned,
@@ -280,7 +285,7 @@ def _write(
             stored_as[i] = ids[i]
     todo = [i for i in wanted if i not in stored_as]
     if todo:
-        items = [MemoryInput(content=facts[i], metadata=dict(metadata) or None) for i in todo]
+        items = [like.model_copy(update={"content": facts[i]}) for i in todo]  # metadata, expiry: as given
         written = memories.add_memories(scope, items, [ids[i] for i in todo], agent_id=agent_id, run_id=run_id)
         stored_as.update(zip(todo, written, strict=True))  # a duplicate answers the existing memory's id
     validity = validity_of(memories)
