@@ -156,7 +156,8 @@ def same_fact(expected: str, stored: str) -> bool:
 
 def match(expected: Sequence[str], stored: Sequence[str]) -> list[tuple[int, int]]:
     """Pairs (expected index, stored index), each at most once; exact matches are paired first."""
-    pairs, used = [], set()
+    pairs: list[tuple[int, int]] = []
+    used: set[int] = set()
     for exact in (True, False):
         for e, fact in enumerate(expected):
             if any(p[0] == e for p in pairs):
