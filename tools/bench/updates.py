@@ -37,7 +37,7 @@ from tools.bench.host import ServiceHost
 SCENARIOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "updates_scenarios.json"
 MATCH_SHARE = 0.6
 
-_EN_COMMON = set(
+_EN_COMMON = frozenset(
     [
         "a",
         "an",
@@ -87,6 +87,15 @@ _EN_COMMON = set(
         "got",
         "get",
         "am",
+        "live",
+        "living",
+        "moved",
+        "move",
+        "relocated",
+        "based",
+        "currently",
+        "work",
+        "working",
     ]
 )
 _ZH_COMMON = set("用户的我是在了有也都还")
@@ -141,7 +150,7 @@ def normalise(text: str) -> str:
 def keys(text: str) -> set[str]:
     """The distinctive parts of a fact: English words beyond common ones, Chinese character pairs."""
     norm = normalise(text)
-    words = {w.removesuffix("s") for w in re.findall(r"[a-z0-9']+", norm) if w not in _EN_COMMON}
+    words = {w.removesuffix("s") for w in re.findall(r"[a-z0-9]+", norm)} - _EN_COMMON - {""}
     han = "".join(ch for ch in norm if "\u4e00" <= ch <= "\u9fff" and ch not in _ZH_COMMON)
     pairs = {han[i : i + 2] for i in range(len(han) - 1)} or ({han} if han else set())
     return words | pairs
