@@ -284,6 +284,12 @@ RUN_ID = Arg("run_id", "string", "The run or conversation the memories belong to
 EXPIRATION_DATE = Arg(
     "expiration_date", "string", "ISO date or datetime (UTC) after which the memory is never returned; optional."
 )
+INFER = Arg(
+    "infer",
+    "boolean",
+    "true: the model extracts the facts the content states and reconciles them with the user's memories "
+    "(add, supersede, invalidate or already known); default false: stored as given.",
+)
 PAGE_LIMIT = Arg("limit", "integer", "How many memories at most (1-1000, default LIST_PAGE_SIZE, 100).")
 CURSOR = Arg("cursor", "string", "The next_cursor of the previous page: the memories older than its last one.")
 QUERY = Arg("query", "string", "What to look for, in natural language.", True)
@@ -310,12 +316,17 @@ FILTERS = Arg(
     AGENT_ID,
     RUN_ID,
     EXPIRATION_DATE,
+    INFER,
 )
 def add_memory(call: ToolCall) -> Any:
     from shared.contract import AddedMemory
 
     who = call.caller()
     body = call.parse()
+    if body.infer:
+        from functions.memory import inferred_add
+
+        return inferred_add(who.scope(body.user_id), body)
     record = get_memory_service().add_memory(
         who.scope(body.user_id),
         body.content,

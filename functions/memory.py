@@ -127,7 +127,7 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         )
         return accepted(event)
     if body.infer:
-        return Reply(_inferred(scope, body))
+        return Reply(inferred_add(scope, body))
     record = get_memory_service().add_memory(
         scope,
         body.content,
@@ -139,8 +139,9 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
     return Reply(AddedMemory(memory_id=record.id, user_id=body.user_id, content=body.content))
 
 
-def _inferred(scope: Scope, body: MemoryAddRequest) -> AddedMemory:
-    """An add with `infer`: the facts the content states, reconciled (shared/memory/learning.py)."""
+def inferred_add(scope: Scope, body: MemoryAddRequest) -> AddedMemory:
+    """An add with `infer`: the facts the content states, reconciled (shared/memory/learning.py); the
+    MCP tool add_memory answers the same."""
     import uuid
 
     from shared.contract import AddedMemory, LearnedFact
