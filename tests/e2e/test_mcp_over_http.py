@@ -52,7 +52,15 @@ def test_lists_the_tools_with_their_input_schemas(devhost: DevHost) -> None:
     assert set(tools) == TOOLS
     add = tools["add_memory"].inputSchema
     assert add["type"] == "object"
-    assert set(add["properties"]) == {"user_id", "content", "metadata", "agent_id", "run_id", "expiration_date"}
+    assert set(add["properties"]) == {
+        "user_id",
+        "content",
+        "metadata",
+        "agent_id",
+        "run_id",
+        "expiration_date",
+        "infer",
+    }
     assert sorted(add["required"]) == ["content", "user_id"]
     assert add["properties"]["metadata"]["type"] == "object"
     search = tools["search_memories"].inputSchema

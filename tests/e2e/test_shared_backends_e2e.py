@@ -134,9 +134,7 @@ def test_a_chat_session_continues_on_the_other_worker(
     one, two = workers
     alice = f"alice-{uuid.uuid4().hex[:6]}"
     llm_server.reset()
-    llm_server.when(
-        "Interstellar", role="user", match=_extraction, reply={"memory": [{"id": "0", "text": FACT}]}, times=1
-    )
+    llm_server.when("Interstellar", role="user", match=_extraction, reply={"facts": [FACT]}, times=1)
     first = one.client.post(
         "/api/chat/message",
         json={
