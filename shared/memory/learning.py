@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,12 +48,14 @@ from shared.memory.reconcile import (
 from shared.observability import meters
 
 if TYPE_CHECKING:
+    from shared.memory.ports import MemoryGraph
     from shared.scope import Scope
     from shared.stores.state.history import HistoryStore
     from shared.stores.vector.port import VectorStore
 
 logger = logging.getLogger(__name__)
 
+Then = Callable[[list[str]], None]
 _LEARNED_IDS = uuid.UUID("6f1d2c84-5b7e-4c1a-9d3f-2a8e0b7c4d15")
 CANDIDATES_PER_FACT = 5
 
@@ -136,6 +138,17 @@ def learned_ids(write_id: str) -> list[str]:
     return [learned_id(write_id, index) for index in range(MAX_FACTS)]
 
 
+def graph_write(graph: MemoryGraph | None, scope: Scope, message: str, write_id: str) -> Then | None:
+    """A chat turn's graph step as learning's `then`: the graph learns from what the user said."""
+    if graph is None:
+        return None
+
+    def learns(ids: list[str]) -> None:
+        graph.extract_and_store(scope.key, message, ids, write_id=write_id, self_name=scope.user_id)
+
+    return learns
+
+
 @bills_scope
 def learn_from_text(
     memories: LearningMemories,
@@ -148,13 +161,16 @@ def learn_from_text(
     agent_id: str | None = None,
     run_id: str | None = None,
     expiration_date: date | None = None,
+    then: Then | None = None,
 ) -> Learned:
     """What `text` (the user's words) teaches, reconciled and written: a chat turn's learning, an add
-    with `infer`. The model calls are charged to the scope's tenant."""
+    with `infer`. The model calls are charged to the scope's tenant. `then(ids)` runs once the facts
+    are stored and before any memory is ended (the chat's graph write), so that a failure there
+    leaves nothing superseded: the event's purge removes the new memories, and the old stay current."""
     with vector_store_calls():
         return learn(
             memories, memories.llm, scope, text, answer, metadata=dict(metadata or {}), write_id=write_id,
-            agent_id=agent_id, run_id=run_id, expiration_date=expiration_date,
+            agent_id=agent_id, run_id=run_id, expiration_date=expiration_date, then=then,
         )  # fmt: skip
 
 
@@ -170,6 +186,7 @@ def learn(
     agent_id: str | None = None,
     run_id: str | None = None,
     expiration_date: date | None = None,
+    then: Then | None = None,
 ) -> Learned:
     """Extract, reconcile and write what `message` teaches (see the module's docstring)."""
     raw = llm.complete(extraction_messages(message, answer), json_mode=True)
@@ -180,6 +197,8 @@ def learn(
         meters.learning_fallback("extraction", "malformed")
         return Learned(fallback="extraction_malformed")
     if not facts:
+        if then is not None:
+            then([])
         return Learned()
     ids = [learned_id(write_id, index) for index in range(len(facts))]
     shown, similar = _candidates(memories, scope, facts, set(ids), agent_id, run_id)
@@ -189,7 +208,7 @@ def learn(
         decisions, learned.fallback = _decide(llm, facts, shown, similar)
     decisions = _disjoint(decisions)
     item = MemoryInput(content="-", metadata=dict(metadata) or None, expiration_date=expiration_date)
-    _write(memories, scope, facts, ids, decisions, item, agent_id, run_id, learned)
+    _write(memories, scope, facts, ids, decisions, item, agent_id, run_id, learned, then)
     return learned
 
 
@@ -276,6 +295,7 @@ def _write(
     agent_id: str | None,
     run_id: str | None,
     learned: Learned,
+    then: Then | None,
 ) -> None:
     stored_as: dict[int, str] = {}
     wanted = [i for i, d in enumerate(decisions) if d.action in ("ADD", "SUPERSEDE")]
@@ -288,7 +308,9 @@ def _write(
         items = [like.model_copy(update={"content": facts[i]}) for i in todo]  # metadata, expiry: as given
         written = memories.add_memories(scope, items, [ids[i] for i in todo], agent_id=agent_id, run_id=run_id)
         stored_as.update(zip(todo, written, strict=True))  # a duplicate answers the existing memory's id
-    validity = validity_of(memories)
+    if then is not None:
+        then(list(dict.fromkeys(stored_as[i] for i in wanted)))
+    validity = validity_of(memories)  # the memories are ended last: see `learn_from_text`
     for i, decision in enumerate(decisions):
         fact = LearnedFact(facts[i], decision.action, stored_as.get(i), list(decision.ids))
         if decision.action == "SUPERSEDE":

@@ -24,7 +24,7 @@ from shared.ai.quota import bills_scope
 from shared.context import expiration_text, iso_utc
 from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStats, SearchFilters, scope_filters
 from shared.errors import Forbidden, NotFound
-from shared.memory.learning import JsonLlm, learn_from_text
+from shared.memory.learning import JsonLlm, graph_write, learn_from_text
 from shared.memory.listing import Page, memory_page
 from shared.memory.mem0_engine import user_scope_part
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
@@ -343,9 +343,8 @@ class MemoryService:
         """What a turn teaches, reconciled with the user's memories (learning.py), then the graph learns
         as the write `write_id`. Memories stored carry `tags` (`forget_turn` finds them); returns their ids."""
         scope = as_scope(scope)
-        ids = learn_from_text(self, scope, message, tags, answer=answer, write_id=write_id).added
-        if self.graph is not None:
-            self.graph.extract_and_store(scope.key, message, ids, write_id=write_id, self_name=scope.user_id)
+        then = graph_write(self.graph, scope, message, write_id)  # before any old memory is ended
+        ids = learn_from_text(self, scope, message, tags, answer=answer, write_id=write_id, then=then).added
         meters.memories_added(len(ids), "chat")
         return ids
 

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from shared.errors import QuotaExceeded
+from shared.graph.connection import GraphUnavailable
 from shared.memory.learning import learn_from_text, learned_id
 from shared.memory.reconcile import Decision, Malformed, Shown, parse_decisions, parse_facts
 from shared.observability import meters
 from shared.scope import Scope
-from tests.fixtures.fake_core import Core, build_core
+from tests.fixtures.fake_core import Core, build_core, fails
 
 ALICE = Scope("alice")
 
@@ -196,3 +197,16 @@ def test_facts_are_read_strictly() -> None:
     for raw in ("{}", '{"facts": "x"}', '{"facts": [1]}', "facts"):
         with pytest.raises(Malformed):
             parse_facts(raw)
+
+
+def test_a_graph_failure_ends_no_memory_and_the_purge_leaves_the_old_one_current() -> None:
+    core = build_core()  # with the graph: it learns after the facts are stored, before anything is ended
+    assert core.graph is not None
+    core.agent.chat("alice", "I live in Paris.", "s1")
+    core.llm.decide = _by_text({"I live in Madrid": ("SUPERSEDE", ["I live in Paris"])})
+    core.graph.down = True
+    assert isinstance(fails(lambda: core.agent.chat("alice", "I live in Madrid.", "s1")), GraphUnavailable)
+    assert _current(core) == ["I live in Paris"] and len(core.store.points) == 1
+    core.graph.down = False
+    core.agent.chat("alice", "I live in Madrid.", "s1")
+    assert _current(core) == ["I live in Madrid"]
