@@ -190,16 +190,18 @@ def learn(
 ) -> Learned:
     """Extract, reconcile and write what `message` teaches (see the module's docstring)."""
     raw = llm.complete(extraction_messages(message, answer), json_mode=True)
+    raw_ok = True
     try:
         facts = parse_facts(raw)
     except Malformed as error:
+        raw_ok = False
         logger.warning("learning: malformed extraction answer (%s); nothing learned", error)
         meters.learning_fallback("extraction", "malformed")
-        return Learned(fallback="extraction_malformed")
+        facts = []
     if not facts:
         if then is not None:
             then([])
-        return Learned()
+        return Learned(fallback=None if raw_ok else "extraction_malformed")
     ids = [learned_id(write_id, index) for index in range(len(facts))]
     shown, similar = _candidates(memories, scope, facts, set(ids), agent_id, run_id)
     learned = Learned()
