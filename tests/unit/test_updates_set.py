@@ -101,3 +101,10 @@ def test_precision_recall_and_duplicates_per_language() -> None:
     assert (en["precision"], en["recall"], en["duplicate_rate"]) == (0.5, 1.0, 0.0)
     assert (zh["precision"], zh["recall"], zh["duplicate_rate"]) == (0.5, 0.5, 0.5)
     assert len(result["misses"]) == 2
+
+
+def test_the_labelled_current_sets_score_perfectly_against_themselves() -> None:
+    for scenario in SCENARIOS:
+        for turn in scenario["turns"]:
+            current = turn["current"]
+            assert duplicate_count(current) == 0 and len(match(current, current)) == len(current), current

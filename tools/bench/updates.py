@@ -36,6 +36,7 @@ from tools.bench.host import ServiceHost
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "updates_scenarios.json"
 MATCH_SHARE = 0.6
+DUPLICATE_SHARE = 0.8
 
 _EN_COMMON = frozenset(
     [
@@ -150,17 +151,17 @@ def normalise(text: str) -> str:
 def keys(text: str) -> set[str]:
     """The distinctive parts of a fact: English words beyond common ones, Chinese character pairs."""
     norm = normalise(text)
-    words = {w.removesuffix("s") for w in re.findall(r"[a-z0-9]+", norm)} - _EN_COMMON - {""}
+    words = {w.removesuffix("s") for w in re.findall(r"[a-z0-9]+", norm) if w not in _EN_COMMON} - _EN_COMMON - {""}
     han = "".join(ch for ch in norm if "\u4e00" <= ch <= "\u9fff" and ch not in _ZH_COMMON)
     pairs = {han[i : i + 2] for i in range(len(han) - 1)} or ({han} if han else set())
     return words | pairs
 
 
-def same_fact(expected: str, stored: str) -> bool:
+def same_fact(expected: str, stored: str, share: float = MATCH_SHARE) -> bool:
     if normalise(expected) == normalise(stored):
         return True
     wanted = keys(expected)
-    return bool(wanted) and len(wanted & keys(stored)) / len(wanted) >= MATCH_SHARE
+    return bool(wanted) and len(wanted & keys(stored)) / len(wanted) >= share
 
 
 def match(expected: Sequence[str], stored: Sequence[str]) -> list[tuple[int, int]]:
@@ -181,11 +182,13 @@ def match(expected: Sequence[str], stored: Sequence[str]) -> list[tuple[int, int
 
 
 def duplicate_count(stored: Sequence[str]) -> int:
-    """Stored facts beyond the first that say the same thing (the same normalised text, or one holding
-    most of another's distinctive parts both ways)."""
+    """Stored facts beyond the first that say the same thing (the same normalised text, or 80 % of
+    each other's distinctive parts both ways)."""
     dups = 0
     for i, text in enumerate(stored):
-        if any(same_fact(text, other) and same_fact(other, text) for other in stored[:i]):
+        if any(
+            same_fact(text, other, DUPLICATE_SHARE) and same_fact(other, text, DUPLICATE_SHARE) for other in stored[:i]
+        ):
             dups += 1
     return dups
 
