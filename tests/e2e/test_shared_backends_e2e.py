@@ -186,7 +186,7 @@ def test_llm_throttling_is_retried_and_llm_down_records_nothing(
     ok = one.client.post("/api/chat/message", json={"user_id": bob, "message": "first", "session_id": "s"})
     assert ok.status_code == 200, ok.text
 
-    llm_server.when(match=_extraction, reply={"memory": [{"id": "0", "text": "Bob owns a cat"}]})
+    llm_server.when(match=_extraction, reply={"facts": ["Bob owns a cat"]})
     llm_server.down()
     try:
         failed = two.client.post(
