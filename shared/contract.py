@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_serializer,
@@ -150,7 +151,7 @@ class MemoryAddRequest(StrictModel):
     content: Content
     metadata: Metadata = None
     expiration_date: ExpirationDate = None
-    infer: bool = Field(
+    infer: StrictBool = Field(
         False,
         description="When true, the model extracts the facts `content` states (in its language) and reconciles "
         "them with the user's current memories: each is added, supersedes or invalidates memories, or is "
