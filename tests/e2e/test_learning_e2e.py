@@ -194,3 +194,14 @@ def test_queued_learning_reconciles_and_a_replayed_event_changes_nothing(
     assert replayed()
     after = data(api.get(f"/api/memory/user/{user}", params={"limit": 100}))["results"]
     assert after == before and scripted[1].decisions == decisions  # no model call, nothing written
+
+
+def test_a_queued_add_with_infer_reconciles_on_the_queue(queued: DevHost) -> None:
+    api, user = queued.client, f"qadd-{uuid.uuid4().hex[:6]}"
+    for turn in _scenario("zh-change-city")["turns"]:
+        body = {"user_id": user, "content": turn["say"], "infer": True}
+        response = api.post("/api/memory/add", json=body, headers={"Prefer": "respond-async"})
+        assert response.status_code == 202, response.text
+        event = _event(api, response.json()["data"]["event_id"], user)
+        assert event["status"] == "succeeded" and len(event["memory_ids"]) == 1
+        assert current(api, user) == sorted(turn["current"])
