@@ -209,7 +209,8 @@ def learn(
     if shown:
         decisions, learned.fallback = _decide(llm, facts, shown, similar)
     decisions = _disjoint(decisions)
-    item = MemoryInput(content="-", metadata=dict(metadata) or None, expiration_date=expiration_date)
+    # Not validated again: the metadata is the request's (checked) plus the event's own tags.
+    item = MemoryInput.model_construct(content="-", metadata=dict(metadata) or None, expiration_date=expiration_date)
     _write(memories, scope, facts, ids, decisions, item, agent_id, run_id, learned, then)
     return learned
 
@@ -314,6 +315,9 @@ def _write(
         then(list(dict.fromkeys(stored_as[i] for i in wanted)))
     validity = validity_of(memories)  # the memories are ended last: see `learn_from_text`
     for i, decision in enumerate(decisions):
+        if decision.action == "SUPERSEDE" and stored_as[i] in decision.ids:  # the fact IS an old memory
+            rest = tuple(old for old in decision.ids if old != stored_as[i])
+            decision = Decision("SUPERSEDE", rest) if rest else Decision("NONE")
         fact = LearnedFact(facts[i], decision.action, stored_as.get(i), list(decision.ids))
         if decision.action == "SUPERSEDE":
             validity.supersede(scope, list(decision.ids), stored_as[i])
