@@ -287,6 +287,12 @@ EXPIRATION_DATE = Arg(
 ALLOW_DUPLICATES = Arg(
     "allow_duplicates", "boolean", "Store it even when it duplicates a current memory (default: no)."
 )
+INFER = Arg(
+    "infer",
+    "boolean",
+    "true: the model extracts the facts the content states and reconciles them with the user's memories "
+    "(add, supersede, invalidate or already known); default false: stored as given.",
+)
 PAGE_LIMIT = Arg("limit", "integer", "How many memories at most (1-1000, default LIST_PAGE_SIZE, 100).")
 CURSOR = Arg("cursor", "string", "The next_cursor of the previous page: the memories older than its last one.")
 QUERY = Arg("query", "string", "What to look for, in natural language.", True)
@@ -318,12 +324,17 @@ FILTERS = Arg(
     EXPIRATION_DATE,
     SUPERSEDES,
     ALLOW_DUPLICATES,
+    INFER,
 )
 def add_memory(call: ToolCall) -> Any:
     from functions.memory import added_memory
 
     who = call.caller()
     body = call.parse()
+    if body.infer:
+        from functions.memory import inferred_add
+
+        return inferred_add(who.scope(body.user_id), body)
     record = get_memory_service().add_memory(
         who.scope(body.user_id),
         body.content,

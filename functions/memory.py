@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         MemoryUpdateRequest,
     )
     from shared.query.filters import Validity
+    from shared.scope import Scope
     from shared.stores.state.events import IngestEvent
 
 bp = blueprint()
@@ -151,9 +152,17 @@ def memory_add(req: func.HttpRequest, who: Caller, body: MemoryAddRequest) -> Re
         )
         allow = body.allow_duplicates
         event = get_ingestion().submit_memories(
-            scope, [item], kind="add", agent_id=body.agent_id, run_id=body.run_id, allow_duplicates=allow
+            scope,
+            [item],
+            kind="add",
+            agent_id=body.agent_id,
+            run_id=body.run_id,
+            allow_duplicates=allow,
+            infer=body.infer,
         )
         return accepted(event)
+    if body.infer:
+        return Reply(inferred_add(scope, body))
     record = get_memory_service().add_memory(
         scope,
         body.content,
@@ -175,6 +184,23 @@ def added_memory(record: MemoryRecord, user_id: str, content: str) -> AddedMemor
     if isinstance(record, DuplicateRecord):
         return AddedMemory(memory_id=record.id, user_id=user_id, content=record.memory, duplicate=True)
     return AddedMemory(memory_id=record.id, user_id=user_id, content=content)
+
+
+def inferred_add(scope: Scope, body: MemoryAddRequest) -> AddedMemory:
+    """An add with `infer`: the facts the content states, reconciled (shared/memory/learning.py); the
+    MCP tool add_memory answers the same."""
+    import uuid
+
+    from shared.contract import AddedMemory, LearnedFact
+    from shared.memory.learning import learn_from_text
+
+    learned = learn_from_text(
+        get_memory_service(), scope, body.content, body.metadata, write_id=str(uuid.uuid4()),
+        agent_id=body.agent_id, run_id=body.run_id, expiration_date=body.expiration_date,
+    )  # fmt: skip
+    facts = [LearnedFact(fact=f.fact, event=f.event, memory_id=f.memory_id, ids=f.ids) for f in learned.facts]
+    first = learned.added[0] if learned.added else ""
+    return AddedMemory(memory_id=first, user_id=body.user_id, content=body.content, facts=facts)
 
 
 @api(

@@ -3,7 +3,7 @@ them, and `/openapi.json` is generated from them, so the three cannot drift apar
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -207,6 +207,12 @@ class MemoryAddRequest(StrictModel):
     expiration_date: ExpirationDate = None
     supersedes: Supersedes = None
     allow_duplicates: StrictBool = ALLOW_DUPLICATES
+    infer: StrictBool = Field(
+        False,
+        description="When true, the model extracts the facts `content` states (in its language) and reconciles "
+        "them with the user's current memories: each is added, supersedes or invalidates memories, or is "
+        "already known (`facts` in the answer). Two model calls; needs an LLM. Default false: stored as given.",
+    )
 
 
 class MemoryBatchAddRequest(StrictModel):
@@ -282,11 +288,21 @@ class UserGraph(BaseModel):
     truncated: bool = False
 
 
+class LearnedFact(BaseModel):
+    fact: str
+    event: Literal["ADD", "SUPERSEDE", "INVALIDATE", "NONE"]
+    memory_id: str | None = Field(None, description="The memory the fact is stored as (ADD, SUPERSEDE).")
+    ids: list[str] = Field(default_factory=list, description="The memories it superseded or invalidated.")
+
+
 class AddedMemory(BaseModel):
-    memory_id: str
+    memory_id: str = Field(
+        ..., description="The memory stored. With `infer`: the first fact's memory, empty when none was stored."
+    )
     user_id: str
     content: str
     duplicate: bool | None = Field(None, description="True: not stored again; `memory_id` is the existing memory's.")
+    facts: list[LearnedFact] | None = Field(None, description="With `infer`: what was learned, fact by fact.")
 
 
 class BatchAdded(BaseModel):

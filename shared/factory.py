@@ -100,6 +100,7 @@ def build_memory_service(
         events=events if events is not None else build_event_store(settings),
         erasure=build_erasure_ledger(settings),  # stateless: the ingestion's own reads the same marks
         graph=build_graph_store(settings, embedder, llm),
+        llm=llm,
     )
 
 

@@ -174,12 +174,16 @@ class Ingestion:
         agent_id: str | None = None,
         run_id: str | None = None,
         allow_duplicates: bool = False,
+        infer: bool = False,
     ) -> IngestEvent:
+        """`infer`: the one item's facts are extracted and reconciled (shared/memory/learning.py)."""
         scope = as_scope(scope)
         job: dict[str, Any] = {"items": [item.model_dump(mode="json") for item in items], **scope_job(scope)}
         job.update({k: v for k, v in {"agent_id": agent_id, "run_id": run_id}.items() if v is not None})
         if allow_duplicates:
             job["allow_duplicates"] = True
+        if infer:
+            job["infer"] = True
         return self.submit(scope.key, kind, job)
 
     def fail(self, event: IngestEvent, reason: str) -> IngestEvent:
@@ -269,6 +273,15 @@ class Ingestion:
         if event.kind == "learn":
             return self._learner().learn(event.user_id, job, graph_write_id(event.event_id))
         items = [MemoryInput.model_validate(item) for item in job.get("items") or []]
+        if job.get("infer"):
+            from shared.memory.learning import learn_from_text
+
+            [item] = items
+            return learn_from_text(
+                self._memory_service(), job_scope(event.user_id, job), item.content, item.metadata,
+                write_id=graph_write_id(event.event_id), agent_id=job.get("agent_id"), run_id=job.get("run_id"),
+                expiration_date=item.expiration_date,
+            ).added  # fmt: skip
         ids = memory_ids_for(event.event_id, len(items))
         return list(  # the ids alone (a duplicate's is the existing memory's), as the event keeps them
             self._memory_service().add_memories(
@@ -284,6 +297,11 @@ class Ingestion:
     def _purge(self, event: IngestEvent, job: dict[str, Any]) -> None:
         if event.kind == "learn":
             self._learner().forget(event.user_id, job, graph_write_id(event.event_id))
+            return
+        if job.get("infer"):
+            from shared.memory.learning import learned_ids
+
+            self._memory_service().erase_memories(learned_ids(graph_write_id(event.event_id)))
             return
         ids = memory_ids_for(event.event_id, len(job.get("items") or []))
         self._memory_service().erase_memories(ids)

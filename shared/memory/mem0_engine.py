@@ -1,10 +1,12 @@
 """mem0 behind one door: the only module of the service that imports mem0.
 
-The service keeps mem0 for three things: the raw add path (one memory, as given), the LLM's
-extraction of facts from an exchange, and the update of a memory's text (re-embedded, one history
-row). `MemoryEngine` is exactly that; everything else (reads, search, batch adds, deletion and
-erasure) the service does on the vector store port and the history store itself. mem0's own
-delete is not offered: it writes one more history row holding the text it deletes.
+The service keeps mem0 for two things: the raw add path (one memory, as given) and the update of
+a memory's text (re-embedded, one history row). Learning from a turn is the service's own
+(shared/memory/learning.py: our extraction and reconciliation prompts); mem0's additive extraction,
+which only ever added, is no longer used. `MemoryEngine` is exactly that; everything else (reads,
+search, batch adds, deletion and erasure) the service does on the vector store port and the
+history store itself. mem0's own delete is not offered: it writes one more history row holding the
+text it deletes.
 
 `build_memory` is the one place that knows how mem0 is assembled. mem0's `Memory.__init__` builds
 an embedder, an LLM client, a vector store and a SQLite history from provider names; ours are
@@ -39,10 +41,6 @@ class MemoryEngine(Protocol):
         self, content: str, *, user_id: str, agent_id: str | None, run_id: str | None, metadata: dict[str, Any]
     ) -> str:
         """Stores `content` as one memory, unchanged (no LLM); returns its id."""
-        ...
-
-    def extract(self, exchange: list[dict[str, str]], *, user_id: str, metadata: dict[str, Any]) -> list[str]:
-        """The LLM extracts facts from the exchange; returns the ids of the memories it added."""
         ...
 
     def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
@@ -182,11 +180,6 @@ class Mem0Engine:
                 content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=metadata, infer=False
             )
         return str(result["results"][0]["id"])
-
-    def extract(self, exchange: list[dict[str, str]], *, user_id: str, metadata: dict[str, Any]) -> list[str]:
-        with _our_errors():
-            result = self.memory.add(exchange, user_id=user_id, metadata=metadata, infer=True)
-        return [str(item["id"]) for item in result.get("results", []) if item.get("event") == "ADD"]
 
     def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
         with _our_errors():

@@ -1,11 +1,12 @@
 """The memory service: every memory operation of the API, scoped to one user.
 
-mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given, extracts facts from a
-chat turn and updates a memory's text. This layer owns the rules: by-id calls are checked against the
-owner first, adds skip duplicates (dedupe.py), batch adds embed once and write once, erasure removes a
-text from every store that holds it, lists and exports are pages (listing.py), counts and stats are
-counted by the engine, store outages surface as `BackendUnavailable`. Collaborators are given typed
-to the constructor (shared/factory.py builds them; tests/fixtures has in-memory ones)."""
+mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given and updates a
+memory's text; learning from a turn is ours (learning.py). This layer owns the rules: by-id calls
+are checked against the owner first, adds skip duplicates (dedupe.py), a memory ends when another
+supersedes it (validity.py), batch adds embed once and write once, erasure removes a text from every
+store that holds it, lists and exports are pages (listing.py), counts and stats are counted by the
+engine, store outages surface as `BackendUnavailable`. Collaborators are given typed to the
+constructor (shared/factory.py builds them; tests/fixtures has in-memory ones)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from shared.contract import MemoryInput, MemoryRecord, MemoryResults, MemoryStat
 from shared.errors import Forbidden, NotFound
 from shared.memory import dedupe, validity
 from shared.memory.expiry import purge_expired
+from shared.memory.learning import JsonLlm, graph_write, learn_from_text
 from shared.memory.listing import Page, memory_page
 from shared.memory.mem0_engine import user_scope_part
 from shared.memory.outages import vector_store_calls as vector_store_calls  # where callers find it
@@ -80,17 +82,19 @@ class MemoryService:
         events: EventStore,
         erasure: ErasureLedger,
         graph: MemoryGraph | None,
+        llm: JsonLlm,
     ) -> None:
         self.settings = settings
         self.store = store  # the memories: the service reads and erases here, mem0 writes here
         self.embedder = embedder
         self.searcher = searcher
-        self.engine = engine  # mem0: raw adds, a turn's extraction, updates (imported on first use)
+        self.engine = engine  # mem0: raw adds and updates (imported on first use)
         self.history = history  # every memory's change rows and mem0's message log
         self.sessions = sessions  # chat turns: erased and exported with the user
         self.events = events  # ingestion events, whose inputs hold texts: erased with the user
         self.erasure = erasure  # the users' erasure epochs: moved first when a user is erased
         self.graph = graph  # None when GRAPH_STORE=none
+        self.llm = llm  # learning's extraction and decision calls (shared/memory/learning.py)
 
     # --- writes (their model calls are charged to the scope's tenant: shared/ai/quota.py) -------
     @bills_scope
@@ -325,15 +329,11 @@ class MemoryService:
     def learn_from_turn(
         self, scope: Scope | str, message: str, answer: str, tags: dict[str, Any], *, write_id: str
     ) -> list[str]:
-        """What a chat turn teaches: mem0 extracts facts from the exchange (LLM inference), then the
-        graph learns from what the user said ("I" is the user's own node) as the write `write_id`.
-        Every memory carries `tags` (by which `forget_turn` finds them); returns their ids."""
+        """What a turn teaches, reconciled with the user's memories (learning.py), then the graph learns
+        as the write `write_id`. Memories stored carry `tags` (`forget_turn` finds them); returns their ids."""
         scope = as_scope(scope)
-        exchange = [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
-        with vector_store_calls():
-            ids = self.engine.extract(exchange, user_id=scope.key, metadata={**tags, **scope.payload_fields()})
-        if self.graph is not None:
-            self.graph.extract_and_store(scope.key, message, ids, write_id=write_id, self_name=scope.user_id)
+        then = graph_write(self.graph, scope, message, write_id)  # before any old memory is ended
+        ids = learn_from_text(self, scope, message, tags, answer=answer, write_id=write_id, then=then).added
         meters.memories_added(len(ids), "chat")
         return ids
 

@@ -40,6 +40,8 @@ LLM_THROTTLES = "memory_layer.llm.throttles"
 BREAKER_OPEN = "memory_layer.breaker.open"
 QUEUE_BACKLOG = "memory_layer.queue.backlog"
 QUEUE_POISON = "memory_layer.queue.poison"
+LEARNING_FALLBACKS = "memory_layer.learning.fallbacks"
+LEARNING_DECISIONS = "memory_layer.learning.decisions"
 
 _exporting = False
 _breakers: dict[str, CircuitBreaker] = {}
@@ -89,6 +91,12 @@ class _Instruments:
         self.batch_size = meter.create_histogram(BATCH_SIZE, unit="{item}", description="Items per batch call")
         self.llm_tokens = meter.create_counter(LLM_TOKENS, unit="{token}", description="LLM tokens (usage)")
         self.llm_throttles = meter.create_counter(LLM_THROTTLES, unit="{response}", description="LLM 429 answers")
+        self.learning_fallbacks = meter.create_counter(
+            LEARNING_FALLBACKS, unit="{event}", description="Learning answers not used (malformed, failed)"
+        )
+        self.learning_decisions = meter.create_counter(
+            LEARNING_DECISIONS, unit="{fact}", description="Learned facts by decision"
+        )
         meter.create_observable_gauge(
             BREAKER_OPEN, callbacks=[_breaker_states], unit="1", description="1 while a backend's breaker is open"
         )
@@ -133,6 +141,15 @@ def llm_usage(model: str, operation: str, prompt_tokens: int | None, completion_
 
 def llm_throttled(model: str, operation: str) -> None:
     instruments().llm_throttles.add(1, {"model": model, "operation": operation})
+
+
+def learning_fallback(stage: str, reason: str) -> None:
+    """A learning event's model answer not used: `stage` extraction|decision, `reason` malformed|failed."""
+    instruments().learning_fallbacks.add(1, {"stage": stage, "reason": reason})
+
+
+def learning_decision(action: str) -> None:
+    instruments().learning_decisions.add(1, {"action": action})
 
 
 def watch_breaker(backend: str, breaker: CircuitBreaker) -> None:

@@ -129,7 +129,7 @@ def _teach(llm: FakeOpenAIServer, user: str, message: str, fact: str, thing: str
     llm.when(EXTRACTION_PROMPT_MARKER, role="system", match=lambda r: _last_user(r) == message, reply=graph, times=1)
     llm.when(
         match=lambda r: bool(r.get("response_format")) and message in str(r.get("messages")),
-        reply={"memory": [{"id": "0", "text": fact}]},
+        reply={"facts": [fact]},
         times=1,
     )
 

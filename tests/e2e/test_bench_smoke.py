@@ -134,3 +134,27 @@ def test_requestpath_smoke(tmp_path: Path, devhost: DevHost) -> None:
     for name in ("memory_search", "memory_batch_add"):
         assert 0 < result["function_ms"][name]["p50"] <= result["function_ms"][name]["p95"]
     assert result["host_round_trip_ms"]["p50"] > 0
+
+
+@pytest.mark.slow
+def test_updates_smoke_against_the_scripted_model(tmp_path: Path) -> None:
+    """`updates` against an OpenAI-compatible endpoint given by URL: the scripted model (the fake,
+    answering the labels), which a correct service turns into exactly the labelled facts."""
+    from tools.harness.fake_openai import FakeOpenAIServer
+    from tools.harness.fake_openai.scripted import script_learning
+
+    with FakeOpenAIServer() as server:
+        server.expected_api_key = "sk-bench"
+        script = script_learning(server)
+        args = ["updates", "--base-url", server.base_url, "--model", "scripted-model", "--api-key", "sk-bench"]
+        result = run_bench(args, tmp_path)
+    assert result["scenarios"] >= 60 and result["model"] == "scripted-model"
+    assert set(result["per_language"]) == {"en", "zh"}
+    for figures in (
+        result["overall"],
+        *(f[k] for f in result["per_language"].values() for k in ("every_turn", "final")),
+    ):
+        assert (figures["precision"], figures["recall"], figures["duplicate_rate"]) == (1.0, 1.0, 0.0)
+    assert result["learning_events"] > result["scenarios"] and result["misses"] == []
+    assert script.extractions == result["learning_events"] and 0 < script.decisions < script.extractions
+    assert {r.json.get("model") for r in server.chat_requests()} == {"scripted-model"}

@@ -84,7 +84,7 @@ def test_a_user_erased_mid_batch_leaves_nothing_anywhere(tmp_path: Path) -> None
             memory_id = added.json()["data"]["memory_id"]
             update = {"memory_id": memory_id, "content": f"I keep two {canary}s", "user_id": user}
             assert api.put("/api/memory/update", json=update).status_code == 200
-            llm.when(match=json_mode, reply={"memory": [{"id": "0", "text": f"Talks about a {canary}"}]})
+            llm.when(match=json_mode, reply={"facts": [f"Talks about a {canary}"]})
             turn = api.post(
                 "/api/chat/message", json={"user_id": user, "message": f"my {canary} sings", "session_id": "s1"}
             )

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from shared.graph import EXTRACTION_PROMPT_MARKER
+from shared.memory.reconcile import EXTRACT_TAG
 from tests.helpers import DevHost
 from tools.harness.fake_openai import FakeOpenAIServer
 from tools.harness.neo4j_server import Neo4jServer
@@ -54,14 +55,16 @@ def _graph_reply(user: str, relations: list[tuple[str, str, str]], invalidates: 
 
 
 def teach(llm: FakeOpenAIServer, message: str, graph: dict, fact: str) -> None:
-    """The next chat about `message`: mem0 learns `fact`, the graph learns `graph`."""
+    """The next chat about `message`: learning extracts `fact`, the graph learns `graph`."""
     # Each rule answers once: later extraction prompts quote earlier turns of the session.
     llm.when(
         EXTRACTION_PROMPT_MARKER, role="system", match=lambda r, m=message: _last_user(r) == m, reply=graph, times=1
     )
     llm.when(
-        match=lambda r, m=message: bool(r.get("response_format")) and m in _all_text(r),
-        reply={"memory": [{"id": "0", "text": fact}]},
+        EXTRACT_TAG,
+        role="system",
+        match=lambda r, m=message: m in _all_text(r),
+        reply={"facts": [fact]},
         times=1,
     )
 

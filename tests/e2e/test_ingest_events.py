@@ -146,7 +146,7 @@ def test_chat_answers_with_the_learning_queued_and_the_next_turn_sees_it(
 ) -> None:
     api = queued.client
     user = f"chat-{uuid.uuid4().hex[:6]}"
-    fresh_llm.when(match=json_mode, reply={"memory": [{"id": "0", "text": "Keeps bees on the roof"}]}, times=1)
+    fresh_llm.when(match=json_mode, reply={"facts": ["Keeps bees on the roof"]}, times=1)
     reply = api.post("/api/chat/message", json={"user_id": user, "message": "I keep bees", "session_id": "s1"})
     assert reply.status_code == 200, reply.text
     body = reply.json()

@@ -61,6 +61,7 @@ def test_lists_the_tools_with_their_input_schemas(devhost: DevHost) -> None:
         "expiration_date",
         "allow_duplicates",
         "supersedes",
+        "infer",
     }
     assert add["properties"]["allow_duplicates"]["type"] == "boolean"
     assert sorted(add["required"]) == ["content", "user_id"]

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from shared.memory.reconcile import DECIDE_TAG, EXTRACT_TAG
 from tests.helpers import REPO, DevHost
 from tools.harness.fake_openai import FakeOpenAIServer
 
@@ -119,7 +120,9 @@ def test_the_walkthrough_is_read_from_the_api_manual() -> None:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
     with FakeOpenAIServer() as llm:
-        llm.when(match=lambda r: bool(r.get("response_format")), reply={"memory": [{"id": "0", "text": LEARNED}]})
+        # The chat turn's learning: our extraction answers the fact; a decision (if asked) adds it.
+        llm.when(EXTRACT_TAG, role="system", reply={"facts": [LEARNED]})
+        llm.when(DECIDE_TAG, role="system", reply={"decisions": []})
         env = {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "k"}
         if url := os.environ.get("QDRANT_TEST_URL"):  # the same walk-through against a Qdrant server
             env.update({"QDRANT_URL": url, "COLLECTION_NAME": f"readme_{uuid.uuid4().hex[:8]}"})

@@ -134,9 +134,7 @@ def test_a_chat_session_continues_on_the_other_worker(
     one, two = workers
     alice = f"alice-{uuid.uuid4().hex[:6]}"
     llm_server.reset()
-    llm_server.when(
-        "Interstellar", role="user", match=_extraction, reply={"memory": [{"id": "0", "text": FACT}]}, times=1
-    )
+    llm_server.when("Interstellar", role="user", match=_extraction, reply={"facts": [FACT]}, times=1)
     first = one.client.post(
         "/api/chat/message",
         json={
@@ -188,7 +186,7 @@ def test_llm_throttling_is_retried_and_llm_down_records_nothing(
     ok = one.client.post("/api/chat/message", json={"user_id": bob, "message": "first", "session_id": "s"})
     assert ok.status_code == 200, ok.text
 
-    llm_server.when(match=_extraction, reply={"memory": [{"id": "0", "text": "Bob owns a cat"}]})
+    llm_server.when(match=_extraction, reply={"facts": ["Bob owns a cat"]})
     llm_server.down()
     try:
         failed = two.client.post(

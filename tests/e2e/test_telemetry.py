@@ -387,7 +387,7 @@ def test_no_user_text_in_any_exported_envelope(
     user = f"u-{uuid.uuid4().hex[:8]}"
     # The model learns the canary (a fact and a graph entity), so it flows through every store.
     llm.when(EXTRACTION_PROMPT_MARKER, role="system", reply=_graph(canary), times=5)
-    llm.when(match=lambda r: bool(r.get("response_format")), reply={"memory": [{"id": "0", "text": canary}]}, times=5)
+    llm.when(match=lambda r: bool(r.get("response_format")), reply={"facts": [canary]}, times=5)
     request_ids = [
         call(host, "/api/memory/add", {"user_id": user, "content": f"my secret is {canary}"}),
         call(host, "/api/memory/batch-add", {"user_id": user, "memories": [{"content": f"{canary} twice"}]}),

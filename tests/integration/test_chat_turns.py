@@ -12,7 +12,7 @@ from shared.stores.state.sessions import _digest
 from tests.helpers import model_env
 from tools.harness.fake_openai import FakeOpenAIServer
 
-FACT = {"memory": [{"id": "0", "text": "Owns a black cat named Miso"}]}
+FACT = {"facts": ["Owns a black cat named Miso"]}
 
 
 @pytest.fixture

@@ -710,7 +710,7 @@ def test_chat_learns_relations_that_the_next_prompt_search_and_graph_endpoint_sh
             )
             llm.when(
                 match=lambda r: bool(r.get("response_format")),
-                reply={"memory": [{"id": "0", "text": "Loves Interstellar, a sci-fi film"}]},
+                reply={"facts": ["Loves Interstellar, a sci-fi film"]},
                 times=1,
             )
             reply = api.post(

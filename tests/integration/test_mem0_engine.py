@@ -86,7 +86,7 @@ def test_mem0_is_imported_on_the_first_call_not_before(settings: Settings, histo
     assert type(engine.memory).__module__ == "mem0.memory.main"
 
 
-def test_add_update_and_extract_write_the_store_and_the_history(settings: Settings, history: LocalHistoryStore) -> None:
+def test_add_and_update_write_the_store_and_the_history(settings: Settings, history: LocalHistoryStore) -> None:
     store = FakeVectorStore()
     llm = ExtractingLlm("Owns a black cat named Miso", "Lives in Porto")
     engine = Mem0Engine(settings, FakeEmbedder(), llm, history, store)
@@ -105,17 +105,6 @@ def test_add_update_and_extract_write_the_store_and_the_history(settings: Settin
         ("ADD", None, "I like green tea"),
         ("UPDATE", "I like green tea", "I like black tea"),
     ]
-
-    exchange = [{"role": "user", "content": "My cat is Miso"}, {"role": "assistant", "content": "Nice!"}]
-    ids = engine.extract(exchange, user_id="alice", metadata={"turn_id": "t1"})
-    assert sorted(store.points[i][1]["data"] for i in ids) == ["Lives in Porto", "Owns a black cat named Miso"]
-    assert all(store.points[i][1]["turn_id"] == "t1" for i in ids)
-    # mem0 logged the exchange under the scope the door names, and the erasure finds it there.
-    scope = user_scope_part("alice")
-    assert [m["content"] for m in history.get_last_messages(scope)] == ["My cat is Miso", "Nice!"]
-    engine.extract([{"role": "user", "content": "Also a dog"}], user_id="alice", metadata={})
-    assert "My cat is Miso" in llm.prompts[-1]  # the log is the next extraction's context
-    assert history.erase_messages(user_scope_part("alice")) == 3 and history.get_last_messages(scope) == []
 
 
 class DeletedMidUpdate(FakeVectorStore):

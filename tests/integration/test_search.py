@@ -79,6 +79,7 @@ def _sibling(service: MemoryService, searcher: HybridSearcher) -> MemoryService:
         events=service.events,
         erasure=service.erasure,
         graph=None,
+        llm=service.llm,
     )
 
 
@@ -100,17 +101,19 @@ def _service_on(store: Any, settings: Settings, embedder: Embedder) -> MemorySer
     prepare_mem0_environment(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     history = build_history_store(settings)
+    llm = build_chat_model(settings)
     return MemoryService(
         settings,
         store=store,
         embedder=embedder,
         searcher=HybridSearcher(store, embedder, settings),
-        engine=Mem0Engine(settings, embedder, build_chat_model(settings), history, store),
+        engine=Mem0Engine(settings, embedder, llm, history, store),
         history=history,
         sessions=build_session_store(settings),
         events=build_event_store(settings),
         erasure=build_erasure_ledger(settings),
         graph=None,
+        llm=llm,
     )
 
 

@@ -311,18 +311,19 @@ def test_an_update_that_loses_a_race_with_a_delete_is_not_found(
         state_store="local",
         llm_provider="none",
     )
-    history = build_history_store(settings)
+    history, llm = build_history_store(settings), build_llm(settings)
     service = MemoryService(  # the service over this engine's store, assembled as the factory does
         settings,
         store=store,
         embedder=embedder,
         searcher=HybridSearcher(store, embedder, settings),
-        engine=Mem0Engine(settings, embedder, build_llm(settings), history, store),
+        engine=Mem0Engine(settings, embedder, llm, history, store),
         history=history,
         sessions=build_session_store(settings),
         events=build_event_store(settings),
         erasure=build_erasure_ledger(settings),
         graph=None,
+        llm=llm,
     )
     [memory_id] = service.add_memories("alice", [MemoryInput(content="I like green tea")])
     checked = service.get_memory(memory_id, "alice")

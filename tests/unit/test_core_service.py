@@ -190,6 +190,8 @@ def _user_with_words_everywhere(core: Core, user: str, word: str) -> None:
     [memory_id] = core.service.add_memories(user, [MemoryInput(content=f"first {word}")])
     core.service.update_memory(memory_id, f"second {word}", None, user)
     core.service.learn_from_turn(user, f"I said {word}", "ok", {"turn_id": f"t-{user}"}, write_id=f"w-{user}")
+    # What mem0's extraction logged before learning was ours (learning.py): still erased with the user.
+    core.history.save_messages([{"role": "user", "content": f"I said {word}"}], f"user_id={user}")
     core.sessions.append_turn(user, "s1", Turn(f"I said {word}", "ok", "2026-01-01T00:00:00.000Z", []))
     event = IngestEvent("e-" + user, user, "batch_add", "queued", "now", "now")
     core.events.create(event, {"items": [{"content": f"queued {word}"}]})

@@ -254,7 +254,6 @@ def test_a_service_error_mem0_wraps_is_raised_as_itself() -> None:
 
     engine = Mem0Engine.__new__(Mem0Engine)
     engine._memory = Lazy(Mem0Like)
-    assert fails(lambda: engine.extract([], user_id="u", metadata={})) is refusal
     assert fails(lambda: engine.add("x", user_id="u", agent_id=None, run_id=None, metadata={})) is refusal
     assert isinstance(fails(lambda: engine.update("id", "x", None)), RuntimeError)  # no service error inside
 

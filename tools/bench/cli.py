@@ -1,5 +1,5 @@
-"""Command line of the benchmarks: `python -m tools.bench locomo|load|mixed|ingest|zhen ...` (see "Benchmarks" in
-README.md)."""
+"""Command line of the benchmarks: `python -m tools.bench locomo|load|mixed|ingest|zhen|updates ...`
+(see "Benchmarks" in README.md)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ing.add_argument("--llm-delay", type=float, default=0.5, help="seconds the fake LLM takes per call (default 0.5)")
     ing.add_argument("--out", type=Path, help="write the results as JSON here")
     ing.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
+    upd = sub.add_parser(
+        "updates", help="learning that stays true: precision/recall of current facts per language, duplicate rate"
+    )
+    upd.add_argument("--base-url", help="an OpenAI-compatible endpoint (e.g. http://localhost:11434/v1)")
+    upd.add_argument("--model", help="the model (deployment) name at --base-url")
+    upd.add_argument("--api-key", help="its API key (default: none)")
+    upd.add_argument("--scripted", action="store_true", help="use the scripted model (the fake, answering the labels)")
+    upd.add_argument("--latency-ms", type=float, default=0.0, help="the scripted model's delay per call (default 0)")
+    upd.add_argument("--data", type=Path, help="the scenarios (default tests/data/updates_scenarios.json)")
+    upd.add_argument("--limit", type=int, help="run only the first N scenarios")
+    upd.add_argument("--out", type=Path, help="write the results as JSON here")
+    upd.add_argument("--keep-data", action="store_true", help="keep the temporary data folders")
     return parser.parse_args(argv)
 
 
@@ -134,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_locomo(args)
         elif args.command == "ingest":
             result = run_ingest_command(args)
+        elif args.command == "updates":
+            from tools.bench.updates import run_updates
+
+            with _workdir(args.keep_data) as root:
+                result = run_updates(args, root)
         elif args.command == "zhen":
             from tools.bench.zhen import DEFAULT_DATA, main_models, run_zhen
 
@@ -171,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench.ingest import ingest_tables
 
         print(ingest_tables(result))
+    elif args.command == "updates":
+        from tools.bench.updates import updates_table
+
+        print(updates_table(result))
     elif args.command == "zhen":
         from tools.bench.zhen import zhen_table
 

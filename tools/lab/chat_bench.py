@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     with FakeOpenAIServer() as llm, tempfile.TemporaryDirectory() as tmp:
         llm.when(
             match=lambda r: bool(r.get("response_format")),
-            reply=lambda r: {"memory": [{"id": "0", "text": f"fact {time.time_ns()}"}]},
+            reply=lambda r: {"facts": [f"fact {time.time_ns()}"]},
         )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             llm.reset()
             llm.when(
                 match=lambda r: bool(r.get("response_format")),
-                reply=lambda r: {"memory": [{"id": "0", "text": f"fact {time.time_ns()}"}]},
+                reply=lambda r: {"facts": [f"fact {time.time_ns()}"]},
             )
             totals: list[float] = []
             for turn in range(args.turns):
