@@ -37,6 +37,7 @@ NOT_SET_IN_THE_CLOUD = {
     "MAX_BATCH_SIZE": "limit keeps its default",
     "MAX_CONTENT_CHARS": "limit keeps its default",
     "LIST_PAGE_SIZE": "limit keeps its default",
+    "DUPLICATE_THRESHOLD": "unset: the measured threshold of the model in use (shared/memory/dedupe.py)",
     "VECTOR_STORE_TIMEOUT_SECONDS": "timeout keeps its default",
     "LLM_TIMEOUT_SECONDS": "timeout keeps its default",
     "LLM_MAX_RETRIES": "retry policy keeps its default",
