@@ -275,7 +275,9 @@ class MemoryService:
         self.history.erase_messages(user_scope_part(user_key))
 
     def erase_memories(self, memory_ids: Sequence[str]) -> None:
-        """Erase these memories if they exist (history, then vectors): an ingestion event's purge."""
+        """Erase these memories if they exist (history, then vectors): an ingestion event's purge. What
+        they had begun to supersede is current again first (validity.reopen)."""
+        validity.reopen(self.store, self.history, list(memory_ids))
         self._erase(list(memory_ids))
 
     def _delete_scope(self, user_id: str, scope: SearchFilters) -> int:
@@ -319,6 +321,7 @@ class MemoryService:
                 for row in _rows(listed)
                 if belongs(row.payload, user_id) and all(row.payload.get(k) == v for k, v in conditions.items())
             ]
+        validity.reopen(self.store, self.history, [row.id for row in matching])  # a purge undoes supersession
         self._erase([row.id for row in matching], user_id)
         if self.graph is not None:
             for row in matching:

@@ -136,9 +136,37 @@ def supersede(
         changed = {**new, SUPERSEDES: [*had, *added]}
         if at is not None or not new.get(VALID_FROM):
             changed[VALID_FROM] = moment if at is not None else (new.get("created_at") or moment)
-        writes.append((new_id, changed))
-        rows.append(_row(new_id, "SUPERSEDES", ",".join(added), new.get(TEXT_KEY), moment))
+        # The successor names what it supersedes before any of them ends: a failure in between leaves
+        # links `reopen` can follow back when the successor is removed.
+        writes.insert(0, (new_id, changed))
+        rows.insert(0, _row(new_id, "SUPERSEDES", ",".join(added), new.get(TEXT_KEY), moment))
     _write(store, history, writes, rows)
+
+
+def reopen(store: VectorStore, history: HistoryStore, successor_ids: Sequence[str]) -> int:
+    """Before successors are erased (a failed learning event's purge): the memories they ended are
+    current again (`valid_until` and `superseded_by` removed, history row `REOPENED`), so removing
+    what a failed event wrote never hides a fact it had begun to replace. Returns how many."""
+    if not successor_ids:
+        return 0
+    with vector_store_calls():
+        successors = store.fetch(list(successor_ids))
+    owner = {new: str(payload.get("user_id") or "") for new, payload in successors.items()}
+    ended_by = {str(old): new for new, payload in successors.items() for old in payload.get(SUPERSEDES) or []}
+    if not ended_by:
+        return 0
+    with vector_store_calls():
+        olds = store.fetch(list(ended_by))
+    moment = iso_utc()
+    writes: list[tuple[str, dict[str, Any]]] = []
+    rows: list[HistoryRow] = []
+    for memory_id, payload in olds.items():
+        new = ended_by[memory_id]
+        if belongs(payload, owner[new]) and payload.get(SUPERSEDED_BY) == new:  # the successor's own user's
+            writes.append((memory_id, {k: v for k, v in payload.items() if k not in (VALID_UNTIL, SUPERSEDED_BY)}))
+            rows.append(_row(memory_id, "REOPENED", new, payload.get(TEXT_KEY), moment))
+    _write(store, history, writes, rows)
+    return len(writes)
 
 
 def invalidate(store: VectorStore, history: HistoryStore, scope: Scope, ids: Sequence[str], at: str | None) -> None:

@@ -130,3 +130,34 @@ def test_an_export_holds_every_memory_of_a_chain(core: Core) -> None:
     b = service.add_memory("alice", "I live in Berlin", supersedes=[a.id])
     exported = {m["id"]: m for m in service.export_memories("alice").items}
     assert set(exported) == {a.id, b.id} and exported[a.id]["superseded_by"] == b.id
+
+
+def test_a_purge_of_a_successor_makes_what_it_superseded_current_again(core: Core) -> None:
+    """A failed event's purge erases what it wrote; a supersession it had begun (even halfway: the
+    store failing after the first old memory ended) is undone, so no fact disappears with it."""
+    service = core.service
+    paris = service.add_memory("alice", "I live in Paris")
+    rome = service.add_memory("alice", "I stay in Rome in summer", allow_duplicates=True)
+    (berlin,) = service.add_memories("alice", [MemoryInput(content="I live in Berlin")])
+    real_update, calls = core.store.update, []
+
+    def failing_update(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:  # the successor's link, the first old memory, then the store drops
+            raise RuntimeError("the store dropped mid-write (fake)")
+        real_update(*args, **kwargs)  # type: ignore[arg-type]
+
+    core.store.update = failing_update  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        service.supersede("alice", [paris.id, rome.id], berlin)
+    core.store.update = real_update  # type: ignore[method-assign]
+    assert _ids(service.list_memories("alice")) == {rome.id, berlin}  # Paris ended, Rome not yet
+
+    service.erase_memories([berlin])  # the event's purge
+    assert _ids(service.list_memories("alice")) == {paris.id, rome.id}
+    reopened = service.get_memory(paris.id, "alice")
+    assert reopened.valid_until is None and reopened.superseded_by is None
+    # The store failed before the history rows of the supersession: only the reopening is recorded.
+    assert [r["event"] for r in core.history.get_history(paris.id)] == ["ADD", "REOPENED"]
+    assert core.history.get_history(berlin) == []
+    assert service.get_memory(rome.id, "alice").valid_until is None  # never ended: untouched
