@@ -103,7 +103,12 @@ def test_every_scenario_is_exact_with_history_and_erased_whole(host: DevHost) ->
     assert chains >= 20
     # Erasure takes whole chains: the superseded and invalidated memories and their history too.
     user = f"{run}-en-change-twice"
-    ids = [r["id"] for r in data(api.get(f"/api/memory/user/{user}", params={"limit": 100}))["results"]]
+    ids = [
+        r["id"]
+        for r in data(api.get(f"/api/memory/user/{user}", params={"limit": 100, "include_superseded": "true"}))[
+            "results"
+        ]
+    ]
     assert len(ids) == 3
     assert api.delete(f"/api/memory/user/{user}").status_code == 200
     for memory_id in ids:
@@ -179,7 +184,7 @@ def test_queued_learning_reconciles_and_a_replayed_event_changes_nothing(
         event_id = body["learning"]["event_id"]
         assert _event(api, event_id, user)["status"] == "succeeded"
         assert current(api, user) == sorted(turn["current"])
-    before = data(api.get(f"/api/memory/user/{user}", params={"limit": 100}))["results"]
+    before = data(api.get(f"/api/memory/user/{user}", params={"limit": 100, "include_superseded": "true"}))["results"]
     decisions = scripted[1].decisions
     queue = QueueClient.from_connection_string(azurite.connection_string, "memory-ingest")
     message = json.dumps({"event_id": event_id, "user_id": user})
@@ -192,7 +197,7 @@ def test_queued_learning_reconciles_and_a_replayed_event_changes_nothing(
     while not replayed() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert replayed()
-    after = data(api.get(f"/api/memory/user/{user}", params={"limit": 100}))["results"]
+    after = data(api.get(f"/api/memory/user/{user}", params={"limit": 100, "include_superseded": "true"}))["results"]
     assert after == before and scripted[1].decisions == decisions  # no model call, nothing written
 
 
