@@ -36,12 +36,9 @@ from shared.memory.outages import vector_store_calls
 from shared.query.sameness import EXACT_ROOM as EXACT_ROOM
 from shared.query.sameness import norm_key, numbers, scope_tag
 from shared.query.sameness import normalize as normalize
-from shared.stores.vector.records import record_from_payload
 
 if TYPE_CHECKING:
-    from shared.ai.embeddings import Embedder
     from shared.contract import MemoryInput, SearchFilters
-    from shared.scope import Scope
     from shared.settings import Settings
     from shared.stores.vector.port import Candidate, Hit, VectorStore
 
@@ -109,7 +106,6 @@ class Adder(Protocol):
 
     settings: Settings
     store: VectorStore
-    embedder: Embedder
 
 
 def find_duplicates(
@@ -235,19 +231,3 @@ def check_batch(
     fresh = [i for i, twin in enumerate(twins.ids) if twin is None]
     answer = Added([twin or ids[i] for i, twin in enumerate(twins.ids)], [twin is not None for twin in twins.ids])
     return Batch(fresh, answer)
-
-
-def existing_of(
-    service: Adder, scope: Scope, text: str, agent_id: str | None, run_id: str | None
-) -> DuplicateRecord | None:
-    """The current memory of the scope one added text duplicates, as the API shows it, or None.
-
-    The text is embedded for the check (mem0's add embeds it again if it is stored)."""
-    vector = service.embedder.embed_batch([text], "add")[0]
-    limit = threshold_for(service.settings)
-    twins = screen(service.store, scope.key, scope_filters(agent_id, run_id), [text], [vector], None, limit)
-    twin = twins.ids[0]
-    if twin is None:
-        return None
-    record = record_from_payload(twin, twins.payloads[twin]).model_copy(update={"user_id": scope.user_id})
-    return DuplicateRecord(**record.model_dump())

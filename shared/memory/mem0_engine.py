@@ -1,10 +1,11 @@
 """mem0 behind one door: the only module of the service that imports mem0.
 
-The service keeps mem0 for two things: the raw add path (one memory, as given) and the update of
-a memory's text (re-embedded, one history row). Learning from a turn is the service's own
+The service keeps mem0 for one thing: the update of a memory's text (re-embedded, one history row);
+every add, one memory or a batch, is the service's own batch path (one embedding serves the
+duplicate check and the write). Learning from a turn is the service's own
 (shared/memory/learning.py: our extraction and reconciliation prompts); mem0's additive extraction,
-which only ever added, is no longer used. `MemoryEngine` is exactly that; everything else (reads,
-search, batch adds, deletion and erasure) the service does on the vector store port and the
+which only ever added, is no longer used. `MemoryEngine` is exactly that; everything else (adds, reads,
+search, deletion and erasure) the service does on the vector store port and the
 history store itself. mem0's own delete is not offered: it writes one more history row holding the
 text it deletes.
 
@@ -36,12 +37,6 @@ if TYPE_CHECKING:
 
 class MemoryEngine(Protocol):
     """What the memory service asks of mem0. Every write also lands in the history store."""
-
-    def add(
-        self, content: str, *, user_id: str, agent_id: str | None, run_id: str | None, metadata: dict[str, Any]
-    ) -> str:
-        """Stores `content` as one memory, unchanged (no LLM); returns its id."""
-        ...
 
     def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
         """New text (re-embedded) and `metadata` merged into the memory's own."""
@@ -171,15 +166,6 @@ class Mem0Engine:
 
     def load(self) -> None:
         self._memory.get()
-
-    def add(
-        self, content: str, *, user_id: str, agent_id: str | None, run_id: str | None, metadata: dict[str, Any]
-    ) -> str:
-        with _our_errors():
-            result = self.memory.add(
-                content, user_id=user_id, agent_id=agent_id, run_id=run_id, metadata=metadata, infer=False
-            )
-        return str(result["results"][0]["id"])
 
     def update(self, memory_id: str, text: str, metadata: dict[str, Any] | None) -> None:
         with _our_errors():

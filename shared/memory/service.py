@@ -1,7 +1,7 @@
 """The memory service: every memory operation of the API, scoped to one user.
 
-mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) adds a memory as given and updates a
-memory's text; learning from a turn is ours (learning.py). This layer owns the rules: by-id calls
+mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) updates a memory's text; every add is
+the batch path here (one embedding, one duplicate check, one write); learning from a turn is ours (learning.py). This layer owns the rules: by-id calls
 are checked against the owner first, adds skip duplicates (dedupe.py), a memory ends when another
 supersedes it (validity.py), batch adds embed once and write once, erasure removes a text from every
 store that holds it, lists and exports are pages (listing.py), counts and stats are counted by the
@@ -32,7 +32,7 @@ from shared.observability import meters
 from shared.query.filters import Validity
 from shared.scope import Scope, as_scope
 from shared.settings import Settings
-from shared.stores.vector.port import EXPIRATION_KEY, VectorStore, belongs, expired
+from shared.stores.vector.port import VectorStore, belongs, expired
 from shared.stores.vector.records import record_from_payload
 
 if TYPE_CHECKING:
@@ -110,30 +110,22 @@ class MemoryService:
         supersedes: Sequence[str] | None = None,
         allow_duplicates: bool = False,
     ) -> MemoryRecord:
-        """Store `content` as given (no LLM rewrite) through mem0's add path, superseding `supersedes`;
-        a duplicate of a current memory is that memory (dedupe.py)."""
+        """Store `content` as given (no LLM rewrite), superseding `supersedes`: the batch path with one
+        item (one embedding serves the duplicate check and the write); a duplicate of a current
+        memory is that memory (dedupe.py)."""
         scope = as_scope(scope)
-        self.check_supersedes(scope, [(supersedes, None)])
-        if not allow_duplicates and (twin := dedupe.existing_of(self, scope, content, agent_id, run_id)):
-            return twin
-        stored = {**(metadata or {}), **scope.payload_fields()}
-        expires = expiration_text(expiration_date)
-        if expires is not None:
-            stored[EXPIRATION_KEY] = expires  # kept as given; mem0's own form is a date only
-        with vector_store_calls():
-            memory_id = self.engine.add(content, user_id=scope.key, agent_id=agent_id, run_id=run_id, metadata=stored)
-        self._settle([memory_id])
-        meters.memories_added(1, "add")
-        if supersedes:
-            self.supersede(scope, supersedes, memory_id)
+        item = MemoryInput(content=content, metadata=metadata, expiration_date=expiration_date, supersedes=supersedes)
+        added = self._add(scope, [item], None, agent_id, run_id, allow_duplicates, "add")
+        if added.duplicate[0]:  # the memory that already says it
+            return dedupe.DuplicateRecord(**self._owned(added[0], scope).model_dump())
         now = iso_utc()
         return MemoryRecord(
-            id=memory_id,
+            id=added[0],
             memory=content,
             user_id=str(scope.user_id),
             agent_id=agent_id,
             run_id=run_id,
-            expiration_date=expires,
+            expiration_date=expiration_text(expiration_date),
             metadata=dict(metadata or {}),
             created_at=now,
             updated_at=now,
@@ -155,8 +147,19 @@ class MemoryService:
         """One embedding call, one duplicate check (dedupe.py; an existing id per duplicate), one vector store
         write, one history write; if that fails the vectors are removed again: a failed batch leaves nothing.
         `ids` (one per item) are given by an ingestion event, whose redo writes the same memories again."""
-        scope = as_scope(scope)
         meters.batch_size(len(items), "batch_add")
+        return self._add(as_scope(scope), items, ids, agent_id, run_id, allow_duplicates, "batch_add")
+
+    def _add(
+        self,
+        scope: Scope,
+        items: Sequence[MemoryInput],
+        ids: Sequence[str] | None,
+        agent_id: str | None,
+        run_id: str | None,
+        allow_duplicates: bool,
+        source: str,
+    ) -> dedupe.Added:
         ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
         self.check_supersedes(scope, [(item.supersedes, i) for item, i in zip(items, ids, strict=True)])
         vectors = self.embedder.embed_batch([item.content for item in items], "add")
@@ -179,7 +182,7 @@ class MemoryService:
         for memory_id, item in zip(ids, items, strict=True):
             if item.supersedes:
                 self.supersede(scope, item.supersedes, memory_id)
-        meters.memories_added(len(ids), "batch_add")
+        meters.memories_added(len(ids), source)
         return batch.answer
 
     def supersede(self, scope: Scope | str, old_ids: Sequence[str], new_id: str, *, at: str | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,21 +87,30 @@ def test_mem0_is_imported_on_the_first_call_not_before(settings: Settings, histo
     assert type(engine.memory).__module__ == "mem0.memory.main"
 
 
-def test_add_and_update_write_the_store_and_the_history(settings: Settings, history: LocalHistoryStore) -> None:
+def _stored(store: FakeVectorStore, history: LocalHistoryStore, text: str, payload: dict[str, Any]) -> str:
+    """A memory as the service's add writes it (its own batch path: the store, then an ADD row)."""
+    memory_id, now = str(uuid.uuid4()), "2026-01-01T00:00:00Z"
+    stored = {**payload, "data": text, "created_at": now, "updated_at": now}
+    store.insert([FakeEmbedder().embed(text, "add")], [stored], [memory_id])
+    history.add_history(memory_id, None, text, "ADD", created_at=now, updated_at=now)
+    return memory_id
+
+
+def test_update_writes_the_store_and_the_history(settings: Settings, history: LocalHistoryStore) -> None:
     store = FakeVectorStore()
     llm = ExtractingLlm("Owns a black cat named Miso", "Lives in Porto")
     engine = Mem0Engine(settings, FakeEmbedder(), llm, history, store)
 
-    memory_id = engine.add("I like green tea", user_id="alice", agent_id="barista", run_id=None, metadata={"k": "v"})
+    memory_id = _stored(store, history, "I like green tea", {"user_id": "alice", "agent_id": "barista", "k": "v"})
+    engine.update(memory_id, "I like black tea", {"mood": "bold"})
     payload = store.points[memory_id][1]
-    assert (payload["data"], payload["user_id"], payload["agent_id"], payload["k"]) == (
-        "I like green tea",
+    assert (payload["data"], payload["user_id"], payload["agent_id"], payload["k"], payload["mood"]) == (
+        "I like black tea",
         "alice",
         "barista",
         "v",
+        "bold",
     )
-    engine.update(memory_id, "I like black tea", {"mood": "bold"})
-    assert store.points[memory_id][1]["data"] == "I like black tea" and store.points[memory_id][1]["mood"] == "bold"
     assert [(r["event"], r["old_memory"], r["new_memory"]) for r in history.get_history(memory_id)] == [
         ("ADD", None, "I like green tea"),
         ("UPDATE", "I like green tea", "I like black tea"),
@@ -118,7 +128,7 @@ class DeletedMidUpdate(FakeVectorStore):
 def test_an_update_racing_a_delete_writes_no_history_row(settings: Settings, history: LocalHistoryStore) -> None:
     store = DeletedMidUpdate()
     engine = Mem0Engine(settings, FakeEmbedder(), ExtractingLlm(), history, store)
-    memory_id = engine.add("I like green tea", user_id="alice", agent_id=None, run_id=None, metadata={})
+    memory_id = _stored(store, history, "I like green tea", {"user_id": "alice"})
     history.erase_memories([memory_id])  # as the delete does, before it removes the memory
     engine.update(memory_id, "I like black tea", None)
     assert memory_id not in store.points and history.get_history(memory_id) == []
@@ -179,14 +189,15 @@ from shared import runtime
 service = runtime.get_memory_service()
 service.search_memories("someone", "hello", 1)
 print("after search:", "mem0" in sys.modules, "sqlite3" in sys.modules)
-service.add_memory("someone", "hello there")
-print("after write:", "mem0" in sys.modules, [row["event"] for row in service.memory_history(
-    service.list_memories("someone")[0].id, "someone")])
+added = service.add_memory("someone", "hello there")
+print("after add:", "mem0" in sys.modules, [row["event"] for row in service.memory_history(added.id, "someone")])
+service.update_memory(added.id, "hello again", None, "someone")
+print("after update:", "mem0" in sys.modules, [row["event"] for row in service.memory_history(added.id, "someone")])
 runtime.reset()
 """
 
 
-def test_a_workers_first_search_imports_neither_mem0_nor_the_history(tmp_path: Path) -> None:
+def test_a_workers_first_search_and_add_import_neither_mem0_nor_the_history(tmp_path: Path) -> None:
     # A fresh interpreter, as a new worker: what the first search loads is what its cold start pays.
     done = subprocess.run(
         [sys.executable, "-c", FIRST_SEARCH_THEN_WRITE],
@@ -198,4 +209,8 @@ def test_a_workers_first_search_imports_neither_mem0_nor_the_history(tmp_path: P
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines()[-2:] == ["after search: False False", "after write: True ['ADD']"]
+    assert done.stdout.splitlines()[-3:] == [
+        "after search: False False",
+        "after add: False ['ADD']",  # an add is the service's own batch path
+        "after update: True ['ADD', 'UPDATE']",  # mem0 is loaded by the first update
+    ]

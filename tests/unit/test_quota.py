@@ -243,18 +243,21 @@ def test_a_service_error_mem0_wraps_is_raised_as_itself() -> None:
     refusal = QuotaExceeded("over", retry_after=30, budget=10, window_seconds=60)
 
     class Mem0Like:
-        def add(self, *args: Any, **kwargs: Any) -> Any:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("a bug of mem0's")
             try:
-                raise refusal
+                raise refusal  # the re-embedding of the new text, refused by the tenant's budget
             except QuotaExceeded as error:
                 raise RuntimeError(f"LLM extraction failed: {error}") from error  # what mem0's LLMError does
 
-        def update(self, *args: Any, **kwargs: Any) -> None:
-            raise RuntimeError("a bug of mem0's")
-
     engine = Mem0Engine.__new__(Mem0Engine)
     engine._memory = Lazy(Mem0Like)
-    assert fails(lambda: engine.add("x", user_id="u", agent_id=None, run_id=None, metadata={})) is refusal
+    assert fails(lambda: engine.update("id", "x", None)) is refusal
     assert isinstance(fails(lambda: engine.update("id", "x", None)), RuntimeError)  # no service error inside
 
 
