@@ -1,12 +1,12 @@
 """The memory service: every memory operation of the API, scoped to one user.
 
 mem0 (behind `MemoryEngine`, shared/memory/mem0_engine.py) updates a memory's text; every add is
-the batch path here (one embedding, one duplicate check, one write); learning from a turn is ours (learning.py). This layer owns the rules: by-id calls
-are checked against the owner first, adds skip duplicates (dedupe.py), a memory ends when another
-supersedes it (validity.py), batch adds embed once and write once, erasure removes a text from every
-store that holds it, lists and exports are pages (listing.py), counts and stats are counted by the
-engine, store outages surface as `BackendUnavailable`. Collaborators are given typed to the
-constructor (shared/factory.py builds them; tests/fixtures has in-memory ones)."""
+the batch path here (one embedding, one duplicate check, one write); learning from a turn is ours
+(learning.py). This layer owns the rules: by-id calls are checked against the owner first, adds
+skip duplicates (dedupe.py), a memory ends when another supersedes it (validity.py), erasure
+removes a text from every store that holds it, lists and exports are pages (listing.py), counts
+and stats are counted by the engine, store outages surface as `BackendUnavailable`. Collaborators
+are given typed to the constructor (shared/factory.py builds them; tests/fixtures has in-memory ones)."""
 
 from __future__ import annotations
 
