@@ -69,6 +69,35 @@ def test_the_build_step_moves_every_weight_product_to_int8_kernels(tmp_path: Pat
     assert ops.count("MatMul") == 12  # only attention's two products per layer, between activations
 
 
+def test_the_build_step_keeps_the_token_tables_int8_and_the_vectors_unchanged(tmp_path: Path) -> None:
+    """The tables are looked up before they are scaled: no float32 table for ONNX Runtime to fold."""
+    import onnx
+    import onnxruntime as ort
+
+    source = local_models.packaged_weights()
+    assert source is not None
+    target = tmp_path / "model.int8.onnx"
+    embedding_model.convert(source, target)
+    graph = onnx.load(str(target)).graph
+    table_readers = [n for n in graph.node if n.op_type == "Gather" and n.input[0].endswith("_embeddings.weight_q")]
+    assert len(table_readers) == 2  # the token and the position tables
+    # The graph ONNX Runtime builds holds no float32 copy of the 30,522 x 384 token table.
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # folding is in it
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph.initializer
+    floats = [t.name for t in optimized if t.data_type == onnx.TensorProto.FLOAT and list(t.dims) == [30522, 384]]
+    assert floats == []
+    # The same numbers: a lookup and a per-element scale commute.
+    before_rewrite = tmp_path / "scaled_first.onnx"
+    embedding_model.convert(source, before_rewrite, lookups_first=False)
+    texts = ["hello there", "Dana wants to visit Krakow in summer with Yusuf", "我喜欢在早上喝绿茶"]
+    old = OnnxSentenceEncoder(local_models.MINILM_TOKENIZER, 1, model_file=before_rewrite).encode(texts)
+    new = OnnxSentenceEncoder(local_models.MINILM_TOKENIZER, 1, model_file=target).encode(texts)
+    assert np.array_equal(old, new)
+
+
 def test_the_default_model_runs_the_current_int8_build(no_network: None) -> None:
     """`tools/dev.sh` builds it (as `azd package` does): the tests run what the cloud runs."""
     source = local_models.packaged_weights()
