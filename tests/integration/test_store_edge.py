@@ -53,6 +53,50 @@ def test_the_default_settings_open_a_shard_in_the_data_folder(tmp_path: Path) ->
         store.close()
 
 
+def test_writes_are_flushed_once_per_interval_by_one_writer() -> None:
+    from shared.stores.vector.edge.flushing import Flusher
+
+    now = [100.0]
+    flushes: list[float] = []
+
+    class Shard:
+        def flush(self) -> None:
+            flushes.append(now[0])
+
+    flusher = Flusher(interval=5.0, clock=lambda: now[0])
+    for step in range(40):  # a write every 0.5 s for 20 s
+        now[0] = 100.0 + 0.5 * step
+        flusher.wrote(Shard())
+    assert flushes == [105.0, 110.0, 115.0]
+
+
+def test_a_worker_that_keeps_writing_keeps_its_write_ahead_log_short(tmp_path: Path) -> None:
+    """The engine drops from its log what a flush wrote into the segments (keeping one closed 32 MB
+    log segment and the open one); without flushes the log, mapped into the worker's memory and
+    replayed at every start, held every write since the worker started."""
+    import numpy as np
+
+    def log_mb(path: Path) -> float:  # the blocks written: a log segment is a sparse 32 MB file
+        return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file() and "wal" in f.parts) / 2**20
+
+    sizes = {}
+    rng = np.random.default_rng(1)
+    for interval in (0.0, float("inf")):
+        folder = tmp_path / f"shard-{interval}"
+        opened = EdgeVectorStore(folder, "memories", 8)
+        opened.flusher.interval = interval
+        try:
+            for batch in range(40):  # ~160 MB of updates: 4 KB of payload each
+                vectors = rng.standard_normal((1000, 8)).astype("float32").tolist()
+                payloads = [{"user_id": "u", "data": f"m {batch}-{i}", "pad": "x" * 4000} for i in range(1000)]
+                opened.insert(vectors, payloads)
+            sizes[interval] = log_mb(folder)
+        finally:
+            opened.close()
+    assert sizes[float("inf")] > 128, sizes  # every write still in the log
+    assert sizes[0.0] <= 66, sizes
+
+
 def test_a_second_process_is_refused_with_a_message_naming_the_folder(store: EdgeVectorStore) -> None:
     code = (
         "from shared.stores.vector.edge import EdgeVectorStore\n"

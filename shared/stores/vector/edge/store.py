@@ -44,6 +44,7 @@ from shared.stores.vector.edge.analysis import payload_indexes
 from shared.stores.vector.edge.compaction import recover
 from shared.stores.vector.edge.embedding import REEMBED_COMMAND, EmbeddingModelChanged, check_model, recorded
 from shared.stores.vector.edge.filters import key_condition, mem0_filter, search_filter, translate, user_condition
+from shared.stores.vector.edge.flushing import Flusher
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class EdgeVectorStore:
         self.dims = dims
         self._seq_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self.flusher = Flusher()
         # Vectors and payloads are kept in memory (Cached), about 1.5 KB + the text per memory. Left
         # on disk (Cold), a user's first search on a worker pays the page faults of that user's
         # payloads (measured at 10,000 memories: 7.1 ms instead of 1.9 ms for one query), the very
@@ -150,7 +152,7 @@ class EdgeVectorStore:
                 for offset, position in enumerate(positions):
                     numbered[position] = derive(payloads[position], start + offset if user else None)
             points = [Point(str(i), _unit(v).tolist(), p) for i, v, p in zip(ids, vectors, numbered, strict=True)]
-            self.shard.update(UpdateOperation.upsert_points(points))
+            self._write(UpdateOperation.upsert_points(points))
         finally:
             for lock in locks:
                 lock.release()
@@ -217,7 +219,7 @@ class EdgeVectorStore:
             if vector is not None:
                 # Update only: a memory deleted by a racing request is not brought back by a rewrite.
                 point = Point(vector_id, _unit(vector).tolist(), new_payload)
-                self.shard.update(UpdateOperation.upsert_points([point], update_mode=UpdateMode.UpdateOnly))
+                self._write(UpdateOperation.upsert_points([point], update_mode=UpdateMode.UpdateOnly))
                 return
             operation = UpdateOperation.overwrite_payload([vector_id], new_payload)
         elif vector is not None:
@@ -225,7 +227,7 @@ class EdgeVectorStore:
         else:
             return
         try:
-            self.shard.update(operation)
+            self._write(operation)
         except Exception:  # "No point with id": deleted meanwhile, and nothing is brought back
             if self.get(vector_id) is not None:
                 raise
@@ -233,7 +235,7 @@ class EdgeVectorStore:
     def delete(self, vector_id: str, user_id: str | None = None) -> None:
         from qdrant_edge import UpdateOperation
 
-        self.shard.update(UpdateOperation.delete_points([vector_id]))
+        self._write(UpdateOperation.delete_points([vector_id]))
 
     def list(self, filters: dict[str, Any] | None = None, top_k: int | None = None) -> list[list[Hit]]:
         return [list(self._scroll(mem0_filter(filters), top_k))]
@@ -244,7 +246,11 @@ class EdgeVectorStore:
     def delete_col(self) -> None:
         from qdrant_edge import Filter, UpdateOperation
 
-        self.shard.update(UpdateOperation.delete_points_by_filter(Filter(must=[])))
+        self._write(UpdateOperation.delete_points_by_filter(Filter(must=[])))
+
+    def _write(self, operation: Any) -> None:
+        self.shard.update(operation)
+        self.flusher.wrote(self.shard)
 
     def col_info(self) -> dict[str, Any]:
         info = self.shard.info()
