@@ -172,6 +172,10 @@ class CountingClient:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
+        if name == "_client":  # the client's transport, which the adapter's batches go to (qdrant/client.py)
+            transport = CountingClient(attribute)
+            transport.calls = self.calls
+            return transport
         if not callable(attribute):
             return attribute
 

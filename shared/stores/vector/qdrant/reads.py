@@ -24,6 +24,7 @@ from shared.stores.vector.port import (
     matches,
     twin_conditions,
 )
+from shared.stores.vector.qdrant.client import query_batch
 from shared.stores.vector.qdrant.filters import _user_condition, search_filter, translate
 from shared.stores.vector.qdrant.schema import PAGE_SIZE
 from shared.stores.vector.reads import FACET_LIMIT, ordered_page, tally_by_facets
@@ -128,7 +129,7 @@ def twins(
     if not requests:
         return Twins()
     with store._guard:
-        answers = store.client.query_batch_points(store.collection_name, requests=requests)
+        answers = query_batch(store.client, store.collection_name, requests)
     nearest: builtins.list[Candidate | None] = []
     for answer in answers[: len(vectors)]:
         best = next((p for p in answer.points if is_twin(p.payload or {}, user_id, near)), None)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from shared.contract import SearchFilters
     from shared.query.filters import Validity
 from shared.stores.vector.qdrant import reads
+from shared.stores.vector.qdrant.client import query_batch
 from shared.stores.vector.qdrant.filters import _mem0_conditions, _mem0_holds, _user_condition, search_filter, translate
 from shared.stores.vector.qdrant.keywords import SPARSE_KEY, document_vector, query_vector, term_vectors
 from shared.stores.vector.qdrant.schema import (
@@ -342,7 +343,7 @@ class QdrantServerStore:
                 models.QueryRequest(query=term, using=SPARSE_KEY, filter=live, params=idf, limit=1) for term in terms
             )
         with self._guard:
-            responses = self.client.query_batch_points(self.collection_name, requests=requests)
+            responses = query_batch(self.client, self.collection_name, requests)
 
         found: dict[str, Candidate] = {}
         for point in responses[0].points:
@@ -425,7 +426,7 @@ class QdrantServerStore:
                 )
             )
         with self._guard:
-            responses = self.client.query_batch_points(self.collection_name, requests=requests)
+            responses = query_batch(self.client, self.collection_name, requests)
         keyword = {str(p.id): float(p.score) for p in responses[1].points} if sparse is not None else {}
         out = []
         for point in responses[0].points:
