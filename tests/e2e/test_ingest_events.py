@@ -204,7 +204,7 @@ def test_learning_that_keeps_failing_ends_failed_and_its_message_in_the_poison_q
 
 
 def test_a_host_killed_with_a_full_queue_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    events, per_event = 24, 6
+    events, per_event = 24, 12  # an event's work outlasts a poll of every event's status
     with AzuriteServer() as storage:  # its own queue: no other host may take these messages
         env = {"AzureWebJobsStorage": storage.connection_string}
         host = DevHost(tmp_path / "data", env, name="killed-host", args=["--queue-lease", "3"]).start()
@@ -218,12 +218,21 @@ def test_a_host_killed_with_a_full_queue_loses_and_doubles_nothing(tmp_path: Pat
         # Killed as soon as the host has messages in hand and the queue is not drained: a condition,
         # not a delay, so a faster or slower machine kills it at the same point.
         statuses: list[str] = []
+        seen: list[str] = []  # each poll's statuses, run-length coded: what a failure shows
 
         def draining() -> bool:
-            statuses[:] = [api.get(loc).json()["data"]["status"] for loc in locations]
+            try:
+                statuses[:] = [api.get(loc).json()["data"]["status"] for loc in locations]
+            except Exception as error:
+                seen.append(f"poll failed: {error!r}"[:200])
+                raise
+            seen.append(" ".join(f"{s}x{statuses.count(s)}" for s in ("queued", "processing", "succeeded")))
             return "processing" in statuses or ("succeeded" in statuses and "queued" in statuses)
 
-        wait_until(draining, 60, interval=0.01, what="the host taking messages in hand")
+        try:
+            wait_until(draining, 60, interval=0.01, what="the host taking messages in hand")
+        except TimeoutError as error:
+            raise AssertionError(f"never seen mid-way; polls: {list(dict.fromkeys(seen))}") from error
         host.kill()
         assert any(s != "succeeded" for s in statuses), statuses  # the queue was not drained yet
         host.start()
