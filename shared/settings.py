@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     chroma_ssl: bool = Field(False, description="Use HTTPS to reach the Chroma server.")
     chroma_auth_token: str | None = Field(None, description="Bearer token for a Chroma server with token auth.")
     vector_store_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one vector store call, in seconds.")
+    worker_concurrency: int | None = Field(
+        None,
+        ge=0,
+        description="At most this many invocations do their work at once in a worker; the others wait their turn. "
+        "0 means no limit. Unset: the worker's CPU count with the embedded engine (its binding holds the GIL for "
+        "every engine call, so more threads only contend for it), no limit with a store server.",
+    )
 
     # --- embeddings ------------------------------------------------------------------------
     embedding_provider: EmbeddingProviderName = Field(
@@ -379,6 +386,14 @@ class Settings(BaseSettings):
         if self.embedding_provider == "azure_openai":
             return self.azure_embedding_model
         return self.openai_embedding_model
+
+    @property
+    def resolved_worker_concurrency(self) -> int | None:
+        """WORKER_CONCURRENCY as a limit (None: none)."""
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency or None
+        embedded = self.vector_store == "qdrant" and not self.qdrant_url
+        return max(1, os.cpu_count() or 1) if embedded else None
 
     @property
     def resolved_qdrant_path(self) -> Path:

@@ -399,3 +399,62 @@ def test_each_invocation_has_one_span_under_the_hosts_with_its_request_id_and_ou
     mcp = spans["probe_mcp"]
     assert mcp["attributes"]["memory_layer.status_code"] == 503 and mcp["status"] == "ERROR"
     assert mcp["attributes"]["faas.trigger"] == "other"
+
+
+# --- how many invocations work at once ----------------------------------------------------------
+def test_no_more_invocations_work_at_once_than_the_limit_and_a_nested_one_takes_no_second_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from functions import invocation
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("WORKER_CONCURRENCY", "2")
+    get_settings.cache_clear()
+    invocation.reset_work_gate()
+    busy, most, lock = [0], [0], threading.Lock()
+
+    def work() -> str:
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.02)
+        # an invocation run inside this one (same thread) must not wait for a turn of its own
+        inner = invocation.run(invocation.HTTP, "inner", "r-inner", None, lambda: "inner")
+        with lock:
+            busy[0] -= 1
+        return inner
+
+    try:
+        results: list[str] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(invocation.run(invocation.HTTP, "f", "r", None, work)))
+            for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert results == ["inner"] * 8
+        assert most[0] == 2
+    finally:
+        get_settings.cache_clear()
+        invocation.reset_work_gate()
+
+
+def test_the_default_limit_is_the_cpu_count_with_the_embedded_engine_and_none_with_a_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from shared.settings import Settings
+
+    for name in ("WORKER_CONCURRENCY", "QDRANT_URL", "VECTOR_STORE", "CHROMA_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().resolved_worker_concurrency == (os.cpu_count() or 1)
+    assert Settings(qdrant_url="http://qdrant:6333").resolved_worker_concurrency is None
+    assert Settings(vector_store="chroma", chroma_host="chroma").resolved_worker_concurrency is None
+    assert Settings(worker_concurrency=0).resolved_worker_concurrency is None
+    assert Settings(worker_concurrency=3, qdrant_url="http://q:6333").resolved_worker_concurrency == 3
