@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,7 @@ def convert(source: Path, target: Path, *, lookups_first: bool = True) -> int:
     replaced: dict[int, Any] = {}  # a node -> its replacement (a node, or the nodes that take its place)
     dropped: set[int] = set()
     scales = []
-    for cast in graph.node:
-        if cast.op_type != "Cast" or cast.input[0] not in constants:
-            continue
-        users = consumers[cast.output[0]]
-        if len(users) != 1 or users[0].op_type != "Mul":
-            continue
-        (scale_mul,) = users
-        scale_name = next(name for name in scale_mul.input if name != cast.output[0])
+    for cast, scale_mul, scale_name in _scaled_constants(graph, constants, consumers):
         products = consumers[scale_mul.output[0]]
         # Only matrices used as the right operand of MatMul (the embedding tables feed Gather).
         if not products or any(p.op_type != "MatMul" or p.input[1] != scale_mul.output[0] for p in products):
@@ -124,6 +118,20 @@ def convert(source: Path, target: Path, *, lookups_first: bool = True) -> int:
     return rewritten
 
 
+def _scaled_constants(
+    graph: Any, constants: dict[str, Any], consumers: dict[str, list[Any]]
+) -> Iterator[tuple[Any, Any, str]]:
+    """Each stored int8 constant and its scaling, `Cast(constant) * scale`: (cast, mul, scale's name)."""
+    for cast in graph.node:
+        if cast.op_type != "Cast" or cast.input[0] not in constants:
+            continue
+        users = consumers[cast.output[0]]
+        if len(users) != 1 or users[0].op_type != "Mul":
+            continue
+        (scale_mul,) = users
+        yield cast, scale_mul, next(name for name in scale_mul.input if name != cast.output[0])
+
+
 def _lookups_before_scaling(
     graph: Any, constants: dict[str, Any], consumers: dict[str, list[Any]]
 ) -> tuple[dict[int, list[Any]], set[int]]:
@@ -140,14 +148,7 @@ def _lookups_before_scaling(
 
     replaced: dict[int, list[Any]] = {}
     dropped: set[int] = set()
-    for cast in graph.node:
-        if cast.op_type != "Cast" or cast.input[0] not in constants:
-            continue
-        users = consumers[cast.output[0]]
-        if len(users) != 1 or users[0].op_type != "Mul":
-            continue
-        (scale_mul,) = users
-        scale_name = next(name for name in scale_mul.input if name != cast.output[0])
+    for cast, scale_mul, scale_name in _scaled_constants(graph, constants, consumers):
         lookups = consumers[scale_mul.output[0]]
         table, scale = constants[cast.input[0]], constants.get(scale_name)
         if (
