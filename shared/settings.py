@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     worker_concurrency: int | None = Field(
         None,
         ge=0,
-        description="At most this many invocations do their work at once in a worker; the others wait their turn. "
+        description="At most this many requests (HTTP, MCP) do their work at once in a worker; the others wait "
+        "their turn (queue and timer work has the host's own limits). "
         "0 means no limit. Unset: the worker's CPU count with the embedded engine (its binding holds the GIL for "
         "every engine call, so more threads only contend for it), no limit with a store server.",
     )

@@ -204,7 +204,9 @@ def test_learning_that_keeps_failing_ends_failed_and_its_message_in_the_poison_q
 
 
 def test_a_host_killed_with_a_full_queue_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    events, per_event = 24, 12  # an event's work outlasts a poll of every event's status
+    # Each event's work outlasts the sending of all of them and a poll of every status: with 6 or 12
+    # memories an event, a fast host had done all 24 before the first poll (CI, twice).
+    events, per_event = 24, 40
     with AzuriteServer() as storage:  # its own queue: no other host may take these messages
         env = {"AzureWebJobsStorage": storage.connection_string}
         host = DevHost(tmp_path / "data", env, name="killed-host", args=["--queue-lease", "3"]).start()

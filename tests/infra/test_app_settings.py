@@ -20,6 +20,7 @@ NOT_SET_IN_THE_CLOUD = {
     "LOCAL_EMBEDDING_MODEL_PATH": "embeddings come from Azure OpenAI (EMBEDDING_PROVIDER=azure_openai)",
     "LOCAL_EMBEDDING_THREADS": "embeddings come from Azure OpenAI (EMBEDDING_PROVIDER=azure_openai)",
     "EMBEDDING_DIMS": "derived by the app from AZURE_EMBEDDING_MODEL, which the deployment sets",
+    "WORKER_CONCURRENCY": "its default limits only a worker on the embedded engine; the cloud's store is a server",
     "CALLER_SIGNATURE_MAX_AGE_SECONDS": "the default window (300 s) covers the clock skew between APIM and the app",
     # Keyless by design.
     "AZURE_OPENAI_API_KEY": "Azure OpenAI has local auth disabled; the app uses its managed identity",

@@ -439,6 +439,16 @@ def test_no_more_invocations_work_at_once_than_the_limit_and_a_nested_one_takes_
             thread.join(timeout=10)
         assert results == ["inner"] * 8
         assert most[0] == 2
+        # queue work is not held to the requests' turns (the host's batch size bounds it)
+        busy[0], most[0] = 0, 0
+        queued = [
+            threading.Thread(target=lambda: invocation.run(invocation.QUEUE, "q", "r", None, work)) for _ in range(4)
+        ]
+        for thread in queued:
+            thread.start()
+        for thread in queued:
+            thread.join(timeout=10)
+        assert most[0] > 2
     finally:
         get_settings.cache_clear()
         invocation.reset_work_gate()
