@@ -406,7 +406,6 @@ def test_no_more_invocations_work_at_once_than_the_limit_and_a_nested_one_takes_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import threading
-    import time
 
     from functions import invocation
     from shared.settings import get_settings
@@ -415,12 +414,15 @@ def test_no_more_invocations_work_at_once_than_the_limit_and_a_nested_one_takes_
     get_settings.cache_clear()
     invocation.reset_work_gate()
     busy, most, lock = [0], [0], threading.Lock()
+    # Each work waits until `meet` has gathered its parties: two requests at a time must get their
+    # turns together (no sleep to hope for an overlap), and a third would show in `most`.
+    meet = [threading.Barrier(2)]
 
     def work() -> str:
         with lock:
             busy[0] += 1
             most[0] = max(most[0], busy[0])
-        time.sleep(0.02)
+        meet[0].wait(timeout=10)
         # an invocation run inside this one (same thread) must not wait for a turn of its own
         inner = invocation.run(invocation.HTTP, "inner", "r-inner", None, lambda: "inner")
         with lock:
@@ -439,16 +441,17 @@ def test_no_more_invocations_work_at_once_than_the_limit_and_a_nested_one_takes_
             thread.join(timeout=10)
         assert results == ["inner"] * 8
         assert most[0] == 2
-        # queue work is not held to the requests' turns (the host's batch size bounds it)
+        # queue work is not held to the requests' turns (the host's batch size bounds it): four meet
         busy[0], most[0] = 0, 0
+        meet[0] = threading.Barrier(4)
         queued = [
             threading.Thread(target=lambda: invocation.run(invocation.QUEUE, "q", "r", None, work)) for _ in range(4)
         ]
         for thread in queued:
             thread.start()
         for thread in queued:
-            thread.join(timeout=10)
-        assert most[0] > 2
+            thread.join(timeout=15)
+        assert most[0] == 4
     finally:
         get_settings.cache_clear()
         invocation.reset_work_gate()
