@@ -84,6 +84,7 @@ def _check_load(result: dict[str, Any], store: str) -> None:
     assert cold["restarts"] == 1 and cold["first_ms_p50"] > 0 and cold["warm_ms_p50"] > 0
     assert cold["first_over_warm"] > 0
     assert s["worker_peak_rss_mb"] > 50
+    assert 50 < s["worker_pss_mb_at_end"] <= s["worker_peak_rss_mb"]
     mixed = s["mixed"]  # 80 % search / 20 % add under 1, 8 and 32 clients, on the same worker
     assert (mixed["users"], mixed["per_user"]) == (3, 20)
     assert [p["clients"] for p in mixed["phases"]] == [1, 8, 32]
@@ -92,6 +93,7 @@ def _check_load(result: dict[str, Any], store: str) -> None:
         assert phase["ops_per_s"] > 0 and phase["worker_cpu_ms_per_op"] > 0
     profile = s["profile"]
     assert profile["queries"] == 5 and profile["service_ms_p50"] > 0
+    assert profile["http_restarted_worker_ms_p50"] == cold["warm_ms_p50"]
     assert "plain_mem0_ms_p50" not in profile  # mem0 reads neither store's layout (see tools/bench/load.py)
     assert profile["stages_ms_mean"]["embed query"] > 0
     assert profile["cprofile_top"]
@@ -100,6 +102,7 @@ def _check_load(result: dict[str, Any], store: str) -> None:
         assert profile["chroma_server_query_ms"]["user's collection, 50 results, metadatas+documents"]["ms_p50"] > 0
     targets = {(t["target"], t["store"]) for t in result["targets"]}
     assert ("worker peak RSS (MB)", store) in targets
+    assert ("(HTTP p50 on a restarted worker - service p50) / service p50", store) in targets
     assert ("a user's first search on a fresh worker / a warm search, at 300 (ratio)", store) in targets
 
 

@@ -114,6 +114,24 @@ class ServiceHost:
                 return round(int(line.split()[1]) / 1024, 1)
         return None
 
+    def pss_mb(self) -> float | None:
+        """Proportional set size of the worker (/proc/<pid>/smaps_rollup), in MB; None off Linux.
+
+        RSS counts a page once per mapping that holds it, and the embedded engine maps each chunk of its
+        vectors twice (read-only and read-write): measured at 61,000 memories, 185 MB of RSS for 90 MB
+        of vector files. PSS counts each page once, which is what the instance's memory holds.
+        """
+        if self.pid is None:
+            return None
+        try:
+            rollup = Path(f"/proc/{self.pid}/smaps_rollup").read_text()
+        except OSError:
+            return None
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
+
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the worker so far: a figure that other load on the machine inflates less."""
         if self.pid is None:
