@@ -101,36 +101,28 @@ class ServiceHost:
         """VmHWM (peak resident set) of the worker process, from /proc; None off Linux."""
         return self.memory_mb("VmHWM")
 
-    def memory_mb(self, field: str = "VmRSS") -> float | None:
-        """A memory figure of the worker from /proc/<pid>/status (VmRSS now, VmHWM peak), in MB."""
+    def memory_mb(self, field: str = "VmRSS", source: str = "status") -> float | None:
+        """A memory figure of the worker from /proc/<pid>/`source`, in MB; None off Linux. From `status`:
+        VmRSS now, VmHWM peak, RssAnon, RssFile. From `smaps_rollup`: Pss (see `pss_mb`)."""
         if self.pid is None:
             return None
         try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
+            text = Path(f"/proc/{self.pid}/{source}").read_text()
         except OSError:
             return None
-        for line in status.splitlines():
+        for line in text.splitlines():
             if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return None
 
     def pss_mb(self) -> float | None:
-        """Proportional set size of the worker (/proc/<pid>/smaps_rollup), in MB; None off Linux.
+        """Proportional set size of the worker, in MB.
 
         RSS counts a page once per mapping that holds it, and the embedded engine maps each chunk of its
         vectors twice (read-only and read-write): measured at 61,000 memories, 185 MB of RSS for 90 MB
         of vector files. PSS counts each page once, which is what the instance's memory holds.
         """
-        if self.pid is None:
-            return None
-        try:
-            rollup = Path(f"/proc/{self.pid}/smaps_rollup").read_text()
-        except OSError:
-            return None
-        for line in rollup.splitlines():
-            if line.startswith("Pss:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return None
+        return self.memory_mb("Pss", "smaps_rollup")
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the worker so far: a figure that other load on the machine inflates less."""
