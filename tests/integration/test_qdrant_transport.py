@@ -115,12 +115,14 @@ def test_what_the_caller_sets_wins(recorder: _Recorder) -> None:
 
 def test_the_worker_store_is_built_on_that_client(recorder: _Recorder, tmp_path: Path) -> None:
     """The adapter the settings build (QDRANT_URL) sends its first calls the same way."""
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
     from shared.stores.vector import build_vector_store
 
     settings = Settings(
         data_dir=tmp_path / "data", local_embedding_model_path=local_model_path(), qdrant_url=recorder.url
     )
-    with pytest.raises(Exception):  # noqa: B017 - the recorder refuses the collection calls
+    with pytest.raises(UnexpectedResponse, match="not served by this recorder"):  # the collection calls
         build_vector_store(settings)
     # the version (once: the store's own check, not also the client's), then the collection
     assert [r[:2] for r in recorder.requests[:2]] == [("GET", "/"), ("GET", "/collections/memories/exists")]
